@@ -1,0 +1,56 @@
+"""graphcnn: a compiler for convolutional neural networks.
+
+Define a model with the DSL (or import ONNX), optimise the graph, run it on the numpy reference,
+as native code through LLVM, or on onnxruntime.
+"""
+from __future__ import annotations
+
+from .api import compile, optimize
+from .dsl import (
+    LRN, AvgPool1d, AvgPool2d, AvgPool3d, BatchNorm2d, Conv1d, Conv2d, Conv3d, Dense, Dropout,
+    Flatten, GlobalAvgPool2d, GlobalMaxPool2d, GraphBuilder, Identity, Layer, LeakyReLU, Linear,
+    LocalResponseNorm, MaxPool1d, MaxPool2d, MaxPool3d, ReLU, ReLU6, Sequential, Sigmoid,
+    Softmax, SumPool1d, SumPool2d, Tensor, ZeroPad2d, add, concat, manual_seed, mul, reshape,
+    transpose,
+)
+from .errors import (
+    CompileError, GraphcnnError, GraphError, InputError, ModelLoadError, ShapeError,
+    UnsupportedOpError,
+)
+from .ir import Graph, Node, TensorType, Value
+from .runtime import CompiledModel
+from .verify import verify
+
+__version__ = "0.1.0"
+
+
+def to_onnx(graph: Graph, **options):
+    """The graph as an onnx.ModelProto (see graphcnn.backends.onnx.export for the opset)."""
+    from graphcnn.backends.onnx.export import to_onnx as _to_onnx
+
+    return _to_onnx(graph, **options)
+
+
+def export_onnx(graph: Graph, path: str, **options) -> None:
+    from graphcnn.backends.onnx.export import export_onnx as _export
+
+    _export(graph, path, **options)
+
+
+def from_onnx(model, input_shapes=None, **options) -> Graph:
+    """Import an ONNX model (path, bytes or onnx.ModelProto) as a Graph."""
+    from .frontends.onnx import from_onnx as _from_onnx
+
+    return _from_onnx(model, input_shapes=input_shapes, **options)
+
+
+__all__ = [
+    "compile", "optimize", "to_onnx", "export_onnx", "from_onnx", "verify", "manual_seed",
+    "Graph", "Node", "Value", "TensorType", "CompiledModel", "GraphBuilder", "Tensor", "Layer",
+    "Sequential", "Conv1d", "Conv2d", "Conv3d", "ReLU", "ReLU6", "LeakyReLU", "Sigmoid",
+    "Identity", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+    "SumPool1d", "SumPool2d", "GlobalAvgPool2d", "GlobalMaxPool2d", "Flatten", "Dense", "Linear",
+    "Softmax", "BatchNorm2d", "Dropout", "LocalResponseNorm", "LRN", "ZeroPad2d", "add", "mul",
+    "concat", "reshape", "transpose", "GraphcnnError", "GraphError", "ShapeError",
+    "UnsupportedOpError", "ModelLoadError", "InputError", "CompileError",
+]

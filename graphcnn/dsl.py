@@ -1,0 +1,479 @@
+"""The model DSL: PyTorch-like layers, `Sequential`, and a functional builder for DAGs.
+
+    model = gc.Sequential(gc.Conv2d(1, 6, 5, padding=2), gc.ReLU(), gc.MaxPool2d(2), ...)
+    graph = model.build((1, 1, 28, 28))
+
+    b = gc.GraphBuilder("block")
+    x = b.input("input", (1, 64, 56, 56))
+    y = gc.ReLU()(gc.Conv2d(64, 64, 3, padding=1)(x) + x)
+    graph = b.build(y)
+
+Weights follow PyTorch's shapes and default initialisation (kaiming-uniform with a=sqrt(5), so
+U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias). They are drawn when the layer is made,
+from `seed=` or else from the module generator that `gc.manual_seed` resets.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import GraphcnnError, ShapeError
+from .ir import Graph, Value
+
+_rng = np.random.default_rng(0)
+
+
+def manual_seed(seed: int) -> None:
+    """Reset the generator layers draw default weights from (like torch.manual_seed)."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def _generator(seed: int | None) -> np.random.Generator:
+    return np.random.default_rng(seed) if seed is not None else _rng
+
+
+def _tuple(v: int | Sequence[int], n: int, what: str) -> tuple[int, ...]:
+    t = (int(v),) * n if isinstance(v, (int, np.integer)) else tuple(int(x) for x in v)
+    if len(t) != n:
+        raise ShapeError(f"{what}={v!r} must be an int or {n} ints")
+    return t
+
+
+def _weight(value: Any, shape: tuple[int, ...], layer: Layer, what: str) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float32)
+    if array.shape != shape:
+        raise ShapeError(f"{layer}: {what} has shape {array.shape}, expected {shape}")
+    return array
+
+
+class Tensor:
+    """A symbolic tensor in a GraphBuilder: what layers take and return in functional code."""
+
+    def __init__(self, builder: GraphBuilder, value: Value):
+        self.builder, self.value = builder, value
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.type.shape
+
+    def __add__(self, other: Tensor) -> Tensor:
+        return add(self, other)
+
+    def __mul__(self, other: Tensor) -> Tensor:
+        return mul(self, other)
+
+    def __repr__(self) -> str:
+        return f"Tensor(%{self.value.name}: {self.value.type})"
+
+
+class GraphBuilder:
+    """Builds a Graph from layer calls on symbolic Tensors (several inputs and outputs allowed)."""
+
+    def __init__(self, name: str = "model"):
+        self.graph = Graph(name)
+
+    def input(self, name: str, shape: Sequence[int], dtype: str = "float32") -> Tensor:
+        if any(int(d) < 1 for d in shape):
+            raise ShapeError(f"input {name!r}: every dim must be >= 1, got {tuple(shape)}")
+        return Tensor(self, self.graph.add_input(name, shape, dtype))
+
+    def op(self, op: str, inputs: Sequence[Tensor], name: str | None = None,
+           params: dict[str, np.ndarray] | None = None, **attrs: Any) -> Tensor:
+        """Add one node; `params` (e.g. weight, bias) become constants named `<node>.<key>`."""
+        for x in inputs:
+            if not isinstance(x, Tensor) or x.builder is not self:
+                raise GraphcnnError(f"{op}: input {x!r} is not a tensor of this builder")
+        node_name = self.graph.unique_name(name or op)
+        consts = [self.graph.add_constant(a, f"{node_name}.{k}") for k, a in (params or {}).items()]
+        self.graph._names.discard(node_name)  # add_node reserves it again
+        values = [x.value for x in inputs] + consts
+        return Tensor(self, self.graph.apply(op, values, attrs, name=node_name))
+
+    def build(self, *outputs: Tensor) -> Graph:
+        from .verify import verify
+
+        self.graph.set_outputs(t.value for t in outputs)
+        verify(self.graph)
+        return self.graph
+
+
+def _builder_of(tensors: Sequence[Tensor]) -> GraphBuilder:
+    builders = {id(t.builder): t.builder for t in tensors}
+    if len(builders) != 1:
+        raise GraphcnnError("tensors from different builders cannot be combined")
+    return tensors[0].builder
+
+
+def add(a: Tensor, b: Tensor) -> Tensor:
+    return _builder_of([a, b]).op("add", [a, b])
+
+
+def mul(a: Tensor, b: Tensor) -> Tensor:
+    return _builder_of([a, b]).op("mul", [a, b])
+
+
+def concat(tensors: Sequence[Tensor], axis: int = 1) -> Tensor:
+    return _builder_of(tensors).op("concat", list(tensors), axis=axis)
+
+
+def reshape(x: Tensor, shape: Sequence[int]) -> Tensor:
+    return x.builder.op("reshape", [x], shape=tuple(shape))
+
+
+def transpose(x: Tensor, perm: Sequence[int]) -> Tensor:
+    return x.builder.op("transpose", [x], perm=tuple(perm))
+
+
+# ----- layers ---------------------------------------------------------------------------------
+class Layer:
+    """A layer adds its nodes to a builder when called on a Tensor."""
+
+    op = ""
+
+    def __call__(self, x: Tensor) -> Tensor:
+        try:
+            self.check(x.shape)
+            return self.emit(x)
+        except ShapeError as e:
+            msg = str(e)
+            raise ShapeError(msg if msg.startswith(str(self)) else f"{self}: {msg}") from None
+
+    def check(self, shape: tuple[int, ...]) -> None:
+        """Raise ShapeError naming both shapes when the input cannot fit this layer."""
+
+    def emit(self, x: Tensor) -> Tensor:
+        return x.builder.op(self.op, [x], name=self.name, **self.attrs())
+
+    def attrs(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def name(self) -> str:
+        return self.op
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class _ConvNd(Layer):
+    nd = 2
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool | np.ndarray = True,
+                 weight: np.ndarray | None = None, seed: int | None = None):
+        nd = self.nd
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _tuple(kernel_size, nd, "kernel_size")
+        self.stride = _tuple(stride, nd, "stride")
+        self.dilation = _tuple(dilation, nd, "dilation")
+        if in_channels % groups or out_channels % groups:
+            raise ShapeError(f"{self}: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ShapeError(f"{self}: padding={padding!r} must be 'same', 'valid' or ints")
+            total = [0 if padding == "valid" else d * (k - 1)
+                     for k, d in zip(self.kernel_size, self.dilation)]
+            self.pads = tuple(t // 2 for t in total) + tuple(t - t // 2 for t in total)
+        else:
+            p = _tuple(padding, nd, "padding")
+            self.pads = p + p
+        shape = (out_channels, in_channels // groups) + self.kernel_size
+        fan_in = (in_channels // groups) * math.prod(self.kernel_size)
+        bound = 1 / math.sqrt(fan_in)
+        rng = _generator(seed)
+        self.weight = (_weight(weight, shape, self, "weight") if weight is not None else
+                       rng.uniform(-bound, bound, shape).astype(np.float32))
+        if isinstance(bias, (bool, np.bool_)):
+            self.bias = rng.uniform(-bound, bound, out_channels).astype(np.float32) if bias else None
+        else:
+            self.bias = _weight(bias, (out_channels,), self, "bias")
+
+    def check(self, shape):
+        if len(shape) != self.nd + 2:
+            raise ShapeError(f"{self}: expects a rank-{self.nd + 2} input (N, C, ...), "
+                             f"got input shape {shape}")
+        if shape[1] != self.in_channels:
+            raise ShapeError(f"{self}: expects {self.in_channels} input channels, got input "
+                             f"shape {shape} (weight shape {self.weight.shape})")
+
+    def emit(self, x):
+        params = {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
+        return x.builder.op("conv", [x], name="conv", params=params, strides=self.stride,
+                            pads=self.pads, dilations=self.dilation, groups=self.groups)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride})")
+
+
+class Conv1d(_ConvNd):
+    nd = 1
+
+
+class Conv2d(_ConvNd):
+    nd = 2
+
+
+class Conv3d(_ConvNd):
+    nd = 3
+
+
+class ReLU(Layer):
+    op = "relu"
+
+
+class Sigmoid(Layer):
+    op = "sigmoid"
+
+
+class Identity(Layer):
+    op = "identity"
+
+
+class LeakyReLU(Layer):
+    op = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01):
+        self.negative_slope = negative_slope
+
+    def attrs(self):
+        return {"alpha": float(self.negative_slope)}
+
+
+class ReLU6(Layer):
+    op = "clip"
+
+    def attrs(self):
+        return {"min": 0.0, "max": 6.0}
+
+    @property
+    def name(self) -> str:
+        return "relu6"
+
+
+class Dropout(Layer):
+    op = "dropout"
+
+    def __init__(self, p: float = 0.5):
+        self.p = p
+
+    def attrs(self):
+        return {"ratio": float(self.p)}
+
+
+class Softmax(Layer):
+    op = "softmax"
+
+    def __init__(self, dim: int = -1):
+        self.dim = dim
+
+    def attrs(self):
+        return {"axis": self.dim}
+
+
+class _PoolNd(Layer):
+    nd = 2
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
+        self.kernel_size = _tuple(kernel_size, self.nd, "kernel_size")
+        self.stride = _tuple(stride if stride is not None else kernel_size, self.nd, "stride")
+        p = _tuple(padding, self.nd, "padding")
+        self.pads, self.dilation, self.ceil_mode = p + p, _tuple(dilation, self.nd, "dilation"), ceil_mode
+
+    def check(self, shape):
+        if len(shape) != self.nd + 2:
+            raise ShapeError(f"{self}: expects a rank-{self.nd + 2} input (N, C, ...), "
+                             f"got input shape {shape}")
+
+    def attrs(self):
+        return {"kernel_shape": self.kernel_size, "strides": self.stride, "pads": self.pads,
+                "dilations": self.dilation, "ceil_mode": self.ceil_mode}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride})"
+
+
+class MaxPool1d(_PoolNd):
+    op, nd = "max_pool", 1
+
+
+class MaxPool2d(_PoolNd):
+    op, nd = "max_pool", 2
+
+
+class MaxPool3d(_PoolNd):
+    op, nd = "max_pool", 3
+
+
+class SumPool1d(_PoolNd):
+    op, nd = "sum_pool", 1
+
+
+class SumPool2d(_PoolNd):
+    op, nd = "sum_pool", 2
+
+
+class _AvgPoolNd(_PoolNd):
+    op = "avg_pool"
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True):
+        super().__init__(kernel_size, stride, padding, 1, ceil_mode)
+        self.count_include_pad = count_include_pad
+
+    def attrs(self):
+        return {**super().attrs(), "count_include_pad": self.count_include_pad}
+
+
+class AvgPool1d(_AvgPoolNd):
+    nd = 1
+
+
+class AvgPool2d(_AvgPoolNd):
+    nd = 2
+
+
+class AvgPool3d(_AvgPoolNd):
+    nd = 3
+
+
+class GlobalAvgPool2d(Layer):
+    op = "global_avg_pool"
+
+
+class GlobalMaxPool2d(Layer):
+    op = "global_max_pool"
+
+
+class Flatten(Layer):
+    """PyTorch's Flatten(start_dim=1, end_dim=-1)."""
+
+    op = "flatten"
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def emit(self, x):
+        rank = len(x.shape)
+        start, end = self.start_dim % rank, self.end_dim % rank
+        if end == rank - 1:
+            return x.builder.op("flatten", [x], axis=start)
+        shape = x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:]
+        return x.builder.op("reshape", [x], name="flatten", shape=shape)
+
+
+class Dense(Layer):
+    """y = x @ weight.T + bias, weight (out_features, in_features) as in torch.nn.Linear."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool | np.ndarray = True,
+                 weight: np.ndarray | None = None, seed: int | None = None):
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1 / math.sqrt(in_features)
+        rng = _generator(seed)
+        shape = (out_features, in_features)
+        self.weight = (_weight(weight, shape, self, "weight") if weight is not None else
+                       rng.uniform(-bound, bound, shape).astype(np.float32))
+        if isinstance(bias, (bool, np.bool_)):
+            self.bias = rng.uniform(-bound, bound, out_features).astype(np.float32) if bias else None
+        else:
+            self.bias = _weight(bias, (out_features,), self, "bias")
+
+    def check(self, shape):
+        if len(shape) != 2 or shape[1] != self.in_features:
+            raise ShapeError(f"{self}: expects input (N, {self.in_features}), got input shape "
+                             f"{shape} (weight shape {self.weight.shape}); add a Flatten?")
+
+    def emit(self, x):
+        params = {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
+        return x.builder.op("gemm", [x], name="dense", params=params, transB=1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.in_features}, {self.out_features})"
+
+
+Linear = Dense
+
+
+class BatchNorm2d(Layer):
+    """Inference batch norm with running statistics (defaults: weight 1, bias 0, mean 0, var 1)."""
+
+    op = "batch_norm"
+
+    def __init__(self, num_features: int, eps: float = 1e-5, weight=None, bias=None,
+                 running_mean=None, running_var=None):
+        c = (num_features,)
+        self.num_features, self.eps = num_features, eps
+        self.weight = _weight(weight if weight is not None else np.ones(c), c, self, "weight")
+        self.bias = _weight(bias if bias is not None else np.zeros(c), c, self, "bias")
+        self.running_mean = _weight(running_mean if running_mean is not None else np.zeros(c), c,
+                                    self, "running_mean")
+        self.running_var = _weight(running_var if running_var is not None else np.ones(c), c,
+                                   self, "running_var")
+
+    def check(self, shape):
+        if len(shape) < 2 or shape[1] != self.num_features:
+            raise ShapeError(f"{self}: expects {self.num_features} channels, got input shape {shape}")
+
+    def emit(self, x):
+        params = {"weight": self.weight, "bias": self.bias, "running_mean": self.running_mean,
+                  "running_var": self.running_var}
+        return x.builder.op("batch_norm", [x], name="bn", params=params, epsilon=self.eps)
+
+    def __repr__(self) -> str:
+        return f"BatchNorm2d({self.num_features})"
+
+
+class LocalResponseNorm(Layer):
+    op = "lrn"
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def attrs(self):
+        return {"size": self.size, "alpha": self.alpha, "beta": self.beta, "bias": self.k}
+
+
+LRN = LocalResponseNorm
+
+
+class ZeroPad2d(Layer):
+    """PyTorch's ZeroPad2d(padding): int or (left, right, top, bottom)."""
+
+    op = "pad"
+
+    def __init__(self, padding):
+        self.padding = _tuple(padding, 4, "padding") if not isinstance(padding, int) else (padding,) * 4
+
+    def attrs(self):
+        left, right, top, bottom = self.padding
+        return {"pads": (0, 0, top, left, 0, 0, bottom, right)}
+
+
+class Sequential(Layer):
+    """Layers applied in order; `build(input_shape)` makes a Graph with one input 'input'."""
+
+    def __init__(self, *layers: Layer):
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise GraphcnnError(f"Sequential item {i} is {layer!r}, not a graphcnn layer")
+        self.layers = list(layers)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            try:
+                x = layer(x)
+            except ShapeError as e:
+                raise ShapeError(f"layer {i} {e}") from None
+        return x
+
+    def build(self, input_shape: Sequence[int], name: str = "model",
+              input_name: str = "input") -> Graph:
+        builder = GraphBuilder(name)
+        return builder.build(self(builder.input(input_name, input_shape)))
+
+    def __repr__(self) -> str:
+        return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"

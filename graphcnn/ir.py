@@ -1,0 +1,290 @@
+"""The IR core: tensor types, values, nodes and the graph that owns them.
+
+Use lists are kept in one place: only Graph's methods (`add_node`, `replace_all_uses_with`,
+`replace_input`, `remove`, `set_outputs`) rewire edges, so both directions of every edge stay in
+sync. Attributes are frozen; a changed node is a new node.
+"""
+from __future__ import annotations
+
+import copy as _copy
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import GraphError, ShapeError, where
+
+_DTYPE_SHORT = {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "b1"}
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """A static tensor type: a concrete shape and a numpy dtype name."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+    def __str__(self) -> str:
+        return f"{_DTYPE_SHORT.get(self.dtype, self.dtype)}[{','.join(map(str, self.shape))}]"
+
+
+class FrozenDict(dict):
+    """A dict that refuses mutation: node attributes are immutable once the node exists."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("node attributes are frozen; build a new node instead")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def __deepcopy__(self, memo: dict) -> FrozenDict:
+        return self  # immutable: safe to share
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+
+def freeze(value: Any) -> Any:
+    """Lists become tuples and numpy scalars Python scalars, so attrs are hashable and printable."""
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return tuple(freeze(v) for v in value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class Value:
+    """An edge: produced by one node (or a graph input / constant), used by any number of nodes."""
+
+    __slots__ = ("name", "type", "producer", "uses", "data")
+
+    def __init__(self, name: str, type: TensorType, producer: Node | None = None,
+                 data: np.ndarray | None = None):
+        self.name = name
+        self.type = type
+        self.producer = producer
+        self.uses: list[tuple[Node, int]] = []  # (user node, input index)
+        self.data = data
+
+    @property
+    def is_constant(self) -> bool:
+        return self.data is not None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.type.shape
+
+    def users(self) -> list[Node]:
+        seen: dict[int, Node] = {}
+        for node, _ in self.uses:
+            seen.setdefault(id(node), node)
+        return list(seen.values())
+
+    def __repr__(self) -> str:
+        return f"Value(%{self.name}: {self.type})"
+
+
+class Node:
+    """One operation. Inputs and outputs are Values; attrs a frozen dict."""
+
+    __slots__ = ("name", "op", "inputs", "outputs", "attrs")
+
+    def __init__(self, name: str, op: str, inputs: Sequence[Value], attrs: dict[str, Any]):
+        self.name = name
+        self.op = op
+        self.inputs: tuple[Value, ...] = tuple(inputs)
+        self.outputs: tuple[Value, ...] = ()
+        self.attrs = FrozenDict({k: freeze(v) for k, v in attrs.items()})
+
+    @property
+    def output(self) -> Value:
+        return self.outputs[0]
+
+    def __repr__(self) -> str:
+        return f"Node({self.name}: {self.op})"
+
+
+class Graph:
+    """A dataflow graph with nodes kept in topological order."""
+
+    def __init__(self, name: str = "graph"):
+        self.name = name
+        self.inputs: list[Value] = []
+        self.outputs: list[Value] = []
+        self.nodes: list[Node] = []
+        self._names: set[str] = set()
+
+    # ----- construction -------------------------------------------------------------------
+    def unique_name(self, base: str) -> str:
+        base = base or "v"
+        name, i = base, 1
+        while name in self._names:
+            name, i = f"{base}_{i}", i + 1
+        self._names.add(name)
+        return name
+
+    def add_input(self, name: str, shape: Sequence[int], dtype: str = "float32") -> Value:
+        if name in self._names:
+            raise GraphError(f"duplicate name {name!r} for a graph input")
+        self._names.add(name)
+        value = Value(name, TensorType(tuple(shape), dtype))
+        self.inputs.append(value)
+        return value
+
+    def add_constant(self, data: Any, name: str = "const") -> Value:
+        array = np.array(data, copy=True)
+        if array.dtype == np.float64:
+            array = array.astype(np.float32)
+        array.setflags(write=False)  # constants are shared between graph copies
+        return Value(self.unique_name(name), TensorType(array.shape, array.dtype.name), data=array)
+
+    def add_node(self, op: str, inputs: Sequence[Value], attrs: dict[str, Any] | None = None,
+                 name: str | None = None, before: Node | None = None,
+                 output_names: Sequence[str] | None = None) -> Node:
+        """Create a node: normalise attrs with its op's schema, infer output types, link uses.
+
+        Appended at the end, or inserted just before `before` (passes rewriting in place).
+        """
+        from .ops import get_op  # the op table imports this module
+
+        opdef = get_op(op, name)
+        node = Node(self.unique_name(name or op), op, inputs, {})
+        for v in inputs:
+            if not isinstance(v, Value):
+                raise GraphError(f"{where(node)}: input {v!r} is not a Value")
+        try:
+            node.attrs = FrozenDict({k: freeze(v) for k, v in
+                                     opdef.normalized(dict(attrs or {}), [v.type for v in inputs]).items()})
+            out_types = opdef.infer(node.attrs, [v.type for v in inputs])
+        except ShapeError as e:
+            raise ShapeError(f"{where(node)}: {e}") from None
+        names = list(output_names or [])
+        outs = []
+        for i, t in enumerate(out_types):
+            vname = self.unique_name(names[i]) if i < len(names) else (
+                node.name if i == 0 else self.unique_name(f"{node.name}:{i}"))
+            outs.append(Value(vname, t, producer=node))
+        node.outputs = tuple(outs)
+        for i, v in enumerate(node.inputs):
+            v.uses.append((node, i))
+        if before is None:
+            self.nodes.append(node)
+        else:
+            self.nodes.insert(self.nodes.index(before), node)
+        return node
+
+    def apply(self, op: str, inputs: Sequence[Value], attrs: dict[str, Any] | None = None,
+              name: str | None = None, before: Node | None = None) -> Value:
+        """add_node for the common single-output case; returns the output Value."""
+        return self.add_node(op, inputs, attrs, name=name, before=before).outputs[0]
+
+    def set_outputs(self, values: Iterable[Value]) -> None:
+        self.outputs = list(values)
+
+    # ----- rewiring (the only places that touch use lists) --------------------------------
+    def replace_input(self, node: Node, index: int, new: Value) -> None:
+        old = node.inputs[index]
+        old.uses.remove((node, index))
+        node.inputs = node.inputs[:index] + (new,) + node.inputs[index + 1:]
+        new.uses.append((node, index))
+
+    def replace_all_uses_with(self, old: Value, new: Value) -> None:
+        if old is new:
+            return
+        if old.type.shape != new.type.shape:
+            raise ShapeError(f"cannot replace %{old.name} {old.type} with %{new.name} {new.type}")
+        for node, i in list(old.uses):
+            self.replace_input(node, i, new)
+        self.outputs = [new if v is old else v for v in self.outputs]
+
+    def remove(self, node: Node, safe: bool = True) -> None:
+        """Remove a node; with safe=True its outputs must be unused and not graph outputs."""
+        if safe:
+            for out in node.outputs:
+                if out.uses or any(out is v for v in self.outputs):
+                    raise GraphError(f"cannot remove {where(node)}: %{out.name} is still used")
+        for i, v in enumerate(node.inputs):
+            if (node, i) in v.uses:
+                v.uses.remove((node, i))
+        self.nodes.remove(node)
+
+    # ----- queries ---------------------------------------------------------------------------
+    @property
+    def constants(self) -> list[Value]:
+        """Constant values referenced by nodes or outputs, in order of first use."""
+        seen: dict[int, Value] = {}
+        for node in self.nodes:
+            for v in node.inputs:
+                if v.is_constant:
+                    seen.setdefault(id(v), v)
+        for v in self.outputs:
+            if v.is_constant:
+                seen.setdefault(id(v), v)
+        return list(seen.values())
+
+    def values(self) -> Iterator[Value]:
+        yield from self.inputs
+        yield from self.constants
+        for node in self.nodes:
+            yield from node.outputs
+
+    def find_node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise GraphError(f"no node named {name!r} in graph {self.name!r}")
+
+    def toposort(self) -> None:
+        """Reorder nodes topologically, stable with respect to the current order."""
+        produced = {id(v) for v in self.inputs} | {id(v) for v in self.constants}
+        pending, ordered = list(self.nodes), []
+        while pending:
+            progressed, rest = False, []
+            for node in pending:
+                if all(id(v) in produced or v.is_constant for v in node.inputs):
+                    ordered.append(node)
+                    produced.update(id(o) for o in node.outputs)
+                    progressed = True
+                else:
+                    rest.append(node)
+            if not progressed:
+                names = ", ".join(n.name for n in rest[:5])
+                raise GraphError(f"graph {self.name!r} has a cycle or dangling input among: {names}")
+            pending = rest
+        self.nodes = ordered
+
+    def copy(self) -> Graph:
+        """A deep copy of the structure; constant arrays (read-only) are shared."""
+        memo: dict[int, Any] = {}
+        for v in self.constants:
+            memo[id(v.data)] = v.data
+        return _copy.deepcopy(self, memo)
+
+    def __str__(self) -> str:
+        from .printer import format_graph
+
+        return format_graph(self)
+
+    def __repr__(self) -> str:
+        return f"<Graph {self.name!r}: {len(self.nodes)} nodes>"

@@ -1,0 +1,122 @@
+"""Convolution (1-D/2-D/3-D) and the spatial-window arithmetic pools share with it.
+
+conv(x, w[, b[, residual]]): x (N, C, *spatial), w (OC, C/groups, *kernel), b (OC,).
+pads are ONNX-ordered: all begins, then all ends. After fusion a conv may carry an epilogue:
+y = act(conv(x, w) + b + residual), `residual=True` marking the 4th input.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..ir import TensorType
+from .activation import EPILOGUE_ATTRS, apply_activation, check_epilogue
+from .registry import OpDef, register, require
+
+
+def spatial_defaults(attrs: dict, nd: int, keys: tuple[str, ...] = ("strides", "dilations")) -> dict:
+    """Fill per-dimension defaults (ones; zero pads) and check their lengths."""
+    for key in keys:
+        attrs[key] = tuple(attrs[key]) if attrs[key] else (1,) * nd
+        require(len(attrs[key]) == nd, f"{key} {attrs[key]} must have {nd} entries")
+        require(all(s >= 1 for s in attrs[key]), f"{key} {attrs[key]} must be >= 1")
+    attrs["pads"] = tuple(attrs["pads"]) if attrs["pads"] else (0,) * (2 * nd)
+    require(len(attrs["pads"]) == 2 * nd, f"pads {attrs['pads']} must have {2 * nd} entries")
+    require(all(p >= 0 for p in attrs["pads"]), f"pads {attrs['pads']} must be >= 0")
+    return attrs
+
+
+def window_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int,
+                       dilation: int = 1, ceil_mode: bool = False) -> int:
+    """Output length of a sliding window; with ceil_mode a window must start inside input+pad_begin."""
+    span = (kernel - 1) * dilation + 1
+    padded = size + pad_begin + pad_end
+    require(padded >= span, f"kernel extent {span} is larger than the padded input {padded}")
+    if not ceil_mode:
+        return (padded - span) // stride + 1
+    out = -(-(padded - span) // stride) + 1
+    if (out - 1) * stride >= size + pad_begin:  # last window would start in the end padding
+        out -= 1
+    return out
+
+
+def windows(xp: np.ndarray, kernel, strides, dilations, out_shape) -> np.ndarray:
+    """View (N, C, *out, *kernel) of the padded input xp: no copy, strides and dilation applied."""
+    nd = len(kernel)
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    view = sliding_window_view(xp, span, axis=tuple(range(2, 2 + nd)))
+    index = (slice(None), slice(None))
+    index += tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out_shape, strides))
+    index += tuple(slice(None, None, d) for d in dilations)
+    return view[index]
+
+
+def _normalize(attrs: dict, t: list[TensorType]) -> dict:
+    x, w = t[0], t[1]
+    require(x.rank >= 3, f"input must be (N, C, *spatial), got {x}")
+    nd = x.rank - 2
+    return spatial_defaults(attrs, nd)
+
+
+def _infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    x, w = t[0], t[1]
+    nd = x.rank - 2
+    require(w.rank == x.rank, f"weight {w} must have the input's rank {x.rank} (input {x})")
+    g = a["groups"]
+    require(g >= 1 and x.shape[1] % g == 0 and w.shape[0] % g == 0,
+            f"groups={g} must divide input channels {x.shape[1]} and output channels {w.shape[0]}")
+    require(w.shape[1] * g == x.shape[1],
+            f"input {x} has {x.shape[1]} channels but weight {w} expects {w.shape[1] * g}")
+    require(min(w.shape) >= 1 and min(x.shape) >= 1, f"zero-size dims in input {x} / weight {w}")
+    check_epilogue(a)
+    has_bias = len(t) >= 3
+    if a["residual"]:
+        require(len(t) == 4, "a residual conv takes (x, w, b, residual)")
+    else:
+        require(len(t) <= 3, "a conv without residual takes (x, w[, b])")
+    if has_bias:
+        require(t[2].shape == (w.shape[0],), f"bias {t[2]} must be ({w.shape[0]},)")
+    out = tuple(window_output_size(x.shape[2 + i], w.shape[2 + i], a["strides"][i], a["pads"][i],
+                                   a["pads"][i + nd], a["dilations"][i]) for i in range(nd))
+    y = TensorType((x.shape[0], w.shape[0]) + out, x.dtype)
+    if a["residual"]:
+        require(t[3].shape == y.shape, f"residual {t[3]} must match the output {y}")
+    return [y]
+
+
+def conv_nd(x: np.ndarray, w: np.ndarray, strides, pads, dilations, groups: int) -> np.ndarray:
+    """Grouped N-d convolution as one GEMM per group over an im2col view (no pixel loops)."""
+    nd = x.ndim - 2
+    kernel = w.shape[2:]
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[i + nd]) for i in range(nd)])
+    out_shape = tuple(window_output_size(x.shape[2 + i], kernel[i], strides[i], pads[i],
+                                         pads[i + nd], dilations[i]) for i in range(nd))
+    win = windows(xp, kernel, strides, dilations, out_shape)  # N, C, *out, *k
+    cg, og = w.shape[1], w.shape[0] // groups
+    k_axes = list(range(2 + nd, 2 + 2 * nd))
+    parts = []
+    for g in range(groups):
+        wg = w[g * og:(g + 1) * og]
+        xg = win[:, g * cg:(g + 1) * cg]
+        # contract channel + kernel taps: (N, *out, og)
+        parts.append(np.tensordot(xg, wg, axes=([1] + k_axes, [1] + list(range(2, 2 + nd)))))
+    y = np.concatenate(parts, axis=-1) if groups > 1 else parts[0]
+    return np.ascontiguousarray(np.moveaxis(y, -1, 1)).astype(x.dtype, copy=False)
+
+
+def _compute(a: dict, x, w, b=None, r=None):
+    y = conv_nd(x, w, a["strides"], a["pads"], a["dilations"], a["groups"])
+    if b is not None:
+        y = y + b.reshape((1, -1) + (1,) * (x.ndim - 2))
+    if r is not None:
+        y = y + r
+    return apply_activation(y, a["activation"], a["activation_params"])
+
+
+register(OpDef(
+    "conv",
+    {"strides": None, "pads": None, "dilations": None, "groups": 1, "residual": False,
+     **EPILOGUE_ATTRS},
+    _infer, _compute, inputs=(2, 4), normalize=_normalize,
+    doc="N-d convolution with groups; optional bias, fused residual add and activation",
+))

@@ -1,0 +1,60 @@
+"""Normalisations: softmax (one axis, ONNX opset-13 semantics), inference batch norm, LRN."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import TensorType
+from .registry import OpDef, norm_axis, register, require, same
+
+
+def _softmax_normalize(a: dict, t: list[TensorType]) -> dict:
+    a["axis"] = norm_axis(a["axis"], t[0].rank)
+    return a
+
+
+def _softmax(a: dict, x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=a["axis"], keepdims=True))  # shift by the max: no overflow
+    return (e / e.sum(axis=a["axis"], keepdims=True)).astype(x.dtype)
+
+
+register(OpDef("softmax", {"axis": -1}, lambda a, t: same(t[0]), _softmax,
+               normalize=_softmax_normalize, doc="exp(x - max) / sum(exp(x - max)) along axis"))
+
+
+def _bn_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    x = t[0]
+    require(x.rank >= 2, f"batch_norm input must be (N, C, ...), got {x}")
+    for name, p in zip(("scale", "bias", "mean", "var"), t[1:]):
+        require(p.shape == (x.shape[1],), f"{name} {p} must be ({x.shape[1]},) for input {x}")
+    return same(x)
+
+
+def _batch_norm(a: dict, x, scale, bias, mean, var):
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    inv = (scale / np.sqrt(var + np.float32(a["epsilon"]))).reshape(shape)
+    return ((x - mean.reshape(shape)) * inv + bias.reshape(shape)).astype(x.dtype)
+
+
+register(OpDef("batch_norm", {"epsilon": 1e-5}, _bn_infer, _batch_norm, inputs=(5, 5),
+               doc="(x - mean) / sqrt(var + eps) * scale + bias, per channel (inference)"))
+
+
+def _lrn_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    require(t[0].rank >= 3, f"lrn input must be (N, C, *spatial), got {t[0]}")
+    require(a["size"] >= 1, f"size {a['size']} must be >= 1")
+    return same(t[0])
+
+
+def _lrn(a: dict, x: np.ndarray) -> np.ndarray:
+    size = a["size"]
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2  # channels [c - lo, c + hi]
+    sq = np.pad(np.square(x), [(0, 0), (lo, hi)] + [(0, 0)] * (x.ndim - 2))
+    csum = np.cumsum(sq, axis=1, dtype=np.float64)
+    csum = np.concatenate([np.zeros_like(csum[:, :1]), csum], axis=1)
+    window = (csum[:, size:] - csum[:, :-size]).astype(np.float32)
+    return (x / (np.float32(a["bias"]) + np.float32(a["alpha"] / size) * window)
+            ** np.float32(a["beta"])).astype(x.dtype)
+
+
+register(OpDef("lrn", {"size": 5, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}, _lrn_infer, _lrn,
+               doc="x / (bias + alpha/size * sum of squares over `size` channels) ** beta"))

@@ -1,0 +1,118 @@
+"""Pooling: max / average / sum over sliding windows (1-D/2-D/3-D), and the global pools.
+
+Window placement follows ONNX (and PyTorch): pads are all-begins then all-ends; with ceil_mode the
+last window may hang over the end but must start inside input + begin pad. Average pooling divides
+by the window's cells inside input + pads (count_include_pad) or inside the input alone.
+Sum pooling has no ONNX op; it is the sum over the same window (zero padding).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import TensorType
+from .conv import spatial_defaults, window_output_size, windows
+from .registry import REQUIRED, OpDef, register, require
+
+POOL_ATTRS = {"kernel_shape": REQUIRED, "strides": None, "pads": None, "dilations": None,
+              "ceil_mode": False}
+
+
+def _normalize(attrs: dict, t: list[TensorType]) -> dict:
+    require(t[0].rank >= 3, f"input must be (N, C, *spatial), got {t[0]}")
+    nd = t[0].rank - 2
+    attrs["kernel_shape"] = tuple(attrs["kernel_shape"])
+    require(len(attrs["kernel_shape"]) == nd and min(attrs["kernel_shape"]) >= 1,
+            f"kernel_shape {attrs['kernel_shape']} must be {nd} positive sizes")
+    attrs["ceil_mode"] = bool(attrs["ceil_mode"])
+    if "count_include_pad" in attrs:
+        attrs["count_include_pad"] = bool(attrs["count_include_pad"])
+    return spatial_defaults(attrs, nd)
+
+
+def pool_output_shape(a: dict, shape: tuple[int, ...]) -> tuple[int, ...]:
+    nd = len(shape) - 2
+    return tuple(window_output_size(shape[2 + i], a["kernel_shape"][i], a["strides"][i],
+                                    a["pads"][i], a["pads"][i + nd], a["dilations"][i],
+                                    a["ceil_mode"]) for i in range(nd))
+
+
+def _infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    x = t[0]
+    nd = x.rank - 2
+    for i in range(nd):
+        require(a["pads"][i] < (a["kernel_shape"][i] - 1) * a["dilations"][i] + 1 and
+                a["pads"][i + nd] < (a["kernel_shape"][i] - 1) * a["dilations"][i] + 1,
+                f"pads {a['pads']} must be smaller than the kernel extent {a['kernel_shape']}")
+    require(min(x.shape) >= 1, f"zero-size dims in input {x}")
+    return [TensorType(x.shape[:2] + pool_output_shape(a, x.shape), x.dtype)]
+
+
+def _padded_windows(a: dict, x: np.ndarray, fill: float):
+    """Windows over x padded with `fill`, plus the per-dim padding actually applied."""
+    nd = x.ndim - 2
+    out = pool_output_shape(a, x.shape)
+    widths = []
+    for i in range(nd):
+        span = (a["kernel_shape"][i] - 1) * a["dilations"][i] + 1
+        begin = a["pads"][i]
+        # ceil_mode windows may reach past the declared end padding
+        end = max(a["pads"][i + nd], (out[i] - 1) * a["strides"][i] + span - x.shape[2 + i] - begin)
+        widths.append((begin, end))
+    xp = np.pad(x, [(0, 0), (0, 0)] + widths, constant_values=fill)
+    return windows(xp, a["kernel_shape"], a["strides"], a["dilations"], out), widths, out
+
+
+def _reduce_axes(nd: int) -> tuple[int, ...]:
+    return tuple(range(2 + nd, 2 + 2 * nd))
+
+
+def _max_pool(a: dict, x: np.ndarray) -> np.ndarray:
+    win, _, _ = _padded_windows(a, x, -np.inf)
+    return win.max(axis=_reduce_axes(x.ndim - 2))
+
+
+def _sum_pool(a: dict, x: np.ndarray) -> np.ndarray:
+    win, _, _ = _padded_windows(a, x, 0.0)
+    return win.sum(axis=_reduce_axes(x.ndim - 2), dtype=np.float32)
+
+
+def _avg_pool(a: dict, x: np.ndarray) -> np.ndarray:
+    nd = x.ndim - 2
+    win, widths, out = _padded_windows(a, x, 0.0)
+    total = win.sum(axis=_reduce_axes(nd), dtype=np.float32)
+    # the divisor: window cells that fall in the counted region (input, plus pads if included)
+    mask = np.ones((1, 1) + x.shape[2:], np.float32)
+    if a["count_include_pad"]:
+        mask = np.pad(mask, [(0, 0), (0, 0)] + [(a["pads"][i], a["pads"][i + nd]) for i in range(nd)],
+                      constant_values=1.0)
+        grown = [(0, widths[i][1] - a["pads"][i + nd]) for i in range(nd)]
+    else:
+        grown = widths
+    mask = np.pad(mask, [(0, 0), (0, 0)] + grown)
+    count = windows(mask, a["kernel_shape"], a["strides"], a["dilations"], out).sum(
+        axis=_reduce_axes(nd), dtype=np.float32)
+    return (total / np.maximum(count, 1)).astype(x.dtype)
+
+
+register(OpDef("max_pool", dict(POOL_ATTRS), _infer, _max_pool, normalize=_normalize,
+               doc="max over each window (padding never wins)"))
+register(OpDef("avg_pool", {**POOL_ATTRS, "count_include_pad": False}, _infer, _avg_pool,
+               normalize=_normalize, doc="mean over each window"))
+register(OpDef("sum_pool", dict(POOL_ATTRS), _infer, _sum_pool, normalize=_normalize,
+               doc="sum over each window (zero padding)"))
+
+
+def _global_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    require(t[0].rank >= 3, f"input must be (N, C, *spatial), got {t[0]}")
+    return [TensorType(t[0].shape[:2] + (1,) * (t[0].rank - 2), t[0].dtype)]
+
+
+def _spatial(x: np.ndarray) -> tuple[int, ...]:
+    return tuple(range(2, x.ndim))
+
+
+register(OpDef("global_avg_pool", {}, _global_infer,
+               lambda a, x: x.mean(axis=_spatial(x), keepdims=True, dtype=np.float32),
+               doc="mean over all spatial dims"))
+register(OpDef("global_max_pool", {}, _global_infer,
+               lambda a, x: x.max(axis=_spatial(x), keepdims=True), doc="max over all spatial dims"))
