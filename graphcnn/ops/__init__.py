@@ -5,7 +5,7 @@ of repeating lists.
 """
 from __future__ import annotations
 
-from . import activation, conv, elementwise, linear, normalization, pool, tensor  # noqa: F401
+from . import activation, conv, elementwise, layout, linear, normalization, pool, tensor  # noqa: F401
 from .activation import EPILOGUE_ACTIVATIONS, apply_activation, as_epilogue
 from .registry import OPS, REQUIRED, OpDef, get_op, register
 

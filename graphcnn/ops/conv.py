@@ -3,6 +3,8 @@
 conv(x, w[, b[, residual]]): x (N, C, *spatial), w (OC, C/groups, *kernel), b (OC,).
 pads are ONNX-ordered: all begins, then all ends. After fusion a conv may carry an epilogue:
 y = act(conv(x, w) + b + residual), `residual=True` marking the 4th input.
+With layout="NCHWc" the input, residual and output are blocked (see ops/layout.py): the input's
+block is its last dim, the output's is `out_block`; weight and bias stay logical.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..ir import TensorType
 from .activation import EPILOGUE_ATTRS, apply_activation, check_epilogue
+from .layout import LAYOUTS, blocked_shape, from_blocked, to_blocked, unblocked_type
 from .registry import OpDef, register, require
 
 
@@ -53,12 +56,24 @@ def windows(xp: np.ndarray, kernel, strides, dilations, out_shape) -> np.ndarray
 
 def _normalize(attrs: dict, t: list[TensorType]) -> dict:
     x, w = t[0], t[1]
-    require(x.rank >= 3, f"input must be (N, C, *spatial), got {x}")
-    nd = x.rank - 2
-    return spatial_defaults(attrs, nd)
+    require(attrs["layout"] in LAYOUTS, f"layout {attrs['layout']!r} must be one of {LAYOUTS}")
+    blocked = attrs["layout"] == "NCHWc"
+    require(x.rank >= 3 + blocked, f"input must be (N, C, *spatial), got {x}")
+    require(not blocked or attrs["out_block"] >= 1, "a blocked conv needs out_block >= 1")
+    return spatial_defaults(attrs, x.rank - 2 - blocked)
 
 
 def _infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    if a["layout"] == "NCHWc":  # check the logical conv, then block its output
+        x, w = t[0], t[1]
+        c_in = w.shape[1] * a["groups"]
+        require(-(-c_in // x.shape[-1]) == x.shape[1],
+                f"blocked input {x} does not hold the weight's {c_in} input channels")
+        logical = [unblocked_type(x, c_in)] + list(t[1:3])
+        if a["residual"]:
+            logical.append(unblocked_type(t[3], w.shape[0]))
+        y = _infer({**a, "layout": "NCHW"}, logical)[0]
+        return [TensorType(blocked_shape(y.shape, a["out_block"]), y.dtype)]
     x, w = t[0], t[1]
     nd = x.rank - 2
     require(w.rank == x.rank, f"weight {w} must have the input's rank {x.rank} (input {x})")
@@ -105,6 +120,10 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, pads, dilations, groups: int)
 
 
 def _compute(a: dict, x, w, b=None, r=None):
+    if a["layout"] == "NCHWc":
+        x = from_blocked(x, w.shape[1] * a["groups"])
+        r = None if r is None else from_blocked(r, w.shape[0])
+        return to_blocked(_compute({**a, "layout": "NCHW"}, x, w, b, r), a["out_block"])
     y = conv_nd(x, w, a["strides"], a["pads"], a["dilations"], a["groups"])
     if b is not None:
         y = y + b.reshape((1, -1) + (1,) * (x.ndim - 2))
@@ -116,7 +135,7 @@ def _compute(a: dict, x, w, b=None, r=None):
 register(OpDef(
     "conv",
     {"strides": None, "pads": None, "dilations": None, "groups": 1, "residual": False,
-     **EPILOGUE_ATTRS},
+     "layout": "NCHW", "out_block": 0, **EPILOGUE_ATTRS},
     _infer, _compute, inputs=(2, 4), normalize=_normalize,
     doc="N-d convolution with groups; optional bias, fused residual add and activation",
 ))

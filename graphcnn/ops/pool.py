@@ -4,6 +4,8 @@ Window placement follows ONNX (and PyTorch): pads are all-begins then all-ends; 
 last window may hang over the end but must start inside input + begin pad. Average pooling divides
 by the window's cells inside input + pads (count_include_pad) or inside the input alone.
 Sum pooling has no ONNX op; it is the sum over the same window (zero padding).
+With layout="NCHWc" the input and output are blocked (N, Cb, *S, b): the block is one more
+channel axis, so the windows are computed on the equivalent (N, Cb*b, *S) tensor.
 """
 from __future__ import annotations
 
@@ -11,15 +13,40 @@ import numpy as np
 
 from ..ir import TensorType
 from .conv import spatial_defaults, window_output_size, windows
+from .layout import LAYOUTS
 from .registry import REQUIRED, OpDef, register, require
 
 POOL_ATTRS = {"kernel_shape": REQUIRED, "strides": None, "pads": None, "dilations": None,
-              "ceil_mode": False}
+              "ceil_mode": False, "layout": "NCHW"}
+
+
+def _as_channels(t: TensorType) -> TensorType:
+    """A blocked (N, Cb, *S, b) type seen as the NCHW type (N, Cb*b, *S)."""
+    return TensorType((t.shape[0], t.shape[1] * t.shape[-1]) + t.shape[2:-1], t.dtype)
+
+
+def blockable(infer_or_compute):
+    """Wrap a pool's shape rule or kernel so it also takes the blocked layout."""
+    def wrapped(a, first, *rest):
+        if a.get("layout", "NCHW") != "NCHWc":
+            return infer_or_compute(a, first, *rest)
+        if isinstance(first, list):  # shape rule
+            y = infer_or_compute(a, [_as_channels(first[0])])[0]
+            b = first[0].shape[-1]
+            return [TensorType((y.shape[0], y.shape[1] // b) + y.shape[2:] + (b,), y.dtype)]
+        x = first
+        n, cb, b = x.shape[0], x.shape[1], x.shape[-1]
+        flat = np.moveaxis(x, -1, 2).reshape((n, cb * b) + x.shape[2:-1])
+        y = infer_or_compute(a, flat)
+        return np.ascontiguousarray(np.moveaxis(y.reshape((n, cb, b) + y.shape[2:]), 2, -1))
+    return wrapped
 
 
 def _normalize(attrs: dict, t: list[TensorType]) -> dict:
-    require(t[0].rank >= 3, f"input must be (N, C, *spatial), got {t[0]}")
-    nd = t[0].rank - 2
+    require(attrs.get("layout", "NCHW") in LAYOUTS, f"layout must be one of {LAYOUTS}")
+    blocked = attrs.get("layout") == "NCHWc"
+    require(t[0].rank >= 3 + blocked, f"input must be (N, C, *spatial), got {t[0]}")
+    nd = t[0].rank - 2 - blocked
     attrs["kernel_shape"] = tuple(attrs["kernel_shape"])
     require(len(attrs["kernel_shape"]) == nd and min(attrs["kernel_shape"]) >= 1,
             f"kernel_shape {attrs['kernel_shape']} must be {nd} positive sizes")
@@ -94,12 +121,12 @@ def _avg_pool(a: dict, x: np.ndarray) -> np.ndarray:
     return (total / np.maximum(count, 1)).astype(x.dtype)
 
 
-register(OpDef("max_pool", dict(POOL_ATTRS), _infer, _max_pool, normalize=_normalize,
-               doc="max over each window (padding never wins)"))
-register(OpDef("avg_pool", {**POOL_ATTRS, "count_include_pad": False}, _infer, _avg_pool,
-               normalize=_normalize, doc="mean over each window"))
-register(OpDef("sum_pool", dict(POOL_ATTRS), _infer, _sum_pool, normalize=_normalize,
-               doc="sum over each window (zero padding)"))
+register(OpDef("max_pool", dict(POOL_ATTRS), blockable(_infer), blockable(_max_pool),
+               normalize=_normalize, doc="max over each window (padding never wins)"))
+register(OpDef("avg_pool", {**POOL_ATTRS, "count_include_pad": False}, blockable(_infer),
+               blockable(_avg_pool), normalize=_normalize, doc="mean over each window"))
+register(OpDef("sum_pool", dict(POOL_ATTRS), blockable(_infer), blockable(_sum_pool),
+               normalize=_normalize, doc="sum over each window (zero padding)"))
 
 
 def _global_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
@@ -111,8 +138,9 @@ def _spatial(x: np.ndarray) -> tuple[int, ...]:
     return tuple(range(2, x.ndim))
 
 
-register(OpDef("global_avg_pool", {}, _global_infer,
-               lambda a, x: x.mean(axis=_spatial(x), keepdims=True, dtype=np.float32),
+register(OpDef("global_avg_pool", {"layout": "NCHW"}, blockable(_global_infer),
+               blockable(lambda a, x: x.mean(axis=_spatial(x), keepdims=True, dtype=np.float32)),
                doc="mean over all spatial dims"))
-register(OpDef("global_max_pool", {}, _global_infer,
-               lambda a, x: x.max(axis=_spatial(x), keepdims=True), doc="max over all spatial dims"))
+register(OpDef("global_max_pool", {"layout": "NCHW"}, blockable(_global_infer),
+               blockable(lambda a, x: x.max(axis=_spatial(x), keepdims=True)),
+               doc="max over all spatial dims"))
