@@ -1,0 +1,116 @@
+"""Side-by-side timing of graphcnn targets and onnxruntime: one process, alternating runs, medians.
+
+Used by `graphcnn bench MODEL` and the scripts in benchmarks/. The machines this runs on are
+noisy, so callers report ratios of medians, never single absolute times.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+
+from .ir import Graph, Node
+
+
+def node_flops(node: Node) -> int:
+    """Multiply-adds count twice; only the layers that dominate CNN time are counted."""
+    if node.op == "conv":
+        w = node.inputs[1].type.shape
+        y = node.outputs[0].type.shape
+        out_elems = math.prod(y)
+        if node.attrs.get("layout") == "NCHWc":  # blocked output: count real channels only
+            out_elems = out_elems // (y[1] * y[-1]) * w[0]
+        return 2 * out_elems * math.prod(w[1:])
+    if node.op in ("gemm", "matmul"):
+        a, y = node.inputs[0].type.shape, node.outputs[0].type.shape
+        k = a[0] if node.op == "gemm" and node.attrs.get("transA") else a[-1]
+        return 2 * math.prod(y) * k
+    return 0
+
+
+def graph_flops(graph: Graph) -> int:
+    return sum(node_flops(n) for n in graph.nodes)
+
+
+def time_alternating(runners: dict[str, Callable[[], object]], runs: int = 30,
+                     warmup: int = 3, budget_s: float = 60.0) -> dict[str, float]:
+    """Median seconds per runner; runners take turns (order rotated each round) so drift in
+    machine load hits all of them alike. Stops early once `budget_s` is spent (>= 5 rounds)."""
+    names = list(runners)
+    for _ in range(warmup):
+        for name in names:
+            runners[name]()
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    start = time.perf_counter()
+    for i in range(runs):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name in order:
+            t0 = time.perf_counter()
+            runners[name]()
+            samples[name].append(time.perf_counter() - t0)
+        if i >= 4 and time.perf_counter() - start > budget_s:
+            break
+    return {n: statistics.median(s) for n, s in samples.items()}
+
+
+def compare_with_onnxruntime(graph: Graph, threads: int = 2, runs: int = 30,
+                             inputs: list[np.ndarray] | None = None, seed: int = 0,
+                             budget_s: float = 60.0) -> dict:
+    """Compile for llvm and onnxruntime (same thread count), check they agree, time both."""
+    from . import compile
+
+    rng = np.random.default_rng(seed)
+    inputs = inputs or [rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs]
+    t0 = time.perf_counter()
+    native = compile(graph, target="llvm", threads=threads)
+    compile_s = time.perf_counter() - t0
+    ort = compile(graph, target="onnxruntime", threads=threads)
+    a, b = native(*inputs), ort(*inputs)
+    a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
+    err = max(float(np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30)) for x, y in zip(a, b))
+    medians = time_alternating({"graphcnn-llvm": lambda: native(*inputs),
+                                "onnxruntime": lambda: ort(*inputs)}, runs=runs, budget_s=budget_s)
+    return {"graph": graph.name, "flops": graph_flops(graph), "llvm_s": medians["graphcnn-llvm"],
+            "ort_s": medians["onnxruntime"], "speedup": medians["onnxruntime"] / medians["graphcnn-llvm"],
+            "rel_err": err, "compile_s": compile_s, "model": native,
+            "memory_bytes": getattr(native, "memory_bytes", None), "inputs": inputs}
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (f"| {'model':<28} | {'graphcnn-llvm ms':>16} | {'onnxruntime ms':>14} | "
+            f"{'speedup':>7} | {'GFLOP/s':>7} | {'rel err':>7} |")
+    lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
+    for r in rows:
+        gflops = r["flops"] / r["llvm_s"] / 1e9 if r["flops"] else 0.0
+        lines.append(f"| {r['graph']:<28} | {r['llvm_s'] * 1e3:>16.3f} | {r['ort_s'] * 1e3:>14.3f} | "
+                     f"{r['speedup']:>6.2f}x | {gflops:>7.1f} | {r['rel_err']:>7.1e} |")
+    if len(rows) > 1:
+        geo = math.exp(sum(math.log(r["speedup"]) for r in rows) / len(rows))
+        lines.append(f"geomean speedup vs onnxruntime: {geo:.2f}x over {len(rows)} models")
+    return "\n".join(lines)
+
+
+def format_profile(profile: list[dict], top: int = 25) -> str:
+    """Per-layer rows: node, op, time, GFLOP/s, share of the total."""
+    total = sum(p["seconds"] for p in profile) or 1e-30
+    lines = [f"{'node':<28} {'op':<14} {'ms':>9} {'GFLOP/s':>8} {'share':>6}"]
+    for p in sorted(profile, key=lambda p: -p["seconds"])[:top]:
+        gf = p.get("flops", 0) / p["seconds"] / 1e9 if p["seconds"] > 0 else 0.0
+        lines.append(f"{p['node'][:28]:<28} {p['op'][:14]:<14} {p['seconds'] * 1e3:>9.3f} "
+                     f"{gf:>8.1f} {100 * p['seconds'] / total:>5.1f}%")
+    return "\n".join(lines)
+
+
+def bench_model(graph: Graph, threads: int = 2, runs: int = 30, profile: bool = True) -> int:
+    row = compare_with_onnxruntime(graph, threads=threads, runs=runs)
+    print(format_table([row]))
+    print(f"compile (cold or cached): {row['compile_s'] * 1e3:.0f} ms; "
+          f"workspace arena: {row['memory_bytes'] or 0} bytes")
+    model = row["model"]
+    if profile and hasattr(model, "profile"):
+        print("\nper-layer profile (instrumented build of the same kernels):")
+        print(format_profile(model.profile(*row["inputs"])))
+    return 0

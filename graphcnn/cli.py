@@ -1,0 +1,227 @@
+"""The `graphcnn` command line: demo, show, run, export, compile, bench.
+
+User mistakes (a missing file, a bad model, a wrong input) print one `graphcnn: error: ...` line
+and exit 1; tracebacks are for bugs only.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from .errors import GraphcnnError, ModelLoadError
+from .ir import Graph
+
+TARGETS = ("llvm", "onnxruntime", "reference")
+
+
+# ----- loading models ------------------------------------------------------------------------
+def load_model(path: str) -> Graph:
+    """An .onnx file, or a DSL .py file defining `graph`, `build()` or `model` + `input_shape`."""
+    if not os.path.exists(path):
+        raise ModelLoadError(f"{path}: no such file")
+    if path.endswith(".py"):
+        return load_dsl_file(path)
+    from . import from_onnx
+
+    return from_onnx(path)
+
+
+def load_dsl_file(path: str) -> Graph:
+    from .dsl import Layer
+
+    try:
+        scope = runpy.run_path(path, run_name="graphcnn_model")
+    except GraphcnnError:
+        raise
+    except Exception as e:
+        raise ModelLoadError(f"{path}: running the model file failed: {type(e).__name__}: {e}") from e
+    if isinstance(scope.get("graph"), Graph):
+        return scope["graph"]
+    if callable(scope.get("build")):
+        graph = scope["build"]()
+        if isinstance(graph, Graph):
+            return graph
+    if isinstance(scope.get("model"), Layer) and "input_shape" in scope:
+        name = os.path.splitext(os.path.basename(path))[0]
+        return scope["model"].build(tuple(scope["input_shape"]), name=name)
+    raise ModelLoadError(f"{path}: define `graph` (a gc.Graph), `build()` returning one, or "
+                         "`model` (a layer such as gc.Sequential) and `input_shape`")
+
+
+def random_inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(v.type.shape).astype(v.type.dtype) for v in graph.inputs]
+
+
+def available_targets() -> list[str]:
+    """Targets this installation can run (llvm needs llvmlite, onnxruntime its package)."""
+    from graphcnn.backends import TARGETS as ALL
+
+    found = []
+    for target in ALL:
+        try:
+            import importlib
+
+            module = importlib.import_module(ALL[target])
+            if hasattr(module, "compile"):
+                found.append(target)
+        except ImportError:
+            continue
+    return found
+
+
+# ----- commands ------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(threads=args.threads)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    graph = load_model(args.model)
+    if args.opt:
+        from . import optimize
+
+        graph = optimize(graph, opt_level=args.opt, target=args.target,
+                         print_before=args.print_before, print_after=args.print_after,
+                         dump_dir=args.dump_dir, timings=args.timings)
+    print(graph)
+    if args.svg:
+        from .svg import write_svg
+
+        write_svg(graph, args.svg)
+        print(f"wrote {args.svg}", file=sys.stderr)
+    return 0
+
+
+def _read_inputs(graph: Graph, specs: Sequence[str], seed: int) -> list[np.ndarray]:
+    feeds = dict(zip([v.name for v in graph.inputs], random_inputs(graph, seed)))
+    for i, spec in enumerate(specs):
+        name, _, path = spec.rpartition("=") if "=" in spec else (None, "", spec)
+        if name is None:
+            if i >= len(graph.inputs):
+                raise ModelLoadError(f"more --input files than the model's {len(graph.inputs)} inputs")
+            name = graph.inputs[i].name
+        if name not in feeds:
+            raise ModelLoadError(f"--input {spec}: the model has no input {name!r}; "
+                                 f"inputs are {list(feeds)}")
+        try:
+            feeds[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"--input {spec}: cannot read {path}: {e}") from None
+    return list(feeds.values())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import compile
+
+    graph = load_model(args.model)
+    inputs = _read_inputs(graph, args.input, args.seed)
+    cm = compile(graph, target=args.target, **({"threads": args.threads} if args.threads else {}))
+    outs = cm(*inputs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    np.set_printoptions(precision=5, suppress=True, threshold=64, edgeitems=4)
+    for name, y in zip(cm.output_names, outs):
+        print(f"{name}: {y.dtype}{list(y.shape)}")
+        print(y)
+        if args.output:
+            np.save(args.output if len(outs) == 1 else f"{args.output}.{name}.npy", y)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from . import export_onnx
+
+    graph = load_model(args.model)
+    export_onnx(graph, args.output)
+    print(f"wrote {args.output} ({len(graph.nodes)} nodes)")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from graphcnn.backends.llvm import export_library
+
+    graph = load_model(args.model)
+    header = export_library(graph, args.output, **({"threads": args.threads} if args.threads else {}))
+    print(f"wrote {args.output}" + (f" and {header}" if header else ""))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_model
+
+    graph = load_model(args.model)
+    return bench_model(graph, threads=args.threads or 2, runs=args.runs, profile=not args.no_profile)
+
+
+# ----- argument parsing ----------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="graphcnn", description="A compiler for convolutional networks.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("demo", help="the lesson network on built-in data, every target, a summary")
+    s.add_argument("--threads", type=int, default=None)
+    s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("show", help="print the textual IR (after passes with --opt N)")
+    s.add_argument("model", help=".onnx file or DSL .py file")
+    s.add_argument("--opt", type=int, default=0, choices=range(4), help="optimisation level")
+    s.add_argument("--target", default=None, choices=TARGETS,
+                   help="optimise for this target (llvm adds layout choices)")
+    s.add_argument("--svg", help="also write a picture of the graph")
+    s.add_argument("--print-before", default=None, help="pass name or 'all'")
+    s.add_argument("--print-after", default=None, help="pass name or 'all'")
+    s.add_argument("--dump-dir", default=None, help="write the IR after each pass here")
+    s.add_argument("--timings", action="store_true", help="print per-pass timings")
+    s.set_defaults(fn=cmd_show)
+
+    s = sub.add_parser("run", help="run on random or given input, print outputs")
+    s.add_argument("model")
+    s.add_argument("--input", action="append", default=[], metavar="[NAME=]FILE.npy")
+    s.add_argument("--target", default="llvm", choices=TARGETS)
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0, help="seed for random inputs")
+    s.add_argument("--output", "-o", help="save the output(s) as .npy")
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("export", help="a DSL model file to ONNX")
+    s.add_argument("model")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("compile", help="AOT native shared library + C header")
+    s.add_argument("model")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--threads", type=int, default=None)
+    s.set_defaults(fn=cmd_compile)
+
+    s = sub.add_parser("bench", help="graphcnn vs onnxruntime side by side, per-layer profile")
+    s.add_argument("model")
+    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--runs", type=int, default=30)
+    s.add_argument("--no-profile", action="store_true")
+    s.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except GraphcnnError as e:
+        print(f"graphcnn: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # unreadable paths, full disks: user-facing, not bugs
+        print(f"graphcnn: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
