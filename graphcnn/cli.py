@@ -9,7 +9,7 @@ import argparse
 import os
 import runpy
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

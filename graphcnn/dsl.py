@@ -15,7 +15,8 @@ from `seed=` or else from the module generator that `gc.manual_seed` resets.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

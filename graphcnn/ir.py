@@ -6,10 +6,10 @@ sync. Attributes are frozen; a changed node is a new node.
 """
 from __future__ import annotations
 
-import copy as _copy
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +77,7 @@ def freeze(value: Any) -> Any:
 class Value:
     """An edge: produced by one node (or a graph input / constant), used by any number of nodes."""
 
-    __slots__ = ("name", "type", "producer", "uses", "data")
+    __slots__ = ("data", "name", "producer", "type", "uses")
 
     def __init__(self, name: str, type: TensorType, producer: Node | None = None,
                  data: np.ndarray | None = None):
@@ -108,7 +108,7 @@ class Value:
 class Node:
     """One operation. Inputs and outputs are Values; attrs a frozen dict."""
 
-    __slots__ = ("name", "op", "inputs", "outputs", "attrs")
+    __slots__ = ("attrs", "inputs", "name", "op", "outputs")
 
     def __init__(self, name: str, op: str, inputs: Sequence[Value], attrs: dict[str, Any]):
         self.name = name
@@ -275,11 +275,29 @@ class Graph:
         self.nodes = ordered
 
     def copy(self) -> Graph:
-        """A deep copy of the structure; constant arrays (read-only) are shared."""
-        memo: dict[int, Any] = {}
-        for v in self.constants:
-            memo[id(v.data)] = v.data
-        return _copy.deepcopy(self, memo)
+        """A deep copy of the structure (iterative, so any depth); constant arrays, which are
+        read-only, are shared."""
+        new = Graph(self.name)
+        new._names = set(self._names)
+        vmap: dict[int, Value] = {}
+
+        def clone(v: Value) -> Value:
+            if id(v) not in vmap:  # graph inputs, constants, or dangling values
+                vmap[id(v)] = Value(v.name, v.type, data=v.data)
+            return vmap[id(v)]
+
+        new.inputs = [clone(v) for v in self.inputs]
+        for node in self.nodes:
+            twin = Node(node.name, node.op, [clone(v) for v in node.inputs], {})
+            twin.attrs = node.attrs  # frozen: safe to share
+            for out in node.outputs:
+                vmap[id(out)] = Value(out.name, out.type, producer=twin, data=out.data)
+            twin.outputs = tuple(vmap[id(out)] for out in node.outputs)
+            for i, v in enumerate(twin.inputs):
+                v.uses.append((twin, i))
+            new.nodes.append(twin)
+        new.outputs = [clone(v) for v in self.outputs]
+        return new
 
     def __str__(self) -> str:
         from .printer import format_graph

@@ -8,7 +8,15 @@ from __future__ import annotations
 import numpy as np
 
 from .dsl import (
-    AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU, Sequential, Softmax, SumPool2d,
+    AvgPool2d,
+    Conv2d,
+    Dense,
+    Flatten,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+    Softmax,
+    SumPool2d,
 )
 from .ir import Graph
 

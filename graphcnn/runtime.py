@@ -9,7 +9,8 @@ Input policy (checked before any backend code runs):
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

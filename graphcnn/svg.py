@@ -39,8 +39,9 @@ def to_svg(graph: Graph) -> str:
     for node in graph.nodes:
         for out in node.outputs:
             source[id(out)] = node.name
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'font-family="monospace" font-size="11">']
+    header = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+              'font-family="monospace" font-size="11">')
+    parts = [header]
     for node in graph.nodes:
         x2, y2 = center[node.name]
         for v in node.inputs:

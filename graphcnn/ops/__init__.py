@@ -21,6 +21,19 @@ VIEWS = frozenset({"flatten", "reshape", "squeeze", "unsqueeze", "identity", "dr
 FUSIBLE_ACTIVATIONS = frozenset({"relu", "leaky_relu", "clip", "sigmoid"})
 POOLS = frozenset({"max_pool", "avg_pool", "sum_pool", "global_avg_pool", "global_max_pool"})
 
-__all__ = ["OPS", "REQUIRED", "OpDef", "get_op", "register", "apply_activation", "as_epilogue",
-           "EPILOGUE_ACTIVATIONS", "UNARY_ELEMENTWISE", "BINARY_ELEMENTWISE", "NO_OPS", "VIEWS",
-           "FUSIBLE_ACTIVATIONS", "POOLS"]
+__all__ = [
+           "BINARY_ELEMENTWISE",
+           "EPILOGUE_ACTIVATIONS",
+           "FUSIBLE_ACTIVATIONS",
+           "NO_OPS",
+           "OPS",
+           "POOLS",
+           "REQUIRED",
+           "UNARY_ELEMENTWISE",
+           "VIEWS",
+           "OpDef",
+           "apply_activation",
+           "as_epilogue",
+           "get_op",
+           "register",
+]

@@ -55,7 +55,7 @@ def windows(xp: np.ndarray, kernel, strides, dilations, out_shape) -> np.ndarray
 
 
 def _normalize(attrs: dict, t: list[TensorType]) -> dict:
-    x, w = t[0], t[1]
+    x = t[0]
     require(attrs["layout"] in LAYOUTS, f"layout {attrs['layout']!r} must be one of {LAYOUTS}")
     blocked = attrs["layout"] == "NCHWc"
     require(x.rank >= 3 + blocked, f"input must be (N, C, *spatial), got {x}")

@@ -2,8 +2,9 @@
 numpy semantics side by side. Backends and frontends look ops up here; nothing falls through."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
