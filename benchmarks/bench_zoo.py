@@ -1,0 +1,119 @@
+"""graphcnn-llvm vs onnxruntime on the model zoo: latency, compile time, memory.
+
+    python benchmarks/bench_zoo.py                    # small CNNs + ImageNet models at 224x224
+    python benchmarks/bench_zoo.py --suite small      # LeNet-5 (b1, b64), CIFAR VGG (b1, b16)
+    python benchmarks/bench_zoo.py --suite imagenet --models resnet50,squeezenet
+    python benchmarks/bench_zoo.py --compile-time     # ResNet-50 ONNX file -> runnable, cold and cached
+    python benchmarks/bench_zoo.py --memory resnet50  # process memory growth, each runtime alone
+
+Both runtimes use the same thread count (default 2) in one process; runs alternate and the
+table reports medians and their ratio (speedup > 1: graphcnn is faster). Run it alone on the
+machine: the numbers are ratios on a noisy 2-core box, not absolute truths.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import graphcnn as gc
+from graphcnn import models
+from graphcnn.bench import compare_with_onnxruntime, format_table
+
+SMALL = [("lenet5", lambda: models.lenet5(batch=1)), ("lenet5", lambda: models.lenet5(batch=64)),
+         ("vgg_cifar", lambda: models.vgg_cifar(batch=1)),
+         ("vgg_cifar", lambda: models.vgg_cifar(batch=16))]
+
+
+def run_suite(builders, threads: int, runs: int) -> list[dict]:
+    rows = []
+    for name, build in builders:
+        graph = build()
+        row = compare_with_onnxruntime(graph, threads=threads, runs=runs, budget_s=40)
+        rows.append(row)
+        print(format_table([row]).splitlines()[-1], flush=True)
+    return rows
+
+
+def compile_time(threads: int) -> None:
+    """ResNet-50 from an ONNX file to a runnable model: cold (empty cache) and cached."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "resnet50.onnx")
+        gc.export_onnx(models.resnet50(), path)
+        env = dict(os.environ, GRAPHCNN_CACHE_DIR=os.path.join(tmp, "cache"))
+        code = ("import time, graphcnn as gc; t=time.perf_counter(); "
+                f"gc.compile(gc.from_onnx({path!r}), target='llvm', threads={threads}); "
+                "print(time.perf_counter()-t)")
+        for label in ("cold", "cached", "cached"):
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                 text=True, check=True)
+            print(f"resnet50 onnx -> runnable, {label}: {float(out.stdout.strip()):.3f} s "
+                  "(compile call in a fresh process)")
+
+
+def memory(model: str, threads: int) -> None:
+    """Resident-set growth from building a session/compiled model and running it once, each in
+    its own fresh process so neither pays for the other."""
+    code = """
+import sys, numpy as np, graphcnn as gc
+from graphcnn import models
+graph = models.IMAGENET[sys.argv[1]]() if sys.argv[1] in models.IMAGENET else models.SMALL[sys.argv[1]]()
+x = np.random.default_rng(0).standard_normal(graph.inputs[0].type.shape).astype(np.float32)
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * 4096
+target = sys.argv[2]
+if target == 'onnxruntime':
+    import onnxruntime
+    proto = gc.to_onnx(graph).SerializeToString()
+    base = rss()
+    opts = onnxruntime.SessionOptions(); opts.intra_op_num_threads = int(sys.argv[3])
+    sess = onnxruntime.InferenceSession(proto, opts, providers=['CPUExecutionProvider'])
+    sess.run(None, {graph.inputs[0].name: x})
+else:
+    import graphcnn.backends.llvm  # import llvmlite before measuring
+    base = rss()
+    cm = gc.compile(graph, target='llvm', threads=int(sys.argv[3]))
+    cm(x)
+print(rss() - base)
+"""
+    growth = {}
+    for target in ("onnxruntime", "llvm"):
+        out = subprocess.run([sys.executable, "-c", code, model, target, str(threads)],
+                             capture_output=True, text=True, check=True)
+        growth[target] = int(out.stdout.strip().splitlines()[-1])
+        print(f"{model} {target}: process RSS growth {growth[target] / 2**20:.1f} MiB")
+    print(f"ratio graphcnn / onnxruntime: {growth['llvm'] / growth['onnxruntime']:.2f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suite", choices=["small", "imagenet", "all"], default="all")
+    p.add_argument("--models", default="", help="comma-separated ImageNet model names")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--compile-time", action="store_true")
+    p.add_argument("--memory", metavar="MODEL")
+    args = p.parse_args()
+    if args.compile_time:
+        return compile_time(args.threads)
+    if args.memory:
+        return memory(args.memory, args.threads)
+    names = [m for m in args.models.split(",") if m] or list(models.IMAGENET)
+    for suite in (["small", "imagenet"] if args.suite == "all" else [args.suite]):
+        start = time.perf_counter()
+        builders = SMALL if suite == "small" else [(n, models.IMAGENET[n]) for n in names]
+        print(f"\n## {suite}: graphcnn-llvm vs onnxruntime, {args.threads} threads each, medians")
+        rows = run_suite(builders, args.threads, args.runs)
+        print(format_table(rows))
+        worst = min(rows, key=lambda r: r["speedup"])
+        geo = math.exp(sum(math.log(r["speedup"]) for r in rows) / len(rows))
+        print(f"{suite}: geomean {geo:.2f}x, slowest {worst['graph']} {worst['speedup']:.2f}x "
+              f"({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
