@@ -1,8 +1,8 @@
 """Small llvmlite helpers shared by the fast kernels (conv2d_nchwc, depthwise, gemm).
 
 Everything here emits into a caller-owned `ir.IRBuilder`; every emitted value gets a name.
-The tiny JIT harness at the bottom (`jit_compile`) is what the kernel tests and benchmarks use;
-the backend proper has its own runtime.
+The small JIT harness at the bottom (`JitModule`) is what the kernel tests and benchmarks
+use; the backend proper has its own runtime.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ I64 = ir.IntType(64)
 F32P = F32.as_pointer()
 VOID = ir.VoidType()
 
-ACTIVATIONS = ("none", "relu", "leaky_relu", "clip", "sigmoid")
+# Fused epilogue activations -> number of parameters (leaky_relu: alpha; clip: min, max).
+ACTIVATIONS = {"none": 0, "relu": 0, "leaky_relu": 1, "clip": 2, "sigmoid": 0}
 
 
 def vec_type(width: int) -> ir.VectorType:
@@ -32,23 +33,19 @@ def i64(value: int) -> ir.Constant:
     return ir.Constant(I64, value)
 
 
-def f32(value: float) -> ir.Constant:
-    return ir.Constant(F32, value)
-
-
 def splat(value: float, width: int) -> ir.Constant:
     return ir.Constant(vec_type(width), [value] * width)
 
 
 def check_activation(activation: str, params: Sequence[float]) -> tuple[float, ...]:
     """Validate an activation name and its parameters; return the parameters as a tuple."""
-    expected = {"none": 0, "relu": 0, "leaky_relu": 1, "clip": 2, "sigmoid": 0}
-    if activation not in expected:
-        raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of "
+                         f"{sorted(ACTIVATIONS)}")
     params = tuple(float(p) for p in params)
-    if len(params) != expected[activation]:
-        raise ValueError(f"activation {activation!r} takes {expected[activation]} parameters, "
-                         f"got {params}")
+    if len(params) != ACTIVATIONS[activation]:
+        raise ValueError(f"activation {activation!r} takes {ACTIVATIONS[activation]} "
+                         f"parameters, got {params}")
     return params
 
 
@@ -57,8 +54,10 @@ def check_activation(activation: str, params: Sequence[float]) -> tuple[float, .
 
 
 def define_kernel(module: ir.Module, name: str, n_ptrs: int, n_ints: int,
-                  arg_names: Sequence[str], internal: bool = False) -> ir.Function:
-    """Declare `void name(float* x n_ptrs, i64 x n_ints)` with noalias pointer arguments."""
+                  arg_names: Sequence[str], internal: bool = False,
+                  may_alias: Sequence[str] = ()) -> ir.Function:
+    """Declare `void name(float* x n_ptrs, i64 x n_ints)`; pointers are noalias unless listed
+    in `may_alias` (e.g. a residual input that the memory planner may place on the output)."""
     fnty = ir.FunctionType(VOID, [F32P] * n_ptrs + [I64] * n_ints)
     fn = ir.Function(module, fnty, name)
     fn.attributes.add("nounwind")
@@ -66,11 +65,31 @@ def define_kernel(module: ir.Module, name: str, n_ptrs: int, n_ints: int,
         fn.linkage = "internal"
     for arg, arg_name in zip(fn.args, arg_names, strict=True):
         arg.name = arg_name
-        if isinstance(arg.type, ir.PointerType):
-            # Inputs, weights and outputs never overlap; this lets LLVM keep loads in flight.
+        if isinstance(arg.type, ir.PointerType) and arg_name not in may_alias:
             arg.add_attribute("noalias")
-            arg.add_attribute("nocapture")
     return fn
+
+
+def linear(b: ir.IRBuilder, name: str, *terms: tuple[ir.Value, int], const: int = 0
+           ) -> ir.Value:
+    """sum(x * c for x, c in terms) + const in i64; coefficients 0 and 1 fold away, and every
+    emitted value is named `name.*` (the last one `name`)."""
+    parts = [x if c == 1 else b.mul(x, i64(c), name=f"{name}.m{i}")
+             for i, (x, c) in enumerate(terms) if c != 0]
+    if const:
+        parts.append(i64(const))
+    if not parts:
+        return i64(0)
+    total = parts[0]
+    for i, part in enumerate(parts[1:], 1):
+        total = b.add(total, part, name=name if i == len(parts) - 1 else f"{name}.s{i}")
+    return total
+
+
+def udiv_rem(b: ir.IRBuilder, x: ir.Value, divisor: int, name: str) -> tuple[ir.Value, ir.Value]:
+    """(x // divisor, x % divisor) for non-negative i64 x and a constant divisor."""
+    quotient = b.udiv(x, i64(divisor), name=f"{name}.q")
+    return quotient, b.urem(x, i64(divisor), name=f"{name}.r")
 
 
 @contextmanager
@@ -112,6 +131,19 @@ def const_table(module: ir.Module, name: str, values: Sequence[int]) -> ir.Globa
     return table
 
 
+def zero_buffer(module: ir.Module, floats: int) -> ir.Value:
+    """float* to an internal constant array of zeros: what border taps read instead of input."""
+    name = f"zeros.{floats}"
+    if name not in module.globals:
+        ty = ir.ArrayType(F32, floats)
+        table = ir.GlobalVariable(module, ty, name)
+        table.linkage = "internal"
+        table.global_constant = True
+        table.initializer = ir.Constant(ty, [0.0] * floats)
+        table.align = 64
+    return module.globals[name].bitcast(F32P)
+
+
 def load_table(b: ir.IRBuilder, table: ir.GlobalVariable, index: ir.Value, name: str) -> ir.Value:
     return b.load(b.gep(table, [i64(0), index], inbounds=True, name=f"{name}.ptr"), name=name)
 
@@ -120,12 +152,17 @@ def load_table(b: ir.IRBuilder, table: ir.GlobalVariable, index: ir.Value, name:
 # Memory
 
 
-def offset_ptr(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str) -> ir.Value:
-    """float* + offset (elements). Not `inbounds`: border tiles form out-of-range base pointers."""
+def offset_ptr(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str,
+               scale: int = 1) -> ir.Value:
+    """float* + offset * scale (elements). Not `inbounds`: border tiles form base pointers
+    outside the tensor (only in-image elements are ever loaded through them)."""
     if isinstance(offset, int):
+        offset *= scale
         if offset == 0:
             return ptr
         offset = i64(offset)
+    elif scale != 1:
+        offset = b.mul(offset, i64(scale), name=f"{name}.off")
     return b.gep(ptr, [offset], name=name)
 
 
@@ -155,6 +192,15 @@ def splat_value(b: ir.IRBuilder, scalar: ir.Value, width: int, name: str) -> ir.
                            name=f"{name}.ins")
     return b.shuffle_vector(one, ir.Constant(vec_type(1), ir.Undefined),
                             ir.Constant(ir.VectorType(I32, width), [0] * width), name=name)
+
+
+def prefetch(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str) -> None:
+    """Software prefetch (read, all cache levels) of ptr + offset floats; never faults."""
+    i8p = ir.IntType(8).as_pointer()
+    fn = b.module.globals.get("llvm.prefetch.p0i8") or ir.Function(
+        b.module, ir.FunctionType(VOID, [i8p, I32, I32, I32]), "llvm.prefetch.p0i8")
+    address = b.bitcast(offset_ptr(b, ptr, offset, f"{name}.p"), i8p, name=name)
+    b.call(fn, [address, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
 
 
 def load_partial(b: ir.IRBuilder, ptr: ir.Value, offset: int, width: int, lanes: int,
@@ -315,8 +361,9 @@ def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, speed_level: int = 3) 
 class JitModule:
     """Verify, optimise and MCJIT-compile an `ir.Module`; look up functions by name."""
 
-    def __init__(self, module: ir.Module, tm: llvm.TargetMachine | None = None) -> None:
-        self.tm = tm or host_target_machine()
+    def __init__(self, module: ir.Module) -> None:
+        # A fresh target machine each time: the MCJIT engine takes ownership of it.
+        self.tm = host_target_machine()
         self.mod = llvm.parse_assembly(str(module))
         self.mod.verify()
         optimize(self.mod, self.tm)

@@ -1,0 +1,179 @@
+"""Depthwise 2-D convolution (groups == channels, multiplier 1) on the NCHW[x]c layout.
+
+Every lane is its own channel, so the kernel is pure vector FMAs: output pixel vector +=
+input pixel vector * weight vector. It is bound by loads, not FMAs, so the microkernel keeps
+one output row tile of `width` pixels in registers, unrolls the kernel columns (LLVM then
+loads each input vector once and reuses it for every pixel it feeds, as neighbouring kernel
+columns read the same input) and loops over the valid kernel rows. Border columns are static:
+out-of-image (pixel, kernel column) taps are simply not emitted.
+
+Layouts: input/output (N, ceil(C/b), H, W, b); weights packed (CB, KH, KW, b); bias (CB*b,).
+Padding channels of the output are written as zeros. Tasks = (image, channel block, output
+row), the same loop as the dense conv (`TaskLoop`), so the ABI is identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from llvmlite import ir
+
+from ._emit import (
+    check_activation,
+    define_kernel,
+    entry_alloca,
+    fma,
+    for_range,
+    load_vec,
+    offset_ptr,
+    splat,
+    store_vec,
+    vec_type,
+)
+from .conv2d_nchwc import (
+    KERNEL_ARGS,
+    TILE_ARGS,
+    ConvGeometry,
+    TaskLoop,
+    TileKey,
+    Tiling,
+    emit_epilogue,
+    split_even,
+    vector_registers,
+)
+
+
+@dataclass(frozen=True)
+class DepthwiseConv2dNCHWcPlan:
+    n: int
+    channels: int
+    geometry: ConvGeometry
+    vector_width: int       # lanes per vector = block
+    block: int
+    activation: str
+    activation_params: tuple[float, ...]
+    residual: bool
+    tiling: Tiling
+
+    @classmethod
+    def create(cls, *, n: int, c_in: int, h: int, w: int, c_out: int, kh: int, kw: int,
+               stride: tuple[int, int] = (1, 1), pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+               dilation: tuple[int, int] = (1, 1), vector_width: int = 16,
+               in_block: int | None = None, out_block: int | None = None,
+               activation: str = "none", activation_params: tuple[float, ...] = (),
+               residual: bool = False) -> DepthwiseConv2dNCHWcPlan:
+        params = check_activation(activation, activation_params)
+        if c_in != c_out:
+            raise ValueError(f"depthwise conv needs c_in == c_out, got {c_in} and {c_out}")
+        block = out_block or in_block or vector_width
+        if (in_block or block) != block or (out_block or block) != block:
+            raise ValueError(f"depthwise conv needs in_block == out_block, got {in_block}, "
+                             f"{out_block}")
+        if block > vector_width or vector_width % block:
+            raise ValueError(f"block {block} must divide vector_width {vector_width}")
+        if min(n, c_in, block) < 1:
+            raise ValueError(f"depthwise conv needs n, channels, block >= 1: n={n} c={c_in} "
+                             f"block={block}")
+        geometry = ConvGeometry(h, w, kh, kw, tuple(stride), tuple(pads), tuple(dilation))
+        # Accumulators + the KW weight vectors of a kernel row + a few loaded inputs.
+        max_width = max(1, vector_registers(vector_width) - kw - 4)
+        tiling = Tiling(1, (1,) * geometry.oh, tuple(split_even(geometry.ow, max_width)))
+        return cls(n, c_in, geometry, block, block, activation, params, residual, tiling)
+
+    @property
+    def in_block(self) -> int:
+        return self.block
+
+    @property
+    def out_block(self) -> int:
+        return self.block
+
+    @property
+    def oh(self) -> int:
+        return self.geometry.oh
+
+    @property
+    def ow(self) -> int:
+        return self.geometry.ow
+
+    @property
+    def cb(self) -> int:
+        return -(-self.channels // self.block)
+
+    @property
+    def num_tasks(self) -> int:
+        return self.task_loop.num_tasks
+
+    @property
+    def flops(self) -> int:
+        g = self.geometry
+        return 2 * self.n * self.channels * self.oh * self.ow * g.kh * g.kw
+
+    @cached_property
+    def task_loop(self) -> TaskLoop:
+        g, b = self.geometry, self.block
+        # Padding lanes are masked whatever the activation: they would otherwise carry
+        # 0 * (whatever the producer left there).
+        return TaskLoop(g, self.tiling, self.n, self.cb, b, self.vector_width,
+                        in_image_stride=self.cb * g.h * g.w * b, in_group_stride=g.h * g.w * b,
+                        w_group_stride=g.kh * g.kw * b, out_blocks=self.cb,
+                        mask_last_group=self.channels % b != 0)
+
+    def pack_weights(self, weight: np.ndarray,
+                     bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(C, 1, KH, KW) -> (CB, KH, KW, b); bias -> (CB*b,), zero-padded."""
+        g, b = self.geometry, self.block
+        expected = (self.channels, 1, g.kh, g.kw)
+        if weight.shape != expected:
+            raise ValueError(f"depthwise weight shape {weight.shape}, expected {expected}")
+        padded = np.zeros((self.cb * b, g.kh, g.kw), dtype=np.float32)
+        padded[:self.channels] = weight[:, 0]
+        packed = padded.reshape(self.cb, b, g.kh, g.kw).transpose(0, 2, 3, 1)
+        bias_packed = np.zeros(self.cb * b, dtype=np.float32)
+        if bias is not None:
+            bias_packed[:self.channels] = bias
+        return np.ascontiguousarray(packed), bias_packed
+
+    def emit(self, module: ir.Module, name: str) -> ir.Function:
+        """Emit `void name(in, w_packed, bias_packed, residual_or_null, out, task_begin,
+        task_end)`; same ABI as `Conv2dNCHWcPlan.emit`."""
+        fn = define_kernel(module, name, 5, 2, KERNEL_ARGS, may_alias=("res", "out"))
+        kernels = {key: self._emit_tile_kernel(module, f"{name}.tile{i}", key)
+                   for i, key in enumerate(self.task_loop.tile_keys())}
+        self.task_loop.emit(module, fn, kernels)
+        return fn
+
+    def _emit_tile_kernel(self, module: ir.Module, name: str, key: TileKey) -> ir.Function:
+        _, (width, guards), mask = key
+        g, vw = self.geometry, self.vector_width
+        valid_kw = {j: range(lo, hi) for j, lo, hi in guards}
+        fn = define_kernel(module, name, 5, 3, TILE_ARGS, internal=True, may_alias=("res", "out"))
+        inp, w, bias, res, out, _ih0, kh_lo, kh_hi = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        accs = [entry_alloca(b, vec_type(vw), f"acc{j}") for j in range(width)]
+        for acc in accs:
+            b.store(splat(0.0, vw), acc)
+
+        with for_range(b, kh_lo, kh_hi, name="kh") as kh:
+            in_k = offset_ptr(b, inp, kh, "in_k", scale=g.dilation[0] * g.w * vw)
+            w_k = offset_ptr(b, w, kh, "w_k", scale=g.kw * vw)
+            wv = [load_vec(b, w_k, k * vw, vw, f"w{k}") for k in range(g.kw)]
+            for j in range(width):
+                for k in valid_kw.get(j, range(g.kw)):
+                    offset = (j * g.stride[1] + k * g.dilation[1]) * vw
+                    x = load_vec(b, in_k, offset, vw, f"x{j}_{k}")
+                    acc = b.load(accs[j], name=f"acc{j}.v")
+                    b.store(fma(b, x, wv[k], acc, f"fma{j}_{k}"), accs[j])
+
+        last_lanes = self.channels - (self.cb - 1) * self.block
+        bias_v = load_vec(b, bias, 0, vw, "bias")
+        for j in range(width):
+            res_v = load_vec(b, res, j * vw, vw, f"res{j}") if self.residual else None
+            value = emit_epilogue(b, b.load(accs[j], name=f"sum{j}"), bias_v, res_v,
+                                  self.activation, self.activation_params,
+                                  last_lanes if mask else None, f"y{j}")
+            store_vec(b, value, out, j * vw, f"out{j}")
+        b.ret_void()
+        return fn
