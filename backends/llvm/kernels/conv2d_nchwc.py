@@ -35,6 +35,8 @@ from functools import cached_property
 import numpy as np
 from llvmlite import ir
 
+from graphcnn.ops.layout import from_blocked, to_blocked
+
 from ._emit import (
     apply_activation,
     broadcast,
@@ -69,20 +71,9 @@ TILE_ARGS = ("inp", "w", "bias", "res", "out", "ih0", "kh_lo", "kh_hi")
 # numpy layout helpers
 
 
-def to_nchwc(x: np.ndarray, block: int) -> np.ndarray:
-    """(N, C, H, W) -> (N, ceil(C/block), H, W, block), padding channels zero."""
-    n, c, h, w = x.shape
-    cb = -(-c // block)
-    padded = np.zeros((n, cb * block, h, w), dtype=np.float32)
-    padded[:, :c] = x
-    return np.ascontiguousarray(padded.reshape(n, cb, block, h, w).transpose(0, 1, 3, 4, 2))
-
-
-def from_nchwc(y: np.ndarray, channels: int) -> np.ndarray:
-    """(N, CB, H, W, b) -> (N, channels, H, W)."""
-    n, cb, h, w, block = y.shape
-    return np.ascontiguousarray(y.transpose(0, 1, 4, 2, 3).reshape(n, cb * block, h, w)
-                                [:, :channels])
+# the layout's one definition lives with the op table; kernels and tests use it from here
+to_nchwc = to_blocked
+from_nchwc = from_blocked
 
 
 def activation_at_zero(activation: str, params: tuple[float, ...]) -> float:
