@@ -1,0 +1,102 @@
+"""AOT: the model as a shared library plus a C header; no Python needed to call it.
+
+The library holds the same code as the JIT (compiled position-independent) and the packed
+weights: an assembler stub `.incbin`s the weights arena into .rodata under the symbol the code
+references. `cc -shared` (a C compiler at export time only) links the two objects with
+libpthread and libm. The header beside it (`libnet.so` -> `libnet.h`) declares the entry point
+and the thread-pool functions, and gives input/output shapes and the workspace size as macros.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from graphcnn.errors import CompileError
+from graphcnn.ir import Graph
+
+from .codegen import compile_object, cpu_and_features, vector_width
+from .lower import lower
+
+
+def find_cc() -> str | None:
+    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cc and shutil.which(cc):
+            return cc
+    return None
+
+
+def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
+                   _optimized: bool = False, opt_level: int | None = None,
+                   rewrites: bool = True, threads: int | None = None,
+                   cache: bool | None = None) -> str:
+    """Compile `graph` to the shared library `path` and write its header; returns the header.
+
+    Unless `_optimized` (the graph already went through gc.compile), the pass pipeline runs first
+    like gc.compile(graph, target="llvm"). `threads` and `cache` are accepted for symmetry with
+    compile and unused: a C caller picks its thread count with graphcnn_init_threads(n), and
+    the library is always built afresh (position-independent code, unlike the JIT cache).
+    """
+    from graphcnn.api import DEFAULT_OPT_LEVEL, optimize
+
+    cc = find_cc()
+    if cc is None:
+        raise CompileError("export_library needs a C compiler (cc) to link the shared library")
+    if not _optimized:
+        level = DEFAULT_OPT_LEVEL if opt_level is None else opt_level
+        graph = optimize(graph, opt_level=level) if level > 0 else graph.copy()
+    path = Path(path)
+    stem = re.sub(r"\W", "_", path.name.split(".")[0].removeprefix("lib")) or "net"
+    symbol = f"graphcnn_weights_{stem}"
+    lowered = lower(graph.copy(), vector_width(cpu), symbol, rewrites)
+    obj = compile_object(lowered.module, cpu, aot=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        (tmpdir / "model.o").write_bytes(obj)
+        (tmpdir / "weights.bin").write_bytes(lowered.weights)
+        (tmpdir / "weights.s").write_text(
+            f"\t.section .rodata\n\t.globl {symbol}\n\t.type {symbol}, @object\n"
+            f"\t.balign 64\n{symbol}:\n\t.incbin \"{tmpdir / 'weights.bin'}\"\n"
+            f"\t.size {symbol}, {len(lowered.weights)}\n"
+            "\t.section .note.GNU-stack,\"\",@progbits\n")
+        cmd = [cc, "-shared", "-o", str(path), str(tmpdir / "model.o"), str(tmpdir / "weights.s"),
+               "-lpthread", "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise CompileError(f"linking {path} failed: {' '.join(cmd)}\n{proc.stderr}")
+    header = path.with_suffix(".h")
+    header.write_text(c_header(graph, stem, lowered.workspace_bytes, cpu))
+    return str(header)
+
+
+def c_header(graph: Graph, stem: str, workspace_bytes: int, cpu: str) -> str:
+    guard = f"GRAPHCNN_{stem.upper()}_H"
+    cpu_name, _ = cpu_and_features(cpu)
+    lines = [
+        f"/* {stem}: graph {graph.name!r} compiled by graphcnn for CPU {cpu_name}. */",
+        f"#ifndef {guard}", f"#define {guard}", "",
+        "/* Call: float* in[NUM_INPUTS], out[NUM_OUTPUTS] (dense row-major float32, sizes below),",
+        "   a workspace of WORKSPACE_BYTES (64-byte aligned, e.g. aligned_alloc(64, ...)), reused",
+        "   across calls. Calls sharing a workspace must not overlap. Optional: start the thread",
+        "   pool once with graphcnn_init_threads(n) (default: single-threaded) and stop it with",
+        "   graphcnn_shutdown_threads(). */",
+        f"#define GRAPHCNN_NUM_INPUTS {len(graph.inputs)}",
+        f"#define GRAPHCNN_NUM_OUTPUTS {len(graph.outputs)}",
+        f"#define GRAPHCNN_WORKSPACE_BYTES {max(workspace_bytes, 64)}",
+    ]
+    for kind, values in (("INPUT", graph.inputs), ("OUTPUT", graph.outputs)):
+        for i, v in enumerate(values):
+            shape = ", ".join(str(d) for d in v.type.shape)
+            lines += [f"#define GRAPHCNN_{kind}_{i}_NAME \"{v.name}\"",
+                      f"#define GRAPHCNN_{kind}_{i}_RANK {len(v.type.shape)}",
+                      f"#define GRAPHCNN_{kind}_{i}_SHAPE {{{shape}}}",
+                      f"#define GRAPHCNN_{kind}_{i}_SIZE {v.type.size}"]
+    lines += ["", "#ifdef __cplusplus", "extern \"C\" {", "#endif",
+              "void run(float** inputs, float** outputs, void* workspace);",
+              "long graphcnn_init_threads(long threads);",
+              "void graphcnn_shutdown_threads(void);",
+              "#ifdef __cplusplus", "}", "#endif", f"#endif /* {guard} */", ""]
+    return "\n".join(lines)

@@ -1,0 +1,279 @@
+"""What every kernel emitter shares: the registry, the emission context and the task ABI.
+
+A node lowers to one or more *tasks*. A task is an LLVM function
+
+    void name(i8* env, i64 task_begin, i64 task_end)
+
+that computes tasks [task_begin, task_end) of the node; tasks write disjoint outputs with a
+fixed summation order, so any split of [0, num_tasks) over threads gives bit-identical results.
+`env` points at three pointers `{float** inputs, float** outputs, i8* workspace}`: `ctx.ptr`
+turns a graph Value into a `float*` from it (graph input, graph output, workspace slot, or the
+packed-weights arena, a global symbol).
+
+Emitters register by op name (`@emitter("relu", ...)`), one module per op family.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from graphcnn.ir import Node, Value
+
+from ..kernels._emit import F32, F32P, I32, I64, VOID, for_range, i64, splat, vec_type
+
+I8P = ir.IntType(8).as_pointer()
+TASK_TYPE = ir.FunctionType(VOID, [I8P, I64, I64])
+
+# op name -> emitter(ctx, node) -> None (the emitter calls ctx.add_task)
+EMITTERS: dict[str, Callable[[EmitContext, Node], None]] = {}
+
+
+def emitter(*ops: str):
+    def register(fn):
+        for op in ops:
+            EMITTERS[op] = fn
+        return fn
+    return register
+
+
+@dataclass
+class Task:
+    """One parallel-for: `fn(env, begin, end)` over [0, num_tasks); `work` ~ flops, decides
+    whether the thread pool is worth waking."""
+
+    fn: ir.Function
+    num_tasks: int
+    work: int
+    node: str
+    op: str = ""
+
+
+@dataclass(frozen=True)
+class Location:
+    kind: str    # "input" | "output" | "workspace" | "weights"
+    index: int   # input/output position, or byte offset in the workspace / weights arena
+
+
+class EmitContext:
+    """Module-wide emission state: buffer locations, the weights arena, the task list."""
+
+    def __init__(self, module: ir.Module, vector_width: int, weights_symbol: str):
+        self.module = module
+        self.vw = vector_width
+        self.tasks: list[Task] = []
+        self.locations: dict[int, Location] = {}   # id(Value) -> where its floats live
+        self.weight_chunks: list[np.ndarray] = []
+        self.weights_bytes = 0
+        self._const_offsets: dict[int, int] = {}
+        self.weights = ir.GlobalVariable(module, ir.IntType(8), weights_symbol)
+        self.weights.linkage = "external"
+        self.weights.global_constant = True
+        self.weights.align = 64
+
+    # ----- weights arena ---------------------------------------------------------------------
+    def add_weights(self, array: np.ndarray) -> int:
+        """Append a float32 array to the arena (64-byte aligned); returns its byte offset."""
+        data = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
+        offset = self.weights_bytes
+        self.weight_chunks.append(data)
+        self.weights_bytes = offset + -(-data.nbytes // 64) * 64
+        return offset
+
+    def weights_blob(self) -> bytes:
+        blob = bytearray(max(self.weights_bytes, 64))
+        offset = 0
+        for chunk in self.weight_chunks:
+            blob[offset:offset + chunk.nbytes] = chunk.tobytes()
+            offset += -(-chunk.nbytes // 64) * 64
+        return bytes(blob)
+
+    def weights_ptr(self, b: ir.IRBuilder, offset: int, name: str) -> ir.Value:
+        p = b.gep(self.weights, [i64(offset)], name=f"{name}.b") if offset else self.weights
+        return b.bitcast(p, F32P, name=name)
+
+    # ----- buffers ---------------------------------------------------------------------------
+    def ptr(self, b: ir.IRBuilder, env: ir.Value, value: Value, name: str | None = None
+            ) -> ir.Value:
+        """float* to the data of a graph Value inside a task function."""
+        name = name or _ident(value.name)
+        loc = self.locations.get(id(value))
+        if loc is None:
+            if not value.is_constant:
+                raise KeyError(f"value {value.name!r} has no buffer")
+            if id(value) not in self._const_offsets:
+                self._const_offsets[id(value)] = self.add_weights(value.data)
+            return self.weights_ptr(b, self._const_offsets[id(value)], name)
+        if loc.kind == "weights":
+            return self.weights_ptr(b, loc.index, name)
+        slots = b.bitcast(env, I8P.as_pointer(), name=f"{name}.env")
+        if loc.kind == "workspace":
+            base = b.load(b.gep(slots, [i64(2)], name=f"{name}.wsp"), name=f"{name}.ws")
+            p = b.gep(base, [i64(loc.index)], name=f"{name}.b") if loc.index else base
+            return b.bitcast(p, F32P, name=name)
+        field = 0 if loc.kind == "input" else 1
+        table = b.bitcast(b.load(b.gep(slots, [i64(field)], name=f"{name}.tp"),
+                                 name=f"{name}.t"), F32P.as_pointer(), name=f"{name}.tab")
+        return b.load(b.gep(table, [i64(loc.index)], name=f"{name}.slot"), name=name)
+
+    # ----- tasks -----------------------------------------------------------------------------
+    def new_task_fn(self, name: str) -> ir.Function:
+        fn = ir.Function(self.module, TASK_TYPE, self.module.get_unique_name(_ident(name)))
+        fn.linkage = "internal"
+        fn.attributes.add("nounwind")
+        fn.args[0].name, fn.args[1].name, fn.args[2].name = "env", "task_begin", "task_end"
+        return fn
+
+    @contextmanager
+    def task(self, node: Node, num_tasks: int, work: int, suffix: str = ""
+             ) -> Iterator[tuple[ir.IRBuilder, ir.Value, ir.Value]]:
+        """Emit a task function whose body runs once per task index; yields (b, env, t)."""
+        fn = self.new_task_fn(f"{node.name}{suffix}")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        env, begin, end = fn.args
+        with for_range(b, begin, end, name="t") as t:
+            yield b, env, t
+        b.ret_void()
+        self.tasks.append(Task(fn, max(num_tasks, 1), work, node.name, node.op))
+
+
+def _ident(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in name)
+
+
+# ----- loops and arithmetic ------------------------------------------------------------------
+def as_i64(x: ir.Value | int) -> ir.Value:
+    return i64(x) if isinstance(x, int) else x
+
+
+def vec_loop(b: ir.IRBuilder, start: ir.Value | int, stop: ir.Value | int, width: int,
+             body: Callable[[ir.Value, int], None], name: str = "v") -> None:
+    """Run `body(index, w)` with w = width over the largest multiple of `width` from start, then
+    with w = 1 over the tail: the vector main loop plus its scalar tail."""
+    if isinstance(start, int) and isinstance(stop, int):
+        main_end: ir.Value | int = start + (stop - start) // width * width
+        if main_end > start:
+            with for_range(b, start, main_end, step=width, name=f"{name}.vec") as i:
+                body(i, width)
+        if stop > main_end:
+            with for_range(b, main_end, stop, name=f"{name}.tail") as i:
+                body(i, 1)
+        return
+    start, stop = as_i64(start), as_i64(stop)
+    count = b.sub(stop, start, name=f"{name}.count")
+    main = b.sub(count, b.urem(count, i64(width), name=f"{name}.rem"), name=f"{name}.main")
+    main_end = b.add(start, main, name=f"{name}.mainend")
+    with for_range(b, start, main_end, step=width, name=f"{name}.vec") as i:
+        body(i, width)
+    with for_range(b, main_end, stop, name=f"{name}.tail") as i:
+        body(i, 1)
+
+
+def gep(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str) -> ir.Value:
+    if isinstance(offset, int) and offset == 0:
+        return ptr
+    return b.gep(ptr, [as_i64(offset)], name=name)
+
+
+def load(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, width: int, name: str
+         ) -> ir.Value:
+    """Load `width` consecutive floats at ptr + offset as a <width x float>."""
+    p = b.bitcast(gep(b, ptr, offset, f"{name}.p"), vec_type(width).as_pointer(), name=f"{name}.vp")
+    return b.load(p, name=name, align=4)
+
+
+def store(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, offset: ir.Value | int, name: str
+          ) -> None:
+    p = b.bitcast(gep(b, ptr, offset, f"{name}.p"), value.type.as_pointer(), name=f"{name}.vp")
+    b.store(value, p, align=4)
+
+
+def load_scalar(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str) -> ir.Value:
+    return b.load(gep(b, ptr, offset, f"{name}.p"), name=name, align=4)
+
+
+def splat_value(b: ir.IRBuilder, scalar: ir.Value, width: int, name: str) -> ir.Value:
+    one = b.insert_element(ir.Constant(vec_type(1), ir.Undefined), scalar, ir.Constant(I32, 0),
+                           name=f"{name}.ins")
+    if width == 1:
+        return one
+    return b.shuffle_vector(one, ir.Constant(vec_type(1), ir.Undefined),
+                            ir.Constant(ir.VectorType(I32, width), [0] * width), name=name)
+
+
+def intrinsic(b: ir.IRBuilder, base: str, args: Sequence[ir.Value], name: str) -> ir.Value:
+    """Call an overloaded float intrinsic (llvm.sqrt, llvm.pow, llvm.maxnum, ...)."""
+    ty = args[0].type
+    suffix = f"v{ty.count}f32" if isinstance(ty, ir.VectorType) else "f32"
+    fname = f"{base}.{suffix}"
+    fn = b.module.globals.get(fname) or ir.Function(
+        b.module, ir.FunctionType(ty, [ty] * len(args)), fname)
+    return b.call(fn, list(args), name=name)
+
+
+def fmax(b: ir.IRBuilder, x: ir.Value, y: ir.Value, name: str) -> ir.Value:
+    """max propagating the larger value like numpy's maximum on non-NaN data."""
+    return b.select(b.fcmp_ordered(">=", x, y, name=f"{name}.ge"), x, y, name=name)
+
+
+def hsum(b: ir.IRBuilder, v: ir.Value, name: str) -> ir.Value:
+    """Horizontal sum of a float vector (pairwise tree)."""
+    lanes = [b.extract_element(v, ir.Constant(I32, i), name=f"{name}.e{i}")
+             for i in range(v.type.count)]
+    while len(lanes) > 1:
+        lanes = [b.fadd(lanes[i], lanes[i + 1], name=f"{name}.t") if i + 1 < len(lanes)
+                 else lanes[i] for i in range(0, len(lanes), 2)]
+    return lanes[0]
+
+
+def hreduce(b: ir.IRBuilder, v: ir.Value, op: Callable, name: str) -> ir.Value:
+    lanes = [b.extract_element(v, ir.Constant(I32, i), name=f"{name}.e{i}")
+             for i in range(v.type.count)]
+    acc = lanes[0]
+    for lane in lanes[1:]:
+        acc = op(acc, lane)
+    return acc
+
+
+def decompose(b: ir.IRBuilder, index: ir.Value, dims: Sequence[int], name: str
+              ) -> list[ir.Value]:
+    """Row-major multi-index of `index` over `dims` (constant sizes)."""
+    out: list[ir.Value] = []
+    rest = index
+    for k in range(len(dims) - 1, 0, -1):
+        out.append(b.urem(rest, i64(dims[k]), name=f"{name}{k}"))
+        rest = b.udiv(rest, i64(dims[k]), name=f"{name}.q{k}")
+    out.append(rest)
+    return out[::-1]
+
+
+def dot_index(b: ir.IRBuilder, idx: Sequence[ir.Value], strides: Sequence[int], name: str
+              ) -> ir.Value:
+    """sum(idx[k] * strides[k]) in i64; zero strides emit nothing."""
+    total: ir.Value | None = None
+    for k, (x, s) in enumerate(zip(idx, strides)):
+        if not s:
+            continue
+        term = x if s == 1 else b.mul(x, i64(s), name=f"{name}.m{k}")
+        total = term if total is None else b.add(total, term, name=f"{name}.a{k}")
+    return total if total is not None else i64(0)
+
+
+def strides_of(shape: Sequence[int]) -> list[int]:
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
+
+
+def prod(xs: Sequence[int]) -> int:
+    return math.prod(xs)
+
+
+__all__ = ["EMITTERS", "F32", "F32P", "I64", "EmitContext", "Location", "Task", "emitter",
+           "splat", "vec_type"]  # re-exported type helpers for the emitter modules

@@ -1,0 +1,183 @@
+"""Convolution: the fast blocked kernels (kernels/) where they apply, a generic direct conv
+for everything else (1-D/2-D/3-D, stride, padding, dilation, groups, fused epilogue).
+
+Generic kernel: 1-D and 2-D convs are seen as 3-D with leading unit dims. A task is one output
+row (n, oc, od, oh). The row starts as the bias; for every input channel of the group and
+every kernel tap whose input row is inside the image, the row accumulates w * (input row
+shifted by the tap): with stride 1 that is a contiguous `<vw x float>` FMA loop over output
+width, otherwise a strided scalar loop. The valid output range of each kernel column is a
+compile-time constant, so padding costs no per-element branch. Then + residual, activation.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from graphcnn.ir import Node
+
+from ..kernels._emit import apply_activation, fma, for_range, i64
+from ..kernels.conv2d_nchwc import Conv2dNCHWcPlan
+from ..kernels.depthwise import DepthwiseConv2dNCHWcPlan
+from .base import EmitContext, Task, decompose, emitter, gep, load, splat_value, store, vec_loop
+
+FAST_BLOCKS = (4, 8, 16)
+
+
+def as_3d(shape: tuple[int, ...], nd: int, fill: int) -> tuple[int, ...]:
+    return (fill,) * (3 - nd) + tuple(shape)
+
+
+def valid_range(out: int, size: int, stride: int, offset: int) -> tuple[int, int]:
+    """[lo, hi) of output positions o with 0 <= o*stride + offset < size."""
+    ok = [o for o in range(out) if 0 <= o * stride + offset < size]
+    return (ok[0], ok[-1] + 1) if ok else (0, 0)
+
+
+def fast_plan(node: Node):
+    """The kernels/ plan for a blocked 2-D conv it supports, else None."""
+    a = node.attrs
+    x, w = node.inputs[0].type.shape, node.inputs[1].type.shape
+    if a["layout"] != "NCHWc" or len(x) != 5 or a["out_block"] not in FAST_BLOCKS:
+        return None
+    ib, ob = x[-1], a["out_block"]
+    c_in, c_out = w[1] * a["groups"], w[0]
+    common = {"n": x[0], "c_in": c_in, "h": x[2], "w": x[3], "c_out": c_out, "kh": w[2],
+              "kw": w[3], "stride": tuple(a["strides"]), "dilation": tuple(a["dilations"]),
+              "pads": tuple(a["pads"][:4]), "vector_width": ob, "activation": a["activation"],
+              "activation_params": tuple(a["activation_params"]),
+              "residual": bool(a["residual"])}
+    if a["groups"] == 1:
+        return Conv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)
+    if a["groups"] == c_in == c_out and w[1] == 1 and ib == ob:
+        return DepthwiseConv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)
+    return None
+
+
+def emit_fast(ctx: EmitContext, node: Node, plan) -> None:
+    x, w = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2].data if len(node.inputs) > 2 else None
+    w_packed, b_packed = plan.pack_weights(w.data, bias)
+    w_off, b_off = ctx.add_weights(w_packed), ctx.add_weights(b_packed)
+    kernel = plan.emit(ctx.module, ctx.module.get_unique_name(f"k.{node.name}"))
+    fn = ctx.new_task_fn(node.name)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    env, begin, end = fn.args
+    px = ctx.ptr(b, env, x, "in")
+    po = ctx.ptr(b, env, node.outputs[0], "out")
+    pr = ctx.ptr(b, env, node.inputs[3], "res") if node.attrs["residual"] else \
+        ir.Constant(px.type, None)
+    b.call(kernel, [px, ctx.weights_ptr(b, w_off, "w"), ctx.weights_ptr(b, b_off, "bias"),
+                    pr, po, begin, end])
+    b.ret_void()
+    ctx.tasks.append(Task(fn, plan.num_tasks, plan.flops, node.name, node.op))
+
+
+@emitter("conv")
+def emit_conv(ctx: EmitContext, node: Node) -> None:
+    plan = None
+    if node.inputs[1].is_constant and (len(node.inputs) < 3 or node.inputs[2].is_constant):
+        try:
+            plan = fast_plan(node)
+        except ValueError:
+            plan = None
+    if plan is not None:
+        emit_fast(ctx, node, plan)
+        return
+    if node.attrs["layout"] != "NCHW":
+        raise NotImplementedError("blocked conv outside the fast kernels (legalised before)")
+    emit_generic(ctx, node)
+
+
+def emit_generic(ctx: EmitContext, node: Node) -> None:
+    a = node.attrs
+    x, w = node.inputs[0], node.inputs[1]
+    y = node.outputs[0]
+    nd = x.type.rank - 2
+    n, c = x.type.shape[:2]
+    oc = w.type.shape[0]
+    cg, g = w.type.shape[1], a["groups"]
+    ocg = oc // g
+    dd, hh, ww = as_3d(x.type.shape[2:], nd, 1)
+    kd, kh, kw = as_3d(w.type.shape[2:], nd, 1)
+    od, oh, ow = as_3d(y.type.shape[2:], nd, 1)
+    sd, sh, sw = as_3d(a["strides"], nd, 1)
+    pd, ph, pw = as_3d(a["pads"][:nd], nd, 0)
+    ld, lh, lw = as_3d(a["dilations"], nd, 1)
+    has_bias = len(node.inputs) > 2
+    act, params = a["activation"], tuple(a["activation_params"])
+    vw = ctx.vw
+    work = 2 * y.type.size * cg * kd * kh * kw
+    with ctx.task(node, n * oc * od * oh, work) as (b, env, t):
+        tn, toc, tod, toh = decompose(b, t, [n, oc, od, oh], "t")
+        grp = b.udiv(toc, i64(ocg), name="group")
+        px = ctx.ptr(b, env, x, "in")
+        pwt = ctx.ptr(b, env, w, "w")
+        po = ctx.ptr(b, env, y, "out")
+        row = gep(b, po, b.mul(t, i64(ow), name="row.off"), "row")
+        if has_bias:
+            bias = b.load(b.gep(ctx.ptr(b, env, node.inputs[2], "bias"), [toc], name="bias.p"),
+                          name="bias.s", align=4)
+        else:
+            bias = ir.Constant(ir.FloatType(), 0.0)
+        vec_loop(b, 0, ow, vw, lambda i, wd: store(b, splat_value(b, bias, wd, "b0"), row, i,
+                                                     "init"), "init")
+        with for_range(b, 0, cg, name="icg") as icg:
+            ic = b.add(b.mul(grp, i64(cg), name="ic.g"), icg, name="ic")
+            in_ch = gep(b, px, b.mul(b.add(b.mul(tn, i64(c), name="nc"), ic, name="nci"),
+                                     i64(dd * hh * ww), name="inch.off"), "in_ch")
+            w_ch = gep(b, pwt, b.mul(b.add(b.mul(toc, i64(cg), name="occ"), icg, name="occi"),
+                                     i64(kd * kh * kw), name="wch.off"), "w_ch")
+            with for_range(b, 0, kd, name="kd") as tkd:
+                idd = b.add(b.mul(tod, i64(sd), name="id.s"),
+                            b.sub(b.mul(tkd, i64(ld), name="id.k"), i64(pd), name="id.p"),
+                            name="id")
+                ok_d = b.and_(b.icmp_signed(">=", idd, i64(0), name="id.ge"),
+                              b.icmp_signed("<", idd, i64(dd), name="id.lt"), name="id.ok")
+                with b.if_then(ok_d), for_range(b, 0, kh, name="kh") as tkh:
+                    ih = b.add(b.mul(toh, i64(sh), name="ih.s"),
+                               b.sub(b.mul(tkh, i64(lh), name="ih.k"), i64(ph), name="ih.p"),
+                               name="ih")
+                    ok_h = b.and_(b.icmp_signed(">=", ih, i64(0), name="ih.ge"),
+                                  b.icmp_signed("<", ih, i64(hh), name="ih.lt"), name="ih.ok")
+                    with b.if_then(ok_h):
+                        in_row = gep(b, in_ch, b.mul(b.add(b.mul(idd, i64(hh), name="idh"),
+                                                           ih, name="idhi"),
+                                                     i64(ww), name="inrow.off"), "in_row")
+                        tap0 = b.mul(b.add(b.mul(tkd, i64(kh), name="tk.d"), tkh,
+                                           name="tk.dh"), i64(kw), name="tap0")
+                        _row_taps(b, row, in_row, w_ch, tap0, ow, ww, kw, sw, pw, lw, vw)
+        res = ctx.ptr(b, env, node.inputs[3], "res") if a["residual"] else None
+
+        def epilogue(i: ir.Value, wd: int) -> None:
+            v = load(b, row, i, wd, "acc")
+            if res is not None:
+                v = b.fadd(v, load(b, res, b.add(b.mul(t, i64(ow), name="r.row"), i,
+                                                 name="r.off"), wd, "r"), name="acc.r")
+            store(b, apply_activation(b, v, act, params, "act"), row, i, "y")
+        if res is not None or act != "none":
+            vec_loop(b, 0, ow, vw, epilogue, "epi")
+
+
+def _row_taps(b: ir.IRBuilder, row: ir.Value, in_row: ir.Value, w_ch: ir.Value, tap0: ir.Value,
+              ow: int, ww: int, kw: int, sw: int, pw: int, lw: int, vw: int) -> None:
+    """row[o] += w[tap0 + k] * in_row[o*sw - pw + k*lw] for each kernel column k (unrolled)."""
+    for k in range(kw):
+        off0 = k * lw - pw
+        lo, hi = valid_range(ow, ww, sw, off0)
+        if lo >= hi:
+            continue
+        wv = b.load(b.gep(w_ch, [b.add(tap0, i64(k), name=f"tap{k}")], name=f"w{k}.p"),
+                    name=f"w{k}", align=4)
+        if sw == 1:
+            def body(i: ir.Value, wd: int, wv=wv, off0=off0, k=k) -> None:
+                xv = load(b, in_row, b.add(i, i64(off0), name=f"x{k}.o"), wd, f"x{k}")
+                acc = load(b, row, i, wd, f"a{k}")
+                store(b, fma(b, splat_value(b, wv, wd, f"ws{k}"), xv, acc, f"f{k}"), row, i,
+                      f"s{k}")
+            vec_loop(b, lo, hi, vw, body, f"kw{k}")
+        else:
+            with for_range(b, lo, hi, name=f"ow{k}") as o:
+                xo = b.add(b.mul(o, i64(sw), name=f"x{k}.os"), i64(off0), name=f"x{k}.o")
+                xv = load(b, in_row, xo, 1, f"x{k}")
+                acc = load(b, row, o, 1, f"a{k}")
+                store(b, fma(b, splat_value(b, wv, 1, f"ws{k}"), xv, acc, f"f{k}"), row, o,
+                      f"s{k}")

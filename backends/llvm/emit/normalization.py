@@ -1,0 +1,145 @@
+"""softmax (numerically stable: shift by the max), batch_norm (inference), LRN.
+
+softmax sees the tensor as (outer, L, inner) around its axis; a task is one (outer, inner)
+line. A contiguous line (inner == 1) is vectorised: max, exp and sum, divide. batch_norm and
+LRN take one (n, c) plane per task and vectorise over the spatial positions.
+"""
+from __future__ import annotations
+
+import math
+
+from llvmlite import ir
+
+from graphcnn.ir import Node
+
+from ..kernels._emit import F32, entry_alloca, for_range, i64, splat, vexp
+from .base import (
+    EmitContext,
+    emitter,
+    fmax,
+    gep,
+    hreduce,
+    hsum,
+    intrinsic,
+    load,
+    load_scalar,
+    splat_value,
+    store,
+    vec_loop,
+)
+
+
+@emitter("softmax")
+def emit_softmax(ctx: EmitContext, node: Node) -> None:
+    x, y = node.inputs[0], node.outputs[0]
+    shape, axis = x.type.shape, node.attrs["axis"]
+    outer, length, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+    vw = ctx.vw if inner == 1 else 1
+    with ctx.task(node, outer * inner, 30 * x.type.size) as (b, env, t):
+        o, j = b.udiv(t, i64(inner), name="o"), b.urem(t, i64(inner), name="j")
+        base = b.add(b.mul(o, i64(length * inner), name="o.off"), j, name="base")
+        src = gep(b, ctx.ptr(b, env, x, "in"), base, "src")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), base, "dst")
+
+        def at(i):
+            return i if inner == 1 else b.mul(i, i64(inner), name="at")
+        width = vw if length >= vw else 1
+        vmax_slot = entry_alloca(b, ir.VectorType(F32, width), "vmax")
+        smax_slot = entry_alloca(b, F32, "smax")
+        b.store(splat(float("-inf"), width), vmax_slot)
+        b.store(ir.Constant(F32, float("-inf")), smax_slot)
+
+        def find_max(i, wd):
+            v = load(b, src, at(i), wd, "x")
+            if wd == width:
+                b.store(fmax(b, b.load(vmax_slot, name="vm"), v, "vm2"), vmax_slot)
+            else:
+                s = b.extract_element(v, ir.Constant(ir.IntType(32), 0), name="xs")
+                b.store(fmax(b, b.load(smax_slot, name="sm"), s, "sm2"), smax_slot)
+        vec_loop(b, 0, length, width, find_max, "max")
+        mx = fmax(b, hreduce(b, b.load(vmax_slot, name="vmf"),
+                             lambda p, q: fmax(b, p, q, "hm"), "hm"),
+                  b.load(smax_slot, name="smf"), "mx")
+        vsum_slot = entry_alloca(b, ir.VectorType(F32, width), "vsum")
+        ssum_slot = entry_alloca(b, F32, "ssum")
+        b.store(splat(0.0, width), vsum_slot)
+        b.store(ir.Constant(F32, 0.0), ssum_slot)
+
+        def exps(i, wd):
+            e = vexp(b, b.fsub(load(b, src, at(i), wd, "x"), splat_value(b, mx, wd, "mxv"),
+                               name="xs"), "e")
+            store(b, e, dst, at(i), "e")
+            if wd == width:
+                b.store(b.fadd(b.load(vsum_slot, name="vs"), e, name="vs2"), vsum_slot)
+            else:
+                s = b.extract_element(e, ir.Constant(ir.IntType(32), 0), name="es")
+                b.store(b.fadd(b.load(ssum_slot, name="ss"), s, name="ss2"), ssum_slot)
+        vec_loop(b, 0, length, width, exps, "exp")
+        total = b.fadd(hsum(b, b.load(vsum_slot, name="vsf"), "hs"), b.load(ssum_slot, name="ssf"),
+                       name="total")
+        vec_loop(b, 0, length, width, lambda i, wd: store(
+            b, b.fdiv(load(b, dst, at(i), wd, "e"), splat_value(b, total, wd, "tv"), name="p"),
+            dst, at(i), "p"), "div")
+
+
+@emitter("batch_norm")
+def emit_batch_norm(ctx: EmitContext, node: Node) -> None:
+    x, scale, bias, mean, var = node.inputs
+    y = node.outputs[0]
+    n, c = x.type.shape[:2]
+    plane = math.prod(x.type.shape[2:])
+    eps = float(node.attrs["epsilon"])
+    with ctx.task(node, n * c, 2 * x.type.size) as (b, env, t):
+        ch = b.urem(t, i64(c), name="ch")
+        sc, bi, mu, va = (load_scalar(b, ctx.ptr(b, env, v, nm), ch, f"{nm}.s")
+                          for v, nm in ((scale, "scale"), (bias, "bias"), (mean, "mean"),
+                                        (var, "var")))
+        # the reference's order: (x - mean) * (scale / sqrt(var + eps)) + bias
+        root = intrinsic(b, "llvm.sqrt", [b.fadd(va, ir.Constant(F32, eps), name="ve")], "root")
+        inv = b.fdiv(sc, root, name="inv")
+        src = gep(b, ctx.ptr(b, env, x, "in"), b.mul(t, i64(plane), name="off"), "src")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(plane), name="off2"), "dst")
+
+        def body(i, wd):
+            v = b.fsub(load(b, src, i, wd, "x"), splat_value(b, mu, wd, "mu"), name="xc")
+            v = b.fmul(v, splat_value(b, inv, wd, "inv"), name="xn")
+            store(b, b.fadd(v, splat_value(b, bi, wd, "b"), name="y"), dst, i, "y")
+        vec_loop(b, 0, plane, ctx.vw, body, "bn")
+
+
+@emitter("lrn")
+def emit_lrn(ctx: EmitContext, node: Node) -> None:
+    a = node.attrs
+    x, y = node.inputs[0], node.outputs[0]
+    n, c = x.type.shape[:2]
+    plane = math.prod(x.type.shape[2:])
+    size = a["size"]
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2  # channels [c - lo, c + hi]
+    with ctx.task(node, n * c, (size + 30) * x.type.size) as (b, env, t):
+        ni, ci = b.udiv(t, i64(c), name="n"), b.urem(t, i64(c), name="c")
+        px = ctx.ptr(b, env, x, "in")
+        src = gep(b, px, b.mul(t, i64(plane), name="off"), "src")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(plane), name="off2"), "dst")
+        first = b.select(b.icmp_signed("<", ci, i64(lo), name="lo.neg"), i64(0),
+                         b.sub(ci, i64(lo), name="c.lo"), name="first")
+        last = b.select(b.icmp_signed(">", b.add(ci, i64(hi), name="c.hi"), i64(c - 1),
+                                      name="hi.over"), i64(c - 1),
+                        b.add(ci, i64(hi), name="c.hi2"), name="last")
+        stop = b.add(last, i64(1), name="stop")
+        image = gep(b, px, b.mul(ni, i64(c * plane), name="img.off"), "image")
+
+        def body(i, wd):
+            ty = ir.VectorType(F32, wd)
+            acc_slot = entry_alloca(b, ty, f"sq{wd}")
+            b.store(splat(0.0, wd), acc_slot)
+            with for_range(b, first, stop, name="cw") as cc:
+                off = b.add(b.mul(cc, i64(plane), name="cw.off"), i, name="cw.i")
+                v = load(b, image, off, wd, "xc")
+                b.store(b.fadd(b.load(acc_slot, name="sq"), b.fmul(v, v, name="x2"),
+                               name="sq2"), acc_slot)
+            base = b.fadd(splat(float(a["bias"]), wd),
+                          b.fmul(splat(float(a["alpha"] / size), wd),
+                                 b.load(acc_slot, name="sqf"), name="scaled"), name="base")
+            den = intrinsic(b, "llvm.pow", [base, splat(float(a["beta"]), wd)], "den")
+            store(b, b.fdiv(load(b, src, i, wd, "x"), den, name="y"), dst, i, "y")
+        vec_loop(b, 0, plane, ctx.vw, body, "lrn")

@@ -1,0 +1,152 @@
+"""Data movement: transpose, concat, pad, and the NCHW <-> NCHW[x]c layout changes.
+
+(The views — reshape, flatten, squeeze, unsqueeze, identity, dropout — emit nothing: the memory
+planner aliases their output to their input's buffer.)
+"""
+from __future__ import annotations
+
+import math
+
+from llvmlite import ir
+
+from graphcnn.ir import Node
+
+from ..kernels._emit import F32, for_range, i64, splat
+from .base import (
+    EmitContext,
+    decompose,
+    dot_index,
+    emitter,
+    gep,
+    load,
+    load_scalar,
+    store,
+    strides_of,
+    vec_loop,
+)
+
+
+@emitter("transpose")
+def emit_transpose(ctx: EmitContext, node: Node) -> None:
+    x, y = node.inputs[0], node.outputs[0]
+    perm = node.attrs["perm"]
+    in_strides = strides_of(x.type.shape)
+    out_shape = y.type.shape
+    src_strides = [in_strides[p] for p in perm]  # input stride of each output dim
+    outer, inner = out_shape[:-1], out_shape[-1]
+    inner_stride = src_strides[-1]
+    with ctx.task(node, math.prod(outer), y.type.size) as (b, env, t):
+        idx = decompose(b, t, outer, "o") if outer else []
+        src = gep(b, ctx.ptr(b, env, x, "in"), dot_index(b, idx, src_strides[:-1], "src.off"),
+                  "src")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(inner), name="dst.off"), "dst")
+        if inner_stride == 1:
+            vec_loop(b, 0, inner, ctx.vw, lambda i, wd: store(b, load(b, src, i, wd, "x"), dst, i,
+                                                               "y"), "cp")
+        else:
+            with for_range(b, 0, inner, name="i") as i:
+                v = load_scalar(b, src, b.mul(i, i64(inner_stride), name="si"), "x")
+                b.store(v, b.gep(dst, [i], name="y.p"))
+
+
+@emitter("concat")
+def emit_concat(ctx: EmitContext, node: Node) -> None:
+    y, axis = node.outputs[0], node.attrs["axis"]
+    outer = math.prod(y.type.shape[:axis])
+    total = math.prod(y.type.shape[axis:])
+    with ctx.task(node, outer, y.type.size) as (b, env, t):
+        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(total), name="dst.off"), "dst")
+        offset = 0
+        for k, v in enumerate(node.inputs):
+            chunk = math.prod(v.type.shape[axis:])
+            src = gep(b, ctx.ptr(b, env, v, f"in{k}"), b.mul(t, i64(chunk), name=f"src{k}.off"),
+                      f"src{k}")
+            part = gep(b, dst, offset, f"dst{k}")
+            vec_loop(b, 0, chunk, ctx.vw, lambda i, wd, src=src, part=part, k=k: store(
+                b, load(b, src, i, wd, f"x{k}"), part, i, f"y{k}"), f"cp{k}")
+            offset += chunk
+
+
+@emitter("pad")
+def emit_pad(ctx: EmitContext, node: Node) -> None:
+    x, y = node.inputs[0], node.outputs[0]
+    pads, value = node.attrs["pads"], float(node.attrs["value"])
+    xs, ys = x.type.shape, y.type.shape
+    r = len(xs)
+    begins = pads[:r]
+    in_strides = strides_of(xs)
+    outer, inner = ys[:-1], ys[-1]
+    # output column j reads input column j - begin when that is inside the input
+    lo = max(0, begins[-1])
+    hi = min(inner, xs[-1] + begins[-1])
+    with ctx.task(node, math.prod(outer), y.type.size) as (b, env, t):
+        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(inner), name="dst.off"), "dst")
+        vec_loop(b, 0, inner, ctx.vw, lambda i, wd: store(b, splat(value, wd), dst, i, "fill"),
+                 "fill")
+        idx = decompose(b, t, outer, "o") if outer else []
+        inside = ir.Constant(ir.IntType(1), 1)
+        src_off: ir.Value = i64(0)
+        for d, o in enumerate(idx):
+            src_i = b.sub(o, i64(begins[d]), name=f"s{d}")
+            ok = b.and_(b.icmp_signed(">=", src_i, i64(0), name=f"s{d}.ge"),
+                        b.icmp_signed("<", src_i, i64(xs[d]), name=f"s{d}.lt"), name=f"s{d}.ok")
+            inside = b.and_(inside, ok, name=f"in{d}")
+            src_off = b.add(src_off, b.mul(src_i, i64(in_strides[d]), name=f"s{d}.m"),
+                            name=f"s{d}.off")
+        if hi > lo:
+            with b.if_then(inside):
+                src = gep(b, ctx.ptr(b, env, x, "in"), b.add(src_off, i64(-begins[-1]),
+                                                             name="src.off"), "src")
+                vec_loop(b, lo, hi, ctx.vw, lambda i, wd: store(b, load(b, src, i, wd, "x"), dst,
+                                                                 i, "y"), "cp")
+
+
+@emitter("to_blocked")
+def emit_to_blocked(ctx: EmitContext, node: Node) -> None:
+    x, y = node.inputs[0], node.outputs[0]
+    n, c = x.type.shape[:2]
+    blk = node.attrs["block"]
+    cb = y.type.shape[1]
+    plane = math.prod(x.type.shape[2:])
+    # task (n, cb, s-chunk): out[n, cb, s, l] = x[n, cb*blk + l, s] (zero past C)
+    with ctx.task(node, n * cb, y.type.size) as (b, env, t):
+        ni, bi = b.udiv(t, i64(cb), name="n"), b.urem(t, i64(cb), name="cb")
+        src = ctx.ptr(b, env, x, "in")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(plane * blk), name="dst.off"),
+                  "dst")
+        for lane in range(blk):
+            ch = b.add(b.mul(bi, i64(blk), name=f"c{lane}.b"), i64(lane), name=f"c{lane}")
+            ok = b.icmp_signed("<", ch, i64(c), name=f"c{lane}.ok")
+            with b.if_else(ok) as (then, otherwise):
+                with then:
+                    plane_p = gep(b, src, b.mul(b.add(b.mul(ni, i64(c), name=f"nc{lane}"), ch,
+                                                      name=f"nci{lane}"), i64(plane),
+                                                name=f"p{lane}.off"), f"plane{lane}")
+                    with for_range(b, 0, plane, name=f"s{lane}") as s:
+                        v = load_scalar(b, plane_p, s, f"x{lane}")
+                        b.store(v, b.gep(dst, [b.add(b.mul(s, i64(blk), name=f"o{lane}.s"),
+                                                     i64(lane), name=f"o{lane}")],
+                                         name=f"y{lane}.p"))
+                with otherwise, for_range(b, 0, plane, name=f"z{lane}") as s:
+                    b.store(ir.Constant(F32, 0.0),
+                            b.gep(dst, [b.add(b.mul(s, i64(blk), name=f"zo{lane}.s"),
+                                              i64(lane), name=f"zo{lane}")],
+                                  name=f"z{lane}.p"))
+
+
+@emitter("from_blocked")
+def emit_from_blocked(ctx: EmitContext, node: Node) -> None:
+    x, y = node.inputs[0], node.outputs[0]
+    n, c = y.type.shape[:2]
+    cb, blk = x.type.shape[1], x.type.shape[-1]
+    plane = math.prod(y.type.shape[2:])
+    with ctx.task(node, n * c, y.type.size) as (b, env, t):
+        ni, ci = b.udiv(t, i64(c), name="n"), b.urem(t, i64(c), name="c")
+        bi, lane = b.udiv(ci, i64(blk), name="cb"), b.urem(ci, i64(blk), name="lane")
+        base = b.add(b.mul(b.add(b.mul(ni, i64(cb), name="ncb"), bi, name="ncbi"),
+                           i64(plane * blk), name="src.base"), lane, name="src.off")
+        src = gep(b, ctx.ptr(b, env, x, "in"), base, "src")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(plane), name="dst.off"), "dst")
+        with for_range(b, 0, plane, name="s") as s:
+            v = load_scalar(b, src, b.mul(s, i64(blk), name="s.off"), "x")
+            b.store(v, b.gep(dst, [s], name="y.p"))

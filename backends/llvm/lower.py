@@ -1,0 +1,220 @@
+"""Graph -> one LLVM module with one entry point `void run(float** in, float** out, i8* ws)`.
+
+Steps (straight-line, in `lower`):
+0. backend-local rewrites (blocking.py): BN folding, epilogue fusion, blocked layout for the
+   fast conv kernels — no-ops on graphs the pass pipeline already prepared;
+1. legalise: blocked convs the fast kernels do not take become from_blocked -> NCHW conv ->
+   to_blocked (the generic kernel is NCHW);
+2. place buffers: graph inputs and outputs are the caller's pointers, views alias their input,
+   constants live in the packed-weights arena, every other tensor gets a workspace offset from
+   the static memory plan (memory.py);
+3. emit each node through its op's emitter (emit/), a copy for outputs that alias something;
+4. emit the thread pool (threads.py) and `run`, which calls every task in order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from llvmlite import ir
+
+from graphcnn.errors import CompileError, GraphcnnError, where
+from graphcnn.ir import Graph, Node, Value
+
+from . import blocking, memory, threads
+from .emit import EMITTERS, VIEW_OPS, EmitContext, Location
+from .emit.conv import fast_plan
+from .emit.elementwise import emit_copy
+
+I8P = ir.IntType(8).as_pointer()
+F32PP = ir.FloatType().as_pointer().as_pointer()
+
+
+@dataclass
+class Lowered:
+    module: ir.Module
+    weights: bytes
+    workspace_bytes: int
+    weights_bytes: int
+    weights_symbol: str
+    kernels: list[dict] = field(default_factory=list)  # per task: node, op, fn, tasks, work
+
+
+def legalize(graph: Graph) -> Graph:
+    """Rewrite blocked convs without a fast kernel into NCHW convs between layout changes."""
+    for node in list(graph.nodes):
+        if node.op != "conv" or node.attrs["layout"] != "NCHWc":
+            continue
+        try:
+            constant = all(v.is_constant for v in node.inputs[1:3])
+            if constant and fast_plan(node) is not None:
+                continue
+        except ValueError:
+            pass
+        x, w = node.inputs[0], node.inputs[1]
+        c_in, c_out = w.type.shape[1] * node.attrs["groups"], w.type.shape[0]
+        ins = [graph.apply("from_blocked", [x], {"channels": c_in}, before=node)]
+        ins += list(node.inputs[1:3])
+        if node.attrs["residual"]:
+            ins.append(graph.apply("from_blocked", [node.inputs[3]], {"channels": c_out},
+                                   before=node))
+        attrs = {**node.attrs, "layout": "NCHW", "out_block": 0}
+        y = graph.apply("conv", ins, attrs, name=f"{node.name}.nchw", before=node)
+        blocked = graph.apply("to_blocked", [y], {"block": node.attrs["out_block"]},
+                              before=node)
+        graph.replace_all_uses_with(node.outputs[0], blocked)
+        graph.remove(node)
+    return graph
+
+
+def root(value: Value) -> Value:
+    """The value whose buffer `value` lives in (views alias their input)."""
+    while value.producer is not None and value.producer.op in VIEW_OPS:
+        value = value.producer.inputs[0]
+    return value
+
+
+def lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool = True,
+          profile: bool = False) -> Lowered:
+    """Lower `graph` (the backend's own copy: it is rewritten in place). With `profile`, `run`
+    also adds each task's wall time (ns, clock_gettime) to the exported i64 array
+    `graphcnn_profile`, one slot per task in order."""
+    if rewrites:
+        graph = blocking.prepare(graph, vector_width)
+    graph = legalize(graph)
+    module = ir.Module(name=graph.name)
+    ctx = EmitContext(module, vector_width, weights_symbol)
+    nodes = [n for n in graph.nodes if n.op not in VIEW_OPS]
+    for v in graph.values():
+        if v.type.dtype != "float32":
+            where_ = where(v.producer) if v.producer is not None else f"value {v.name!r}"
+            raise CompileError(f"{where_}: the llvm backend computes float32 only, "
+                               f"%{v.name} is {v.type}")
+    for node in graph.nodes:
+        if node.op not in EMITTERS and node.op not in VIEW_OPS:
+            raise CompileError(f"{where(node)}: the llvm backend has no kernel for op "
+                               f"{node.op!r}")
+
+    # ----- 2. buffers ------------------------------------------------------------------------
+    for i, v in enumerate(graph.inputs):
+        ctx.locations[id(v)] = Location("input", i)
+    copies: list[tuple[Value, int]] = []  # (source value, output index) needing a copy
+    output_roots: set[int] = set()
+    for j, v in enumerate(graph.outputs):
+        r = root(v)
+        if r is v and v.producer is not None and id(v) not in output_roots:
+            ctx.locations[id(v)] = Location("output", j)
+            output_roots.add(id(v))
+        else:
+            copies.append((v, j))
+    index = {id(n): i for i, n in enumerate(nodes)}
+    buffers: dict[int, memory.Buffer] = {}
+    roots: dict[int, Value] = {}
+    for n in nodes:
+        for v in n.outputs:
+            if id(v) not in ctx.locations:
+                buffers[id(v)] = memory.Buffer(id(v), v.type.nbytes, index[id(n)], index[id(n)])
+                roots[id(v)] = v
+
+    def touch(v: Value, at: int) -> None:
+        buf = buffers.get(id(root(v)))
+        if buf is not None:
+            buf.last = max(buf.last, at)
+    for n in nodes:
+        for v in n.inputs:
+            touch(v, index[id(n)])
+    for k, (v, _) in enumerate(copies):
+        touch(v, len(nodes) + k)
+    workspace = memory.plan(list(buffers.values()))
+    for key, buf in buffers.items():
+        ctx.locations[key] = Location("workspace", buf.offset)
+    for v in graph.values():
+        r = root(v)
+        if r is not v:
+            if r.is_constant and id(r) not in ctx.locations:
+                ctx.locations[id(r)] = Location("weights", ctx.add_weights(r.data))
+            if id(r) in ctx.locations and id(v) not in ctx.locations:
+                ctx.locations[id(v)] = ctx.locations[id(r)]
+
+    # ----- 3. kernels ------------------------------------------------------------------------
+    for node in nodes:
+        try:
+            EMITTERS[node.op](ctx, node)
+        except GraphcnnError:
+            raise
+        except Exception as e:  # an emitter that cannot handle these attrs/shapes: say where
+            raise CompileError(f"{where(node)}: cannot lower to LLVM: "
+                               f"{type(e).__name__}: {e}") from e
+    for v, j in copies:
+        out = Value(f"{v.name}.out{j}", v.type)
+        ctx.locations[id(out)] = Location("output", j)
+        copy_node = Node(f"copy_out{j}", "identity", [v], {})
+        emit_copy(ctx, copy_node, v, out)
+
+    # ----- 4. the pool and the entry point ----------------------------------------------------
+    pfor = threads.emit_pool(module)
+    run = ir.Function(module, ir.FunctionType(ir.VoidType(), [F32PP, F32PP, I8P]), "run")
+    run.args[0].name, run.args[1].name, run.args[2].name = "inputs", "outputs", "workspace"
+    b = ir.IRBuilder(run.append_basic_block("entry"))
+    env = b.alloca(ir.ArrayType(I8P, 3), name="env")
+    for k, arg in enumerate(run.args):
+        slot = b.gep(env, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), k)],
+                     name=f"env.{k}")
+        b.store(b.bitcast(arg, I8P, name=f"{arg.name}.i8"), slot)
+    env_p = b.bitcast(env, I8P, name="env.p")
+    clock = _profile_clock(module, len(ctx.tasks)) if profile else None
+    for k, task in enumerate(ctx.tasks):
+        start = clock(b, None, k) if clock else None
+        n = ir.Constant(ir.IntType(64), task.num_tasks)
+        if task.num_tasks > 1 and task.work >= threads.PARALLEL_THRESHOLD:
+            b.call(pfor, [task.fn, env_p, n])
+        else:
+            b.call(task.fn, [env_p, ir.Constant(ir.IntType(64), 0), n])
+        if clock:
+            clock(b, start, k)
+    b.ret_void()
+    kernels = [{"node": t.node, "op": t.op, "fn": t.fn.name, "tasks": t.num_tasks,
+                "work": t.work} for t in ctx.tasks]
+    return Lowered(module, ctx.weights_blob(), workspace, ctx.weights_bytes, weights_symbol,
+                   kernels)
+
+
+def _profile_clock(module: ir.Module, slots: int):
+    """Timer for the instrumented build: clock(b, None, k) reads the clock; clock(b, t0, k)
+    adds now - t0 to graphcnn_profile[k]."""
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    table_ty = ir.ArrayType(i64, max(slots, 1))
+    table = ir.GlobalVariable(module, table_ty, "graphcnn_profile")
+    table.initializer = ir.Constant(table_ty, None)
+    timespec = ir.LiteralStructType([i64, i64])
+    gettime = ir.Function(module, ir.FunctionType(i32, [i32, timespec.as_pointer()]),
+                          "clock_gettime")
+
+    def now(b: ir.IRBuilder) -> ir.Value:
+        with b.goto_entry_block():
+            ts = b.alloca(timespec, name="ts")
+        b.call(gettime, [ir.Constant(i32, 1), ts])  # CLOCK_MONOTONIC
+        sec = b.load(b.gep(ts, [ir.Constant(i32, 0), ir.Constant(i32, 0)], name="ts.s"),
+                     name="sec")
+        nsec = b.load(b.gep(ts, [ir.Constant(i32, 0), ir.Constant(i32, 1)], name="ts.ns"),
+                      name="nsec")
+        return b.add(b.mul(sec, ir.Constant(i64, 1_000_000_000), name="sec.ns"), nsec, name="now")
+
+    def clock(b: ir.IRBuilder, start: ir.Value | None, k: int) -> ir.Value:
+        t = now(b)
+        if start is None:
+            return t
+        slot = b.gep(table, [ir.Constant(i64, 0), ir.Constant(i64, k)], name=f"prof.{k}")
+        b.store(b.add(b.load(slot, name=f"prof.{k}.old"), b.sub(t, start, name=f"dt.{k}"),
+                      name=f"prof.{k}.new"), slot)
+        return t
+    return clock
+
+
+def weights_array(blob: bytes) -> np.ndarray:
+    """The weights arena as a 64-byte aligned read-only numpy buffer."""
+    raw = np.empty(len(blob) + 64, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64
+    arena = raw[start:start + len(blob)]
+    arena[:] = np.frombuffer(blob, dtype=np.uint8)
+    return arena

@@ -1,0 +1,137 @@
+"""LLVMModel: the object code JIT-loaded into the process, one ctypes call per inference.
+
+At construction: the object file is added to an MCJIT engine (the same path for a fresh
+compile and a cache hit — no LLVM optimisation or codegen on a hit), the weights arena symbol
+is bound to a 64-byte aligned numpy buffer, the workspace arena is allocated once, the ctypes
+pointer tables for inputs and outputs are built once, and the thread pool is started.
+
+Per call: input pointers are written into the prepared table, outputs are *allocated fresh*
+(np.empty) so a returned array is never overwritten by a later call, then `run` is called once
+(ctypes releases the GIL). A lock serialises calls from several Python threads, since they
+share the workspace. When the model is garbage collected a finalizer joins the pool threads
+before the engine (and its code) is released.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+
+import llvmlite.binding as llvm
+import numpy as np
+
+from graphcnn.ir import Graph
+from graphcnn.runtime import CompiledModel
+
+from .codegen import init_llvm, target_machine
+from .lower import weights_array
+
+RUN_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+_jit_lock = threading.Lock()  # add_symbol is process-wide: bind + finalize atomically
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _shutdown(owner_pid: int, shutdown_fn, *keep_alive) -> None:
+    # joins the workers; keep_alive holds the engine and arenas until now. A forked child has
+    # no workers to join (and runs every chunk itself: claiming never waits for absent threads)
+    if os.getpid() == owner_pid:
+        shutdown_fn()
+
+
+class LLVMModel(CompiledModel):
+    target = "llvm"
+
+    def __init__(self, graph: Graph, obj: bytes, weights: bytes, manifest: dict, threads: int,
+                 cpu: str, options: dict, from_cache: bool, instrumented: bool = False):
+        super().__init__(graph)
+        init_llvm()
+        self.manifest = manifest
+        self.options = options
+        self.cpu = cpu
+        self.from_cache = from_cache
+        self.memory_bytes = int(manifest["workspace_bytes"])
+        self.weights_bytes = int(manifest["weights_bytes"])
+        self._weights = weights_array(weights)
+        self._workspace = np.empty(self.memory_bytes + 64, dtype=np.uint8)
+        ws_ptr = self._workspace.ctypes.data
+        self._ws_ptr = ctypes.c_void_p(ws_ptr + (-ws_ptr) % 64)
+
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine(cpu))
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        with _jit_lock:
+            llvm.add_symbol(manifest["weights_symbol"], self._weights.ctypes.data)
+            engine.finalize_object()
+        self._engine = engine
+        self._run = RUN_TYPE(engine.get_function_address("run"))
+        init = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(
+            engine.get_function_address("graphcnn_init_threads"))
+        shutdown = ctypes.CFUNCTYPE(None)(engine.get_function_address("graphcnn_shutdown_threads"))
+        self.threads = int(init(threads))
+        self._finalizer = weakref.finalize(self, _shutdown, os.getpid(), shutdown, engine,
+                                           self._weights, self._workspace)
+
+        self._in_table = (ctypes.c_void_p * max(1, len(self.input_names)))()
+        self._out_table = (ctypes.c_void_p * max(1, len(self.output_names)))()
+        self._out_specs = [(v.type.shape, np.dtype(v.type.dtype)) for v in graph.outputs]
+        self._lock = threading.Lock()
+        self._requested_threads = threads
+        self._profile_counters = None
+        self._instrumented: LLVMModel | None = None
+        if instrumented:
+            address = engine.get_global_value_address("graphcnn_profile")
+            slots = max(1, len(manifest["kernels"]))
+            self._profile_counters = (ctypes.c_int64 * slots).from_address(address)
+
+    @property
+    def kernels(self) -> list[dict]:
+        """What runs, in order: node, op, LLVM function, task count, work (~flops)."""
+        return list(self.manifest["kernels"])
+
+    def profile(self, *inputs, runs: int = 10) -> list[dict]:
+        """Per-kernel mean wall time over `runs` calls of an instrumented build of the same
+        kernels (compiled once, on first use): [{node, op, seconds, flops, tasks}]."""
+        if self._profile_counters is None:
+            if self._instrumented is None:
+                from . import compile as compile_llvm
+
+                self._instrumented = compile_llvm(self.graph, threads=self._requested_threads,
+                                                  cache=False, cpu=self.cpu, profile=True,
+                                                  **self.options)
+            return self._instrumented.profile(*inputs, runs=runs)
+        self(*inputs)  # warm-up
+        for k in range(len(self.manifest["kernels"])):
+            self._profile_counters[k] = 0
+        for _ in range(runs):
+            self(*inputs)
+        return [{"node": kern["node"], "op": kern["op"], "flops": kern["work"],
+                 "tasks": kern["tasks"], "seconds": self._profile_counters[k] / 1e9 / runs}
+                for k, kern in enumerate(self.manifest["kernels"])]
+
+    def _execute(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        outs = [np.empty(shape, dtype) for shape, dtype in self._out_specs]
+        with self._lock:
+            for i, x in enumerate(inputs):
+                self._in_table[i] = x.ctypes.data
+            for j, y in enumerate(outs):
+                self._out_table[j] = y.ctypes.data
+            self._run(ctypes.addressof(self._in_table), ctypes.addressof(self._out_table),
+                      self._ws_ptr)
+        return outs
+
+    def close(self) -> None:
+        """Join the worker threads now (also done automatically on garbage collection)."""
+        self._finalizer()
+
+    def export_library(self, path: str | os.PathLike) -> str:
+        """Write `path` (a shared library) and the C header beside it; returns the header path."""
+        from .aot import export_library
+
+        return export_library(self.graph, path, cpu=self.cpu, _optimized=True, **self.options)

@@ -1,0 +1,248 @@
+"""Differential cases for every op of the op table: (case id, graph builder, tolerance).
+
+Random shapes with tails (sizes not multiples of the vector width), drawn attributes; the
+graphs take random inputs. Each builder returns a Graph.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphcnn.ir import Graph
+
+RNG = np.random.default_rng(1234)
+EXACT, SUMMED = 1e-5, 1e-4
+
+
+def rel_l2(got: np.ndarray, want: np.ndarray) -> float:
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    denom = np.linalg.norm(want)
+    return float(np.linalg.norm(got - want) / (denom if denom > 0 else 1.0))
+
+
+def rnd(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def single(op: str, in_shapes, attrs=None, consts=(), name=None, pre=None, post=None) -> Graph:
+    """x0..xn inputs (+ constant arrays) -> op -> output; `pre`/`post` wrap layout changes."""
+    g = Graph(name or op)
+    xs = [g.add_input(f"x{i}", s) for i, s in enumerate(in_shapes)]
+    if pre:
+        xs = [pre(g, x) for x in xs]
+    xs += [g.add_constant(c, f"c{i}") for i, c in enumerate(consts)]
+    y = g.apply(op, xs, attrs or {})
+    if post:
+        y = post(g, y)
+    g.set_outputs([y])
+    return g
+
+
+def blocked(block: int):
+    return lambda g, x: g.apply("to_blocked", [x], {"block": block})
+
+
+def unblocked(channels: int):
+    return lambda g, y: g.apply("from_blocked", [y], {"channels": channels})
+
+
+def conv(x, w, b=None, post_res=False, **attrs):
+    consts = [rnd(*w)] + ([rnd(b)] if b else [])
+    def build():
+        g = Graph("conv")
+        xv = g.add_input("x", x)
+        ins = [xv] + [g.add_constant(c, f"c{i}") for i, c in enumerate(consts)]
+        if attrs.get("residual"):
+            probe = g.apply("conv", ins, {**attrs, "residual": False})
+            r = g.add_input("r", probe.type.shape)
+            g.remove(probe.producer)
+            ins.append(r)
+        g.set_outputs([g.apply("conv", ins, attrs)])
+        return g
+    return build
+
+
+def conv_blocked(x, w, ib, ob, b=True, residual=False, **attrs):
+    wt, bias = rnd(*w), rnd(w[0])
+    def build():
+        g = Graph("convc")
+        xv = g.apply("to_blocked", [g.add_input("x", x)], {"block": ib})
+        ins = [xv, g.add_constant(wt, "w")] + ([g.add_constant(bias, "b")] if b else [])
+        a = {**attrs, "layout": "NCHWc", "out_block": ob}
+        if residual:
+            probe = g.apply("conv", ins, a)
+            oshape = (probe.type.shape[0], w[0]) + probe.type.shape[2:-1]
+            g.remove(probe.producer)
+            ins.append(g.apply("to_blocked", [g.add_input("r", oshape)], {"block": ob}))
+            a["residual"] = True
+        y = g.apply("conv", ins, a)
+        g.set_outputs([g.apply("from_blocked", [y], {"channels": w[0]})])
+        return g
+    return build
+
+
+def pool_blocked(op, x, block, **attrs):
+    return lambda: single(op, [x], {**attrs, "layout": "NCHWc"}, pre=blocked(block),
+                          post=unblocked(x[1]))
+
+
+CASES: dict[str, list] = {
+    "conv": [
+        ("2d", conv((2, 3, 11, 13), (5, 3, 3, 3), 5, pads=(1, 1, 1, 1)), SUMMED),
+        ("2d-stride-dil", conv((1, 4, 17, 19), (6, 4, 3, 2), 6, strides=(2, 3),
+                               dilations=(2, 1), pads=(2, 0, 1, 1)), SUMMED),
+        ("2d-groups", conv((1, 6, 9, 21), (4, 3, 3, 3), None, groups=2, pads=(1, 1, 1, 1)),
+         SUMMED),
+        ("depthwise", conv((1, 8, 10, 10), (8, 1, 3, 3), 8, groups=8, pads=(1, 1, 1, 1),
+                           activation="relu"), SUMMED),
+        ("1d", conv((2, 3, 37), (4, 3, 5), 4, pads=(2, 1), strides=(2,)), SUMMED),
+        ("3d", conv((1, 2, 5, 6, 7), (3, 2, 2, 3, 3), 3, pads=(1, 0, 1, 0, 1, 1)), SUMMED),
+        ("residual-leaky", conv((1, 3, 8, 9), (4, 3, 3, 3), 4, pads=(1, 1, 1, 1),
+                                residual=True, activation="leaky_relu",
+                                activation_params=(0.1,)), SUMMED),
+        ("clip-sigmoid", conv((1, 3, 8, 9), (4, 3, 1, 1), 4, activation="sigmoid"), SUMMED),
+        ("clip", conv((1, 3, 8, 9), (4, 3, 3, 3), 4, activation="clip",
+                      activation_params=(-0.5, 0.5)), SUMMED),
+        ("nchwc-fast", conv_blocked((1, 5, 12, 13), (20, 5, 3, 3), 16, 16, pads=(1, 1, 1, 1)),
+         SUMMED),
+        ("nchwc-fast-residual", conv_blocked((2, 16, 7, 7), (16, 16, 3, 3), 8, 8, residual=True,
+                                             pads=(1, 1, 1, 1), strides=(1, 1),
+                                             activation="relu"), SUMMED),
+        ("nchwc-depthwise", conv_blocked((1, 16, 9, 9), (16, 1, 3, 3), 16, 16, groups=16,
+                                         pads=(1, 1, 1, 1)), SUMMED),
+        ("nchwc-generic", conv_blocked((1, 6, 9, 9), (6, 3, 3, 3), 4, 5, groups=2,
+                                       pads=(1, 1, 1, 1)), SUMMED),
+    ],
+    "max_pool": [
+        ("2d", lambda: single("max_pool", [(2, 3, 9, 11)], {"kernel_shape": (2, 2),
+                                                           "strides": (2, 2)}), EXACT),
+        ("ceil-pad-dil", lambda: single("max_pool", [(1, 3, 10, 13)], {
+            "kernel_shape": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1), "ceil_mode": True,
+            "dilations": (1, 2)}), EXACT),
+        ("1d", lambda: single("max_pool", [(2, 3, 23)], {"kernel_shape": (3,)}), EXACT),
+        ("3d", lambda: single("max_pool", [(1, 2, 5, 6, 7)], {"kernel_shape": (2, 2, 2),
+                                                             "strides": (2, 2, 2)}), EXACT),
+        ("nchwc", pool_blocked("max_pool", (1, 20, 9, 9), 16, kernel_shape=(3, 3),
+                               strides=(2, 2), pads=(1, 1, 1, 1)), EXACT),
+    ],
+    "avg_pool": [
+        ("2d", lambda: single("avg_pool", [(2, 3, 8, 10)], {"kernel_shape": (2, 2),
+                                                           "strides": (2, 2)}), EXACT),
+        ("pads-exclude", lambda: single("avg_pool", [(1, 3, 9, 11)], {
+            "kernel_shape": (3, 3), "pads": (1, 1, 1, 1), "ceil_mode": True,
+            "strides": (2, 2)}), EXACT),
+        ("pads-include", lambda: single("avg_pool", [(1, 3, 9, 11)], {
+            "kernel_shape": (3, 3), "pads": (1, 1, 1, 1), "count_include_pad": True,
+            "ceil_mode": True, "strides": (2, 2)}), EXACT),
+        ("1d-stride1", lambda: single("avg_pool", [(2, 2, 40)], {"kernel_shape": (4,),
+                                                                "pads": (1, 2)}), EXACT),
+        ("3d", lambda: single("avg_pool", [(1, 2, 5, 6, 7)], {"kernel_shape": (2, 3, 2)}),
+         EXACT),
+        ("nchwc", pool_blocked("avg_pool", (1, 9, 8, 8), 8, kernel_shape=(2, 2),
+                               strides=(2, 2)), EXACT),
+    ],
+    "sum_pool": [
+        ("2d", lambda: single("sum_pool", [(1, 3, 9, 9)], {"kernel_shape": (3, 3),
+                                                          "strides": (2, 2)}), EXACT),
+        ("pads", lambda: single("sum_pool", [(2, 1, 7, 18)], {"kernel_shape": (2, 3),
+                                                             "pads": (1, 1, 0, 1)}), EXACT),
+        ("nchwc", pool_blocked("sum_pool", (1, 5, 7, 7), 4, kernel_shape=(3, 3)), EXACT),
+    ],
+    "global_avg_pool": [
+        ("2d", lambda: single("global_avg_pool", [(2, 5, 7, 9)]), SUMMED),
+        ("nchwc", pool_blocked("global_avg_pool", (1, 20, 7, 7), 16), SUMMED),
+    ],
+    "global_max_pool": [
+        ("2d", lambda: single("global_max_pool", [(2, 5, 7, 9)]), EXACT),
+        ("1d", lambda: single("global_max_pool", [(1, 3, 50)]), EXACT),
+        ("nchwc", pool_blocked("global_max_pool", (1, 9, 5, 5), 8), EXACT),
+    ],
+    "gemm": [
+        ("dense", lambda: single("gemm", [(3, 37)], {"transB": 1}, [rnd(21, 37), rnd(21)]),
+         SUMMED),
+        ("const-b-act", lambda: single("gemm", [(5, 20)], {"alpha": 0.5, "beta": 2.0,
+                                                           "activation": "relu"},
+                                       [rnd(20, 19), rnd(5, 19)]), SUMMED),
+        ("transA-var-b", lambda: single("gemm", [(17, 4), (17, 23)], {"transA": 1}), SUMMED),
+        ("transB-var-b-colC", lambda: single("gemm", [(4, 9), (6, 9)], {"transB": 1,
+                                                                      "beta": 0.5},
+                                             [rnd(4, 1)]), SUMMED),
+        ("scalarC-sigmoid", lambda: single("gemm", [(2, 33), (33, 18)], {
+            "activation": "sigmoid"}, [rnd(1)]), SUMMED),
+    ],
+    "matmul": [
+        ("2d", lambda: single("matmul", [(7, 19), (19, 23)]), SUMMED),
+        ("batched-broadcast", lambda: single("matmul", [(2, 1, 5, 6), (3, 6, 17)]), SUMMED),
+        ("1d-1d", lambda: single("matmul", [(9,), (9,)]), SUMMED),
+        ("1d-2d", lambda: single("matmul", [(9,), (9, 4)]), SUMMED),
+        ("2d-1d", lambda: single("matmul", [(3, 9), (9,)]), SUMMED),
+        ("const-b", lambda: single("matmul", [(2, 3, 20)], consts=[rnd(20, 18)]), SUMMED),
+    ],
+    "softmax": [
+        ("last", lambda: single("softmax", [(3, 37)]), EXACT),
+        ("middle", lambda: single("softmax", [(2, 5, 3, 4)], {"axis": 1}), EXACT),
+        ("first", lambda: single("softmax", [(6, 7)], {"axis": 0}), EXACT),
+    ],
+    "relu": [("odd", lambda: single("relu", [(3, 5, 7)]), EXACT)],
+    "leaky_relu": [("odd", lambda: single("leaky_relu", [(2, 33)], {"alpha": 0.2}), EXACT)],
+    "clip": [("odd", lambda: single("clip", [(4, 17)], {"min": -0.3, "max": 0.7}), EXACT),
+             ("relu6", lambda: single("clip", [(35,)], {"min": 0.0, "max": 6.0}), EXACT)],
+    "sigmoid": [("odd", lambda: single("sigmoid", [(5, 41)]), EXACT)],
+    "add": [
+        ("same", lambda: single("add", [(3, 17), (3, 17)]), EXACT),
+        ("bcast-row", lambda: single("add", [(2, 3, 19)], consts=[rnd(19)]), EXACT),
+        ("bcast-chan", lambda: single("add", [(2, 5, 4, 3), (5, 1, 1)]), EXACT),
+        ("bcast-both", lambda: single("add", [(4, 1, 7), (1, 6, 1)]), EXACT),
+        ("scalar", lambda: single("add", [(5, 5)], consts=[rnd()]), EXACT),
+    ],
+    "mul": [
+        ("bcast-chan", lambda: single("mul", [(2, 5, 4, 3), (1, 5, 1, 1)]), EXACT),
+        ("same", lambda: single("mul", [(33,), (33,)]), EXACT),
+    ],
+    "sum": [
+        ("three", lambda: single("sum", [(2, 19), (2, 19), (19,)]), EXACT),
+        ("one", lambda: single("sum", [(3, 3)]), EXACT),
+    ],
+    "batch_norm": [
+        ("4d", lambda: single("batch_norm", [(2, 5, 6, 7)], {"epsilon": 1e-3},
+                              [rnd(5), rnd(5), rnd(5), np.abs(rnd(5)) + 0.1]), EXACT),
+        ("2d", lambda: single("batch_norm", [(3, 4)], {},
+                              [rnd(4), rnd(4), rnd(4), np.abs(rnd(4)) + 0.1]), EXACT),
+    ],
+    "lrn": [
+        ("5", lambda: single("lrn", [(1, 7, 5, 6)], {"size": 5, "alpha": 1e-2, "beta": 0.75,
+                                                     "bias": 2.0}), EXACT),
+        ("2", lambda: single("lrn", [(2, 4, 3, 19)], {"size": 2}), EXACT),
+    ],
+    "pad": [
+        ("4d", lambda: single("pad", [(1, 2, 5, 6)], {"pads": (0, 0, 1, 2, 0, 1, 2, 3),
+                                                      "value": 0.5}), EXACT),
+        ("crop", lambda: single("pad", [(3, 20)], {"pads": (1, -2, 0, 3)}), EXACT),
+    ],
+    "concat": [
+        ("axis1", lambda: single("concat", [(2, 3, 4), (2, 5, 4), (2, 1, 4)], {"axis": 1}),
+         EXACT),
+        ("axis0", lambda: single("concat", [(1, 7), (2, 7)], {"axis": 0}), EXACT),
+        ("last", lambda: single("concat", [(2, 3), (2, 17)], {"axis": -1}), EXACT),
+    ],
+    "transpose": [
+        ("perm", lambda: single("transpose", [(2, 3, 4, 5)], {"perm": (0, 2, 3, 1)}), EXACT),
+        ("reverse", lambda: single("transpose", [(3, 17)]), EXACT),
+        ("inner-kept", lambda: single("transpose", [(3, 4, 21)], {"perm": (1, 0, 2)}), EXACT),
+    ],
+    "reshape": [("flat", lambda: single("reshape", [(2, 3, 4)], {"shape": (4, -1)},
+                                        post=lambda g, y: g.apply("relu", [y])), EXACT),
+                ("out", lambda: single("reshape", [(2, 3, 4)], {"shape": (6, 4)}), EXACT)],
+    "flatten": [("axis2", lambda: single("flatten", [(2, 3, 4, 5)], {"axis": 2}), EXACT)],
+    "squeeze": [("axes", lambda: single("squeeze", [(2, 1, 4, 1)], {"axes": (1,)},
+                                        pre=lambda g, x: g.apply("sigmoid", [x])), EXACT)],
+    "unsqueeze": [("axes", lambda: single("unsqueeze", [(2, 4)], {"axes": (0, 3)}), EXACT)],
+    "identity": [("in-out", lambda: single("identity", [(3, 5)]), EXACT)],
+    "dropout": [("chain", lambda: single("dropout", [(3, 5)],
+                                         post=lambda g, y: g.apply("relu", [y])), EXACT)],
+    "to_blocked": [("pad-lanes", lambda: single("to_blocked", [(2, 5, 3, 4)], {"block": 4}),
+                    EXACT),
+                   ("3d", lambda: single("to_blocked", [(1, 17, 3)], {"block": 16}), EXACT)],
+    "from_blocked": [("drop-lanes", lambda: single("from_blocked", [(2, 2, 3, 4, 4)],
+                                                   {"channels": 7}), EXACT)],
+}

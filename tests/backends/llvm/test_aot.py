@@ -1,0 +1,80 @@
+"""AOT: export a shared library + header, call it from a C program built with `cc`, compare
+its output with the reference interpreter."""
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from graphcnn.backends.llvm import export_library
+from graphcnn.backends.llvm.aot import find_cc
+from graphcnn.backends.reference import interpret
+from llvm_cases import rel_l2
+
+import graphcnn as gc
+
+pytestmark = pytest.mark.skipif(find_cc() is None, reason="no C compiler (cc) to link and "
+                                                          "build the test program")
+
+PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "libnet.h"
+
+int main(int argc, char** argv) {
+    static float x[GRAPHCNN_INPUT_0_SIZE], y[GRAPHCNN_OUTPUT_0_SIZE];
+    FILE* f = fopen(argv[1], "rb");
+    if (!f || fread(x, sizeof(float), GRAPHCNN_INPUT_0_SIZE, f) != GRAPHCNN_INPUT_0_SIZE)
+        return 2;
+    fclose(f);
+    void* ws = aligned_alloc(64, GRAPHCNN_WORKSPACE_BYTES);
+    float* in[] = {x};
+    float* out[] = {y};
+    graphcnn_init_threads(atoi(argv[3]));
+    run(in, out, ws);
+    run(in, out, ws);
+    graphcnn_shutdown_threads();
+    f = fopen(argv[2], "wb");
+    fwrite(y, sizeof(float), GRAPHCNN_OUTPUT_0_SIZE, f);
+    fclose(f);
+    free(ws);
+    return 0;
+}
+"""
+
+
+def lenet() -> gc.Graph:
+    gc.manual_seed(3)
+    return gc.Sequential(
+        gc.Conv2d(1, 6, 5, padding=2), gc.ReLU(), gc.MaxPool2d(2),
+        gc.Conv2d(6, 16, 5), gc.ReLU(), gc.AvgPool2d(2),
+        gc.Flatten(), gc.Dense(400, 84), gc.Sigmoid(), gc.Dense(84, 10), gc.Softmax(),
+    ).build((2, 1, 28, 28))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_c_program_calls_the_library(tmp_path, threads):
+    graph = lenet()
+    header = export_library(graph, tmp_path / "libnet.so")
+    assert header.endswith("libnet.h")
+    text = (tmp_path / "libnet.h").read_text()
+    assert "void run(float** inputs, float** outputs, void* workspace);" in text
+    assert "#define GRAPHCNN_INPUT_0_SHAPE {2, 1, 28, 28}" in text
+    (tmp_path / "main.c").write_text(PROGRAM)
+    cc = find_cc()
+    subprocess.run([cc, "-O1", "-o", str(tmp_path / "main"), str(tmp_path / "main.c"),
+                    f"-I{tmp_path}", f"-L{tmp_path}", "-lnet", f"-Wl,-rpath,{tmp_path}"],
+                   check=True)
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    x.tofile(tmp_path / "x.bin")
+    subprocess.run([str(tmp_path / "main"), str(tmp_path / "x.bin"), str(tmp_path / "y.bin"),
+                    str(threads)], check=True, timeout=60)
+    y = np.fromfile(tmp_path / "y.bin", dtype=np.float32).reshape(2, 10)
+    assert rel_l2(y, interpret(graph, [x])[0]) <= 1e-4
+
+
+def test_compiled_model_exports(tmp_path):
+    cm = gc.compile(lenet(), target="llvm", cache=False)
+    cm.export_library(tmp_path / "libm2.so")
+    assert (tmp_path / "libm2.so").stat().st_size > cm.weights_bytes
+    assert "GRAPHCNN_WORKSPACE_BYTES" in (tmp_path / "libm2.h").read_text()
