@@ -1,0 +1,323 @@
+"""ONNX export: a Graph as a standard onnx.ModelProto at opset 19 (the "ai.onnx" domain).
+
+Opset 19 is fixed so exported files mean the same thing everywhere: it has AveragePool with
+dilations and the input forms of Pad / Clip / Squeeze / Unsqueeze / Reshape. Every op exports
+exactly, as a table of one small function per op:
+
+- fused epilogues (conv or gemm carrying residual / activation) become Conv / Gemm followed by
+  Add and the activation node;
+- sum_pool has no ONNX op: it becomes a depthwise Conv with a ones kernel, which sums the same
+  windows (ceil_mode becomes extra end padding, zero like sum pooling's own padding);
+- the blocked layout (to_blocked / from_blocked, layout="NCHWc" conv and pools) becomes
+  Pad + Reshape + Transpose sequences around the plain-layout op.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from graphcnn.errors import UnsupportedOpError
+from graphcnn.ir import Graph, Node, Value
+from graphcnn.ops.pool import pool_output_shape
+
+OPSET = 19
+IR_VERSION = 9  # the IR version that opset 19 shipped with
+
+
+class Emitter:
+    """Collects ONNX nodes and initializers; hands out unique names for intermediates."""
+
+    def __init__(self, graph: Graph):
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.names = {v.name for v in graph.values()}
+        self.counter = 0
+
+    def fresh(self, hint: str) -> str:
+        while True:
+            self.counter += 1
+            name = f"{hint}__{self.counter}"
+            if name not in self.names:
+                self.names.add(name)
+                return name
+
+    def const(self, array: np.ndarray, hint: str) -> str:
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def add(self, op_type: str, inputs: list[str], output: str | None = None, hint: str = "t",
+            **attrs) -> str:
+        output = output or self.fresh(hint)
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attrs))
+        return output
+
+
+def _ints(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
+
+
+# ----- fused epilogue and layout helpers ---------------------------------------------------------
+def _epilogue(e: Emitter, node: Node, y: str, out: str | None, residual: str | None = None) -> str:
+    """Append residual add and activation after `y`; the last node writes `out` (or a fresh name)."""
+    steps: list[tuple[str, list[str], dict]] = []
+    if residual is not None:
+        steps.append(("Add", [residual], {}))
+    act, params = node.attrs["activation"], node.attrs["activation_params"]
+    if act == "relu":
+        steps.append(("Relu", [], {}))
+    elif act == "sigmoid":
+        steps.append(("Sigmoid", [], {}))
+    elif act == "leaky_relu":
+        steps.append(("LeakyRelu", [], {"alpha": float(params[0])}))
+    elif act == "clip":
+        lo = e.const(np.array(params[0], np.float32), "clip_min")
+        hi = e.const(np.array(params[1], np.float32), "clip_max")
+        steps.append(("Clip", [lo, hi], {}))
+    if not steps:
+        return e.add("Identity", [y], out) if out else y
+    for i, (op, extra, attrs) in enumerate(steps):
+        y = e.add(op, [y] + extra, out if i == len(steps) - 1 else None, hint=node.name, **attrs)
+    return y
+
+
+def _to_blocked(e: Emitter, x: str, shape: tuple[int, ...], block: int, out: str | None = None) -> str:
+    n, c, spatial = shape[0], shape[1], shape[2:]
+    cb = -(-c // block)
+    if cb * block != c:
+        pads = [0] * (2 * len(shape))
+        pads[1 + len(shape)] = cb * block - c
+        x = e.add("Pad", [x, e.const(_ints(pads), "pads")], hint="pad_channels")
+    x = e.add("Reshape", [x, e.const(_ints((n, cb, block) + spatial), "shape")], hint="split_block")
+    perm = [0, 1] + list(range(3, 3 + len(spatial))) + [2]
+    return e.add("Transpose", [x], out, hint="to_blocked", perm=perm)
+
+
+def _from_blocked(e: Emitter, x: str, shape: tuple[int, ...], channels: int,
+                  out: str | None = None) -> str:
+    n, cb, block, spatial = shape[0], shape[1], shape[-1], shape[2:-1]
+    perm = [0, 1, len(shape) - 1] + list(range(2, 2 + len(spatial)))
+    x = e.add("Transpose", [x], hint="from_blocked", perm=perm)
+    x = e.add("Reshape", [x, e.const(_ints((n, cb * block) + spatial), "shape")],
+              None if cb * block != channels else out, hint="merge_block")
+    if cb * block == channels:
+        return x
+    return e.add("Slice", [x, e.const(_ints([0]), "starts"), e.const(_ints([channels]), "ends"),
+                           e.const(_ints([1]), "axes")], out, hint="drop_pad_channels")
+
+
+def _blocked_io(e: Emitter, node: Node, channels_in: int, emit_plain: Callable[[str], str],
+                channels_out: int) -> None:
+    """Run a plain-layout emission between from_blocked and to_blocked conversions."""
+    x = _from_blocked(e, node.inputs[0].name, node.inputs[0].shape, channels_in)
+    y = emit_plain(x)
+    plain_shape = (node.outputs[0].shape[0], channels_out) + node.outputs[0].shape[2:-1]
+    _to_blocked(e, y, plain_shape, node.outputs[0].shape[-1], node.outputs[0].name)
+
+
+# ----- per-op exporters ---------------------------------------------------------------------------
+def _conv(e: Emitter, node: Node) -> None:
+    a, w = node.attrs, node.inputs[1]
+    blocked = a["layout"] == "NCHWc"
+    residual = node.inputs[3] if a["residual"] else None
+
+    def plain(x: str, out: str | None = None) -> str:
+        args = [x, w.name] + ([node.inputs[2].name] if len(node.inputs) >= 3 else [])
+        y = e.add("Conv", args, hint=node.name, strides=list(a["strides"]), pads=list(a["pads"]),
+                  dilations=list(a["dilations"]), group=a["groups"],
+                  kernel_shape=list(w.shape[2:]))
+        r = None
+        if residual is not None:
+            r = (_from_blocked(e, residual.name, residual.shape, w.shape[0]) if blocked
+                 else residual.name)
+        return _epilogue(e, node, y, out, r)
+
+    if blocked:
+        _blocked_io(e, node, w.shape[1] * a["groups"], plain, w.shape[0])
+    else:
+        plain(node.inputs[0].name, node.outputs[0].name)
+
+
+def _pool_attrs(node: Node) -> dict:
+    a = node.attrs
+    return {"kernel_shape": list(a["kernel_shape"]), "strides": list(a["strides"]),
+            "pads": list(a["pads"]), "ceil_mode": int(a["ceil_mode"])}
+
+
+def _pool(onnx_op: str) -> Callable[[Emitter, Node], None]:
+    def export(e: Emitter, node: Node) -> None:
+        a = node.attrs
+        attrs = {**_pool_attrs(node), "dilations": list(a["dilations"])}
+        if onnx_op == "AveragePool":
+            attrs["count_include_pad"] = int(a["count_include_pad"])
+
+        def plain(x: str, final: str | None = None) -> str:
+            return e.add(onnx_op, [x], final, hint=node.name, **attrs)
+
+        if a["layout"] == "NCHWc":
+            c = node.inputs[0].shape[1] * node.inputs[0].shape[-1]
+            _blocked_io(e, node, c, plain, c)
+        else:
+            plain(node.inputs[0].name, node.outputs[0].name)
+    return export
+
+
+def _sum_pool(e: Emitter, node: Node) -> None:
+    a = node.attrs
+    blocked = a["layout"] == "NCHWc"
+    in_shape = node.inputs[0].shape
+    plain_shape = (in_shape[0], in_shape[1] * in_shape[-1]) + in_shape[2:-1] if blocked else in_shape
+    nd, c = len(plain_shape) - 2, plain_shape[1]
+    out = pool_output_shape(a, plain_shape)
+    pads = list(a["pads"])
+    for i in range(nd):  # ceil_mode windows past the end padding: pad further with zeros
+        span = (a["kernel_shape"][i] - 1) * a["dilations"][i] + 1
+        pads[nd + i] = max(pads[nd + i], (out[i] - 1) * a["strides"][i] + span
+                           - plain_shape[2 + i] - pads[i])
+    ones = e.const(np.ones((c, 1) + tuple(a["kernel_shape"]), np.float32), "sum_pool_ones")
+
+    def plain(x: str, final: str | None = None) -> str:
+        return e.add("Conv", [x, ones], final, hint=node.name, strides=list(a["strides"]),
+                     pads=pads, dilations=list(a["dilations"]), group=c,
+                     kernel_shape=list(a["kernel_shape"]))
+
+    if blocked:
+        _blocked_io(e, node, c, plain, c)
+    else:
+        plain(node.inputs[0].name, node.outputs[0].name)
+
+
+def _global_pool(onnx_op: str) -> Callable[[Emitter, Node], None]:
+    def export(e: Emitter, node: Node) -> None:
+        if node.attrs["layout"] == "NCHWc":
+            c = node.inputs[0].shape[1] * node.inputs[0].shape[-1]
+            _blocked_io(e, node, c, lambda x: e.add(onnx_op, [x], hint=node.name), c)
+        else:
+            e.add(onnx_op, [node.inputs[0].name], node.outputs[0].name)
+    return export
+
+
+def _gemm(e: Emitter, node: Node) -> None:
+    a = node.attrs
+    y = e.add("Gemm", [v.name for v in node.inputs], hint=node.name, transA=a["transA"],
+              transB=a["transB"], alpha=float(a["alpha"]), beta=float(a["beta"]))
+    _epilogue(e, node, y, node.outputs[0].name)
+
+
+def _simple(onnx_op: str, attrs: Callable[[Node], dict] = lambda n: {}) -> Callable:
+    def export(e: Emitter, node: Node) -> None:
+        e.add(onnx_op, [v.name for v in node.inputs], node.outputs[0].name, **attrs(node))
+    return export
+
+
+def _with_const_input(onnx_op: str, make: Callable[[Node], np.ndarray], hint: str,
+                      attrs: Callable[[Node], dict] = lambda n: {}) -> Callable:
+    def export(e: Emitter, node: Node) -> None:
+        e.add(onnx_op, [node.inputs[0].name, e.const(make(node), hint)], node.outputs[0].name,
+              **attrs(node))
+    return export
+
+
+def _clip(e: Emitter, node: Node) -> None:
+    lo = e.const(np.array(node.attrs["min"], np.float32), "clip_min")
+    hi = e.const(np.array(node.attrs["max"], np.float32), "clip_max")
+    e.add("Clip", [node.inputs[0].name, lo, hi], node.outputs[0].name)
+
+
+def _pad(e: Emitter, node: Node) -> None:
+    value = e.const(np.array(node.attrs["value"], np.float32), "pad_value")
+    e.add("Pad", [node.inputs[0].name, e.const(_ints(node.attrs["pads"]), "pads"), value],
+          node.outputs[0].name, mode="constant")
+
+
+def _to_blocked_op(e: Emitter, node: Node) -> None:
+    _to_blocked(e, node.inputs[0].name, node.inputs[0].shape, node.attrs["block"],
+                node.outputs[0].name)
+
+
+def _from_blocked_op(e: Emitter, node: Node) -> None:
+    _from_blocked(e, node.inputs[0].name, node.inputs[0].shape, node.attrs["channels"],
+                  node.outputs[0].name)
+
+
+EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
+    "conv": _conv,
+    "max_pool": _pool("MaxPool"),
+    "avg_pool": _pool("AveragePool"),
+    "sum_pool": _sum_pool,
+    "global_avg_pool": _global_pool("GlobalAveragePool"),
+    "global_max_pool": _global_pool("GlobalMaxPool"),
+    "gemm": _gemm,
+    "matmul": _simple("MatMul"),
+    "relu": _simple("Relu"),
+    "sigmoid": _simple("Sigmoid"),
+    "leaky_relu": _simple("LeakyRelu", lambda n: {"alpha": float(n.attrs["alpha"])}),
+    "clip": _clip,
+    "softmax": _simple("Softmax", lambda n: {"axis": n.attrs["axis"]}),
+    "flatten": _simple("Flatten", lambda n: {"axis": n.attrs["axis"]}),
+    "reshape": _with_const_input("Reshape", lambda n: _ints(n.attrs["shape"]), "shape",
+                                 lambda n: {"allowzero": int(0 in n.attrs["shape"])}),
+    "transpose": _simple("Transpose", lambda n: {"perm": list(n.attrs["perm"])}),
+    "concat": _simple("Concat", lambda n: {"axis": n.attrs["axis"]}),
+    "add": _simple("Add"),
+    "mul": _simple("Mul"),
+    "sum": _simple("Sum"),
+    "batch_norm": _simple("BatchNormalization", lambda n: {"epsilon": float(n.attrs["epsilon"])}),
+    "lrn": _simple("LRN", lambda n: {"size": n.attrs["size"], "alpha": float(n.attrs["alpha"]),
+                                     "beta": float(n.attrs["beta"]), "bias": float(n.attrs["bias"])}),
+    "dropout": _simple("Identity"),  # inference: dropout computes nothing
+    "identity": _simple("Identity"),
+    "pad": _pad,
+    "squeeze": _with_const_input("Squeeze", lambda n: _ints(n.attrs["axes"]), "axes"),
+    "unsqueeze": _with_const_input("Unsqueeze", lambda n: _ints(n.attrs["axes"]), "axes"),
+    "to_blocked": _to_blocked_op,
+    "from_blocked": _from_blocked_op,
+}
+
+_ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE,
+                "int64": TensorProto.INT64, "int32": TensorProto.INT32, "bool": TensorProto.BOOL}
+
+
+def _value_info(v: Value, name: str | None = None) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name or v.name, _ONNX_DTYPES[v.type.dtype], list(v.shape))
+
+
+def to_onnx(graph: Graph, opset: int = OPSET, producer: str = "graphcnn") -> onnx.ModelProto:
+    """The graph as an ONNX model; raises UnsupportedOpError listing every op it cannot express."""
+    missing: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        if node.op not in EXPORTERS:
+            missing.setdefault(node.op, []).append(node.name)
+    if missing:
+        listing = "; ".join(f"{op} x{len(names)} ({', '.join(names[:5])})"
+                            for op, names in sorted(missing.items()))
+        raise UnsupportedOpError(f"cannot export to ONNX: {listing}", missing)
+    e = Emitter(graph)
+    e.initializers = [numpy_helper.from_array(np.ascontiguousarray(v.data), v.name)
+                      for v in graph.constants]
+    for node in graph.nodes:
+        EXPORTERS[node.op](e, node)
+    outputs, seen = [], set()
+    for v in graph.outputs:
+        name = v.name
+        if v.producer is None or name in seen:  # an input, constant or repeated output
+            name = e.add("Identity", [v.name], hint=f"{v.name}_out")
+        seen.add(name)
+        outputs.append(_value_info(v, name))
+    g = helper.make_graph(e.nodes, graph.name, [_value_info(v) for v in graph.inputs], outputs,
+                          initializer=e.initializers)
+    model = helper.make_model(g, producer_name=producer, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = IR_VERSION
+    return model
+
+
+def export_onnx(graph: Graph, path: str, **options) -> None:
+    model = to_onnx(graph, **options)
+    onnx.checker.check_model(model, full_check=True)
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
+
+
