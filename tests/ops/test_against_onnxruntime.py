@@ -1,0 +1,300 @@
+"""Every op of the op table: the reference interpreter against onnxruntime (via ONNX export),
+on random inputs and randomly drawn attributes. Seeded, so a failing draw reproduces by its id."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import graphcnn as gc
+from graphcnn.ir import Graph
+from graphcnn.ops import OPS
+
+Case = tuple[Graph, list[np.ndarray]]
+
+
+def randn(rng: np.random.Generator, shape) -> np.ndarray:
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def single_op(op: str, rng, input_shapes, consts=(), attrs=None, blocked: int = 0) -> Case:
+    """One node over graph inputs (random data) and constants; optionally wrapped in the
+    blocked layout (to_blocked before, from_blocked after)."""
+    g = Graph(f"one_{op}")
+    xs = [g.add_input(f"x{i}", s) for i, s in enumerate(input_shapes)]
+    args = list(xs)
+    if blocked:
+        args[0] = g.apply("to_blocked", [xs[0]], {"block": blocked})
+    args += [g.add_constant(c, f"c{i}") for i, c in enumerate(consts)]
+    y = g.apply(op, args, attrs or {})
+    if blocked:
+        channels = args[1].shape[0] if op == "conv" else input_shapes[0][1]
+        y = g.apply("from_blocked", [y], {"channels": channels})
+    g.set_outputs([y])
+    return g, [randn(rng, s) for s in input_shapes]
+
+
+# ----- generators: op -> rng -> Case ----------------------------------------------------------
+EPILOGUES = [("none", ()), ("relu", ()), ("leaky_relu", (0.1,)), ("clip", (-0.5, 0.7)),
+             ("sigmoid", ())]
+
+
+def conv_case(rng) -> Case:
+    nd = int(rng.choice([1, 2, 3], p=[0.25, 0.55, 0.2]))
+    kind = rng.choice(["dense", "depthwise", "grouped"], p=[0.6, 0.2, 0.2])
+    g = {"dense": 1, "depthwise": int(rng.integers(2, 6)), "grouped": int(rng.integers(2, 4))}[kind]
+    cin = g if kind == "depthwise" else g * int(rng.integers(1, 4))
+    cout = g * int(rng.integers(1, 4))
+    kmax = 3 if nd == 3 else 5
+    kernel = [int(rng.integers(1, kmax + 1)) for _ in range(nd)]
+    dil = [int(rng.integers(1, 3)) for _ in range(nd)]
+    strides = [int(rng.integers(1, 4)) for _ in range(nd)]
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
+    pads = [int(rng.integers(0, s)) for s in span] + [int(rng.integers(0, s)) for s in span]
+    size = [int(rng.integers(max(1, s - pads[i] - pads[i + nd]), s + (4 if nd == 3 else 9)))
+            for i, s in enumerate(span)]
+    n = int(rng.integers(1, 3))
+    w = randn(rng, (cout, cin // g, *kernel))
+    consts = [w]
+    attrs = {"strides": strides, "pads": pads, "dilations": dil, "groups": g}
+    if rng.random() < 0.7:
+        consts.append(randn(rng, (cout,)))
+        act, params = EPILOGUES[int(rng.integers(len(EPILOGUES)))]
+        attrs.update(activation=act, activation_params=params)
+    shapes = [(n, cin, *size)]
+    blocked = int(rng.choice([4, 8])) if nd == 2 and rng.random() < 0.25 else 0
+    if blocked:
+        attrs.update(layout="NCHWc", out_block=blocked)
+    graph, inputs = single_op("conv", rng, shapes, consts, attrs, blocked)
+    return graph, inputs
+
+
+def residual_conv_case(rng) -> Case:
+    """conv + bias + residual + activation, the fused form passes produce."""
+    c, k = int(rng.integers(1, 6)), int(rng.choice([1, 3]))
+    g = Graph("residual_conv")
+    x = g.add_input("x", (1, c, 7, 6))
+    r = g.add_input("r", (1, c, 7, 6))
+    w, b = g.add_constant(randn(rng, (c, c, k, k))), g.add_constant(randn(rng, (c,)))
+    act, params = EPILOGUES[int(rng.integers(len(EPILOGUES)))]
+    y = g.apply("conv", [x, w, b, r], {"pads": [k // 2] * 4, "residual": True,
+                                       "activation": act, "activation_params": params})
+    g.set_outputs([y])
+    return g, [randn(rng, (1, c, 7, 6)), randn(rng, (1, c, 7, 6))]
+
+
+def pool_case(op: str) -> Callable:
+    def make(rng) -> Case:
+        nd = int(rng.choice([1, 2, 3], p=[0.25, 0.55, 0.2]))
+        kernel = [int(rng.integers(1, 4 if nd == 3 else 5)) for _ in range(nd)]
+        dil = [int(rng.integers(1, 3)) if op != "avg_pool" else 1 for _ in range(nd)]
+        span = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
+        strides = [int(rng.integers(1, 4)) for _ in range(nd)]
+        # onnxruntime wants each pad smaller than the kernel (not just its dilated extent)
+        pads = [int(rng.integers(0, k)) for k in kernel] + [int(rng.integers(0, k)) for k in kernel]
+        if rng.random() < 0.3:
+            pads = [0] * (2 * nd)
+        size = [int(rng.integers(s, s + (5 if nd == 3 else 10))) for s in span]
+        attrs = {"kernel_shape": kernel, "strides": strides, "pads": pads, "dilations": dil,
+                 "ceil_mode": bool(rng.random() < 0.4)}
+        if op == "avg_pool":
+            attrs["count_include_pad"] = bool(rng.random() < 0.5)
+        shape = (int(rng.integers(1, 3)), int(rng.integers(1, 5)), *size)
+        blocked = 4 if nd == 2 and rng.random() < 0.2 else 0
+        if blocked:
+            attrs["layout"] = "NCHWc"
+        return single_op(op, rng, [shape], (), attrs, blocked)
+    return make
+
+
+def global_pool_case(op: str) -> Callable:
+    def make(rng) -> Case:
+        shape = (2, int(rng.integers(1, 6)), *rng.integers(1, 7, int(rng.integers(1, 4))))
+        return single_op(op, rng, [shape])
+    return make
+
+
+def unary_case(op: str, attrs: Callable = lambda rng: {}) -> Callable:
+    def make(rng) -> Case:
+        shape = tuple(int(d) for d in rng.integers(1, 6, int(rng.integers(1, 5))))
+        return single_op(op, rng, [shape], (), attrs(rng))
+    return make
+
+
+def gemm_case(rng) -> Case:
+    m, k, n = (int(v) for v in rng.integers(1, 17, 3))
+    ta, tb = int(rng.integers(2)), int(rng.integers(2))
+    a_shape = (k, m) if ta else (m, k)
+    b = randn(rng, (n, k) if tb else (k, n))
+    c_shape = [(), (n,), (1, n), (m, n), (m, 1)][int(rng.integers(5))]
+    consts = [b] + ([randn(rng, c_shape)] if rng.random() < 0.8 else [])
+    act, params = EPILOGUES[int(rng.integers(len(EPILOGUES)))]
+    attrs = {"transA": ta, "transB": tb, "alpha": float(rng.uniform(-2, 2)),
+             "beta": float(rng.uniform(-2, 2)), "activation": act, "activation_params": params}
+    return single_op("gemm", rng, [a_shape], consts, attrs)
+
+
+def matmul_case(rng) -> Case:
+    k = int(rng.integers(1, 9))
+    kind = int(rng.integers(4))
+    if kind == 0:
+        shapes = [(k,), (k, 5)]
+    elif kind == 1:
+        shapes = [(3, k), (k,)]
+    elif kind == 2:
+        shapes = [(2, 1, 4, k), (3, k, 6)]
+    else:
+        shapes = [(int(rng.integers(1, 6)), k), (k, int(rng.integers(1, 6)))]
+    return single_op("matmul", rng, shapes)
+
+
+def broadcast_shapes(rng, count: int) -> list[tuple[int, ...]]:
+    full = [int(d) for d in rng.integers(1, 5, int(rng.integers(1, 5)))]
+    shapes = []
+    for _ in range(count):
+        s = [1 if rng.random() < 0.3 else d for d in full]
+        shapes.append(tuple(s[int(rng.integers(0, len(s))):]) or (1,))
+    shapes[int(rng.integers(count))] = tuple(full)
+    return shapes
+
+
+def binary_case(op: str) -> Callable:
+    return lambda rng: single_op(op, rng, broadcast_shapes(rng, 2))
+
+
+def sum_case(rng) -> Case:
+    return single_op("sum", rng, broadcast_shapes(rng, int(rng.integers(1, 4))))
+
+
+def reshape_case(rng) -> Case:
+    shape = (2, 3, 4, int(rng.integers(1, 4)))
+    target = list(rng.permutation(shape))
+    target[int(rng.integers(len(target)))] = -1
+    if rng.random() < 0.5:
+        target = [int(np.prod(shape))]
+    return single_op("reshape", rng, [shape], (), {"shape": target})
+
+
+def concat_case(rng) -> Case:
+    base = [int(d) for d in rng.integers(1, 5, int(rng.integers(1, 5)))]
+    axis = int(rng.integers(-len(base), len(base)))
+    shapes = []
+    for _ in range(int(rng.integers(1, 4))):
+        s = list(base)
+        s[axis] = int(rng.integers(1, 4))
+        shapes.append(tuple(s))
+    return single_op("concat", rng, shapes, (), {"axis": axis})
+
+
+def pad_case(rng) -> Case:
+    shape = tuple(int(d) for d in rng.integers(2, 6, int(rng.integers(1, 5))))
+    pads = [int(p) for p in rng.integers(-1, 3, 2 * len(shape))]
+    return single_op("pad", rng, [shape], (), {"pads": pads, "value": float(rng.normal())})
+
+
+def batch_norm_case(rng) -> Case:
+    c = int(rng.integers(1, 6))
+    shape = (2, c, *rng.integers(1, 5, int(rng.integers(0, 3))))
+    consts = [randn(rng, (c,)), randn(rng, (c,)), randn(rng, (c,)),
+              rng.uniform(0.2, 2, c).astype(np.float32)]
+    return single_op("batch_norm", rng, [shape], consts, {"epsilon": float(rng.uniform(1e-5, 1e-2))})
+
+
+def squeeze_case(rng) -> Case:
+    shape = (1, 3, 1, 2, 1)
+    axes = [a for a in (0, 2, -1) if rng.random() < 0.7] or [2]
+    return single_op("squeeze", rng, [shape], (), {"axes": axes})
+
+
+GENERATORS: dict[str, tuple[Callable, int]] = {
+    "conv": (conv_case, 120),
+    "max_pool": (pool_case("max_pool"), 25),
+    "avg_pool": (pool_case("avg_pool"), 25),
+    "sum_pool": (pool_case("sum_pool"), 20),
+    "global_avg_pool": (global_pool_case("global_avg_pool"), 4),
+    "global_max_pool": (global_pool_case("global_max_pool"), 4),
+    "relu": (unary_case("relu"), 3),
+    "sigmoid": (unary_case("sigmoid"), 3),
+    "leaky_relu": (unary_case("leaky_relu", lambda r: {"alpha": float(r.uniform(0, 1))}), 3),
+    "clip": (unary_case("clip", lambda r: {"min": float(r.uniform(-1, 0)),
+                                           "max": float(r.uniform(0, 1))}), 3),
+    "softmax": (unary_case("softmax", lambda r: {"axis": int(r.integers(-1, 1))}), 5),
+    "flatten": (lambda r: single_op("flatten", r, [(2, 3, 4, 5)], (),
+                                    {"axis": int(r.integers(-4, 5))}), 5),
+    "identity": (unary_case("identity"), 2),
+    "dropout": (unary_case("dropout", lambda r: {"ratio": float(r.uniform(0, 0.9))}), 2),
+    "gemm": (gemm_case, 15),
+    "matmul": (matmul_case, 8),
+    "add": (binary_case("add"), 6),
+    "mul": (binary_case("mul"), 6),
+    "sum": (sum_case, 6),
+    "reshape": (reshape_case, 5),
+    "transpose": (lambda r: single_op("transpose", r, [(2, 3, 4, 5)], (),
+                                      {"perm": list(r.permutation(4))}), 5),
+    "concat": (concat_case, 6),
+    "pad": (pad_case, 6),
+    "batch_norm": (batch_norm_case, 4),
+    "lrn": (lambda r: single_op("lrn", r, [(2, int(r.integers(1, 9)), 3, 4)], (),
+                                # onnxruntime takes odd sizes only; even ones are checked below
+                                {"size": int(r.choice([1, 3, 5])), "alpha": float(r.uniform(1e-4, 1)),
+                                 "beta": float(r.uniform(0.5, 1)),
+                                 "bias": float(r.uniform(1, 2))}), 6),
+    "squeeze": (squeeze_case, 3),
+    "unsqueeze": (lambda r: single_op("unsqueeze", r, [(3, 2)], (),
+                                      {"axes": [int(r.choice([0, 1, 2, -1]))]}), 4),
+    "to_blocked": (lambda r: single_op("to_blocked", r, [(2, int(r.integers(1, 10)), 3, 4)], (),
+                                       {"block": int(r.choice([4, 8]))}), 3),
+    "from_blocked": (lambda r: single_op("from_blocked", r, [(1, 2, 3, 3, 4)], (),
+                                         {"channels": int(r.integers(5, 9))}), 3),
+}
+CASES = [(op, i) for op, (_, count) in GENERATORS.items() for i in range(count)]
+
+
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def test_every_op_has_a_generator():
+    assert set(OPS) <= set(GENERATORS), f"no random cases for {sorted(set(OPS) - set(GENERATORS))}"
+
+
+def test_draw_counts():
+    assert GENERATORS["conv"][1] >= 100
+    assert sum(GENERATORS[p][1] for p in ("max_pool", "avg_pool", "sum_pool")) >= 50
+
+
+@pytest.mark.parametrize("op,draw", CASES, ids=[f"{op}-{i}" for op, i in CASES])
+def test_reference_matches_onnxruntime(op, draw):
+    rng = np.random.default_rng(1000 * list(GENERATORS).index(op) + draw)
+    graph, inputs = GENERATORS[op][0](rng)
+    ref = gc.compile(graph, target="reference")(*inputs)
+    ort = gc.compile(graph, target="onnxruntime", opt_level=0)(*inputs)
+    assert ref.shape == ort.shape
+    assert rel_l2(ref, ort) <= 1e-5, f"{op} draw {draw}: rel L2 {rel_l2(ref, ort):.2e}\n{graph}"
+
+
+@pytest.mark.parametrize("draw", range(8))
+def test_residual_conv_matches_onnxruntime(draw):
+    graph, inputs = residual_conv_case(np.random.default_rng(draw))
+    ref = gc.compile(graph, target="reference")(*inputs)
+    ort = gc.compile(graph, target="onnxruntime", opt_level=0)(*inputs)
+    assert rel_l2(ref, ort) <= 1e-5
+
+
+@pytest.mark.parametrize("size", [2, 4, 6])
+def test_lrn_even_sizes_match_the_spec_formula(size):
+    """onnxruntime rejects even LRN sizes, which the ONNX spec allows (and onnx.reference's LRN
+    loops over the batch instead of the channels), so check the spec's formula directly:
+    channels max(0, c - floor((size-1)/2)) .. min(C-1, c + ceil((size-1)/2))."""
+    rng = np.random.default_rng(size)
+    graph, inputs = single_op("lrn", rng, [(2, 7, 3, 4)], (),
+                              {"size": size, "alpha": 0.3, "beta": 0.75, "bias": 1.5})
+    x = inputs[0].astype(np.float64)
+    expected = np.empty_like(x)
+    for c in range(x.shape[1]):
+        lo, hi = max(0, c - (size - 1) // 2), min(x.shape[1] - 1, c + -(-(size - 1) // 2))
+        square_sum = (x[:, lo:hi + 1] ** 2).sum(axis=1)
+        expected[:, c] = x[:, c] / (1.5 + 0.3 / size * square_sum) ** 0.75
+    ref = gc.compile(graph, target="reference")(*inputs)
+    assert rel_l2(ref, expected) <= 1e-5
