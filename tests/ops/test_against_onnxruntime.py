@@ -2,7 +2,7 @@
 on random inputs and randomly drawn attributes. Seeded, so a failing draw reproduces by its id."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
