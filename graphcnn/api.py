@@ -34,5 +34,6 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
     verify(graph)
     if opt_level is None:
         opt_level = 0 if target == "reference" else DEFAULT_OPT_LEVEL
-    work = optimize(graph, opt_level=opt_level) if opt_level > 0 else graph.copy()
+    # the pipeline knows the target: layout and kernel choices are made for llvm only
+    work = optimize(graph, opt_level=opt_level, target=target) if opt_level > 0 else graph.copy()
     return compile_for(target, work, **options)
