@@ -134,6 +134,9 @@ class Graph:
         self.outputs: list[Value] = []
         self.nodes: list[Node] = []
         self._names: set[str] = set()
+        # backend hints that are not op semantics, by node name (passes/util.py: kernel family,
+        # in-place concat); copied with the graph, ignored by the reference interpreter
+        self.annotations: dict[str, dict] = {}
 
     # ----- construction -------------------------------------------------------------------
     def unique_name(self, base: str) -> str:
@@ -279,6 +282,7 @@ class Graph:
         read-only, are shared."""
         new = Graph(self.name)
         new._names = set(self._names)
+        new.annotations = {k: dict(v) for k, v in self.annotations.items()}
         vmap: dict[int, Value] = {}
 
         def clone(v: Value) -> Value:

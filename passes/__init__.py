@@ -1,11 +1,131 @@
-"""Graph passes (installed as graphcnn.passes)."""
+"""Graph passes (installed as graphcnn.passes): the pipelines per opt level and target.
+
+    optimize(graph, opt_level=2, target=None, block=16, print_before=None, print_after=None,
+             dump_dir=None, timings=False, verify=True, stream=None) -> Graph
+
+mutates and returns `graph` (gc.optimize hands it a copy). `pipeline(opt_level, target)` gives
+the passes that will run; `last_report(graph)` the PassReport of the last run (also stored as
+`graph.pass_report`). Graph output names are kept across the pipeline.
+
+Levels:
+  0  nothing (the graph as given, verified)
+  1  cleanups that never change what runs: identity/dropout removal, constant folding,
+     view cancellation, CSE, dead code
+  2  level 1 + batch-norm folding, pad folding, epilogue fusion (bias, residual, activation),
+     in-place concat marks; for target "llvm" also the strided-1x1 split, the blocked layout
+     and the kernel-family choice
+  3  level 2, with the cleanup + fusion passes run a second time after the layout choice
+Other targets ("reference", "onnxruntime", None) never get llvm-specific passes, so exported
+ONNX stays standard.
+"""
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Iterable
+from typing import IO
+
 from graphcnn.ir import Graph
-from graphcnn.verify import verify
+from graphcnn.verify import verify as verify_graph
+
+from .cancel_views import cancel_views
+from .concat_inplace import mark_concat_inplace
+from .cse import eliminate_common_subexpressions
+from .dce import eliminate_dead_code
+from .fold_batch_norm import fold_batch_norm
+from .fold_constants import fold_constants
+from .fold_pad import fold_pad
+from .fuse_activation import fuse_conv_activation
+from .fuse_residual import fuse_residual_add
+from .kernel_family import choose_kernel_family
+from .layout import DEFAULT_BLOCK, choose_layout
+from .manager import Pass, PassError, PassManager, PassReport, restore_output_names
+from .remove_identity import remove_identity
+from .split_strided_1x1 import split_strided_1x1
+
+OPT_LEVELS = (0, 1, 2, 3)
+LLVM_TARGETS = frozenset({"llvm"})
 
 
-def optimize(graph: Graph, opt_level: int = 2, **options) -> Graph:
-    """Run the pipeline for `opt_level` on `graph` in place and return it."""
-    verify(graph)
+def _cleanup() -> list[Pass]:
+    return [
+        Pass("remove-identity", remove_identity),  # no-ops would hide patterns from fusion
+        Pass("fold-constants", fold_constants),  # weight-only subgraphs become data
+        Pass("cancel-views", cancel_views),  # transpose/reshape chains collapse
+        Pass("cse", eliminate_common_subexpressions),  # after folding: equal constants merge
+        Pass("dce", eliminate_dead_code),  # what the rewrites above left unused
+    ]
+
+
+def _fusion() -> list[Pass]:
+    return [
+        Pass("fold-batch-norm", fold_batch_norm),  # first: bn sits between conv and activation
+        Pass("fold-pad", fold_pad),  # explicit pads into conv / pool windows
+        Pass("fuse-residual-add", fuse_residual_add),  # before activations: act(conv + b + r)
+        Pass("fuse-conv-activation", fuse_conv_activation),  # bias add, relu, clip, ... epilogues
+        Pass("dce", eliminate_dead_code),
+    ]
+
+
+def _llvm(block: int) -> list[Pass]:
+    return [
+        Pass("split-strided-1x1", split_strided_1x1),  # before layout: the subsample blocks too
+        Pass("choose-layout", functools.partial(choose_layout, block=block)),  # after fusion
+        Pass("choose-kernel-family", choose_kernel_family),  # sees the final conv shapes
+    ]
+
+
+def pipeline(opt_level: int = 2, target: str | None = None, block: int = DEFAULT_BLOCK
+             ) -> list[Pass]:
+    """The passes `optimize` runs for a level and target, in order."""
+    if opt_level not in OPT_LEVELS:
+        raise ValueError(f"opt_level must be one of {OPT_LEVELS}, got {opt_level!r}")
+    llvm = target in LLVM_TARGETS
+    if opt_level == 0:
+        return []
+    if opt_level == 1:
+        return _cleanup()
+    passes = _cleanup() + _fusion()
+    if llvm:
+        passes += _llvm(block)
+    if opt_level == 3:
+        passes += _cleanup() + _fusion()
+        if llvm:
+            passes.append(Pass("choose-kernel-family", choose_kernel_family))
+    passes.append(Pass("mark-concat-inplace", mark_concat_inplace))  # last: needs final producers
+    return passes
+
+
+def pass_names(opt_level: int = 2, target: str | None = None) -> list[str]:
+    return [p.name for p in pipeline(opt_level, target)]
+
+
+PASSES_PER_LEVEL = {level: pass_names(level) for level in OPT_LEVELS}
+LLVM_PASSES_PER_LEVEL = {level: pass_names(level, "llvm") for level in OPT_LEVELS}
+
+
+def optimize(graph: Graph, opt_level: int = 2, target: str | None = None, *,
+             block: int = DEFAULT_BLOCK, print_before: str | Iterable[str] | None = None,
+             print_after: str | Iterable[str] | None = None,
+             dump_dir: str | os.PathLike | None = None, timings: bool = False,
+             verify: bool = True, stream: IO[str] | None = None) -> Graph:
+    """Run the pipeline for `opt_level` and `target` on `graph` in place and return it."""
+    verify_graph(graph)
+    names = [v.name for v in graph.outputs]
+    manager = PassManager(pipeline(opt_level, target, block), verify=verify,
+                          print_before=print_before, print_after=print_after,
+                          dump_dir=dump_dir, timings=timings, stream=stream)
+    report = manager.run(graph)
+    restore_output_names(graph, names)
+    if verify:
+        verify_graph(graph)
+    graph.pass_report = report  # type: ignore[attr-defined]
     return graph
+
+
+def last_report(graph: Graph) -> PassReport | None:
+    return getattr(graph, "pass_report", None)
+
+
+__all__ = ["LLVM_PASSES_PER_LEVEL", "OPT_LEVELS", "PASSES_PER_LEVEL", "Pass", "PassError",
+           "PassManager", "PassReport", "last_report", "optimize", "pass_names", "pipeline"]

@@ -1,0 +1,94 @@
+"""Conv / gemm epilogue fusion: bias adds and activations move into the producer's attrs.
+
+Rules as data: (consumer op, producer op, rewrite). Each applies when the producer's output has
+one use (and is not a graph output) and the producer's epilogue has room for it.
+1. add(conv(x, w[, b]), c)  -> conv(x, w, b + c)          c constant, per-channel (C,1,..,1) shape
+2. relu / leaky_relu / clip / sigmoid (conv(...)) -> conv[activation=...](...)
+   (relu6 is clip(0, 6); a conv carrying a residual takes the activation after the residual
+   add, which is exactly act(conv + b + r)).
+3. relu / leaky_relu / clip / sigmoid (gemm(...)) -> gemm[activation=...](...)
+Applied to a fixed point (a loop limit guards against a rule that keeps firing).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphcnn.ir import Graph, Node
+from graphcnn.ops import FUSIBLE_ACTIVATIONS, as_epilogue
+
+from .util import adopt_name, replace_node, single_private_use
+
+MAX_ROUNDS = 8
+
+
+def _bias_of(graph: Graph, add: Node, conv: Node):
+    """The per-channel bias vector the constant operand of `add` is, or None."""
+    other = [v for v in add.inputs if v is not conv.outputs[0]]
+    if len(other) != 1 or not other[0].is_constant:
+        return None
+    c, y = other[0].data, conv.outputs[0].type.shape
+    channels = y[1]
+    want = (channels,) + (1,) * (len(y) - 2)
+    shape = c.shape[1:] if c.ndim == len(y) and c.shape[0] == 1 else c.shape
+    if tuple(shape) != want or np.broadcast_shapes(c.shape, y) != y:
+        return None
+    return c.reshape(-1).astype(np.float32)
+
+
+def fuse_bias(graph: Graph, add: Node) -> bool:  # Rule 1
+    conv = next((v.producer for v in add.inputs if v.producer is not None
+                 and v.producer.op == "conv"), None)
+    if (conv is None or conv.attrs["activation"] != "none" or conv.attrs["residual"]
+            or conv.attrs["layout"] != "NCHW" or not single_private_use(graph, conv.outputs[0])
+            or not all(v.is_constant for v in conv.inputs[1:3])):
+        return False
+    c = _bias_of(graph, add, conv)
+    if c is None:
+        return False
+    old = conv.inputs[2].data if len(conv.inputs) > 2 else np.zeros_like(c)
+    b = graph.add_constant((old + c).astype(np.float32), f"{conv.name}.bias")
+    y = graph.apply("conv", [conv.inputs[0], conv.inputs[1], b], dict(conv.attrs), name=conv.name,
+                    before=add)
+    replace_node(graph, add, y)
+    graph.remove(conv)
+    adopt_name(y, conv)
+    return True
+
+
+def fuse_into_epilogue(graph: Graph, act: Node) -> bool:  # Rules 2, 3
+    producer = act.inputs[0].producer
+    if (producer is None or producer.op not in ("conv", "gemm")
+            or producer.attrs["activation"] != "none"
+            or not single_private_use(graph, producer.outputs[0])):
+        return False
+    kind, params = as_epilogue(act.op, act.attrs)
+    y = graph.apply(producer.op, list(producer.inputs),
+                    {**producer.attrs, "activation": kind, "activation_params": params},
+                    name=producer.name, before=act)
+    replace_node(graph, act, y)
+    graph.remove(producer)
+    adopt_name(y, producer)
+    return True
+
+
+RULES = (
+    ("add", fuse_bias),                                         # add(conv, c)  -> conv[b+c]
+    *((op, fuse_into_epilogue) for op in sorted(FUSIBLE_ACTIVATIONS)),  # act(conv) -> conv[act]
+)
+
+
+def fuse_conv_activation(graph: Graph) -> bool:
+    changed = False
+    for _ in range(MAX_ROUNDS):
+        fired = False
+        for node in list(graph.nodes):
+            if node not in graph.nodes:
+                continue
+            for op, rule in RULES:
+                if node.op == op and rule(graph, node):
+                    fired = True
+                    break
+        changed |= fired
+        if not fired:
+            break
+    return changed

@@ -1,0 +1,50 @@
+"""Kernel family choice per conv and gemm (llvm target only), written as an annotation.
+
+The choice is `graph.annotations[node name]["kernel"]` (see passes/util.py), one of
+"direct" | "gemm" | "winograd"; the llvm backend reads it and may fall back to "direct" for a
+shape its kernels do not take. A simple cost model, first match wins:
+1. gemm nodes -> "gemm".
+2. conv, 1x1 kernel, stride 1, no pads, groups 1 -> "gemm" (a 1x1 conv is a GEMM over pixels).
+3. conv, 3x3 kernel, stride 1, dilation 1, groups 1, C_in >= 16, C_out >= 16 and an output of at
+   least 8x8 -> "winograd": F(4x4, 3x3) does 36 multiplies per 4x4 tile where direct does 144
+   (2.25x fewer); the input/output transforms cost O((C_in + C_out) * tiles), negligible against
+   the O(C_in * C_out * tiles) products only with enough channels, and tiles of 4x4 waste little
+   only on outputs of 8x8 and more.
+4. every other conv (depthwise, strided, 5x5, tiny channel counts) -> "direct".
+"""
+from __future__ import annotations
+
+from graphcnn.ir import Graph, Node
+
+from .util import annotate
+
+WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MIN_OUTPUT = 8
+
+
+def _logical_hw(node: Node) -> tuple[int, ...]:
+    y = node.outputs[0].type.shape
+    return y[2:-1] if node.attrs["layout"] == "NCHWc" else y[2:]
+
+
+def choose_kernel(node: Node) -> str:
+    if node.op == "gemm":
+        return "gemm"  # Rule 1
+    a, w = node.attrs, node.inputs[1].type.shape
+    c_out, c_in = w[0], w[1] * a["groups"]
+    plain = a["groups"] == 1 and all(s == 1 for s in a["strides"])
+    if plain and all(k == 1 for k in w[2:]) and not any(a["pads"]):
+        return "gemm"  # Rule 2
+    if (plain and len(w) == 4 and w[2:] == (3, 3) and a["dilations"] == (1, 1)
+            and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS
+            and min(_logical_hw(node)) >= WINOGRAD_MIN_OUTPUT):
+        return "winograd"  # Rule 3
+    return "direct"  # Rule 4
+
+
+def choose_kernel_family(graph: Graph) -> bool:
+    changed = False
+    for node in graph.nodes:
+        if node.op in ("conv", "gemm"):
+            changed |= annotate(graph, node, kernel=choose_kernel(node))
+    return changed

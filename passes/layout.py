@@ -1,0 +1,130 @@
+"""Blocked layout NCHW[b]c for conv regions (llvm target only), with the fewest conversions.
+
+Walks the nodes in topological order keeping `twin`: logical NCHW value -> the blocked value
+holding the same data. A node that can run blocked and whose input has a twin (a conv may also
+create one) is rebuilt blocked, followed by a `from_blocked` that takes over its logical uses;
+the twin of that `from_blocked` is the blocked value, so the next blocked consumer reads the
+blocked tensor directly. Dead-code elimination then drops every `from_blocked` no NCHW consumer
+needs: a region gets one `to_blocked` per entering value and one `from_blocked` per value
+leaving it (shared by all its NCHW consumers).
+1. conv (2-D, NCHW, constant weight/bias, groups 1 or depthwise) is blocked when its output has
+   at least block/2 channels (LeNet's 6 channels stay NCHW at block 16: 10 of 16 lanes would be
+   padding). Output block = `block`. Input: its twin if it has one; else to_blocked with block
+   `block`, or, for C_in < block (an image's 3 channels), one block of C_in channels, which pads
+   nothing. A depthwise conv needs input block = output block. A residual input gets a twin
+   with the output block.
+2. relu, leaky_relu, clip with min <= 0 <= max run on the twin: they map the zero-padded
+   channels to zero. sigmoid (0 -> 0.5) ends the region.
+3. add of two twins of the same blocked shape runs blocked (0 + 0 = 0).
+4. max/avg/sum pools and global pools (2-D) run blocked with layout="NCHWc" (per-channel).
+5. concat on axis 1 runs blocked when all inputs have twins with the same block and every
+   input's channel count is a multiple of it (no padding inside the result).
+6. Everything else reads the logical value (through the from_blocked, kept by rule 7).
+7. Conversions nobody reads are removed (dead-code elimination at the end of the pass).
+"""
+from __future__ import annotations
+
+from graphcnn.ir import Graph, Node, Value
+
+from .dce import eliminate_dead_code
+from .util import adopt_name, replace_node
+
+DEFAULT_BLOCK = 16
+ZERO_PRESERVING = frozenset({"relu", "leaky_relu", "clip"})
+BLOCKED_POOLS = frozenset({"max_pool", "avg_pool", "sum_pool", "global_avg_pool",
+                           "global_max_pool"})
+
+
+class _Blocker:
+    def __init__(self, graph: Graph, block: int):
+        self.graph, self.block = graph, block
+        self.twin: dict[int, Value] = {}
+        self.other_blocks: dict[tuple[int, int], Value] = {}
+        self.rebuilt = 0
+        for node in graph.nodes:  # exits of an earlier run: their blocked source comes first
+            if node.op == "from_blocked":
+                self.twin[id(node.outputs[0])] = node.inputs[0]
+
+    def to_blocked(self, v: Value, block: int, before: Node) -> Value:
+        """The blocked twin of v with this block: the existing one, or one to_blocked of v
+        (v itself stays the logical value, so a second block size never needs from_blocked)."""
+        t = self.twin.get(id(v))
+        if t is not None and t.type.shape[-1] == block:
+            return t
+        key = (id(v), block)
+        if key not in self.other_blocks:
+            self.other_blocks[key] = self.graph.apply(
+                "to_blocked", [v], {"block": block}, name=f"{v.name}.blocked", before=before)
+            self.twin.setdefault(id(v), self.other_blocks[key])
+        return self.other_blocks[key]
+
+    def rebuild(self, node: Node, inputs: list[Value], **attrs) -> None:
+        """node -> blocked node + from_blocked taking over the logical uses."""
+        channels = node.outputs[0].shape[1]
+        y = self.graph.apply(node.op, inputs, {**node.attrs, **attrs}, name=node.name,
+                             before=node)
+        logical = self.graph.apply("from_blocked", [y], {"channels": channels},
+                                   name=f"{node.name}.nchw", before=node)
+        self.twin[id(logical)] = y
+        self.rebuilt += 1
+        replace_node(self.graph, node, logical)
+        adopt_name(y, node)
+
+    def conv(self, node: Node) -> None:  # Rule 1
+        a, x, w = node.attrs, node.inputs[0], node.inputs[1].type.shape
+        c_in, c_out = x.shape[1], w[0]
+        depthwise = a["groups"] == c_in == c_out and w[1] == 1
+        if (a["layout"] != "NCHW" or x.type.rank != 4 or c_out * 2 < self.block
+                or not all(v.is_constant for v in node.inputs[1:3])
+                or (a["groups"] != 1 and not depthwise)):
+            return
+        t = self.twin.get(id(x))
+        if depthwise:
+            ib = self.block
+        elif t is not None:
+            ib = t.type.shape[-1]
+        else:
+            ib = min(self.block, c_in)
+        ins = [self.to_blocked(x, ib, node)] + list(node.inputs[1:3])
+        if a["residual"]:
+            ins.append(self.to_blocked(node.inputs[3], self.block, node))
+        self.rebuild(node, ins, layout="NCHWc", out_block=self.block)
+
+    def elementwise(self, node: Node) -> None:  # Rules 2, 3
+        twins = [self.twin.get(id(v)) for v in node.inputs]
+        if any(t is None for t in twins) or len({t.type.shape for t in twins}) != 1:
+            return
+        if node.op == "add" and node.inputs[0].shape != node.inputs[1].shape:
+            return
+        if node.op == "clip" and not node.attrs["min"] <= 0 <= node.attrs["max"]:
+            return
+        self.rebuild(node, twins)
+
+    def pool(self, node: Node) -> None:  # Rule 4
+        t = self.twin.get(id(node.inputs[0]))
+        if t is not None and t.type.rank == 5 and node.attrs["layout"] == "NCHW":
+            self.rebuild(node, [t], layout="NCHWc")
+
+    def concat(self, node: Node) -> None:  # Rule 5
+        twins = [self.twin.get(id(v)) for v in node.inputs]
+        if node.attrs["axis"] != 1 or any(t is None for t in twins):
+            return
+        b = twins[0].type.shape[-1]
+        if any(t.type.shape[-1] != b for t in twins) or any(v.shape[1] % b for v in node.inputs):
+            return
+        self.rebuild(node, twins)
+
+
+def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
+    blocker = _Blocker(graph, block)
+    for node in list(graph.nodes):
+        if node.op == "conv":
+            blocker.conv(node)
+        elif node.op in ZERO_PRESERVING or node.op == "add":
+            blocker.elementwise(node)
+        elif node.op in BLOCKED_POOLS:
+            blocker.pool(node)
+        elif node.op == "concat":
+            blocker.concat(node)
+    removed = eliminate_dead_code(graph)  # Rule 7
+    return blocker.rebuilt > 0 or removed

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pytest
+from graphcnn.passes.kernel_family import choose_kernel_family
+from graphcnn.passes.util import annotation
+from pass_cases import check_pass, const, conv_graph
+
+from graphcnn.ir import Graph
+
+
+@pytest.mark.parametrize("kwargs,family", [
+    ({"c_in": 16, "c_out": 16, "k": 1}, "gemm"),                                     # rule 2
+    ({"c_in": 16, "c_out": 16, "k": 3, "size": 10, "pads": (1, 1, 1, 1)}, "winograd"),  # rule 3
+    ({"c_in": 4, "c_out": 16, "k": 3, "size": 10, "pads": (1, 1, 1, 1)}, "direct"),    # few channels
+    ({"c_in": 16, "c_out": 16, "k": 3, "size": 10, "strides": (2, 2)}, "direct"),      # strided
+    ({"c_in": 16, "c_out": 16, "k": 3, "size": 10, "groups": 16}, "direct"),           # depthwise
+    ({"c_in": 16, "c_out": 16, "k": 3, "size": 6}, "direct"),                          # small output
+    ({"c_in": 4, "c_out": 8, "k": 5, "size": 10}, "direct"),                           # rule 4
+])
+def test_conv_rules(kwargs, family):
+    g, y = conv_graph(**kwargs)
+    g.set_outputs([y])
+    out = check_pass(g, choose_kernel_family)
+    assert annotation(out, out.nodes[0], "kernel") == family
+
+
+def test_rule1_gemm():
+    g = Graph("t")
+    y = g.apply("gemm", [g.add_input("x", (2, 5)), const(g, (5, 3), 1)])
+    g.set_outputs([y])
+    out = check_pass(g, choose_kernel_family)
+    assert annotation(out, out.nodes[0], "kernel") == "gemm"
+
+
+def test_noop_without_conv():
+    g = Graph("t")
+    g.set_outputs([g.apply("relu", [g.add_input("x", (2, 5))])])
+    check_pass(g, choose_kernel_family, changed=False)

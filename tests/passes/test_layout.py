@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from functools import partial
+
+from graphcnn.passes.layout import choose_layout
+from pass_cases import check_pass, const, ops
+
+from graphcnn.ir import Graph
+
+
+def _conv(g: Graph, x, c_out: int, seed: int, k: int = 3, **attrs):
+    c_in = x.type.shape[1] // attrs.get("groups", 1)
+    pads = (k // 2,) * 4
+    return g.apply("conv", [x, const(g, (c_out, c_in, k, k), seed), const(g, (c_out,), seed + 1)],
+                   {"pads": pads, **attrs})
+
+
+def _input(c: int = 3, size: int = 8):
+    g = Graph("t")
+    return g, g.add_input("x", (1, c, size, size))
+
+
+def test_rules_1_2_4_7_one_conversion_each_way():
+    g, x = _input()
+    y = g.apply("relu", [_conv(g, x, 16, 1)])
+    y = g.apply("max_pool", [_conv(g, y, 32, 3, activation="relu")], {"kernel_shape": (2, 2),
+                                                                      "strides": (2, 2)})
+    y = g.apply("clip", [_conv(g, y, 16, 5)], {"min": 0.0, "max": 6.0})
+    g.set_outputs([g.apply("global_avg_pool", [y])])
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out) == ["to_blocked", "conv", "relu", "conv", "max_pool", "conv", "clip",
+                        "global_avg_pool", "from_blocked"]
+    assert out.nodes[0].attrs["block"] == 3  # an image's 3 channels: one block, no padding
+    assert all(n.attrs["layout"] == "NCHWc" for n in out.nodes if n.op in ("conv", "max_pool"))
+
+
+def test_rule1_few_channels_stay_nchw():
+    g, x = _input(1, 12)
+    g.set_outputs([_conv(g, x, 6, 1, k=5)])  # LeNet's first conv: 6 channels
+    check_pass(g, partial(choose_layout, block=16), changed=False)
+    out = check_pass(g, partial(choose_layout, block=8))
+    assert ops(out) == ["to_blocked", "conv", "from_blocked"]
+
+
+def test_rule1_depthwise_and_residual():
+    g, x = _input(16)
+    y = _conv(g, x, 16, 1, groups=16)
+    r = g.apply("conv", [y, const(g, (16, 16, 1, 1), 3), const(g, (16,), 4), x],
+                {"residual": True})
+    g.set_outputs([r])
+    out = check_pass(g, partial(choose_layout, block=8))
+    assert ops(out) == ["to_blocked", "conv", "conv", "from_blocked"]  # x blocked once, shared
+
+
+def test_rule2_sigmoid_and_positive_clip_end_the_region():
+    g, x = _input(16)
+    y = g.apply("sigmoid", [_conv(g, x, 16, 1)])
+    z = g.apply("clip", [_conv(g, y, 16, 3)], {"min": 0.5, "max": 6.0})
+    g.set_outputs([z])
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out) == ["to_blocked", "conv", "from_blocked", "sigmoid", "to_blocked", "conv",
+                        "from_blocked", "clip"]
+
+
+def test_rule3_add_and_rule6_other_consumer():
+    g, x = _input(16)
+    a, b = _conv(g, x, 16, 1), _conv(g, x, 16, 3)
+    s = g.apply("add", [a, b])
+    g.set_outputs([g.apply("softmax", [s], {"axis": 1}), g.apply("relu", [s])])
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out) == ["to_blocked", "conv", "conv", "add", "from_blocked", "softmax", "relu",
+                        "from_blocked"]
+
+
+def test_rule5_concat_needs_block_multiples():
+    for c, blocked in ((16, True), (8, False)):
+        g, x = _input(16)
+        cat = g.apply("concat", [_conv(g, x, c, 1), _conv(g, x, 16, 3)], {"axis": 1})
+        g.set_outputs([_conv(g, cat, 16, 5)])
+        out = check_pass(g, partial(choose_layout, block=16))
+        assert ("from_blocked" not in ops(out)[:-1]) is blocked
+
+
+def test_noop_without_convs():
+    g, x = _input(16)
+    g.set_outputs([g.apply("relu", [x])])
+    check_pass(g, choose_layout, changed=False)
