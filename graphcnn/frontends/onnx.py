@@ -1,0 +1,401 @@
+"""ONNX import: `from_onnx(path | bytes | ModelProto, input_shapes=None, **options) -> Graph`.
+
+The steps, in order (each names what it rejects):
+1. load without following external data (onnx_safety), find the default-domain opset;
+2. check the graph's structure: unique value names, no dangling inputs, defined outputs, and a
+   topological order (nodes are sorted here; a cycle is a GraphError);
+3. check every node's op type and schema version against the import table (onnx_ops,
+   onnx_fold) and collect the unsupported ones;
+4. concrete input shapes: from the model or `input_shapes`; a symbolic batch dim becomes 1 with a
+   warning, any other unknown dim is a ShapeError; initializers (also those listed as inputs) are
+   constants, decoded under the size limits;
+5. import node by node through the table, folding constant subgraphs; nodes downstream of an
+   unsupported one are skipped so that ONE UnsupportedOpError lists every unsupported op;
+6. drop nodes nothing uses, verify the graph.
+
+Options: `max_tensor_bytes`, `max_total_bytes` (size limits, see onnx_safety.Limits),
+`base_dir` (where external data may be read from when the model is given as bytes or a proto),
+`name` (the graph's name).
+"""
+from __future__ import annotations
+
+import heapq
+import re
+import warnings
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import onnx
+import onnx.defs
+
+from ..errors import (
+    GraphcnnError,
+    GraphError,
+    InputError,
+    ModelLoadError,
+    ShapeError,
+    UnsupportedOpError,
+)
+from ..ir import Graph, Value
+from ..verify import verify
+from . import onnx_ops  # noqa: F401  (fills the table)
+from .onnx_context import IMPORTERS, Context, NotConstant
+from .onnx_safety import (
+    DEFAULT_MAX_TENSOR_BYTES,
+    DEFAULT_MAX_TOTAL_BYTES,
+    Limits,
+    load_model,
+    np_dtype,
+    tensor_to_array,
+)
+
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def from_onnx(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = None, *,
+              max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
+              max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, base_dir: str | None = None,
+              name: str | None = None) -> Graph:
+    """Import an ONNX model (a path, the file's bytes, or an onnx.ModelProto) as a Graph.
+
+    `input_shapes` ({input name: shape}) fixes inputs whose shapes are symbolic in the model.
+    Raises ModelLoadError (unreadable or malicious file), GraphError (malformed graph),
+    ShapeError (shapes that do not fit, naming the node), UnsupportedOpError (every unsupported
+    op of the model at once).
+    """
+    proto, base_dir = load_model(model, base_dir)
+    limits = Limits(max_tensor_bytes=max_tensor_bytes, max_total_bytes=max_total_bytes)
+    return _Importer(proto, base_dir, limits, dict(input_shapes or {}), name).run()
+
+
+def model_opset(proto: onnx.ModelProto) -> int:
+    """Step 1: the default domain's opset version."""
+    versions = [o.version for o in proto.opset_import if o.domain in DEFAULT_DOMAINS]
+    if not versions:
+        raise ModelLoadError("the model has no opset_import for the default ONNX domain "
+                             "(missing opset import)")
+    opset = max(versions)
+    if not 1 <= opset <= onnx.defs.onnx_opset_version():
+        raise ModelLoadError(f"opset {opset} is outside what this onnx package knows "
+                             f"(1..{onnx.defs.onnx_opset_version()})")
+    return opset
+
+
+def since_version(op_type: str, domain: str, opset: int) -> int | None:
+    """The schema version a node of `op_type` resolves to at `opset` (None: no such op)."""
+    if domain not in DEFAULT_DOMAINS:
+        return None
+    try:
+        return onnx.defs.get_schema(op_type, opset, "").since_version
+    except Exception:  # noqa: BLE001  (onnx.defs.SchemaError: unknown op / no version)
+        return None
+
+
+def node_names(nodes: Sequence[onnx.NodeProto]) -> list[str]:
+    """A unique, readable name per node: its own, else op type and index."""
+    seen: set[str] = set()
+    out = []
+    for i, node in enumerate(nodes):
+        base = node.name or f"{node.op_type}_{i}"
+        name, k = base, 1
+        while name in seen:
+            name, k = f"{base}_{k}", k + 1
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+class _Importer:
+    def __init__(self, proto: onnx.ModelProto, base_dir: str | None, limits: Limits,
+                 input_shapes: dict[str, Sequence[int]], name: str | None):
+        self.proto = proto
+        self.base_dir = base_dir
+        self.limits = limits
+        self.input_shapes = input_shapes
+        self.name = name
+        self.unsupported: dict[str, list[str]] = defaultdict(list)  # op type -> node names
+        self.reasons: dict[str, set[str]] = defaultdict(set)
+        self.skip: set[str] = set()  # names of nodes found unsupported before import
+
+    def run(self) -> Graph:
+        opset = model_opset(self.proto)
+        g = self.proto.graph
+        if len(g.sparse_initializer):
+            raise UnsupportedOpError("sparse initializers are not supported",
+                                     {"sparse_initializer": [t.name for t in g.sparse_initializer]})
+        initializers = {t.name: t for t in g.initializer}
+        order = self._check_structure(g, initializers)
+        names = node_names(list(g.node))
+        versions = self._check_ops(g, names, opset)
+        graph = Graph(self.name or _graph_name(g.name))
+        env: dict[str, Value] = {}
+        self._add_inputs(graph, g, initializers, env)
+        for t in g.node:  # reserve ONNX value names so helper nodes never take them
+            for out in t.output:
+                if out:
+                    graph.unique_name(out)
+        for tname, t in initializers.items():
+            array = tensor_to_array(t, self.limits, self.base_dir, f"initializer {tname!r}")
+            self.limits.account(f"initializer {tname!r}", array.nbytes)
+            env[tname] = self._named(graph.add_constant(array, name=tname), tname)
+        poisoned = {vi.name for vi in g.input if vi.name not in env}  # unsupported inputs
+        for i in order:
+            self._import_node(graph, g.node[i], names[i], versions[i], env, poisoned)
+        if self.unsupported:
+            raise self._unsupported_error()
+        outputs = []
+        for vi in g.output:
+            outputs.append(env[vi.name])
+        graph.set_outputs(outputs)
+        _drop_unused(graph)
+        try:
+            verify(graph)
+        except GraphError as e:
+            raise GraphError(f"imported graph is malformed: {e}") from None
+        return graph
+
+    # ----- step 2: structure ------------------------------------------------------------------
+    def _check_structure(self, g: onnx.GraphProto, initializers: dict) -> list[int]:
+        if len(initializers) != len(g.initializer):
+            raise GraphError("duplicate initializer names")
+        producer: dict[str, str] = {}
+        for vi in g.input:
+            if vi.name in producer:
+                raise GraphError(f"duplicate graph input name {vi.name!r}")
+            producer[vi.name] = "graph input"
+        for tname in initializers:
+            producer.setdefault(tname, "initializer")
+        names = node_names(list(g.node))
+        made_by: dict[str, int] = {}
+        for i, node in enumerate(g.node):
+            for out in node.output:
+                if not out:
+                    continue
+                if out in producer:
+                    raise GraphError(f"duplicate output name {out!r}: node {names[i]!r} "
+                                     f"({node.op_type}) redefines the {producer[out]}'s value")
+                producer[out] = f"node {names[i]!r}"
+                made_by[out] = i
+        deps: list[set[int]] = []
+        for i, node in enumerate(g.node):
+            mine = set()
+            for inp in node.input:
+                if not inp:
+                    continue
+                if inp not in producer:
+                    raise GraphError(f"node {names[i]!r} ({node.op_type}): input {inp!r} is "
+                                     f"dangling (not a graph input, initializer or node output)")
+                if inp in made_by:
+                    mine.add(made_by[inp])
+            deps.append(mine)
+        for vi in g.output:
+            if vi.name not in producer:
+                raise GraphError(f"graph output {vi.name!r} is not produced by any node, input "
+                                 f"or initializer")
+        return _toposort(deps, names)
+
+    # ----- step 3: op support -------------------------------------------------------------------
+    def _check_ops(self, g: onnx.GraphProto, names: list[str], opset: int) -> list[int | None]:
+        versions: list[int | None] = []
+        for node, name in zip(g.node, names):
+            version = since_version(node.op_type, node.domain, opset)
+            versions.append(version)
+            spec = IMPORTERS.get(node.op_type)
+            if node.domain not in DEFAULT_DOMAINS:
+                self._flag(f"{node.domain}.{node.op_type}", name, "custom domain")
+            elif spec is None or version is None:
+                self._flag(node.op_type, name, "no importer")
+            elif version not in spec.versions:
+                self._flag(node.op_type, name, f"version {version} (supported: "
+                           f"{', '.join(map(str, spec.versions))})")
+            else:
+                _check_arity(node, name, onnx.defs.get_schema(node.op_type, opset, ""))
+        return versions
+
+    def _flag(self, op: str, node_name: str, reason: str) -> None:
+        self.skip.add(node_name)
+        self.unsupported[op].append(node_name)
+        self.reasons[op].add(reason)
+
+    def _unsupported_error(self) -> UnsupportedOpError:
+        total = sum(len(v) for v in self.unsupported.values())
+        lines = [(f"the model uses {len(self.unsupported)} unsupported op type(s) in {total} "
+                  f"node(s):")]
+        for op in sorted(self.unsupported):
+            nodes = self.unsupported[op]
+            shown = ", ".join(nodes[:8]) + (f", ... ({len(nodes) - 8} more)" if len(nodes) > 8
+                                             else "")
+            lines.append(f"  {op} x{len(nodes)} [{'; '.join(sorted(self.reasons[op]))}]: "
+                         f"{shown}")
+        return UnsupportedOpError("\n".join(lines), {k: list(v) for k, v in
+                                                    sorted(self.unsupported.items())})
+
+    # ----- step 4: inputs ----------------------------------------------------------------------
+    def _add_inputs(self, graph: Graph, g: onnx.GraphProto, initializers: dict,
+                    env: dict[str, Value]) -> None:
+        real = [vi for vi in g.input if vi.name not in initializers]
+        unknown = sorted(set(self.input_shapes) - {vi.name for vi in real})
+        if unknown:
+            raise InputError(f"input_shapes names unknown input(s) {unknown}; the model's "
+                             f"inputs are {[vi.name for vi in real]}")
+        for vi in real:
+            if not vi.type.HasField("tensor_type"):
+                self._flag(f"input type {vi.type.WhichOneof('value')}", vi.name, "not a tensor")
+                continue
+            tt = vi.type.tensor_type
+            try:
+                dtype = np_dtype(tt.elem_type, f"input {vi.name!r}")
+            except ModelLoadError:
+                dtype = None
+            if dtype is None or dtype.name != "float32":
+                kind = dtype.name if dtype is not None else str(tt.elem_type)
+                self._flag(f"input dtype {kind}", vi.name, "graphcnn computes in float32")
+                continue
+            shape = self._input_shape(vi)
+            self.limits.check_tensor(f"input {vi.name!r}", shape, 4, ShapeError)
+            env[vi.name] = graph.add_input(vi.name, shape, "float32")
+
+    def _input_shape(self, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
+        tt = vi.type.tensor_type
+        dims = list(tt.shape.dim) if tt.HasField("shape") else None
+        given = self.input_shapes.get(vi.name)
+        if given is not None:
+            shape = tuple(int(d) for d in given)
+            if dims is not None:
+                if len(dims) != len(shape):
+                    raise ShapeError(f"input_shapes[{vi.name!r}] = {list(shape)} has rank "
+                                     f"{len(shape)} but the model's input has rank {len(dims)}")
+                for i, (d, s) in enumerate(zip(dims, shape)):
+                    if d.HasField("dim_value") and d.dim_value != s:
+                        raise ShapeError(f"input_shapes[{vi.name!r}] = {list(shape)} conflicts "
+                                         f"with the model's static dim {i} = {d.dim_value}")
+        elif dims is None:
+            raise ShapeError(f"input {vi.name!r} has no shape in the model; pass "
+                             f"input_shapes={{{vi.name!r}: (...)}}")
+        else:
+            out = []
+            for i, d in enumerate(dims):
+                if d.HasField("dim_value"):
+                    out.append(int(d.dim_value))
+                elif i == 0:
+                    warnings.warn(f"input {vi.name!r}: symbolic batch dim "
+                                  f"{d.dim_param or '?'!r} set to 1 (pass input_shapes to choose)",
+                                  stacklevel=4)
+                    out.append(1)
+                else:
+                    raise ShapeError(f"input {vi.name!r}: dim {i} ({d.dim_param or 'unknown'!r})"
+                                     f" is symbolic; pass input_shapes={{{vi.name!r}: (...)}}")
+            shape = tuple(out)
+        if any(s < 1 for s in shape):
+            raise ShapeError(f"input {vi.name!r}: shape {list(shape)} has zero-size or negative "
+                             f"dims")
+        return shape
+
+    # ----- step 5: nodes -------------------------------------------------------------------------
+    def _import_node(self, graph: Graph, node: onnx.NodeProto, name: str, version: int | None,
+                     env: dict[str, Value], poisoned: set[str]) -> None:
+        outs = [o for o in node.output if o]
+        if name in self.skip or any(i in poisoned for i in node.input if i):
+            poisoned.update(outs)
+            return
+        ctx = Context(graph, node, name, version, [env[i] if i else None for i in node.input],
+                      self.limits, self.base_dir)
+        spec = IMPORTERS[node.op_type]
+        try:
+            result = spec.fn(ctx)
+        except NotConstant as e:
+            self._flag(node.op_type, name, f"{e.what} is not a constant (computed at run time)")
+            poisoned.update(outs)
+            return
+        except UnsupportedOpError as e:
+            msg = str(e).removeprefix(f"{ctx.where}: ")
+            self._flag(node.op_type, name, msg)
+            poisoned.update(outs)
+            return
+        except GraphcnnError as e:
+            if self.unsupported:  # report the unsupported ops; this may be a consequence
+                poisoned.update(outs)
+                return
+            raise type(e)(_at(ctx, e)) from None
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError,
+                ArithmeticError) as e:
+            # numpy or protobuf rejecting a malformed node: still a typed error naming it
+            raise ShapeError(f"{ctx.where}: {type(e).__name__}: {e}") from None
+        result = list(result) if isinstance(result, (list, tuple)) else [result]
+        for i, out in enumerate(node.output):
+            if not out:
+                continue
+            if i >= len(result):
+                raise ShapeError(f"{ctx.where}: output {i} ({out!r}) is not produced")
+            value = result[i]
+            if id(value) not in ctx.created:  # an alias: give the ONNX name its own value
+                value = ctx.constant(value.data) if value.is_constant else \
+                    ctx.emit("identity", [value])
+            env[out] = self._named(value, out)
+
+    @staticmethod
+    def _named(value: Value, onnx_name: str) -> Value:
+        """Values carry their ONNX names (reserved in the graph before import)."""
+        value.name = onnx_name
+        return value
+
+
+def _check_arity(node: onnx.NodeProto, name: str, schema: onnx.defs.OpSchema) -> None:
+    """Input/output counts within the schema's bounds (importers index inputs freely)."""
+    given = len(node.input)
+    present = sum(1 for i in node.input if i)
+    optional = onnx.defs.OpSchema.FormalParameterOption.Optional
+    last_required = len([p for p in schema.inputs if p.option != optional])
+    if given > schema.max_input or present < schema.min_input or \
+            any(not node.input[i] for i in range(min(last_required, given))):
+        raise ShapeError(f"node {name!r} ({node.op_type}): takes {schema.min_input}.."
+                         f"{schema.max_input} inputs (required ones non-empty), got "
+                         f"{list(node.input)}")
+    if len(node.output) > schema.max_output or not any(node.output):
+        raise ShapeError(f"node {name!r} ({node.op_type}): takes at most {schema.max_output} "
+                         f"outputs, got {list(node.output)}")
+
+
+def _at(ctx: Context, e: Exception) -> str:
+    """The error's message prefixed with the ONNX node (replacing the IR node's own prefix)."""
+    msg = str(e)
+    if msg.startswith(ctx.where):
+        return msg
+    return f"{ctx.where}: {re.sub(r'^node .*? [(][a-z_]+[)]: ', '', msg)}"
+
+
+def _toposort(deps: list[set[int]], names: list[str]) -> list[int]:
+    """Kahn's algorithm, stable in file order; a cycle is a GraphError naming its nodes."""
+    users: list[list[int]] = [[] for _ in deps]
+    missing = [len(d) for d in deps]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    ready = [i for i, m in enumerate(missing) if m == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            missing[u] -= 1
+            if missing[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) != len(deps):
+        stuck = [names[i] for i, m in enumerate(missing) if m > 0]
+        raise GraphError(f"the graph has a cycle: node(s) {', '.join(stuck[:8])} are on it or "
+                         f"after it")
+    return order
+
+
+def _drop_unused(graph: Graph) -> None:
+    """Remove nodes whose outputs nothing uses (ONNX files often carry dead branches)."""
+    keep = {id(v) for v in graph.outputs}
+    for node in reversed(list(graph.nodes)):
+        if not any(out.uses or id(out) in keep for out in node.outputs):
+            graph.remove(node)
+
+
+def _graph_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "onnx_model"

@@ -1,0 +1,185 @@
+"""Loading ONNX files that may be hostile: size limits, tensor decoding, external data.
+
+Every check here runs before memory is allocated for the thing it guards, so a model cannot make
+the importer allocate more than `Limits` allows, read files outside its own directory, or crash
+the process. Failures are ModelLoadError naming the tensor (or the file).
+
+Rules:
+1. The model is parsed without onnx's external-data loader (it follows any path it is given).
+2. A tensor's element count is the product of its dims as Python ints (no overflow); negative
+   dims are rejected; its byte size must fit `max_tensor_bytes` before it is decoded.
+3. raw_data must hold exactly prod(dims) x itemsize bytes; typed fields exactly prod(dims) values.
+4. External data: a relative `location` with no `..` part, whose real path (symlinks resolved)
+   stays inside the model's directory; offset and length inside the file; exactly the tensor's
+   byte size is read.
+5. All constants together must fit `max_total_bytes`.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from ..errors import ModelLoadError
+
+DEFAULT_MAX_TENSOR_BYTES = 1 << 30  # 1 GiB: VGG-16's largest weight is 0.4 GiB
+DEFAULT_MAX_TOTAL_BYTES = 4 << 30
+
+
+@dataclass
+class Limits:
+    """Size limits; `from_onnx(..., max_tensor_bytes=..., max_total_bytes=...)` sets them."""
+
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    total_bytes: int = 0  # constants accounted so far
+
+    def check_tensor(self, what: str, shape: tuple[int, ...], itemsize: int,
+                     error: type[Exception] = ModelLoadError) -> int:
+        """Rule 2: the byte size of a tensor of `shape`, or `error` if it breaks a limit."""
+        if any(d < 0 for d in shape):
+            raise error(f"{what}: negative dimension in shape {list(shape)}")
+        nbytes = math.prod(shape) * itemsize
+        if nbytes > self.max_tensor_bytes:
+            raise error(f"{what}: shape {list(shape)} needs {nbytes} bytes, over the limit "
+                        f"max_tensor_bytes={self.max_tensor_bytes}")
+        return nbytes
+
+    def account(self, what: str, nbytes: int, error: type[Exception] = ModelLoadError) -> None:
+        """Rule 5."""
+        self.total_bytes += nbytes
+        if self.total_bytes > self.max_total_bytes:
+            raise error(f"{what}: constants total {self.total_bytes} bytes, over the limit "
+                        f"max_total_bytes={self.max_total_bytes}")
+
+
+# ONNX element types graphcnn can hold as constants, and the repeated field that stores them
+_TYPED_FIELD = {
+    TensorProto.FLOAT: "float_data", TensorProto.DOUBLE: "double_data",
+    TensorProto.INT64: "int64_data", TensorProto.INT32: "int32_data",
+    TensorProto.INT16: "int32_data", TensorProto.INT8: "int32_data",
+    TensorProto.UINT8: "int32_data", TensorProto.UINT16: "int32_data",
+    TensorProto.BOOL: "int32_data", TensorProto.FLOAT16: "int32_data",
+    TensorProto.UINT32: "uint64_data", TensorProto.UINT64: "uint64_data",
+}
+
+
+def np_dtype(elem_type: int, what: str) -> np.dtype:
+    if elem_type not in _TYPED_FIELD:
+        name = TensorProto.DataType.Name(elem_type) if elem_type in \
+            TensorProto.DataType.values() else str(elem_type)
+        raise ModelLoadError(f"{what}: element type {name} is not supported")
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+
+
+def load_model(model, base_dir: str | None = None) -> tuple[onnx.ModelProto, str | None]:
+    """Rule 1: a ModelProto from a path, bytes or a ModelProto, and the directory that external
+    data may be read from (None: external data is refused)."""
+    if isinstance(model, onnx.ModelProto):
+        return model, base_dir
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return _parse(bytes(model), "<bytes>"), base_dir
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ModelLoadError(f"cannot read model file {path!r}: {e.strerror or e}") from None
+        return _parse(data, path), base_dir or os.path.dirname(os.path.abspath(path))
+    raise ModelLoadError(f"from_onnx takes a path, bytes or onnx.ModelProto, got "
+                         f"{type(model).__name__}")
+
+
+def _parse(data: bytes, what: str) -> onnx.ModelProto:
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except Exception as e:  # noqa: BLE001  (protobuf's DecodeError and friends: bad bytes)
+        raise ModelLoadError(f"{what} is not a valid ONNX model (protobuf parse failed: {e})") \
+            from None
+    if not proto.HasField("graph"):
+        raise ModelLoadError(f"{what} is not an ONNX model (no graph; truncated or another "
+                             f"format?)")
+    return proto
+
+
+def tensor_to_array(t: TensorProto, limits: Limits, base_dir: str | None,
+                    what: str | None = None) -> np.ndarray:
+    """Rules 2-4: decode one TensorProto (initializer or Constant value) into a read-only array."""
+    what = what or f"tensor {t.name!r}"
+    dtype = np_dtype(t.data_type, what)
+    shape = tuple(int(d) for d in t.dims)
+    nbytes = limits.check_tensor(what, shape, dtype.itemsize)
+    count = math.prod(shape)
+    if t.data_location == TensorProto.EXTERNAL:
+        raw = read_external(t, nbytes, base_dir, what)
+    elif t.HasField("raw_data") or (t.raw_data and len(t.raw_data)):
+        raw = t.raw_data
+    else:
+        raw = None
+    if raw is not None:
+        if len(raw) != nbytes:
+            raise ModelLoadError(f"{what}: raw_data has {len(raw)} bytes but dims {list(shape)} "
+                                 f"of {dtype.name} need {nbytes}")
+        array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+    else:
+        field = getattr(t, _TYPED_FIELD[t.data_type])
+        if len(field) != count:
+            raise ModelLoadError(f"{what}: {len(field)} values stored but dims {list(shape)} "
+                                 f"need {count}")
+        if t.data_type == TensorProto.FLOAT16:  # stored as the uint16 bit pattern
+            array = np.array(field, dtype=np.uint16).view(np.float16)
+        else:
+            array = np.array(field).astype(dtype)
+        array = array.reshape(shape)
+    array = np.array(array, copy=True)
+    array.setflags(write=False)
+    return array
+
+
+def read_external(t: TensorProto, nbytes: int, base_dir: str | None, what: str) -> bytes:
+    """Rule 4."""
+    info = {e.key: e.value for e in t.external_data}
+    location = info.get("location", "")
+    if base_dir is None:
+        raise ModelLoadError(f"{what}: external data {location!r} but the model was not loaded "
+                             f"from a file (pass base_dir=...)")
+    if not location or os.path.isabs(location) or location.startswith(("/", "\\")) or \
+            any(part == ".." for part in location.replace("\\", "/").split("/")) or \
+            ":" in location:
+        raise ModelLoadError(f"{what}: external data location {location!r} must be a relative "
+                             f"path inside the model's directory")
+    root = os.path.realpath(base_dir)
+    path = os.path.realpath(os.path.join(root, location))
+    if os.path.commonpath([root, path]) != root:
+        raise ModelLoadError(f"{what}: external data {location!r} resolves outside the model's "
+                             f"directory (symlink?)")
+    try:
+        offset = int(info.get("offset", "0"))
+        length = int(info["length"]) if "length" in info else nbytes
+    except ValueError:
+        raise ModelLoadError(f"{what}: external data offset/length are not integers") from None
+    if offset < 0 or length != nbytes:
+        raise ModelLoadError(f"{what}: external data offset {offset} / length {length} do not "
+                             f"describe the tensor's {nbytes} bytes")
+    try:
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"{what}: external data file {location!r} is missing or not a "
+                                 f"regular file")
+        size = os.path.getsize(path)
+        if offset + length > size:
+            raise ModelLoadError(f"{what}: external data {location!r} has {size} bytes, the "
+                                 f"tensor needs [{offset}, {offset + length})")
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+    except OSError as e:
+        raise ModelLoadError(f"{what}: cannot read external data {location!r}: {e}") from None
+    if len(data) != length:
+        raise ModelLoadError(f"{what}: external data {location!r} is truncated")
+    return data
