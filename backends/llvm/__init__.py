@@ -24,7 +24,7 @@ from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
 
 from . import cache as compile_cache
-from .codegen import compile_object, cpu_and_features, vector_width
+from .codegen import compile_objects, cpu_and_features, vector_width
 from .lower import lower
 from .runtime import LLVMModel, default_threads
 
@@ -55,7 +55,7 @@ def compile(graph: Graph, threads: int | None = None, cache: bool = True, cpu: s
     else:
         symbol = f"graphcnn_weights_{key[:16]}"
         lowered = lower(graph.copy(), vector_width(cpu), symbol, rewrites, profile)
-        obj = compile_object(lowered.module, cpu)
+        obj = compile_objects(lowered.modules, cpu)
         weights = lowered.weights
         manifest = {"weights_symbol": symbol, "workspace_bytes": lowered.workspace_bytes,
                     "weights_bytes": lowered.weights_bytes, "cpu": cpu_name,

@@ -18,7 +18,7 @@ from pathlib import Path
 from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
 
-from .codegen import compile_object, cpu_and_features, vector_width
+from .codegen import compile_objects, cpu_and_features, vector_width
 from .lower import lower
 
 
@@ -52,17 +52,20 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
     stem = re.sub(r"\W", "_", path.name.split(".")[0].removeprefix("lib")) or "net"
     symbol = f"graphcnn_weights_{stem}"
     lowered = lower(graph.copy(), vector_width(cpu), symbol, rewrites)
-    obj = compile_object(lowered.module, cpu, aot=True)
+    objects = compile_objects(lowered.modules, cpu, aot=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        (tmpdir / "model.o").write_bytes(obj)
+        object_files = []
+        for i, obj in enumerate(objects):
+            object_files.append(str(tmpdir / f"model{i}.o"))
+            Path(object_files[-1]).write_bytes(obj)
         (tmpdir / "weights.bin").write_bytes(lowered.weights)
         (tmpdir / "weights.s").write_text(
             f"\t.section .rodata\n\t.globl {symbol}\n\t.type {symbol}, @object\n"
             f"\t.balign 64\n{symbol}:\n\t.incbin \"{tmpdir / 'weights.bin'}\"\n"
             f"\t.size {symbol}, {len(lowered.weights)}\n"
             "\t.section .note.GNU-stack,\"\",@progbits\n")
-        cmd = [cc, "-shared", "-o", str(path), str(tmpdir / "model.o"), str(tmpdir / "weights.s"),
+        cmd = [cc, "-shared", "-o", str(path), *object_files, str(tmpdir / "weights.s"),
                "-lpthread", "-lm"]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:

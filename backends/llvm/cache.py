@@ -4,7 +4,7 @@ optimisation and code generation.
 Key: sha256 of the printed graph, every constant's bytes, the graphcnn and llvmlite versions,
 the llvm backend's own source, the CPU name and features, and the code-affecting options.
 An entry is three files under `$GRAPHCNN_CACHE_DIR` (default ~/.cache/graphcnn/llvm):
-`<key>.o` (object code), `<key>.weights` (the packed-weights arena, raw float32 bytes) and
+`<key>.o` (the object files, back to back), `<key>.weights` (the packed-weights arena, raw float32 bytes) and
 `<key>.json` (a small manifest: symbol, sizes). No pickle. Writes go to a temporary file then
 `os.replace`, manifest last, so a reader never sees a half-written entry.
 """
@@ -14,10 +14,12 @@ import hashlib
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
 import llvmlite
+import numpy as np
 
 from graphcnn.ir import Graph
 
@@ -56,27 +58,46 @@ def cache_key(graph: Graph, cpu_name: str, features: str, options: dict) -> str:
                  features, json.dumps(options, sort_keys=True, default=str)):
         h.update(part.encode())
         h.update(b"\0")
-    for v in graph.constants:
+    constants = list(graph.constants)
+    for v in constants:
         h.update(f"{v.name}:{v.type}".encode())
-        h.update(v.data.tobytes())
+    # the weights (~100 MB for ResNet-50) dominate: one digest per constant, on two threads
+    # (hashlib drops the GIL on big buffers), no copy of the arrays
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for digest in pool.map(_digest, [v.data for v in constants]):
+            h.update(digest)
     return h.hexdigest()
 
 
-def load(key: str) -> tuple[bytes, bytes, dict] | None:
+def _digest(array: np.ndarray) -> bytes:
+    return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8)).digest()
+
+
+def load(key: str) -> tuple[list[bytes], np.ndarray, dict] | None:
+    """(object code, weights arena, manifest) or None. The arena is a read-only memory map of
+    the file (page aligned, read lazily, shared page cache; os.replace by a later store leaves
+    the mapped inode intact)."""
     d = cache_dir()
     try:
         manifest = json.loads((d / f"{key}.json").read_text())
         obj = (d / f"{key}.o").read_bytes()
-        weights = (d / f"{key}.weights").read_bytes()
+        path = d / f"{key}.weights"
+        size = path.stat().st_size
+        weights = np.memmap(path, dtype=np.uint8, mode="r") if size else \
+            np.zeros(0, np.uint8)
     except (OSError, ValueError):
         return None
     if manifest.get("key") != key or len(obj) != manifest.get("object_bytes") or \
             len(weights) != manifest.get("weights_file_bytes"):
         return None  # a torn or foreign entry: recompile
-    return obj, weights, manifest
+    sizes = manifest.get("object_sizes", [len(obj)])
+    if sum(sizes) != len(obj):
+        return None
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [obj[a:a + n] for a, n in zip(starts, sizes)], weights, manifest
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -87,9 +108,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def store(key: str, obj: bytes, weights: bytes, manifest: dict) -> None:
-    """Best effort: an unwritable cache directory never fails a compile."""
+def store(key: str, objects: list[bytes], weights: np.ndarray, manifest: dict) -> None:
+    """Best effort: an unwritable cache directory never fails a compile. The object files go
+    into one `.o` entry, back to back, their sizes in the manifest."""
     d = cache_dir()
+    obj = b"".join(objects)
+    manifest = {**manifest, "object_sizes": [len(o) for o in objects]}
     try:
         d.mkdir(parents=True, exist_ok=True)
         _atomic_write(d / f"{key}.o", obj)

@@ -6,12 +6,17 @@ O3 through the new pass manager (loop + SLP vectorisation). Two target machines:
 """
 from __future__ import annotations
 
+import os
+import select
+import signal
+
 import llvmlite.binding as llvm
 from llvmlite import ir
 
 from graphcnn.errors import CompileError
 
 _initialized = False
+CHILD_TIMEOUT_S = 120.0  # silence from a forked compile child before giving up on it
 
 
 def init_llvm() -> None:
@@ -52,16 +57,80 @@ def target_machine(cpu: str, aot: bool = False) -> llvm.TargetMachine:
                                         codemodel="jitdefault", jit=True)
 
 
-def compile_object(module: ir.Module, cpu: str, aot: bool = False) -> bytes:
-    """Verify, optimise (O3, new pass manager) and emit object code."""
+def compile_objects(modules: list[ir.Module], cpu: str, aot: bool = False) -> list[bytes]:
+    """compile_object for each module, all but the first in forked child processes running
+    alongside (llvmlite serialises LLVM calls within a process, so threads would not help).
+    Without fork, or if a child fails, the remaining modules compile here, one after another."""
+    texts = [_prepared(m, cpu, aot) for m in modules]
+    children: list[tuple[int, int] | None] = []
+    for text in texts[1:]:
+        children.append(_fork_compile(text, cpu, aot) if hasattr(os, "fork") else None)
+    objects = [_compile_text(texts[0], modules[0].name, cpu, aot)]
+    for child, text, module in zip(children, texts[1:], modules[1:]):
+        obj = _collect(child) if child is not None else None
+        objects.append(obj if obj is not None else _compile_text(text, module.name, cpu, aot))
+    return objects
+
+
+def _fork_compile(text: str, cpu: str, aot: bool) -> tuple[int, int] | None:
+    try:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:  # child: compile, send the object, leave without Python clean-up
+        code = 1
+        try:
+            os.close(read_fd)
+            view = memoryview(_compile_text(text, "child", cpu, aot))
+            while view:
+                view = view[os.write(write_fd, view):]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    return pid, read_fd
+
+
+def _collect(child: tuple[int, int]) -> bytes | None:
+    """The child's object code, or None if it failed or went silent for CHILD_TIMEOUT_S (a
+    child forked while another thread held a lock it needs could hang: kill it, compile here)."""
+    pid, fd = child
+    chunks = []
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        while True:
+            ready, _, _ = select.select([f], [], [], CHILD_TIMEOUT_S)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return None
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    return b"".join(chunks) if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else None
+
+
+def _prepared(module: ir.Module, cpu: str, aot: bool) -> str:
     tm = target_machine(cpu, aot)
     module.triple = tm.triple
     module.data_layout = str(tm.target_data)
+    return str(module)
+
+
+def compile_object(module: ir.Module, cpu: str, aot: bool = False) -> bytes:
+    """Verify, optimise (O3, new pass manager) and emit object code."""
+    return _compile_text(_prepared(module, cpu, aot), module.name, cpu, aot)
+
+
+def _compile_text(text: str, name: str, cpu: str, aot: bool) -> bytes:
+    tm = target_machine(cpu, aot)
     try:
-        mod = llvm.parse_assembly(str(module))
+        mod = llvm.parse_assembly(text)
         mod.verify()
     except RuntimeError as e:
-        raise CompileError(f"generated LLVM IR for {module.name!r} does not verify: {e}") from e
+        raise CompileError(f"generated LLVM IR for {name!r} does not verify: {e}") from e
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
     pto.loop_vectorization = True
     pto.slp_vectorization = True

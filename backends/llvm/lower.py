@@ -33,11 +33,17 @@ F32PP = ir.FloatType().as_pointer().as_pointer()
 @dataclass
 class Lowered:
     module: ir.Module
-    weights: bytes
+    weights: np.ndarray  # the packed-weights arena, uint8, 64-byte aligned
     workspace_bytes: int
     weights_bytes: int
     weights_symbol: str
     kernels: list[dict] = field(default_factory=list)  # per task: node, op, fn, tasks, work
+    kernel_modules: list[ir.Module] = field(default_factory=list)  # the kernels/ plans
+
+    @property
+    def modules(self) -> list[ir.Module]:
+        """Every module to compile and link: the main one (pool, tasks, `run`) first."""
+        return [self.module] + [m for m in self.kernel_modules if m.globals]
 
 
 def legalize(graph: Graph) -> Graph:
@@ -176,7 +182,7 @@ def lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool =
     kernels = [{"node": t.node, "op": t.op, "fn": t.fn.name, "tasks": t.num_tasks,
                 "work": t.work} for t in ctx.tasks]
     return Lowered(module, ctx.weights_blob(), workspace, ctx.weights_bytes, weights_symbol,
-                   kernels)
+                   kernels, ctx.kernel_modules)
 
 
 def _profile_clock(module: ir.Module, slots: int):
@@ -211,10 +217,16 @@ def _profile_clock(module: ir.Module, slots: int):
     return clock
 
 
-def weights_array(blob: bytes) -> np.ndarray:
-    """The weights arena as a 64-byte aligned read-only numpy buffer."""
-    raw = np.empty(len(blob) + 64, dtype=np.uint8)
-    start = (-raw.ctypes.data) % 64
-    arena = raw[start:start + len(blob)]
-    arena[:] = np.frombuffer(blob, dtype=np.uint8)
+def weights_array(blob) -> np.ndarray:
+    """The weights arena as a 64-byte aligned read-only numpy buffer (bytes, an array or a
+    memory map; an aligned array is used as is, without a copy)."""
+    if isinstance(blob, np.ndarray) and blob.dtype == np.uint8 and blob.ctypes.data % 64 == 0 \
+            and blob.flags.c_contiguous:
+        arena = blob
+    else:
+        raw = np.empty(len(blob) + 64, dtype=np.uint8)
+        start = (-raw.ctypes.data) % 64
+        arena = raw[start:start + len(blob)]
+        arena[:] = np.frombuffer(blob, dtype=np.uint8)
+    arena.flags.writeable = False
     return arena

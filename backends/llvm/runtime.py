@@ -49,7 +49,7 @@ def _shutdown(owner_pid: int, shutdown_fn, *keep_alive) -> None:
 class LLVMModel(CompiledModel):
     target = "llvm"
 
-    def __init__(self, graph: Graph, obj: bytes, weights: bytes, manifest: dict, threads: int,
+    def __init__(self, graph: Graph, obj: bytes | list[bytes], weights, manifest: dict, threads: int,
                  cpu: str, options: dict, from_cache: bool, instrumented: bool = False):
         super().__init__(graph)
         init_llvm()
@@ -65,7 +65,8 @@ class LLVMModel(CompiledModel):
         self._ws_ptr = ctypes.c_void_p(ws_ptr + (-ws_ptr) % 64)
 
         engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine(cpu))
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        for part in ([obj] if isinstance(obj, bytes) else obj):  # main + kernel modules
+            engine.add_object_file(llvm.ObjectFileRef.from_data(part))
         with _jit_lock:
             llvm.add_symbol(manifest["weights_symbol"], self._weights.ctypes.data)
             engine.finalize_object()

@@ -10,10 +10,10 @@ calls them itself — without init the library runs single-threaded).
 its own outputs with a fixed summation order, whoever runs it, so results are bit-identical
 for any thread count and any schedule. Claiming (rather than a static split) matters on a
 shared machine: a descheduled worker delays a kernel by one chunk, not by a whole share.
-Hand-off: one mutex and two condition variables. Workers sleep on `start` (a generation
-counter) between kernels — no spinning; a worker joins a job under the mutex (`active` += 1)
+Hand-off: one mutex and two condition variables. Between kernels a worker first polls the
+generation counter for SPIN pause-rounds, then sleeps on `start`; a worker joins a job under the mutex (`active` += 1)
 unless the caller already drained and closed it; the caller, after draining the counter, closes
-the job and sleeps on `done` until every joined worker left. Kernels whose work is below a
+the job, polls `active` (SPIN rounds) and then sleeps on `done` until every joined worker left. Kernels whose work is below a
 threshold are called directly, single-threaded.
 
 pthread_mutex_t / pthread_cond_t live in zero-initialised 64-byte globals: on glibc the static
@@ -32,6 +32,10 @@ TASK_FN = ir.FunctionType(VOID, [I8P, I64, I64])
 MAX_THREADS = 256
 # below this much work (~flops) a kernel runs on the calling thread: waking the pool costs more
 PARALLEL_THRESHOLD = 2_000_000
+# pause-loop iterations (~140 cycles each) a worker polls for the next job before sleeping on
+# the condition variable, and the caller polls for the workers to finish before sleeping: a
+# futex wake-up costs tens of microseconds per kernel, a kernel is often ~100 us
+SPIN = 3000
 
 
 def _global(module: ir.Module, name: str, ty: ir.Type, init=None) -> ir.GlobalVariable:
@@ -75,6 +79,25 @@ def emit_pool(module: ir.Module) -> ir.Function:
     wait_fn = declare("pthread_cond_wait", I32, [I8P, I8P])
     bcast_fn = declare("pthread_cond_broadcast", I32, [I8P])
 
+    pause = declare("llvm.x86.sse2.pause", VOID, [])
+
+    def spin_until(b: ir.IRBuilder, ready, name: str) -> None:
+        """Poll `ready()` (an i1 built fresh each round) up to SPIN times with `pause`."""
+        pre = b.block
+        hdr, body, out = (b.append_basic_block(f"{name}.{s}") for s in ("hdr", "body", "out"))
+        b.branch(hdr)
+        b.position_at_end(hdr)
+        i = b.phi(I64, name=f"{name}.i")
+        i.add_incoming(_i64(0), pre)
+        go = b.or_(ready(), b.icmp_unsigned(">=", i, _i64(SPIN), name=f"{name}.max"),
+                   name=f"{name}.go")
+        b.cbranch(go, out, body)
+        b.position_at_end(body)
+        b.call(pause, [])
+        i.add_incoming(b.add(i, _i64(1), name=f"{name}.n"), body)
+        b.branch(hdr)
+        b.position_at_end(out)
+
     def ptr(b: ir.IRBuilder, g: ir.GlobalVariable) -> ir.Value:
         return b.bitcast(g, I8P, name=f"{g.name}.p")
 
@@ -112,6 +135,11 @@ def emit_pool(module: ir.Module) -> ir.Function:
         "top", "wait.hdr", "wait.body", "woke", "pick", "join", "exit"))
     b.branch(top)
     b.position_at_end(top)
+    spin_until(b, lambda: b.or_(
+        b.icmp_unsigned("!=", b.load_atomic(gen, "monotonic", 8, name="sg"),
+                        b.load(seen, name="ss"), name="new"),
+        b.icmp_unsigned("!=", b.load_atomic(quit_, "monotonic", 8, name="sq"), _i64(0),
+                        name="sq.set"), name="spin.go"), "wspin")
     lock(b)
     b.branch(wait_hdr)
     b.position_at_end(wait_hdr)
@@ -136,7 +164,7 @@ def emit_pool(module: ir.Module) -> ir.Function:
         b.branch(top)
     b.branch(join)
     b.position_at_end(join)
-    b.store(b.add(b.load(active, name="a"), _i64(1), name="a1"), active)
+    b.store_atomic(b.add(b.load(active, name="a"), _i64(1), name="a1"), active, "monotonic", 8)
     fn = b.load(job_fn, name="fn")
     env = b.load(job_env, name="env")
     n = b.load(job_n, name="n")
@@ -145,7 +173,7 @@ def emit_pool(module: ir.Module) -> ir.Function:
     claim_loop(b, fn, env, n, step, "w")
     lock(b)
     left = b.sub(b.load(active, name="a2"), _i64(1), name="left")
-    b.store(left, active)
+    b.store_atomic(left, active, "release", 8)
     with b.if_then(b.icmp_unsigned("==", left, _i64(0), name="last")):
         b.call(bcast_fn, [ptr(b, done_cv)])
     unlock(b)
@@ -177,12 +205,17 @@ def emit_pool(module: ir.Module) -> ir.Function:
             b.store(_i64(0), next_task)
             b.store(_i64(0), closed)
             b.store(_i64(0), active)
-            b.store(b.add(b.load(gen, name="g"), _i64(1), name="g1"), gen)
+            b.store_atomic(b.add(b.load(gen, name="g"), _i64(1), name="g1"), gen, "release", 8)
             b.call(bcast_fn, [ptr(b, start_cv)])
             unlock(b)
             claim_loop(b, fn, env, n, step, "own")
             lock(b)
             b.store(_i64(1), closed)
+            unlock(b)
+            spin_until(b, lambda: b.icmp_unsigned(
+                "==", b.load_atomic(active, "acquire", 8, name="sa"), _i64(0), name="sa.zero"),
+                "cspin")
+            lock(b)
             hdr = b.append_basic_block("join.hdr")
             body = b.append_basic_block("join.body")
             after = b.append_basic_block("join.end")
@@ -221,7 +254,7 @@ def emit_pool(module: ir.Module) -> ir.Function:
     b = ir.IRBuilder(shut.append_basic_block("entry"))
     count = b.load(nthreads, name="count")
     lock(b)
-    b.store(_i64(1), quit_)
+    b.store_atomic(_i64(1), quit_, "release", 8)
     b.call(bcast_fn, [ptr(b, start_cv)])
     unlock(b)
     with _range(b, 1, count, "join") as i:

@@ -59,6 +59,11 @@ class Location:
     index: int   # input/output position, or byte offset in the workspace / weights arena
 
 
+# separate modules for the kernels/ plans: with the main module, LLVM optimises and emits them
+# in parallel processes (codegen.compile_objects); 2 matches the usual core count here
+KERNEL_MODULES = 2
+
+
 class EmitContext:
     """Module-wide emission state: buffer locations, the weights arena, the task list."""
 
@@ -70,10 +75,37 @@ class EmitContext:
         self.weight_chunks: list[np.ndarray] = []
         self.weights_bytes = 0
         self._const_offsets: dict[int, int] = {}
+        self._kernels: dict[object, ir.Function] = {}
+        # kernels/ plans go to separate modules, compiled to objects in parallel (codegen.py)
+        self.kernel_modules = [ir.Module(name=f"{module.name}.kernels{i}")
+                               for i in range(KERNEL_MODULES)]
+        self._kernel_load = [0] * KERNEL_MODULES
         self.weights = ir.GlobalVariable(module, ir.IntType(8), weights_symbol)
         self.weights.linkage = "external"
         self.weights.global_constant = True
         self.weights.align = 64
+
+    def kernel(self, plan, name: str) -> ir.Function:
+        """The function for a kernels/ plan, emitted once per distinct plan: plans are frozen
+        dataclasses of every compile-time constant, and weights/buffers are arguments, so
+        layers of the same shape share one function (ResNet-50: 53 convs, far fewer shapes)."""
+        fn = self._kernels.get(plan)
+        if fn is None:
+            unique = self.module.get_unique_name(f"k.{name}")
+            if self.kernel_modules:
+                # least-loaded kernel module, by IR size (~ LLVM time)
+                k = min(range(len(self.kernel_modules)), key=self._kernel_load.__getitem__)
+                target = self.kernel_modules[k]
+                before = len(target.globals)
+                body = plan.emit(target, unique)
+                self._kernel_load[k] += sum(
+                    sum(len(bb.instructions) for bb in g.blocks)
+                    for g in list(target.globals.values())[before:] if isinstance(g, ir.Function))
+                fn = ir.Function(self.module, body.ftype, unique)  # a declaration here
+            else:
+                fn = plan.emit(self.module, unique)
+            self._kernels[plan] = fn
+        return fn
 
     # ----- weights arena ---------------------------------------------------------------------
     def add_weights(self, array: np.ndarray) -> int:
@@ -84,13 +116,21 @@ class EmitContext:
         self.weights_bytes = offset + -(-data.nbytes // 64) * 64
         return offset
 
-    def weights_blob(self) -> bytes:
-        blob = bytearray(max(self.weights_bytes, 64))
+    def weights_blob(self) -> np.ndarray:
+        """The arena as one 64-byte aligned uint8 array (no bytes copy: ResNet-50's is ~100 MB)."""
+        total = max(self.weights_bytes, 64)
+        raw = np.empty(total + 64, dtype=np.uint8)
+        start = (-raw.ctypes.data) % 64
+        blob = raw[start:start + total]
         offset = 0
         for chunk in self.weight_chunks:
-            blob[offset:offset + chunk.nbytes] = chunk.tobytes()
-            offset += -(-chunk.nbytes // 64) * 64
-        return bytes(blob)
+            end = offset + chunk.nbytes
+            blob[offset:end] = chunk.view(np.uint8)
+            padded = offset + -(-chunk.nbytes // 64) * 64
+            blob[end:padded] = 0
+            offset = padded
+        blob[offset:] = 0
+        return blob
 
     def weights_ptr(self, b: ir.IRBuilder, offset: int, name: str) -> ir.Value:
         p = b.gep(self.weights, [i64(offset)], name=f"{name}.b") if offset else self.weights

@@ -14,7 +14,7 @@ from llvmlite import ir
 
 from graphcnn.ir import Node
 
-from ..kernels._emit import apply_activation, fma, for_range, i64
+from ..kernels._emit import apply_activation, entry_alloca, fma, for_range, i64, vec_type
 from ..kernels.conv2d_nchwc import Conv2dNCHWcPlan
 from ..kernels.depthwise import DepthwiseConv2dNCHWcPlan
 from .base import EmitContext, Task, decompose, emitter, gep, load, splat_value, store, vec_loop
@@ -57,7 +57,7 @@ def emit_fast(ctx: EmitContext, node: Node, plan) -> None:
     bias = node.inputs[2].data if len(node.inputs) > 2 else None
     w_packed, b_packed = plan.pack_weights(w.data, bias)
     w_off, b_off = ctx.add_weights(w_packed), ctx.add_weights(b_packed)
-    kernel = plan.emit(ctx.module, ctx.module.get_unique_name(f"k.{node.name}"))
+    kernel = ctx.kernel(plan, node.name)
     fn = ctx.new_task_fn(node.name)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     env, begin, end = fn.args
@@ -84,7 +84,109 @@ def emit_conv(ctx: EmitContext, node: Node) -> None:
         return
     if node.attrs["layout"] != "NCHW":
         raise NotImplementedError("blocked conv outside the fast kernels (legalised before)")
+    if is_pointwise(node):
+        emit_pointwise(ctx, node)
+        return
     emit_generic(ctx, node)
+
+
+def is_pointwise(node: Node) -> bool:
+    """A 1x1, stride 1, unpadded conv: per group a small matrix times the (C, H*W) image."""
+    a, w = node.attrs, node.inputs[1].type.shape
+    return all(k == 1 for k in w[2:]) and all(s == 1 for s in a["strides"]) and \
+        not any(a["pads"])
+
+
+POINTWISE_OC = 4        # output channels per register tile
+POINTWISE_VECS = 4      # pixel vectors per register tile: 4 x 4 accumulators
+POINTWISE_CHUNK = 256   # pixels per task
+
+
+def emit_pointwise(ctx: EmitContext, node: Node) -> None:
+    """1x1 conv (any groups, e.g. ShuffleNet's grouped 1x1) as register-tiled outer products:
+    a task is (image, tile of output channels, chunk of pixels); the tile keeps
+    POINTWISE_OC x POINTWISE_VECS pixel vectors in registers over the group's input channels
+    (one weight broadcast feeds POINTWISE_VECS FMAs), then bias, residual, activation. The
+    generic kernel re-reads and re-writes the output row per input channel instead."""
+    a = node.attrs
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    n, c = x.type.shape[:2]
+    oc, cg = w.type.shape[:2]
+    ocg = oc // a["groups"]
+    size = 1
+    for d in y.type.shape[2:]:
+        size *= d
+    tile = next(t for t in (POINTWISE_OC, 2, 1) if ocg % t == 0)
+    chunks = -(-size // POINTWISE_CHUNK)
+    act, params = a["activation"], tuple(a["activation_params"])
+    vw = ctx.vw
+    has_bias = len(node.inputs) > 2
+    work = 2 * y.type.size * cg
+    with ctx.task(node, n * (oc // tile) * chunks, work) as (b, env, t):
+        tn, tt, tch = decompose(b, t, [n, oc // tile, chunks], "t")
+        oc0 = b.mul(tt, i64(tile), name="oc0")
+        ic0 = b.mul(b.udiv(oc0, i64(ocg), name="grp"), i64(cg), name="ic0")
+        px = ctx.ptr(b, env, x, "in")
+        pwt = ctx.ptr(b, env, w, "w")
+        po = ctx.ptr(b, env, y, "out")
+        x_img = gep(b, px, b.mul(b.add(b.mul(tn, i64(c), name="nc"), ic0, name="nci"),
+                                 i64(size), name="x.off"), "x_img")
+        y_img = gep(b, po, b.mul(b.add(b.mul(tn, i64(oc), name="no"), oc0, name="noc"),
+                                 i64(size), name="y.off"), "y_img")
+        w_t = gep(b, pwt, b.mul(oc0, i64(cg), name="w.off"), "w_t")
+        res = None
+        if a["residual"]:
+            res = gep(b, ctx.ptr(b, env, node.inputs[3], "res"),
+                      b.mul(b.add(b.mul(tn, i64(oc), name="rno"), oc0, name="rnoc"),
+                            i64(size), name="r.off"), "res_img")
+        biases = []
+        for k in range(tile):
+            if has_bias:
+                pb = ctx.ptr(b, env, node.inputs[2], "bias")
+                biases.append(b.load(b.gep(pb, [b.add(oc0, i64(k), name=f"oc{k}")],
+                                           name=f"bias{k}.p"), name=f"bias{k}", align=4))
+            else:
+                biases.append(ir.Constant(ir.FloatType(), 0.0))
+        p0 = b.mul(tch, i64(POINTWISE_CHUNK), name="p0")
+        p_end = b.add(p0, i64(POINTWISE_CHUNK), name="p.end")
+        p1 = b.select(b.icmp_unsigned("<", p_end, i64(size), name="p.in"), p_end, i64(size),
+                      name="p1")
+
+        def block(i: ir.Value, wd: int, vecs: int, tag: str) -> None:
+            accs = {}
+            for k in range(tile):
+                for v in range(vecs):
+                    accs[k, v] = entry_alloca(b, vec_type(wd), f"acc{tag}{k}_{v}")
+                    b.store(splat_value(b, biases[k], wd, f"b{tag}{k}_{v}"), accs[k, v])
+            with for_range(b, 0, cg, name=f"ic{tag}") as ic:
+                x_c = gep(b, x_img, b.add(b.mul(ic, i64(size), name=f"xc{tag}"), i,
+                                          name=f"xci{tag}"), f"x_c{tag}")
+                xs = [load(b, x_c, v * wd, wd, f"x{tag}{v}") for v in range(vecs)]
+                for k in range(tile):
+                    wk = b.load(b.gep(w_t, [b.add(ic, i64(k * cg), name=f"wi{tag}{k}")],
+                                      name=f"w{tag}{k}.p"), name=f"w{tag}{k}", align=4)
+                    ws = splat_value(b, wk, wd, f"ws{tag}{k}")
+                    for v in range(vecs):
+                        acc = accs[k, v]
+                        b.store(fma(b, ws, xs[v], b.load(acc, name=f"{acc.name}.v"),
+                                    f"f{tag}{k}_{v}"), acc)
+            for k in range(tile):
+                for v in range(vecs):
+                    off = b.add(i, i64(k * size + v * wd), name=f"o{tag}{k}_{v}")
+                    val = b.load(accs[k, v], name=f"s{tag}{k}_{v}")
+                    if res is not None:
+                        val = b.fadd(val, load(b, res, off, wd, f"r{tag}{k}_{v}"),
+                                     name=f"sr{tag}{k}_{v}")
+                    store(b, apply_activation(b, val, act, params, f"a{tag}{k}_{v}"), y_img,
+                          off, f"y{tag}{k}_{v}")
+
+        span = vw * POINTWISE_VECS
+        count = b.sub(p1, p0, name="p.count")
+        full = b.add(p0, b.sub(count, b.urem(count, i64(span), name="p.rem"), name="p.main"),
+                     name="p.full")
+        with for_range(b, p0, full, step=span, name="pt") as i:
+            block(i, vw, POINTWISE_VECS, "m")
+        vec_loop(b, full, p1, vw, lambda i, wd: block(i, wd, 1, f"t{wd}"), "ptail")
 
 
 def emit_generic(ctx: EmitContext, node: Node) -> None:

@@ -65,7 +65,7 @@ def _try_gemm_plan(ctx: EmitContext, node: Node, a_val: Value, b_data, m: int, n
     except ValueError:
         return False
     b_off = ctx.add_weights(plan.pack_b(b_data))
-    kernel = plan.emit(ctx.module, ctx.module.get_unique_name(f"k.{node.name}"))
+    kernel = ctx.kernel(plan, node.name)
     fn = ctx.new_task_fn(node.name)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     env, begin, end = fn.args

@@ -218,7 +218,7 @@ def test_cache_hit_skips_lowering_and_codegen(monkeypatch):
 
     def fail(*args, **kwargs):
         raise AssertionError("a cache hit must not lower or run LLVM")
-    monkeypatch.setattr(backend, "compile_object", fail)
+    monkeypatch.setattr(backend, "compile_objects", fail)
     monkeypatch.setattr(backend, "lower", fail)
     cm = gc.compile(graph, target="llvm", cache=True)
     assert cm.from_cache
