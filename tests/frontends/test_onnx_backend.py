@@ -1,8 +1,6 @@
 """graphcnn as an onnx.backend.base.Backend: prepare / run_model / run_node / supports_device."""
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 from onnx import TensorProto as T
@@ -25,10 +23,7 @@ def conv_relu_model():
 
 
 def targets():
-    out = ["reference"]
-    if hasattr(importlib.import_module("graphcnn.backends.llvm"), "compile"):
-        out.append("llvm")
-    return out
+    return ["reference", "llvm"]
 
 
 @pytest.mark.parametrize("target", targets())

@@ -8,8 +8,6 @@ UnsupportedOpError (so the list cannot go stale silently).
 """
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
 from graphcnn.errors import UnsupportedOpError
@@ -63,12 +61,6 @@ RUN = [c for c in SELECTED if c.name not in EXCLUDED]
 SKIPPED = [c for c in SELECTED if c.name in EXCLUDED]
 
 
-def require_target(target: str) -> None:
-    if target == "llvm" and not hasattr(importlib.import_module("graphcnn.backends.llvm"),
-                                        "compile"):
-        pytest.skip("llvm backend not built yet")
-
-
 def test_counts(capsys):
     """The figures docs/onnx-support.md reports; also guards against a silently empty suite."""
     by_source: dict[str, int] = {}
@@ -89,7 +81,6 @@ def _param(case):
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("case", [_param(c) for c in RUN])
 def test_conformance(case, target):
-    require_target(target)
     run_case(case, target)
 
 
