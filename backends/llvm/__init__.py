@@ -35,7 +35,8 @@ def compile(graph: Graph, threads: int | None = None, cache: bool = True, cpu: s
 
     threads: worker count (default: all cores this process may use); cache: reuse object code
     (cache.py); cpu: "host" (default), "generic" (portable x86-64) or an LLVM CPU name;
-    rewrites: the backend-local fusion / blocked-layout rewrites of blocking.py;
+    rewrites: run the level-2 llvm pass pipeline first (fusion, blocked layout) if the graph
+    did not get it;
     profile: an instrumented build timing every kernel (see LLVMModel.profile).
     """
     if options:

@@ -1,8 +1,9 @@
 """Graph -> one LLVM module with one entry point `void run(float** in, float** out, i8* ws)`.
 
 Steps (straight-line, in `lower`):
-0. backend-local rewrites (blocking.py): BN folding, epilogue fusion, blocked layout for the
-   fast conv kernels — no-ops on graphs the pass pipeline already prepared;
+0. with `rewrites`, the pass pipeline's level-2 llvm passes (graphcnn.passes: BN folding,
+   epilogue fusion, the blocked layout for the fast conv kernels) — a no-op on graphs that
+   gc.compile already optimised, so graphs given at opt_level 0 still get the fast kernels;
 1. legalise: blocked convs the fast kernels do not take become from_blocked -> NCHW conv ->
    to_blocked (the generic kernel is NCHW);
 2. place buffers: graph inputs and outputs are the caller's pointers, views alias their input,
@@ -21,7 +22,7 @@ from llvmlite import ir
 from graphcnn.errors import CompileError, GraphcnnError, where
 from graphcnn.ir import Graph, Node, Value
 
-from . import blocking, memory, threads
+from . import memory, threads
 from .emit import EMITTERS, VIEW_OPS, EmitContext, Location
 from .emit.conv import fast_plan
 from .emit.elementwise import emit_copy
@@ -86,7 +87,9 @@ def lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool =
     also adds each task's wall time (ns, clock_gettime) to the exported i64 array
     `graphcnn_profile`, one slot per task in order."""
     if rewrites:
-        graph = blocking.prepare(graph, vector_width)
+        from graphcnn.passes import optimize  # passes import the op table, not this backend
+
+        graph = optimize(graph, opt_level=2, target="llvm", block=vector_width)
     graph = legalize(graph)
     module = ir.Module(name=graph.name)
     ctx = EmitContext(module, vector_width, weights_symbol)

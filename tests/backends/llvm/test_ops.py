@@ -20,7 +20,7 @@ def test_every_op_has_a_case():
 @pytest.mark.parametrize("rewrites", [False, True], ids=["plain", "rewrites"])
 @pytest.mark.parametrize("op, build, tol", PARAMS)
 def test_op_matches_reference(op, build, tol, rewrites):
-    """plain: the op's own emitter; rewrites: after the backend's blocking / fusion rules."""
+    """plain: the op's own emitter; rewrites: after the level-2 llvm pass pipeline."""
     graph = build()
     assert any(n.op == op for n in graph.nodes)
     inputs = [rnd(*v.type.shape) for v in graph.inputs]
