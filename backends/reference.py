@@ -5,7 +5,7 @@ after their last use, so big graphs do not hold every activation at once.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from graphcnn.backends.onnx.export import OPSET
 
 import graphcnn as gc
 from graphcnn import models
-from graphcnn.backends.onnx.export import OPSET
 from graphcnn.ir import Graph, Node
 
 
