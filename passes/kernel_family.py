@@ -5,11 +5,12 @@ The choice is `graph.annotations[node name]["kernel"]` (see passes/util.py), one
 shape its kernels do not take. A simple cost model, first match wins:
 1. gemm nodes -> "gemm".
 2. conv, 1x1 kernel, stride 1, no pads, groups 1 -> "gemm" (a 1x1 conv is a GEMM over pixels).
-3. conv, 3x3 kernel, stride 1, dilation 1, groups 1, C_in >= 16, C_out >= 16 and an output of at
-   least 8x8 -> "winograd": F(4x4, 3x3) does 36 multiplies per 4x4 tile where direct does 144
-   (2.25x fewer); the input/output transforms cost O((C_in + C_out) * tiles), negligible against
-   the O(C_in * C_out * tiles) products only with enough channels, and tiles of 4x4 waste little
-   only on outputs of 8x8 and more.
+3. conv, 3x3 kernel, stride 1, dilation 1, groups 1, C_in >= 32, C_out >= 32 and at least 16
+   4x4 output tiles (about 14x14 and up) -> "winograd": F(4x4, 3x3) does 36 multiplies per 4x4
+   tile where direct does 144; the input/output transforms cost O((C_in + C_out) * tiles),
+   negligible against the O(C_in * C_out * tiles) products only with enough channels, and the
+   transformed weights are streamed once per task, which few tiles cannot pay for
+   (benchmarks/bench_winograd.py: 1.1-2.8x over direct from 14x14 up, 0.7-0.8x at 7x7x512).
 4. every other conv (depthwise, strided, 5x5, tiny channel counts) -> "direct".
 """
 from __future__ import annotations
@@ -18,13 +19,17 @@ from graphcnn.ir import Graph, Node
 
 from .util import annotate
 
-WINOGRAD_MIN_CHANNELS = 16
-WINOGRAD_MIN_OUTPUT = 8
+WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_MIN_TILES = 16  # 4x4 output tiles per image
 
 
 def _logical_hw(node: Node) -> tuple[int, ...]:
     y = node.outputs[0].type.shape
     return y[2:-1] if node.attrs["layout"] == "NCHWc" else y[2:]
+
+
+def _tiles(hw: tuple[int, ...]) -> int:
+    return -(-hw[0] // 4) * -(-hw[1] // 4)
 
 
 def choose_kernel(node: Node) -> str:
@@ -37,7 +42,7 @@ def choose_kernel(node: Node) -> str:
         return "gemm"  # Rule 2
     if (plain and len(w) == 4 and w[2:] == (3, 3) and a["dilations"] == (1, 1)
             and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS
-            and min(_logical_hw(node)) >= WINOGRAD_MIN_OUTPUT):
+            and _tiles(_logical_hw(node)) >= WINOGRAD_MIN_TILES):
         return "winograd"  # Rule 3
     return "direct"  # Rule 4
 

@@ -92,7 +92,7 @@ def lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool =
         graph = optimize(graph, opt_level=2, target="llvm", block=vector_width)
     graph = legalize(graph)
     module = ir.Module(name=graph.name)
-    ctx = EmitContext(module, vector_width, weights_symbol)
+    ctx = EmitContext(module, vector_width, weights_symbol, graph.annotations)
     nodes = [n for n in graph.nodes if n.op not in VIEW_OPS]
     for v in graph.values():
         if v.type.dtype != "float32":

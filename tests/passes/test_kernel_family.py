@@ -10,11 +10,11 @@ from graphcnn.ir import Graph
 
 @pytest.mark.parametrize("kwargs,family", [
     ({"c_in": 16, "c_out": 16, "k": 1}, "gemm"),                                     # rule 2
-    ({"c_in": 16, "c_out": 16, "k": 3, "size": 10, "pads": (1, 1, 1, 1)}, "winograd"),  # rule 3
-    ({"c_in": 4, "c_out": 16, "k": 3, "size": 10, "pads": (1, 1, 1, 1)}, "direct"),    # few channels
-    ({"c_in": 16, "c_out": 16, "k": 3, "size": 10, "strides": (2, 2)}, "direct"),      # strided
-    ({"c_in": 16, "c_out": 16, "k": 3, "size": 10, "groups": 16}, "direct"),           # depthwise
-    ({"c_in": 16, "c_out": 16, "k": 3, "size": 6}, "direct"),                          # small output
+    ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "pads": (1, 1, 1, 1)}, "winograd"),  # rule 3
+    ({"c_in": 16, "c_out": 32, "k": 3, "size": 14, "pads": (1, 1, 1, 1)}, "direct"),   # few channels
+    ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "strides": (2, 2)}, "direct"),      # strided
+    ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "groups": 32}, "direct"),           # depthwise
+    ({"c_in": 32, "c_out": 32, "k": 3, "size": 9, "pads": (1, 1, 1, 1)}, "direct"),    # 9 tiles
     ({"c_in": 4, "c_out": 8, "k": 5, "size": 10}, "direct"),                           # rule 4
 ])
 def test_conv_rules(kwargs, family):

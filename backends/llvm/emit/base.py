@@ -67,8 +67,10 @@ KERNEL_MODULES = 2
 class EmitContext:
     """Module-wide emission state: buffer locations, the weights arena, the task list."""
 
-    def __init__(self, module: ir.Module, vector_width: int, weights_symbol: str):
+    def __init__(self, module: ir.Module, vector_width: int, weights_symbol: str,
+                 annotations: dict[str, dict] | None = None):
         self.module = module
+        self.annotations = annotations or {}  # the pass pipeline's hints, e.g. kernel family
         self.vw = vector_width
         self.tasks: list[Task] = []
         self.locations: dict[int, Location] = {}   # id(Value) -> where its floats live

@@ -17,6 +17,7 @@ from graphcnn.ir import Node
 from ..kernels._emit import apply_activation, entry_alloca, fma, for_range, i64, vec_type
 from ..kernels.conv2d_nchwc import Conv2dNCHWcPlan
 from ..kernels.depthwise import DepthwiseConv2dNCHWcPlan
+from ..kernels.winograd import WinogradConv2dNCHWcPlan
 from .base import EmitContext, Task, decompose, emitter, gep, load, splat_value, store, vec_loop
 
 FAST_BLOCKS = (4, 8, 16)
@@ -32,8 +33,10 @@ def valid_range(out: int, size: int, stride: int, offset: int) -> tuple[int, int
     return (ok[0], ok[-1] + 1) if ok else (0, 0)
 
 
-def fast_plan(node: Node):
-    """The kernels/ plan for a blocked 2-D conv it supports, else None."""
+def fast_plan(node: Node, family: str = "direct"):
+    """The kernels/ plan for a blocked 2-D conv it supports, else None. `family` is the pass
+    pipeline's kernel choice (passes/kernel_family.py); "winograd" falls back to the direct
+    kernel for a shape the Winograd kernel does not take."""
     a = node.attrs
     x, w = node.inputs[0].type.shape, node.inputs[1].type.shape
     if a["layout"] != "NCHWc" or len(x) != 5 or a["out_block"] not in FAST_BLOCKS:
@@ -46,6 +49,11 @@ def fast_plan(node: Node):
               "activation_params": tuple(a["activation_params"]),
               "residual": bool(a["residual"])}
     if a["groups"] == 1:
+        if family == "winograd":
+            try:
+                return WinogradConv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)
+            except ValueError:
+                pass
         return Conv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)
     if a["groups"] == c_in == c_out and w[1] == 1 and ib == ob:
         return DepthwiseConv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)
@@ -76,7 +84,7 @@ def emit_conv(ctx: EmitContext, node: Node) -> None:
     plan = None
     if node.inputs[1].is_constant and (len(node.inputs) < 3 or node.inputs[2].is_constant):
         try:
-            plan = fast_plan(node)
+            plan = fast_plan(node, ctx.annotations.get(node.name, {}).get("kernel", "direct"))
         except ValueError:
             plan = None
     if plan is not None:
