@@ -1,0 +1,31 @@
+"""The pass pipeline's kernel-family choice reaches the llvm backend, and every family agrees
+with the reference on the same convs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphcnn as gc
+from graphcnn.backends.llvm.kernels.winograd import WinogradConv2dNCHWcPlan
+
+
+@pytest.mark.parametrize("size,family", [(16, "winograd"), (9, "direct")])
+def test_winograd_choice_and_numerics(size, family, monkeypatch):
+    graph = gc.Sequential(gc.Conv2d(32, 32, 3, padding=1, seed=3), gc.ReLU(),
+                          gc.Conv2d(32, 48, 3, padding=1, seed=4)).build((2, 32, size, size))
+    opt = gc.optimize(graph, opt_level=2, target="llvm")
+    convs = [n for n in opt.nodes if n.op == "conv"]
+    assert [opt.annotations[n.name]["kernel"] for n in convs] == [family, family]
+
+    plans = []
+    create = WinogradConv2dNCHWcPlan.create.__func__
+
+    def spy(cls, **kwargs):
+        plans.append(create(cls, **kwargs))
+        return plans[-1]
+    monkeypatch.setattr(WinogradConv2dNCHWcPlan, "create", classmethod(spy))
+    x = np.random.default_rng(0).standard_normal((2, 32, size, size)).astype(np.float32)
+    ref = gc.compile(graph, target="reference")(x)
+    y = gc.compile(graph, target="llvm", cache=False)(x)
+    assert len(plans) == (2 if family == "winograd" else 0)
+    assert np.linalg.norm(y - ref) / np.linalg.norm(ref) <= 1e-4
