@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from graphcnn.backends.llvm.kernels.winograd import WinogradConv2dNCHWcPlan
 
 import graphcnn as gc
-from graphcnn.backends.llvm.kernels.winograd import WinogradConv2dNCHWcPlan
 
 
 @pytest.mark.parametrize("size,family", [(16, "winograd"), (9, "direct")])
