@@ -36,22 +36,26 @@ def graph_flops(graph: Graph) -> int:
 
 
 def time_alternating(runners: dict[str, Callable[[], object]], runs: int = 30,
-                     warmup: int = 3, budget_s: float = 60.0) -> dict[str, float]:
-    """Median seconds per runner; runners take turns (order rotated each round) so drift in
-    machine load hits all of them alike. Stops early once `budget_s` is spent (>= 5 rounds)."""
+                     warmup: int = 3, budget_s: float = 60.0, block: int = 5) -> dict[str, float]:
+    """Median seconds per call for each runner. Runners take turns in blocks of `block` calls
+    (order rotated each round) so drift in machine load hits all of them alike; blocks rather
+    than single calls because both runtimes' thread pools spin for a while after a call, and a
+    call right after the other runtime's competes with its spinning threads (the first call of
+    each block pays that, the median does not). Stops once `budget_s` is spent (>= 3 rounds)."""
     names = list(runners)
     for _ in range(warmup):
         for name in names:
             runners[name]()
     samples: dict[str, list[float]] = {n: [] for n in names}
     start = time.perf_counter()
-    for i in range(runs):
+    for i in range(max(1, runs // block)):
         order = names[i % len(names):] + names[:i % len(names)]
         for name in order:
-            t0 = time.perf_counter()
-            runners[name]()
-            samples[name].append(time.perf_counter() - t0)
-        if i >= 4 and time.perf_counter() - start > budget_s:
+            for _ in range(block):
+                t0 = time.perf_counter()
+                runners[name]()
+                samples[name].append(time.perf_counter() - t0)
+        if i >= 2 and time.perf_counter() - start > budget_s:
             break
     return {n: statistics.median(s) for n, s in samples.items()}
 

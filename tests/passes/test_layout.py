@@ -34,12 +34,18 @@ def test_rules_1_2_4_7_one_conversion_each_way():
     assert all(n.attrs["layout"] == "NCHWc" for n in out.nodes if n.op in ("conv", "max_pool"))
 
 
-def test_rule1_few_channels_stay_nchw():
+def test_rule1_few_channels_get_a_narrow_block():
     g, x = _input(1, 12)
     g.set_outputs([_conv(g, x, 6, 1, k=5)])  # LeNet's first conv: 6 channels
-    check_pass(g, partial(choose_layout, block=16), changed=False)
-    out = check_pass(g, partial(choose_layout, block=8))
+    out = check_pass(g, partial(choose_layout, block=16))
     assert ops(out) == ["to_blocked", "conv", "from_blocked"]
+    assert out.nodes[1].attrs["out_block"] == 8
+
+
+def test_rule1_three_channels_stay_nchw():
+    g, x = _input(1, 12)
+    g.set_outputs([_conv(g, x, 3, 1, k=5)])
+    check_pass(g, partial(choose_layout, block=16), changed=False)
 
 
 def test_rule1_depthwise_and_residual():
