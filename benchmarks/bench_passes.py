@@ -34,8 +34,8 @@ def main() -> None:
         plain = gc.compile(graph, target="llvm", opt_level=0, rewrites=False, threads=2)
         fused = gc.compile(graph, target="llvm", threads=2)
         assert np.linalg.norm(plain(x) - fused(x)) <= 1e-4 * np.linalg.norm(plain(x))
-        t = time_alternating({"without": lambda: plain(x), "with": lambda: fused(x)}, runs=30,
-                             budget_s=30)
+        t = time_alternating({"without": lambda p=plain, x=x: p(x),
+                              "with": lambda f=fused, x=x: f(x)}, runs=30, budget_s=30)
         print(f"| {name:<26} | {len(graph.nodes):>5} | {len(optimised.nodes):>13} | "
               f"{t['without'] * 1e3:>10.3f} | {t['with'] * 1e3:>8.3f} | "
               f"{t['without'] / t['with']:>6.2f}x |")
