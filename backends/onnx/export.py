@@ -8,6 +8,9 @@ exactly, as a table of one small function per op:
   Add and the activation node;
 - sum_pool has no ONNX op: it becomes a depthwise Conv with a ones kernel, which sums the same
   windows (ceil_mode becomes extra end padding, zero like sum pooling's own padding);
+- ceil_mode is written only where it adds windows, and an axis whose last ceil window the spec
+  drops (it would start in the end padding) gets its end pad trimmed or its unread tail sliced:
+  onnx's shape inference keeps that window, so the literal attributes fail the full check;
 - the blocked layout (to_blocked / from_blocked, layout="NCHWc" conv and pools) becomes
   Pad + Reshape + Transpose sequences around the plain-layout op.
 """
@@ -141,21 +144,53 @@ def _conv(e: Emitter, node: Node) -> None:
         plain(node.inputs[0].name, node.outputs[0].name)
 
 
+def _plain_shape(v: Value, layout: str) -> tuple[int, ...]:
+    s = v.shape
+    return (s[0], s[1] * s[-1]) + s[2:-1] if layout == "NCHWc" else s
+
+
 def _pool_attrs(node: Node) -> dict:
     a = node.attrs
+    ceil = bool(a["ceil_mode"])
+    if ceil:
+        # ceil_mode only matters when it adds windows; when the spec drops the extra window
+        # (it would start in the end padding) the result is the floor-mode one, and saying so
+        # keeps onnx's shape inference, which does not drop that window, in agreement.
+        shape = _plain_shape(node.inputs[0], a["layout"])
+        out = pool_output_shape(a, shape)
+        ceil = out != pool_output_shape({**a, "ceil_mode": False}, shape)
+    pads, crop = list(a["pads"]), {}
+    if ceil:  # other axes may still drop a window: trim them to what their last window reads
+        nd = len(out)
+        for i in range(nd):
+            span = (a["kernel_shape"][i] - 1) * a["dilations"][i] + 1
+            need = (out[i] - 1) * a["strides"][i] + span - shape[2 + i] - pads[i]
+            pads[nd + i] = min(pads[nd + i], max(0, need))
+            if need < 0:  # the input's tail is never read: slice it off (exact)
+                crop[2 + i] = shape[2 + i] + need
     return {"kernel_shape": list(a["kernel_shape"]), "strides": list(a["strides"]),
-            "pads": list(a["pads"]), "ceil_mode": int(a["ceil_mode"])}
+            "pads": pads, "ceil_mode": int(ceil), "crop": crop}
+
+
+def _crop(e: Emitter, x: str, crop: dict[int, int], hint: str) -> str:
+    if not crop:
+        return x
+    axes = sorted(crop)
+    return e.add("Slice", [x, e.const(_ints([0] * len(axes)), "starts"),
+                           e.const(_ints([crop[i] for i in axes]), "ends"),
+                           e.const(_ints(axes), "axes")], hint=hint)
 
 
 def _pool(onnx_op: str) -> Callable[[Emitter, Node], None]:
     def export(e: Emitter, node: Node) -> None:
         a = node.attrs
         attrs = {**_pool_attrs(node), "dilations": list(a["dilations"])}
+        crop = attrs.pop("crop")
         if onnx_op == "AveragePool":
             attrs["count_include_pad"] = int(a["count_include_pad"])
 
         def plain(x: str, final: str | None = None) -> str:
-            return e.add(onnx_op, [x], final, hint=node.name, **attrs)
+            return e.add(onnx_op, [_crop(e, x, crop, node.name)], final, hint=node.name, **attrs)
 
         if a["layout"] == "NCHWc":
             c = node.inputs[0].shape[1] * node.inputs[0].shape[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import onnx
 import pytest
 
 import graphcnn as gc
@@ -255,6 +256,30 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
+def dropped_ceil_window(graph) -> bool:
+    """A max/avg pool whose last ceil_mode window would start in the end padding (dropped)."""
+    for node in graph.nodes:
+        a = node.attrs
+        if node.op not in ("max_pool", "avg_pool") or not a["ceil_mode"]:
+            continue
+        nd = len(a["kernel_shape"])
+        for i, size in enumerate(node.inputs[0].type.shape[2:2 + nd]):
+            span = a["dilations"][i] * (a["kernel_shape"][i] - 1) + 1
+            total = size + a["pads"][i] + a["pads"][i + nd] - span
+            out = -(-total // a["strides"][i]) + 1
+            if (out - 1) * a["strides"][i] >= size + a["pads"][i]:
+                return True
+    return False
+
+
+def test_dropped_ceil_windows_are_drawn():
+    """The exporter writes ceil_mode=0 where the spec drops the last ceil window (onnx's shape
+    inference keeps it); make sure the draws reach that case."""
+    hits = [(op, i) for op, i in CASES if op in ("max_pool", "avg_pool") and dropped_ceil_window(
+        GENERATORS[op][0](np.random.default_rng(1000 * list(GENERATORS).index(op) + i))[0])]
+    assert hits
+
+
 def test_every_op_has_a_generator():
     assert set(OPS) <= set(GENERATORS), f"no random cases for {sorted(set(OPS) - set(GENERATORS))}"
 
@@ -268,6 +293,7 @@ def test_draw_counts():
 def test_reference_matches_onnxruntime(op, draw):
     rng = np.random.default_rng(1000 * list(GENERATORS).index(op) + draw)
     graph, inputs = GENERATORS[op][0](rng)
+    onnx.checker.check_model(gc.to_onnx(graph), full_check=True)
     ref = gc.compile(graph, target="reference")(*inputs)
     ort = gc.compile(graph, target="onnxruntime", opt_level=0)(*inputs)
     assert ref.shape == ort.shape
@@ -298,3 +324,36 @@ def test_lrn_even_sizes_match_the_spec_formula(size):
         expected[:, c] = x[:, c] / (1.5 + 0.3 / size * square_sum) ** 0.75
     ref = gc.compile(graph, target="reference")(*inputs)
     assert rel_l2(ref, expected) <= 1e-5
+
+
+@pytest.mark.parametrize("op", ["avg_pool", "sum_pool", "max_pool"])
+@pytest.mark.parametrize("pads", [[0, 0, 0, 0], [1, 0, 1, 0], [1, 1, 1, 1]])
+def test_ceil_mode_windows_past_the_padding(op, pads):
+    """The corner where ceil_mode adds a last window that starts inside the input but runs past
+    the end padding: count_include_pad counts the explicit pads only, never the ceil overhang."""
+    rng = np.random.default_rng(len(op) + sum(pads))
+    attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": pads, "ceil_mode": True}
+    for include in ([False, True] if op == "avg_pool" else [None]):
+        if include is not None:
+            attrs["count_include_pad"] = include
+        graph, inputs = single_op(op, rng, [(1, 3, 6, 7)], (), dict(attrs))
+        ref = gc.compile(graph, target="reference")(*inputs)
+        ort = gc.compile(graph, target="onnxruntime", opt_level=0)(*inputs)
+        assert ref.shape == ort.shape
+        assert rel_l2(ref, ort) <= 1e-5, f"{op} {attrs}"
+
+
+@pytest.mark.parametrize("count_include_pad", [False, True])
+def test_ceil_window_dropped_on_one_axis_kept_on_another(count_include_pad):
+    """Axis 0 drops its ceil window even without padding (start 3 >= size 2) while axis 1 keeps
+    one: the export keeps ceil_mode=1 and slices axis 0's unread tail, so onnx's shape inference
+    (which would keep axis 0's window) agrees with the spec and the full check passes."""
+    rng = np.random.default_rng(175)
+    graph, inputs = single_op("avg_pool", rng, [(1, 1, 2, 4, 3)], (),
+                              {"kernel_shape": [1, 2, 1], "strides": [3, 3, 1], "pads": [0] * 6,
+                               "ceil_mode": True, "count_include_pad": count_include_pad})
+    assert graph.outputs[0].shape == (1, 1, 1, 2, 3)
+    onnx.checker.check_model(gc.to_onnx(graph), full_check=True)
+    ref = gc.compile(graph, target="reference")(*inputs)
+    ort = gc.compile(graph, target="onnxruntime", opt_level=0)(*inputs)
+    assert rel_l2(ref, ort) <= 1e-5

@@ -83,3 +83,24 @@ def test_sum_pool_exports_as_an_exact_sum():
     x = np.random.default_rng(2).integers(-50, 50, (1, 2, 8, 8)).astype(np.float32)
     y = gc.compile(g, target="onnxruntime")(x)
     np.testing.assert_array_equal(y, gc.compile(g, target="reference")(x))
+
+
+@pytest.mark.parametrize("opt_level", [0, 2])
+def test_compile_does_not_mutate_the_callers_graph(resnet, opt_level):
+    before = str(resnet)
+    weights = {v.name: v.data.copy() for v in resnet.constants}
+    nodes = list(resnet.nodes)
+    gc.compile(resnet, target="onnxruntime", opt_level=opt_level)
+    assert str(resnet) == before
+    assert list(resnet.nodes) == nodes
+    assert all(np.array_equal(v.data, weights[v.name]) for v in resnet.constants)
+
+
+def test_threads_option_creates_one_session(resnet):
+    cm = gc.compile(resnet, target="onnxruntime", threads=1)
+    x = np.random.default_rng(3).standard_normal(resnet.inputs[0].shape).astype(np.float32)
+    session = cm.session
+    ref = gc.compile(resnet, target="reference")(x)
+    assert rel_l2(cm(x), ref) <= 1e-5
+    assert cm.session is session
+    assert cm.session.get_session_options().intra_op_num_threads == 1
