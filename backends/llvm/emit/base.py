@@ -319,3 +319,15 @@ def prod(xs: Sequence[int]) -> int:
 
 __all__ = ["EMITTERS", "F32", "F32P", "I64", "EmitContext", "Location", "Task", "emitter",
            "splat", "vec_type"]  # re-exported type helpers for the emitter modules
+
+
+def window_index(b: ir.IRBuilder, out: ir.Value, tap: ir.Value, stride: int, dilation: int,
+                 pad: int, size: int, name: str) -> tuple[ir.Value, ir.Value]:
+    """The input coordinate out*stride + tap*dilation - pad that a window tap reads, and
+    whether it lies inside [0, size) (outside it is padding)."""
+    idx = b.add(b.mul(out, i64(stride), name=f"{name}.s"),
+                b.sub(b.mul(tap, i64(dilation), name=f"{name}.k"), i64(pad), name=f"{name}.p"),
+                name=name)
+    ok = b.and_(b.icmp_signed(">=", idx, i64(0), name=f"{name}.ge"),
+                b.icmp_signed("<", idx, i64(size), name=f"{name}.lt"), name=f"{name}.ok")
+    return idx, ok

@@ -18,7 +18,18 @@ from ..kernels._emit import apply_activation, entry_alloca, fma, for_range, i64,
 from ..kernels.conv2d_nchwc import Conv2dNCHWcPlan
 from ..kernels.depthwise import DepthwiseConv2dNCHWcPlan
 from ..kernels.winograd import WinogradConv2dNCHWcPlan
-from .base import EmitContext, Task, decompose, emitter, gep, load, splat_value, store, vec_loop
+from .base import (
+    EmitContext,
+    Task,
+    decompose,
+    emitter,
+    gep,
+    load,
+    splat_value,
+    store,
+    vec_loop,
+    window_index,
+)
 
 FAST_BLOCKS = (4, 8, 16)
 
@@ -237,17 +248,9 @@ def emit_generic(ctx: EmitContext, node: Node) -> None:
             w_ch = gep(b, pwt, b.mul(b.add(b.mul(toc, i64(cg), name="occ"), icg, name="occi"),
                                      i64(kd * kh * kw), name="wch.off"), "w_ch")
             with for_range(b, 0, kd, name="kd") as tkd:
-                idd = b.add(b.mul(tod, i64(sd), name="id.s"),
-                            b.sub(b.mul(tkd, i64(ld), name="id.k"), i64(pd), name="id.p"),
-                            name="id")
-                ok_d = b.and_(b.icmp_signed(">=", idd, i64(0), name="id.ge"),
-                              b.icmp_signed("<", idd, i64(dd), name="id.lt"), name="id.ok")
+                idd, ok_d = window_index(b, tod, tkd, sd, ld, pd, dd, "id")
                 with b.if_then(ok_d), for_range(b, 0, kh, name="kh") as tkh:
-                    ih = b.add(b.mul(toh, i64(sh), name="ih.s"),
-                               b.sub(b.mul(tkh, i64(lh), name="ih.k"), i64(ph), name="ih.p"),
-                               name="ih")
-                    ok_h = b.and_(b.icmp_signed(">=", ih, i64(0), name="ih.ge"),
-                                  b.icmp_signed("<", ih, i64(hh), name="ih.lt"), name="ih.ok")
+                    ih, ok_h = window_index(b, toh, tkh, sh, lh, ph, hh, "ih")
                     with b.if_then(ok_h):
                         in_row = gep(b, in_ch, b.mul(b.add(b.mul(idd, i64(hh), name="idh"),
                                                            ih, name="idhi"),

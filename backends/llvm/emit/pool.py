@@ -28,6 +28,7 @@ from .base import (
     splat_value,
     store,
     vec_loop,
+    window_index,
 )
 from .conv import as_3d, valid_range
 
@@ -92,16 +93,9 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
                  "init")
         in_ch = gep(b, px, b.mul(tn_c, i64(dd * hh * ww * blk), name="inch.off"), "in_ch")
         with for_range(b, 0, kd, name="kd") as tkd:
-            idd = b.add(b.mul(tod, i64(sd), name="id.s"),
-                        b.sub(b.mul(tkd, i64(ld), name="id.k"), i64(pd), name="id.p"), name="id")
-            ok_d = b.and_(b.icmp_signed(">=", idd, i64(0), name="id.ge"),
-                          b.icmp_signed("<", idd, i64(dd), name="id.lt"), name="id.ok")
+            idd, ok_d = window_index(b, tod, tkd, sd, ld, pd, dd, "id")
             with b.if_then(ok_d), for_range(b, 0, kh, name="kh") as tkh:
-                ih = b.add(b.mul(toh, i64(sh), name="ih.s"),
-                           b.sub(b.mul(tkh, i64(lh), name="ih.k"), i64(ph), name="ih.p"),
-                           name="ih")
-                ok_h = b.and_(b.icmp_signed(">=", ih, i64(0), name="ih.ge"),
-                              b.icmp_signed("<", ih, i64(hh), name="ih.lt"), name="ih.ok")
+                ih, ok_h = window_index(b, toh, tkh, sh, lh, ph, hh, "ih")
                 with b.if_then(ok_h):
                     in_row = gep(b, in_ch, b.mul(b.add(b.mul(idd, i64(hh), name="idh"), ih,
                                                        name="idhi"), i64(ww * blk),
