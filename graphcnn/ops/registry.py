@@ -3,7 +3,7 @@ numpy semantics side by side. Backends and frontends look ops up here; nothing f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,8 +33,6 @@ class OpDef:
     inputs: tuple[int, int | None] = (1, 1)  # (min, max); max None = variadic
     normalize: Normalize | None = None
     doc: str = ""
-    outputs: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def normalized(self, attrs: dict, in_types: Sequence[TensorType]) -> dict:
         lo, hi = self.inputs
