@@ -36,12 +36,15 @@ def graph_flops(graph: Graph) -> int:
 
 
 def time_alternating(runners: dict[str, Callable[[], object]], runs: int = 30,
-                     warmup: int = 3, budget_s: float = 60.0, block: int = 5) -> dict[str, float]:
+                     warmup: int = 3, budget_s: float = 60.0, block: int = 5,
+                     settle_s: float = 0.05) -> dict[str, float]:
     """Median seconds per call for each runner. Runners take turns in blocks of `block` calls
-    (order rotated each round) so drift in machine load hits all of them alike; blocks rather
-    than single calls because both runtimes' thread pools spin for a while after a call, and a
-    call right after the other runtime's competes with its spinning threads (the first call of
-    each block pays that, the median does not). Stops once `budget_s` is spent (>= 3 rounds)."""
+    (order rotated each round) so drift in machine load hits all of them alike. Before each
+    block the machine is left idle for `settle_s`: thread pools keep polling for a while
+    after a call (onnxruntime's intra-op workers ~25 ms, graphcnn's ~0.1 ms), and a block run
+    while the other runtime's workers still spin shares the cores with them. So every block
+    starts from idle pools, alike for all runners; the first call of a block pays the wake-up
+    (the median does not). Stops once `budget_s` is spent (>= 3 rounds)."""
     names = list(runners)
     for _ in range(warmup):
         for name in names:
@@ -51,6 +54,7 @@ def time_alternating(runners: dict[str, Callable[[], object]], runs: int = 30,
     for i in range(max(1, runs // block)):
         order = names[i % len(names):] + names[:i % len(names)]
         for name in order:
+            time.sleep(settle_s)
             for _ in range(block):
                 t0 = time.perf_counter()
                 runners[name]()

@@ -161,7 +161,7 @@ def lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool =
         emit_copy(ctx, copy_node, v, out)
 
     # ----- 4. the pool and the entry point ----------------------------------------------------
-    pfor = threads.emit_pool(module)
+    pool = threads.emit_pool(module)
     run = ir.Function(module, ir.FunctionType(ir.VoidType(), [F32PP, F32PP, I8P]), "run")
     run.args[0].name, run.args[1].name, run.args[2].name = "inputs", "outputs", "workspace"
     b = ir.IRBuilder(run.append_basic_block("entry"))
@@ -172,15 +172,20 @@ def lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool =
         b.store(b.bitcast(arg, I8P, name=f"{arg.name}.i8"), slot)
     env_p = b.bitcast(env, I8P, name="env.p")
     clock = _profile_clock(module, len(ctx.tasks)) if profile else None
+    parallel = [t.num_tasks > 1 and t.work >= threads.PARALLEL_THRESHOLD for t in ctx.tasks]
+    if any(parallel):
+        b.call(pool.run_begin, [])
     for k, task in enumerate(ctx.tasks):
         start = clock(b, None, k) if clock else None
         n = ir.Constant(ir.IntType(64), task.num_tasks)
-        if task.num_tasks > 1 and task.work >= threads.PARALLEL_THRESHOLD:
-            b.call(pfor, [task.fn, env_p, n])
+        if parallel[k]:
+            b.call(pool.parallel_for, [task.fn, env_p, n])
         else:
             b.call(task.fn, [env_p, ir.Constant(ir.IntType(64), 0), n])
         if clock:
             clock(b, start, k)
+    if any(parallel):
+        b.call(pool.run_end, [])
     b.ret_void()
     kernels = [{"node": t.node, "op": t.op, "fn": t.fn.name, "tasks": t.num_tasks,
                 "work": t.work} for t in ctx.tasks]

@@ -1,13 +1,15 @@
 """Winograd F(m x m, 3 x 3) convolution for 3x3 stride-1 convs in NCHWc layout.
 
-Runtime (one task = a chunk of K consecutive output tiles of one image, K sized so the
-transformed input fits a stack alloca of <= ~640 KB): (1) B^T d B for the chunk's tiles, all
-C_in channels, into V[tile][pos][ci]; (2) per output-channel block (2 blocks when a chunk
-has <= 4 tiles) and position, a register-tiled GEMM over groups of T <= 8 tiles (one weight
-vector + T broadcasts per step; the block's weights stay in L1 across the groups) into M;
-(3) A^T m A for every tile of the chunk, fused epilogue, stores guarded for partial tiles. Tiles past
-the image's end (last chunk) are computed from in-bounds/zero input and never stored, so every
-task split gives the same bits.
+Runtime (one task = a chunk of K consecutive output tiles of one image and a group of its
+output-channel blocks, K sized so the transformed input fits a stack alloca of <= ~640 KB, and
+small enough, with enough groups, that one image gives every thread work; see `split`):
+(1) B^T d B for the chunk's tiles, all C_in channels, into V[tile][pos][ci]; (2) per
+output-channel block of the group (2 blocks when a chunk has <= 4 tiles) and position, a
+register-tiled GEMM over groups of T <= 8 tiles (one weight vector + T broadcasts per step;
+the block's weights stay in L1 across the groups) into M; (3) A^T m A for every tile of the
+chunk, fused epilogue, stores guarded for partial tiles. Tiles past the image's end (last
+chunk) are computed from in-bounds/zero input and never stored, and every output value is
+one task's fixed-order sum, so every task split gives the same bits.
 
 Transform matrices are built by Toom-Cook from interpolation points plus the point at
 infinity; B^T is solved from the bilinear identity so that any point set is exact in float64.
@@ -45,6 +47,15 @@ from llvmlite import ir
 
 SCRATCH_BUDGET = 640 * 1024     # bytes of transformed input per task (stack alloca)
 REG_TILES = 8                   # tiles per GEMM register tile: 8 independent FMA chains
+MIN_TASKS = 4                   # tasks per image worth cutting for: 2 per thread on 2 cores
+L2_BYTES = 1 << 20              # transformed weights that stay in a core's L2 (1.25-2 MiB)
+
+
+def _tiles_per_chunk(total: int, chunks: int) -> int:
+    """K for cutting `total` tiles into at most `chunks` chunks: a multiple of REG_TILES once
+    above it (the GEMM's register tile)."""
+    k = -(-total // max(1, chunks))
+    return k if k <= REG_TILES else -(-k // REG_TILES) * REG_TILES
 
 
 def _lincomb(b: ir.IRBuilder, coeffs: np.ndarray, xs: list[ir.Value], name: str) -> ir.Value:
@@ -184,24 +195,63 @@ class WinogradConv2dNCHWcPlan:
         return -(-self.oh // self.m), -(-self.ow // self.m)
 
     @property
-    def chunk(self) -> tuple[int, int]:
-        """(tiles per task K, register tile T): K a multiple of T, V within SCRATCH_BUDGET."""
+    def reg_blocks(self) -> int:
+        """Output blocks the GEMM's register tile spans (`o_reg`): 2 when a chunk has <= 4
+        tiles (still >= 8 independent FMA chains), else 1."""
+        return 2 if self._split[0] <= 4 and self.direct.ocb % 2 == 0 else 1
+
+    @property
+    def _split(self) -> tuple[int, int]:
+        """(tiles per task K, output-block groups G); see `split`."""
+        d = self.direct
         th, tw = self.tiles
         total = th * tw
-        per_tile = (self.m + 2) ** 2 * (self.direct.icb * self.direct.in_block
-                                        + 2 * self.direct.out_block) * 4
-        k_max = max(1, SCRATCH_BUDGET // per_tile)
-        chunks = -(-total // k_max)
-        k = -(-total // chunks)
-        if k <= REG_TILES:
-            return k, k
-        return -(-k // REG_TILES) * REG_TILES, REG_TILES
+        per_tile = (self.m + 2) ** 2 * (d.icb * d.in_block + 2 * d.out_block) * 4
+        k = _tiles_per_chunk(total, -(-total // max(1, SCRATCH_BUDGET // per_tile)))
+        u_bytes = (self.m + 2) ** 2 * d.icb * d.in_block * d.ocb * d.out_block * 4
+        groups = 1
+
+        def tasks() -> int:
+            return d.n * -(-total // k) * groups
+
+        def more_chunks() -> None:
+            nonlocal k
+            want = -(-MIN_TASKS // (d.n * groups))
+            k = min(k, max(min(total, REG_TILES), total // want // REG_TILES * REG_TILES))
+
+        def more_groups() -> None:
+            nonlocal groups
+            units = d.ocb // (2 if k <= 4 and d.ocb % 2 == 0 else 1)
+            want = -(-MIN_TASKS // (d.n * -(-total // k)))
+            # a divisor of the units if one is big enough: equal groups, equal tasks
+            groups = max(groups, min([u for u in range(want, units + 1) if units % u == 0]
+                                     or [units]))
+
+        # Split an image's work until there are MIN_TASKS tasks. Smaller chunks re-stream the
+        # transformed weights U once per chunk, more output-block groups redo the input
+        # transform once per group: cut chunks first while U fits in L2, else groups first.
+        steps = (more_chunks, more_groups) if u_bytes <= L2_BYTES else \
+            (more_groups, more_chunks)
+        for step in steps:
+            if tasks() < MIN_TASKS:
+                step()
+        return k, groups
+
+    @property
+    def split(self) -> tuple[int, int, int]:
+        """(tiles per task K, register tile T, output-block groups G). A task is (image,
+        group of output blocks, chunk of K consecutive tiles); K is a multiple of T and keeps
+        V within SCRATCH_BUDGET. At batch 1 an image is cut into >= MIN_TASKS tasks so every
+        thread has work."""
+        k, groups = self._split
+        return k, min(k, REG_TILES), groups
 
     @property
     def num_tasks(self) -> int:
-        """Tasks = (image, chunk of K consecutive tiles)."""
+        """Tasks = (image, output-block group, chunk of K consecutive tiles)."""
         th, tw = self.tiles
-        return self.direct.n * -(-(th * tw) // self.chunk[0])
+        k, _, groups = self.split
+        return self.direct.n * groups * -(-(th * tw) // k)
 
     def pack_weights(self, weight: np.ndarray,
                      bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -229,7 +279,7 @@ class WinogradConv2dNCHWcPlan:
         a, aa, ib, ob = m + 2, (m + 2) ** 2, d.in_block, d.out_block
         ci_all, ocb_n = d.icb * ib, d.ocb
         th, tw = self.tiles
-        k_tiles, t_reg = self.chunk
+        k_tiles, t_reg, groups = self.split
         chunks = -(-(th * tw) // k_tiles)
         at, _, bt = transforms(m)
         pt, pl = g_.pads[0], g_.pads[1]
@@ -238,9 +288,8 @@ class WinogradConv2dNCHWcPlan:
         inp, w, bias, res, out, task_begin, task_end = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         v_slot = entry_alloca(b, ir.ArrayType(F32, k_tiles * aa * ci_all), "V")
-        # Few tiles per chunk (small images): widen the register tile over 2 output blocks so
-        # there are still >= 8 independent FMA chains.
-        o_reg = 2 if t_reg <= 4 and ocb_n % 2 == 0 else 1
+        o_reg = self.reg_blocks
+        units = ocb_n // o_reg
         m_slot = entry_alloca(b, ir.ArrayType(F32, o_reg * k_tiles * aa * ob), "M")
         acc_slot = entry_alloca(b, ir.ArrayType(ir.VectorType(F32, ob), t_reg * o_reg), "acc")
         v_buf = b.bitcast(v_slot, F32P, name="vbuf")
@@ -249,11 +298,23 @@ class WinogradConv2dNCHWcPlan:
         h, wd, oh, ow = i64(g_.h), i64(g_.w), i64(self.oh), i64(self.ow)
 
         with for_range(b, task_begin, task_end, name="task") as task:
-            img, chunk = udiv_rem(b, task, chunks, "img")
+            # task = (image, group, chunk): neighbouring tasks share the group's slice of U
+            rest, chunk = udiv_rem(b, task, chunks, "chunk")
+            img, group = udiv_rem(b, rest, groups, "img")
+            ocb_lo = b.mul(b.udiv(b.mul(group, i64(units)), i64(groups)), i64(o_reg),
+                           name="ocb.lo")
+            ocb_hi = b.mul(b.udiv(b.mul(b.add(group, i64(1)), i64(units)), i64(groups)),
+                           i64(o_reg), name="ocb.hi")
             in_img = linear(b, "in_img", (img, d.icb * g_.h * g_.w * ib))
             tile0 = linear(b, "tile0", (chunk, k_tiles))
+            # register groups holding real tiles (the last chunk may be short): tiles past
+            # the image's end are computed only up to the end of their register group
+            left = b.sub(i64(th * tw), tile0, name="left")
+            real = b.select(b.icmp_unsigned("<", left, i64(k_tiles)), left, i64(k_tiles),
+                            name="real")
+            n_grp = b.udiv(b.add(real, i64(t_reg - 1)), i64(t_reg), name="ngrp")
             # (1) input transform of the chunk's tiles
-            with for_range(b, 0, k_tiles, name="kt") as kt:
+            with for_range(b, 0, b.mul(n_grp, i64(t_reg)), name="kt") as kt:
                 ty, tx = udiv_rem(b, b.add(tile0, kt, name="tile"), tw, "txy")
                 ih0 = linear(b, "ih0", (ty, m), const=-pt)
                 iw0 = linear(b, "iw0", (tx, m), const=-pl)
@@ -282,10 +343,10 @@ class WinogradConv2dNCHWcPlan:
                             store_vec(b, v[i][j], v_buf, off, f"vs{i}{j}")
             # (2) GEMM: weights U[pos][ocb] (C_in x ob) stay in L1 across the chunk's tile
             # groups; per group T accumulators, one weight vector + T broadcasts per step.
-            with for_range(b, 0, ocb_n, step=o_reg, name="ocb") as ocb:
+            with for_range(b, ocb_lo, ocb_hi, step=o_reg, name="ocb") as ocb:
                 with for_range(b, 0, aa, name="pos") as pos:
                     w_row = linear(b, "wrow", (pos, ocb_n * ci_all * ob), (ocb, ci_all * ob))
-                    with for_range(b, 0, k_tiles // t_reg, name="grp") as grp:
+                    with for_range(b, 0, n_grp, name="grp") as grp:
                         slots = [[b.gep(acc_slot, [i64(0), i64(t * o_reg + o)])
                                   for o in range(o_reg)] for t in range(t_reg)]
                         for row in slots:
@@ -315,7 +376,7 @@ class WinogradConv2dNCHWcPlan:
                     is_last = b.icmp_unsigned("==", ocb_o, i64(ocb_n - 1), name="last")
                     out_img = linear(b, "oimg", (img, ocb_n * self.oh * self.ow * ob),
                                      (ocb_o, self.oh * self.ow * ob))
-                    with for_range(b, 0, k_tiles // t_reg, name="ogrp") as grp:
+                    with for_range(b, 0, n_grp, name="ogrp") as grp:
                         for t in range(t_reg):
                             m_off = linear(b, "mgo", (grp, t_reg * aa * ob),
                                            const=(o * k_tiles + t) * aa * ob)

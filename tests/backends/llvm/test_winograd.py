@@ -8,7 +8,10 @@ import pytest
 from graphcnn.backends.llvm.kernels import _emit
 from graphcnn.backends.llvm.kernels.conv2d_nchwc import from_nchwc, to_nchwc
 from graphcnn.backends.llvm.kernels.winograd import (
+    L2_BYTES,
+    MIN_TASKS,
     POINTS_HALF,
+    REG_TILES,
     WinogradConv2dNCHWcPlan,
     direct_conv_f64,
     rel_l2,
@@ -68,7 +71,8 @@ def test_plan_interface_and_packed_weights():
     plan = WinogradConv2dNCHWcPlan.create(n=2, c_in=20, h=9, w=10, c_out=18, kh=3, kw=3,
                                           pads=(1, 1, 1, 1), activation="relu", residual=True)
     assert (plan.in_block, plan.out_block, plan.oh, plan.ow) == (16, 16, 9, 10)
-    assert plan.num_tasks == 2
+    # 9 tiles per image: chunks of 8 tiles, 2 per image
+    assert plan.split == (8, 8, 1) and plan.num_tasks == 4
     _, wt = _case(rng, 1, 20, 18, 1, 1)
     bias = rng.standard_normal(18).astype(np.float32)
     packed, bias_packed = plan.pack_weights(wt, bias)
@@ -99,6 +103,11 @@ KERNEL_CASES = [
     {"n": 1, "c_in": 512, "h": 7, "w": 7, "c_out": 24, "pads": (1, 1, 1, 1), "residual": True},
     {"n": 1, "c_in": 3, "h": 10, "w": 10, "c_out": 12, "pads": (1, 1, 1, 1), "in_block": 4,
      "out_block": 8, "activation": "sigmoid"},
+    # 2 tiles per chunk (2-block register tile) in 3 groups of 2 of the 6 output blocks
+    {"n": 1, "c_in": 24, "h": 6, "w": 8, "c_out": 96, "pads": (1, 1, 1, 1), "residual": True},
+    # 2 chunks of 8 of the 12 tiles, each in 7 groups of one output block
+    {"n": 1, "c_in": 40, "h": 16, "w": 12, "c_out": 100, "pads": (1, 1, 1, 1),
+     "activation": "relu"},
 ]
 
 
@@ -171,9 +180,29 @@ def test_task_splits_bit_identical(kernels, index):
 def test_multi_task_chunks():
     plan = WinogradConv2dNCHWcPlan.create(n=2, c_in=512, h=28, w=28, c_out=16, kh=3, kw=3,
                                           pads=(1, 1, 1, 1))
-    k, t = plan.chunk
-    assert plan.num_tasks > 2 and k % t == 0
+    k, t, groups = plan.split
+    assert plan.num_tasks > 2 and k % t == 0 and groups == 1
     assert k * 36 * (512 + 16) * 4 <= 1 << 20
+
+
+@pytest.mark.parametrize("c, hw", [(64, 56), (128, 28), (256, 14), (512, 7), (64, 32), (256, 8)])
+def test_one_image_gives_every_thread_work(c, hw):
+    """At batch 1 a ResNet/VGG 3x3 layer is cut into >= MIN_TASKS tasks (chunks of tiles
+    while the transformed weights fit L2, else equal groups of output blocks), computing
+    fewer than one register tile of tiles past the image's end."""
+    plan = WinogradConv2dNCHWcPlan.create(n=1, c_in=c, h=hw, w=hw, c_out=c, kh=3, kw=3,
+                                          pads=(1, 1, 1, 1))
+    k, t, groups = plan.split
+    tiles = (-(-hw // 4)) ** 2
+    # enough tasks, unless every output block (pair) already is its own group
+    assert plan.num_tasks >= MIN_TASKS or groups * plan.reg_blocks == plan.direct.ocb
+    assert k % t == 0
+    last = tiles - (-(-tiles // k) - 1) * k      # the last chunk computes whole register tiles
+    assert -(-last // t) * t - last < REG_TILES
+    u_bytes = 36 * c * c * 4
+    if u_bytes <= L2_BYTES and tiles >= MIN_TASKS * REG_TILES:
+        assert groups == 1      # cheaper to cut chunks than to redo the input transform
+    assert plan.direct.ocb % groups == 0
 
 
 def test_cost_rule():
