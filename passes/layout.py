@@ -20,10 +20,15 @@ leaving it (shared by all its NCHW consumers).
 4. max/avg/sum pools and global pools (2-D) run blocked with layout="NCHWc" (per-channel).
 5. concat on axis 1 runs blocked when all inputs have twins with the same block and every
    input's channel count is a multiple of it (no padding inside the result).
+5b. batch_norm with constant parameters runs blocked on its input's twin (DenseNet's BN on each
+   concat, before its ReLU): the parameters are padded to every blocked channel with scale 0,
+   bias 0, mean 0, var 1, so padding channels stay 0.
 6. Everything else reads the logical value (through the from_blocked, kept by rule 7).
 7. Conversions nobody reads are removed (dead-code elimination at the end of the pass).
 """
 from __future__ import annotations
+
+import numpy as np
 
 from graphcnn.ir import Graph, Node, Value
 
@@ -126,6 +131,21 @@ class _Blocker:
         self.rebuild(node, twins)
 
 
+    def batch_norm(self, node: Node) -> None:  # Rule 5b
+        t = self.twin.get(id(node.inputs[0]))
+        params = node.inputs[1:]
+        if (t is None or node.attrs["layout"] != "NCHW" or t.type.rank != 5
+                or not all(p.is_constant for p in params)):
+            return
+        channels = t.type.shape[1] * t.type.shape[-1]
+        padded = []
+        for p, fill in zip(params, (0.0, 0.0, 0.0, 1.0)):  # scale, bias, mean, var
+            data = np.full(channels, fill, np.float32)
+            data[:p.data.shape[0]] = p.data
+            padded.append(self.graph.add_constant(data, name=f"{p.name}.blocked"))
+        self.rebuild(node, [t] + padded, layout="NCHWc")
+
+
 def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
     blocker = _Blocker(graph, block)
     for node in list(graph.nodes):
@@ -137,5 +157,7 @@ def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
             blocker.pool(node)
         elif node.op == "concat":
             blocker.concat(node)
+        elif node.op == "batch_norm":
+            blocker.batch_norm(node)
     removed = eliminate_dead_code(graph)  # Rule 7
     return blocker.rebuilt > 0 or removed

@@ -235,6 +235,18 @@ def _global_pool(onnx_op: str) -> Callable[[Emitter, Node], None]:
     return export
 
 
+def _batch_norm(e: Emitter, node: Node) -> None:
+    def plain(x: str, out: str | None = None) -> str:
+        return e.add("BatchNormalization", [x] + [v.name for v in node.inputs[1:]], out,
+                     hint=node.name, epsilon=float(node.attrs["epsilon"]))
+
+    if node.attrs["layout"] == "NCHWc":  # parameters cover every blocked channel
+        c = node.inputs[0].shape[1] * node.inputs[0].shape[-1]
+        _blocked_io(e, node, c, plain, c)
+    else:
+        plain(node.inputs[0].name, node.outputs[0].name)
+
+
 def _gemm(e: Emitter, node: Node) -> None:
     a = node.attrs
     y = e.add("Gemm", [v.name for v in node.inputs], hint=node.name, transA=a["transA"],
@@ -300,7 +312,7 @@ EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "add": _simple("Add"),
     "mul": _simple("Mul"),
     "sum": _simple("Sum"),
-    "batch_norm": _simple("BatchNormalization", lambda n: {"epsilon": float(n.attrs["epsilon"])}),
+    "batch_norm": _batch_norm,
     "lrn": _simple("LRN", lambda n: {"size": n.attrs["size"], "alpha": float(n.attrs["alpha"]),
                                      "beta": float(n.attrs["beta"]), "bias": float(n.attrs["bias"])}),
     "dropout": _simple("Identity"),  # inference: dropout computes nothing

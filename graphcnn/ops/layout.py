@@ -3,7 +3,7 @@
 to_blocked {block=b}:      (N, C, *S)        -> (N, ceil(C/b), *S, b), channel c at [:, c//b, ..., c%b]
 from_blocked {channels=C}: (N, Cb, *S, b)    -> (N, C, *S)
 Channels past C in the last block are zero. Elementwise ops, concat on axis 1 (when every C is a
-multiple of b) and add work on blocked tensors unchanged; conv and the pools take
+multiple of b) and add work on blocked tensors unchanged; conv, the pools and batch_norm take
 `layout="NCHWc"` to say their input and output are blocked.
 """
 from __future__ import annotations
@@ -51,6 +51,30 @@ register(OpDef("to_blocked", {"block": REQUIRED}, _to_infer,
                lambda a, x: to_blocked(x, a["block"]), doc="NCHW -> NCHW[b]c, zero-padded"))
 register(OpDef("from_blocked", {"channels": REQUIRED}, _from_infer,
                lambda a, x: from_blocked(x, a["channels"]), doc="NCHW[b]c -> NCHW"))
+
+
+def _as_channels(t: TensorType) -> TensorType:
+    """A blocked (N, Cb, *S, b) type seen as the NCHW type (N, Cb*b, *S)."""
+    return TensorType((t.shape[0], t.shape[1] * t.shape[-1]) + t.shape[2:-1], t.dtype)
+
+
+def blockable(infer_or_compute):
+    """Wrap a per-channel op's shape rule or kernel so it also takes layout="NCHWc": the
+    blocked (N, Cb, *S, b) input is computed as the (N, Cb*b, *S) tensor it holds (the pools,
+    batch_norm with Cb*b parameters); further inputs pass through unchanged."""
+    def wrapped(a, first, *rest):
+        if a.get("layout", "NCHW") != "NCHWc":
+            return infer_or_compute(a, first, *rest)
+        if isinstance(first, list):  # shape rule
+            y = infer_or_compute(a, [_as_channels(first[0])] + first[1:])[0]
+            b = first[0].shape[-1]
+            return [TensorType((y.shape[0], y.shape[1] // b) + y.shape[2:] + (b,), y.dtype)]
+        x = first
+        n, cb, b = x.shape[0], x.shape[1], x.shape[-1]
+        flat = np.moveaxis(x, -1, 2).reshape((n, cb * b) + x.shape[2:-1])
+        y = infer_or_compute(a, flat, *rest)
+        return np.ascontiguousarray(np.moveaxis(y.reshape((n, cb, b) + y.shape[2:]), 2, -1))
+    return wrapped
 
 
 def unblocked_type(t: TensorType, channels: int) -> TensorType:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import TensorType
+from .layout import LAYOUTS, blockable
 from .registry import OpDef, norm_axis, register, require, same
 
 
@@ -35,7 +36,15 @@ def _batch_norm(a: dict, x, scale, bias, mean, var):
     return ((x - mean.reshape(shape)) * inv + bias.reshape(shape)).astype(x.dtype)
 
 
-register(OpDef("batch_norm", {"epsilon": 1e-5}, _bn_infer, _batch_norm, inputs=(5, 5),
+def _bn_normalize(a: dict, t: list[TensorType]) -> dict:
+    require(a["layout"] in LAYOUTS, f"layout must be one of {LAYOUTS}")
+    return a
+
+
+# layout="NCHWc": x is blocked (N, Cb, *S, b) and the parameters cover all Cb*b channels (the
+# layout pass pads them with scale 0, bias 0, mean 0, var 1, which keeps padding channels 0)
+register(OpDef("batch_norm", {"epsilon": 1e-5, "layout": "NCHW"}, blockable(_bn_infer),
+               blockable(_batch_norm), inputs=(5, 5), normalize=_bn_normalize,
                doc="(x - mean) / sqrt(var + eps) * scale + bias, per channel (inference)"))
 
 

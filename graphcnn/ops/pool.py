@@ -13,33 +13,11 @@ import numpy as np
 
 from ..ir import TensorType
 from .conv import spatial_defaults, window_output_size, windows
-from .layout import LAYOUTS
+from .layout import LAYOUTS, blockable
 from .registry import REQUIRED, OpDef, register, require
 
 POOL_ATTRS = {"kernel_shape": REQUIRED, "strides": None, "pads": None, "dilations": None,
               "ceil_mode": False, "layout": "NCHW"}
-
-
-def _as_channels(t: TensorType) -> TensorType:
-    """A blocked (N, Cb, *S, b) type seen as the NCHW type (N, Cb*b, *S)."""
-    return TensorType((t.shape[0], t.shape[1] * t.shape[-1]) + t.shape[2:-1], t.dtype)
-
-
-def blockable(infer_or_compute):
-    """Wrap a pool's shape rule or kernel so it also takes the blocked layout."""
-    def wrapped(a, first, *rest):
-        if a.get("layout", "NCHW") != "NCHWc":
-            return infer_or_compute(a, first, *rest)
-        if isinstance(first, list):  # shape rule
-            y = infer_or_compute(a, [_as_channels(first[0])])[0]
-            b = first[0].shape[-1]
-            return [TensorType((y.shape[0], y.shape[1] // b) + y.shape[2:] + (b,), y.dtype)]
-        x = first
-        n, cb, b = x.shape[0], x.shape[1], x.shape[-1]
-        flat = np.moveaxis(x, -1, 2).reshape((n, cb * b) + x.shape[2:-1])
-        y = infer_or_compute(a, flat)
-        return np.ascontiguousarray(np.moveaxis(y.reshape((n, cb, b) + y.shape[2:]), 2, -1))
-    return wrapped
 
 
 def _normalize(attrs: dict, t: list[TensorType]) -> dict:

@@ -91,3 +91,35 @@ def test_noop_without_convs():
     g, x = _input(16)
     g.set_outputs([g.apply("relu", [x])])
     check_pass(g, choose_layout, changed=False)
+
+
+def test_rule5b_batch_norm_on_a_concat_stays_blocked():
+    """DenseNet's layer: concat -> batch_norm -> relu -> conv in one region; 12 + 16 channels
+    leave 4 padding lanes, which the padded parameters keep at zero (checked by the conv that
+    reads them, against the NCHW graph)."""
+    g, x = _input(16)
+    cat = g.apply("concat", [_conv(g, x, 16, 1), _conv(g, x, 16, 3)], {"axis": 1})
+    cat = g.apply("concat", [cat, _conv(g, cat, 16, 5)], {"axis": 1})
+    bn = g.apply("batch_norm", [cat, const(g, (48,), 7), const(g, (48,), 8),
+                                const(g, (48,), 9), const(g, (48,), 10, 0.5, 2.0)],
+                 {"epsilon": 1e-3})
+    y = _conv(g, g.apply("relu", [bn]), 12, 11)
+    bn2 = g.apply("batch_norm", [y, const(g, (12,), 12), const(g, (12,), 13),
+                                 const(g, (12,), 14), const(g, (12,), 15, 0.5, 2.0)], {})
+    g.set_outputs([_conv(g, g.apply("relu", [bn2]), 16, 16)])
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out).count("to_blocked") == 1 and ops(out).count("from_blocked") == 1
+    bns = [n for n in out.nodes if n.op == "batch_norm"]
+    assert [n.attrs["layout"] for n in bns] == ["NCHWc", "NCHWc"]
+    assert bns[1].inputs[1].shape == (16,) and not bns[1].inputs[1].data[12:].any()
+
+
+def test_rule5b_runtime_parameters_keep_batch_norm_nchw():
+    g, x = _input(16)
+    scale = g.add_input("scale", (16,))
+    y = _conv(g, x, 16, 1)
+    bn = g.apply("batch_norm", [y, scale, const(g, (16,), 2), const(g, (16,), 3),
+                                const(g, (16,), 4, 0.5, 2.0)], {})
+    g.set_outputs([bn])
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out) == ["to_blocked", "conv", "from_blocked", "batch_norm"]

@@ -84,21 +84,39 @@ def emit_softmax(ctx: EmitContext, node: Node) -> None:
 
 @emitter("batch_norm")
 def emit_batch_norm(ctx: EmitContext, node: Node) -> None:
+    """Per channel: (x - mean) * (scale / sqrt(var + eps)) + bias, the reference's order. NCHW:
+    a task is one (image, channel) plane. NCHWc: a task is one (image, channel block); each
+    pixel is one vector of the block's lanes, with per-lane parameter vectors."""
     x, scale, bias, mean, var = node.inputs
     y = node.outputs[0]
+    blocked = node.attrs["layout"] == "NCHWc"
     n, c = x.type.shape[:2]
-    plane = math.prod(x.type.shape[2:])
+    lanes = x.type.shape[-1] if blocked else 1
+    plane = math.prod(x.type.shape[2:])          # blocked: pixels * lanes
     eps = float(node.attrs["epsilon"])
     with ctx.task(node, n * c, 2 * x.type.size) as (b, env, t):
         ch = b.urem(t, i64(c), name="ch")
-        sc, bi, mu, va = (load_scalar(b, ctx.ptr(b, env, v, nm), ch, f"{nm}.s")
-                          for v, nm in ((scale, "scale"), (bias, "bias"), (mean, "mean"),
-                                        (var, "var")))
-        # the reference's order: (x - mean) * (scale / sqrt(var + eps)) + bias
-        root = intrinsic(b, "llvm.sqrt", [b.fadd(va, ir.Constant(F32, eps), name="ve")], "root")
+        first = b.mul(ch, i64(lanes), name="lane0")
+        # blocked: one vector of the block's lanes per parameter; NCHW: one scalar
+        sc, bi, mu, va = ((load(b, p, first, lanes, f"{nm}.v") if blocked
+                           else load_scalar(b, p, ch, f"{nm}.s"))
+                          for p, nm in ((ctx.ptr(b, env, v, nm), nm) for v, nm in (
+                              (scale, "scale"), (bias, "bias"), (mean, "mean"), (var, "var"))))
+        eps_c = ir.Constant(F32, eps)
+        root = intrinsic(b, "llvm.sqrt", [b.fadd(va, splat_value(b, eps_c, lanes, "eps")
+                                                 if blocked else eps_c, name="ve")], "root")
         inv = b.fdiv(sc, root, name="inv")
         src = gep(b, ctx.ptr(b, env, x, "in"), b.mul(t, i64(plane), name="off"), "src")
         dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(plane), name="off2"), "dst")
+
+        if blocked:
+            def pixel(p):
+                at = b.mul(p, i64(lanes), name="at")
+                v = b.fsub(load(b, src, at, lanes, "x"), mu, name="xc")
+                store(b, b.fadd(b.fmul(v, inv, name="xn"), bi, name="y"), dst, at, "y")
+            with for_range(b, 0, plane // lanes, name="px") as p:
+                pixel(p)
+            return
 
         def body(i, wd):
             v = b.fsub(load(b, src, i, wd, "x"), splat_value(b, mu, wd, "mu"), name="xc")

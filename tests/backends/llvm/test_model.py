@@ -82,7 +82,22 @@ def inception_block() -> Graph:
     return b.build(gc.Flatten()(gc.GlobalAvgPool2d()(y)))
 
 
-NETWORKS = {"lenet5": lenet5, "resnet_block": resnet_block, "inception_block": inception_block}
+def dense_block() -> Graph:
+    """DenseNet's pre-activation layers: batch norm + relu on each concat, run blocked (with
+    narrow 8-lane blocks for the 6-channel growth, and padding lanes in the 12-channel BN)."""
+    gc.manual_seed(3)
+    b = gc.GraphBuilder("dense")
+    x = b.input("input", (1, 6, 9, 9))
+    feats = gc.Conv2d(6, 6, 3, padding=1)(x)
+    for _ in range(2):
+        y = gc.Conv2d(feats.shape[1], 6, 3, padding=1)(
+            gc.ReLU()(gc.BatchNorm2d(feats.shape[1])(feats)))
+        feats = gc.concat([feats, y], axis=1)
+    return b.build(gc.ReLU()(gc.BatchNorm2d(18)(feats)))
+
+
+NETWORKS = {"lenet5": lenet5, "resnet_block": resnet_block, "inception_block": inception_block,
+            "dense_block": dense_block}
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))

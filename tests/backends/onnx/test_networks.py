@@ -58,7 +58,22 @@ def inception_block() -> tuple[gc.Graph, tuple[int, ...]]:
     return b.build(gc.concat([b1, b3, b5, bp], axis=1)), (1, 12, 15, 15)
 
 
-NETWORKS = {"lenet5": lenet, "resnet_block": resnet_block, "inception_block": inception_block}
+def dense_block() -> tuple[gc.Graph, tuple[int, ...]]:
+    """DenseNet layers: batch norm + relu on concats (blocked batch norm under the llvm
+    pipeline, with 4 padding lanes in the 28-channel one)."""
+    rng = np.random.default_rng(8)
+    b = gc.GraphBuilder("dense_block")
+    x = b.input("input", (1, 16, 8, 8))
+    feats = gc.Conv2d(16, 16, 3, padding=1, seed=31)(x)
+    for i, growth in enumerate((16, 12)):
+        y = gc.ReLU()(bn(feats.shape[1], rng)(feats))
+        feats = gc.concat([feats, gc.Conv2d(feats.shape[1], growth, 3, padding=1,
+                                            seed=32 + i)(y)], axis=1)
+    return b.build(gc.ReLU()(bn(44, rng)(feats))), (1, 16, 8, 8)
+
+
+NETWORKS = {"lenet5": lenet, "resnet_block": resnet_block, "inception_block": inception_block,
+            "dense_block": dense_block}
 
 
 # (opt_level, target the passes prepare for): the llvm pipeline adds the blocked NCHWc layout
