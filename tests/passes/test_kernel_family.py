@@ -10,8 +10,9 @@ from graphcnn.ir import Graph
 
 @pytest.mark.parametrize("kwargs,family", [
     ({"c_in": 16, "c_out": 16, "k": 1}, "gemm"),                                     # rule 2
-    ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "pads": (1, 1, 1, 1)}, "winograd"),  # rule 3
-    ({"c_in": 16, "c_out": 32, "k": 3, "size": 14, "pads": (1, 1, 1, 1)}, "direct"),   # few channels
+    ({"c_in": 32, "c_out": 32, "k": 3, "size": 16, "pads": (1, 1, 1, 1)}, "winograd"),  # rule 3
+    ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "pads": (1, 1, 1, 1)}, "direct"),   # 196 px
+    ({"c_in": 16, "c_out": 32, "k": 3, "size": 16, "pads": (1, 1, 1, 1)}, "direct"),   # few channels
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "strides": (2, 2)}, "direct"),      # strided
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "groups": 32}, "direct"),           # depthwise
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 9, "pads": (1, 1, 1, 1)}, "direct"),    # 9 tiles
@@ -22,6 +23,18 @@ def test_conv_rules(kwargs, family):
     g.set_outputs([y])
     out = check_pass(g, choose_kernel_family)
     assert annotation(out, out.nodes[0], "kernel") == family
+
+
+def test_rule3_pixels_count_over_the_batch():
+    """14x14 at batch 1 streams the transformed weights for too little work; batch 2 does not
+    (the weights are read once for both images)."""
+    for batch, family in ((1, "direct"), (2, "winograd")):
+        g = Graph("t")
+        x = g.add_input("x", (batch, 32, 14, 14))
+        g.set_outputs([g.apply("conv", [x, const(g, (32, 32, 3, 3), 1)],
+                               {"pads": (1, 1, 1, 1)})])
+        out = check_pass(g, choose_kernel_family)
+        assert annotation(out, out.nodes[0], "kernel") == family
 
 
 def test_rule1_gemm():

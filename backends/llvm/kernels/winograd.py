@@ -406,14 +406,3 @@ class WinogradConv2dNCHWcPlan:
                                         store_vec(b, val, out, off, f"os{t}{i}{j}")
         b.ret_void()
         return fn
-
-
-def winograd_wins(n: int, c_in: int, h: int, w: int, c_out: int) -> bool:
-    """Use F(4x4,3x3) for a 3x3 stride-1 conv when both channel counts are >= 32 and the image
-    has >= 16 output tiles (about 14x14 and up). Measured (benchmarks/bench_winograd.py, one
-    thread): 1.6-2.0x the direct conv from 28x28 up at 64-128 channels, ~1.0-1.9x at
-    14x14x256, but 0.64x at 7x7x512, where 4 tiles cannot amortise streaming the 36 x C_in x
-    C_out transformed weights. Batch does not change the rule: tasks never span images."""
-    del n
-    tiles = -(-h // 4) * -(-w // 4)
-    return min(c_in, c_out) >= 32 and tiles >= 16

@@ -17,7 +17,6 @@ from graphcnn.backends.llvm.kernels.winograd import (
     rel_l2,
     transforms,
     winograd_conv_numpy,
-    winograd_wins,
 )
 
 
@@ -203,8 +202,3 @@ def test_one_image_gives_every_thread_work(c, hw):
     if u_bytes <= L2_BYTES and tiles >= MIN_TASKS * REG_TILES:
         assert groups == 1      # cheaper to cut chunks than to redo the input transform
     assert plan.direct.ocb % groups == 0
-
-
-def test_cost_rule():
-    assert winograd_wins(1, 64, 56, 56, 64) and winograd_wins(1, 256, 14, 14, 256)
-    assert not winograd_wins(1, 512, 7, 7, 512) and not winograd_wins(1, 16, 56, 56, 16)
