@@ -14,6 +14,7 @@ Steps (straight-line, in `lower`):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +75,42 @@ def legalize(graph: Graph) -> Graph:
     return graph
 
 
+@dataclass
+class _Slice:
+    concat: Node      # the in-place concat whose buffer holds the value
+    writer: Node      # the node producing the value
+    byte_offset: int  # of the value's slice in the concat's buffer
+
+
+def _inplace_slices(graph: Graph, nodes: list[Node], placed: dict) -> dict[int, _Slice]:
+    """id(input value) -> its slice, for every concat marked `concat_inplace` whose output
+    gets a workspace buffer (not a graph output, not a view's source) and whose inputs the
+    pass marked `write_into` it. The slices are contiguous (the pass checks that every dim
+    before the axis is 1), so a producer's kernel writes its slice as a whole tensor."""
+    notes = graph.annotations
+    emitted = {id(n) for n in nodes}
+    viewed = {id(v) for n in graph.nodes if n.op in VIEW_OPS for v in n.inputs}
+    slices: dict[int, _Slice] = {}
+    for concat in nodes:
+        out = concat.outputs[0]
+        if (concat.op != "concat" or not notes.get(concat.name, {}).get("concat_inplace")
+                or id(out) in placed or id(out) in viewed):
+            continue
+        axis, shape = concat.attrs["axis"], out.type.shape
+        inner = math.prod(shape[axis + 1:]) * np.dtype(out.type.dtype).itemsize
+        mine = {}
+        for v in concat.inputs:
+            p = v.producer
+            mark = notes.get(p.name, {}).get("write_into") if p is not None else None
+            if (p is None or id(p) not in emitted or mark is None or mark[0] != concat.name
+                    or id(v) in placed or id(v) in viewed):
+                break
+            mine[id(v)] = _Slice(concat, p, mark[1] * inner)
+        else:
+            slices.update(mine)
+    return slices
+
+
 def root(value: Value) -> Value:
     """The value whose buffer `value` lives in (views alias their input)."""
     while value.producer is not None and value.producer.op in VIEW_OPS:
@@ -117,13 +154,19 @@ def lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool =
         else:
             copies.append((v, j))
     index = {id(n): i for i, n in enumerate(nodes)}
+    # concats the pipeline marked in place (passes/concat_inplace.py): each input is written
+    # straight into its slice of the concat's buffer, and the concat itself emits nothing
+    slices = _inplace_slices(graph, nodes, ctx.locations)
     buffers: dict[int, memory.Buffer] = {}
     roots: dict[int, Value] = {}
     for n in nodes:
         for v in n.outputs:
-            if id(v) not in ctx.locations:
+            if id(v) not in ctx.locations and id(v) not in slices:
                 buffers[id(v)] = memory.Buffer(id(v), v.type.nbytes, index[id(n)], index[id(n)])
                 roots[id(v)] = v
+    for s in slices.values():  # the concat's buffer is live from its first writer on
+        buf = buffers[id(s.concat.outputs[0])]
+        buf.first = min(buf.first, index[id(s.writer)])
 
     def touch(v: Value, at: int) -> None:
         buf = buffers.get(id(root(v)))
@@ -137,6 +180,10 @@ def lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool =
     workspace = memory.plan(list(buffers.values()))
     for key, buf in buffers.items():
         ctx.locations[key] = Location("workspace", buf.offset)
+    for key, s in slices.items():
+        ctx.locations[key] = Location("workspace", buffers[id(s.concat.outputs[0])].offset
+                                      + s.byte_offset)
+    inplace = {id(s.concat) for s in slices.values()}
     for v in graph.values():
         r = root(v)
         if r is not v:
@@ -147,6 +194,8 @@ def lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool =
 
     # ----- 3. kernels ------------------------------------------------------------------------
     for node in nodes:
+        if id(node) in inplace:
+            continue
         try:
             EMITTERS[node.op](ctx, node)
         except GraphcnnError:
