@@ -101,52 +101,77 @@ def emit_pad(ctx: EmitContext, node: Node) -> None:
                                                                  i, "y"), "cp")
 
 
+# pixels per layout-conversion task: a few L1-sized strips per plane, so one image's planes
+# still give every thread work
+CONVERT_CHUNK = 512
+
+
+def _pixel_tasks(b: ir.IRBuilder, t: ir.Value, outer: int, plane: int, name: str
+                 ) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """task -> (outer index, first pixel, end pixel) over `outer` x chunks of the plane."""
+    chunks = -(-plane // CONVERT_CHUNK)
+    o, k = b.udiv(t, i64(chunks), name=f"{name}.o"), b.urem(t, i64(chunks), name=f"{name}.k")
+    p0 = b.mul(k, i64(CONVERT_CHUNK), name=f"{name}.p0")
+    end = b.add(p0, i64(CONVERT_CHUNK), name=f"{name}.end")
+    p1 = b.select(b.icmp_unsigned("<", end, i64(plane)), end, i64(plane), name=f"{name}.p1")
+    return o, p0, p1
+
+
 @emitter("to_blocked")
 def emit_to_blocked(ctx: EmitContext, node: Node) -> None:
+    """out[n, cb, s, l] = x[n, cb*blk + l, s] (zero past C). A task is a strip of pixels of one
+    (image, channel block): per pixel the block's lanes are read from their channel planes
+    (each a sequential stream) and stored as one vector."""
     x, y = node.inputs[0], node.outputs[0]
     n, c = x.type.shape[:2]
     blk = node.attrs["block"]
     cb = y.type.shape[1]
     plane = math.prod(x.type.shape[2:])
-    # task (n, cb, s-chunk): out[n, cb, s, l] = x[n, cb*blk + l, s] (zero past C)
-    with ctx.task(node, n * cb, y.type.size) as (b, env, t):
-        ni, bi = b.udiv(t, i64(cb), name="n"), b.urem(t, i64(cb), name="cb")
+    chunks = -(-plane // CONVERT_CHUNK)
+    with ctx.task(node, n * cb * chunks, 4 * y.type.size) as (b, env, t):
+        o, p0, p1 = _pixel_tasks(b, t, n * cb, plane, "t")
+        ni, bi = b.udiv(o, i64(cb), name="n"), b.urem(o, i64(cb), name="cb")
         src = ctx.ptr(b, env, x, "in")
-        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(plane * blk), name="dst.off"),
+        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(o, i64(plane * blk), name="dst.off"),
                   "dst")
+        planes, real = [], []
         for lane in range(blk):
             ch = b.add(b.mul(bi, i64(blk), name=f"c{lane}.b"), i64(lane), name=f"c{lane}")
             ok = b.icmp_signed("<", ch, i64(c), name=f"c{lane}.ok")
-            with b.if_else(ok) as (then, otherwise):
-                with then:
-                    plane_p = gep(b, src, b.mul(b.add(b.mul(ni, i64(c), name=f"nc{lane}"), ch,
-                                                      name=f"nci{lane}"), i64(plane),
-                                                name=f"p{lane}.off"), f"plane{lane}")
-                    with for_range(b, 0, plane, name=f"s{lane}") as s:
-                        v = load_scalar(b, plane_p, s, f"x{lane}")
-                        b.store(v, b.gep(dst, [b.add(b.mul(s, i64(blk), name=f"o{lane}.s"),
-                                                     i64(lane), name=f"o{lane}")],
-                                         name=f"y{lane}.p"))
-                with otherwise, for_range(b, 0, plane, name=f"z{lane}") as s:
-                    b.store(ir.Constant(F32, 0.0),
-                            b.gep(dst, [b.add(b.mul(s, i64(blk), name=f"zo{lane}.s"),
-                                              i64(lane), name=f"zo{lane}")],
-                                  name=f"z{lane}.p"))
+            safe = b.select(ok, ch, i64(c - 1), name=f"c{lane}.safe")  # read, then zeroed
+            planes.append(gep(b, src, b.mul(b.add(b.mul(ni, i64(c)), safe), i64(plane)),
+                              f"plane{lane}"))
+            real.append(ok)
+        with for_range(b, p0, p1, name="s") as s:
+            vec = ir.Constant(ir.VectorType(F32, blk), ir.Undefined)
+            for lane in range(blk):
+                v = b.select(real[lane], load_scalar(b, planes[lane], s, f"x{lane}"),
+                             ir.Constant(F32, 0.0), name=f"v{lane}")
+                vec = b.insert_element(vec, v, i64(lane), name=f"vec{lane}")
+            store(b, vec, dst, b.mul(s, i64(blk), name="o"), "y")
 
 
 @emitter("from_blocked")
 def emit_from_blocked(ctx: EmitContext, node: Node) -> None:
+    """out[n, c, s] = x[n, c // blk, s, c % blk]. A task is a strip of pixels of one (image,
+    channel block), small enough to stay in L1 while each real lane is copied out of it into
+    its channel plane (a sequential store stream)."""
     x, y = node.inputs[0], node.outputs[0]
     n, c = y.type.shape[:2]
     cb, blk = x.type.shape[1], x.type.shape[-1]
     plane = math.prod(y.type.shape[2:])
-    with ctx.task(node, n * c, y.type.size) as (b, env, t):
-        ni, ci = b.udiv(t, i64(c), name="n"), b.urem(t, i64(c), name="c")
-        bi, lane = b.udiv(ci, i64(blk), name="cb"), b.urem(ci, i64(blk), name="lane")
-        base = b.add(b.mul(b.add(b.mul(ni, i64(cb), name="ncb"), bi, name="ncbi"),
-                           i64(plane * blk), name="src.base"), lane, name="src.off")
-        src = gep(b, ctx.ptr(b, env, x, "in"), base, "src")
-        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(plane), name="dst.off"), "dst")
-        with for_range(b, 0, plane, name="s") as s:
-            v = load_scalar(b, src, b.mul(s, i64(blk), name="s.off"), "x")
-            b.store(v, b.gep(dst, [s], name="y.p"))
+    chunks = -(-plane // CONVERT_CHUNK)
+    with ctx.task(node, n * cb * chunks, 4 * y.type.size) as (b, env, t):
+        o, p0, p1 = _pixel_tasks(b, t, n * cb, plane, "t")
+        ni, bi = b.udiv(o, i64(cb), name="n"), b.urem(o, i64(cb), name="cb")
+        src = gep(b, ctx.ptr(b, env, x, "in"), b.mul(o, i64(plane * blk), name="src.off"), "src")
+        out = ctx.ptr(b, env, y, "out")
+        first = b.mul(bi, i64(blk), name="c0")
+        real = b.sub(i64(c), first, name="real")  # lanes holding channels (< blk in the last)
+        lanes = b.select(b.icmp_signed("<", real, i64(blk)), real, i64(blk), name="lanes")
+        with for_range(b, 0, lanes, name="lane") as lane:
+            dst = gep(b, out, b.mul(b.add(b.mul(ni, i64(c)), b.add(first, lane)), i64(plane)),
+                      "plane")
+            with for_range(b, p0, p1, name="s") as s:
+                v = load_scalar(b, src, b.add(b.mul(s, i64(blk)), lane, name="i"), "x")
+                b.store(v, b.gep(dst, [s], name="y.p"))
