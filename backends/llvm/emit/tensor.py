@@ -31,8 +31,17 @@ def emit_transpose(ctx: EmitContext, node: Node) -> None:
     x, y = node.inputs[0], node.outputs[0]
     perm = node.attrs["perm"]
     in_strides = strides_of(x.type.shape)
-    out_shape = y.type.shape
-    src_strides = [in_strides[p] for p in perm]  # input stride of each output dim
+    # output dims that stay neighbours in the input move together: merge them, so a channel
+    # shuffle (N, g, C/g, H, W) -> (N, C/g, g, H, W) copies whole H*W planes
+    out_shape, src_strides = [], []  # input stride of each (merged) output dim
+    for d, p in enumerate(perm):
+        size = y.type.shape[d]
+        if out_shape and d and perm[d - 1] == p - 1:
+            out_shape[-1] *= size
+            src_strides[-1] = in_strides[p]
+        else:
+            out_shape.append(size)
+            src_strides.append(in_strides[p])
     outer, inner = out_shape[:-1], out_shape[-1]
     inner_stride = src_strides[-1]
     with ctx.task(node, math.prod(outer), y.type.size) as (b, env, t):
