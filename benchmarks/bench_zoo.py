@@ -13,6 +13,7 @@ machine: the numbers are ratios on a noisy 2-core box, not absolute truths.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import subprocess
@@ -39,20 +40,78 @@ def run_suite(builders, threads: int, runs: int) -> list[dict]:
     return rows
 
 
-def compile_time(threads: int) -> None:
-    """ResNet-50 from an ONNX file to a runnable model: cold (empty cache) and cached."""
+COMPILE_TIME_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import graphcnn as gc
+path, threads = sys.argv[1], int(sys.argv[2])
+phases = {}
+
+def timed(module, name, label):
+    fn = getattr(module, name)
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            phases[label] = phases.get(label, 0.0) + time.perf_counter() - start
+    setattr(module, name, wrapper)
+
+if "--phases" in sys.argv:  # wrap the stages (the imports they trigger count in them)
+    import importlib
+    import graphcnn.api as api
+    llvm = importlib.import_module("graphcnn.backends.llvm")
+    lower = importlib.import_module("graphcnn.backends.llvm.lower")
+    codegen = importlib.import_module("graphcnn.backends.llvm.codegen")
+    cache = importlib.import_module("graphcnn.backends.llvm.cache")
+    timed(api, "optimize", "passes")
+    timed(lower, "lower", "lower")
+    timed(codegen, "compile_objects", "llvm codegen")
+    timed(cache, "source_key", "cache key")
+    timed(cache, "load", "cache load")
+    timed(cache, "store", "cache store")
+    timed(llvm.runtime.LLVMModel, "__init__", "jit load")
+t = time.perf_counter()
+if "--phases" in sys.argv:
+    import graphcnn.frontends.onnx  # the onnx package and the importer: part of from_onnx
+    phases["onnx module import"] = time.perf_counter() - t
+graph = gc.from_onnx(path)
+t1 = time.perf_counter()
+cm = gc.compile(graph, target="llvm", threads=threads)
+t2 = time.perf_counter()
+print(json.dumps({"total": t2 - t, "from_onnx": t1 - t, "compile": t2 - t1,
+                  "from_cache": cm.from_cache, "phases": phases}))
+"""
+
+
+def compile_time(threads: int, runs: int = 3, phases: bool = True) -> None:
+    """ResNet-50 from an ONNX file to a runnable model: cold (empty cache) then cached, each
+    `gc.compile(gc.from_onnx(path), target="llvm")` in a fresh process (timed from after
+    `import graphcnn`, so the onnx, llvmlite and backend imports count). With `phases`, one
+    more cold and cached run with the stages timed (wrapping them costs a little)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "resnet50.onnx")
         gc.export_onnx(models.resnet50(), path)
-        env = dict(os.environ, GRAPHCNN_CACHE_DIR=os.path.join(tmp, "cache"))
-        code = ("import time, graphcnn as gc; t=time.perf_counter(); "
-                f"gc.compile(gc.from_onnx({path!r}), target='llvm', threads={threads}); "
-                "print(time.perf_counter()-t)")
-        for label in ("cold", "cached", "cached"):
-            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                 text=True, check=True)
-            print(f"resnet50 onnx -> runnable, {label}: {float(out.stdout.strip()):.3f} s "
-                  "(compile call in a fresh process)")
+
+        def child(cache: str, *flags: str) -> dict:
+            env = dict(os.environ, GRAPHCNN_CACHE_DIR=os.path.join(tmp, cache))
+            out = subprocess.run([sys.executable, "-c", COMPILE_TIME_CHILD, path, str(threads),
+                                  *flags], env=env, capture_output=True, text=True, check=True)
+            return json.loads(out.stdout.strip().splitlines()[-1])
+
+        for i in range(runs):
+            r = child("cache")
+            label = "cached" if r["from_cache"] else "cold"
+            print(f"resnet50 onnx -> runnable, {label}: {r['total']:.3f} s (from_onnx "
+                  f"{r['from_onnx']:.3f} + compile {r['compile']:.3f}; fresh process, run {i})",
+                  flush=True)
+        if phases:
+            for label in ("cold", "cached"):
+                r = child("cache-phases", "--phases")
+                assert r["from_cache"] == (label == "cached")
+                stages = ", ".join(f"{k} {v:.3f}" for k, v in r["phases"].items())
+                print(f"  phases, {label}: total {r['total']:.3f} = from_onnx "
+                      f"{r['from_onnx']:.3f} + compile {r['compile']:.3f} [{stages}]")
 
 
 def memory(model: str, threads: int) -> None:

@@ -34,6 +34,15 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
     verify(graph)
     if opt_level is None:
         opt_level = 0 if target == "reference" else DEFAULT_OPT_LEVEL
-    # the pipeline knows the target: layout and kernel choices are made for llvm only
-    work = optimize(graph, opt_level=opt_level, target=target) if opt_level > 0 else graph.copy()
-    return compile_for(target, work, **options)
+
+    def pipeline(g: Graph) -> Graph:
+        # the pipeline knows the target: layout and kernel choices are made for llvm only
+        return optimize(g, opt_level=opt_level, target=target) if opt_level > 0 else g.copy()
+
+    if target == "llvm":
+        # the llvm backend looks its cache up on the graph as given, before the pipeline: a hit
+        # skips the passes as well as lowering and code generation
+        from graphcnn.backends.llvm import compile_graph
+
+        return compile_graph(graph, opt_level, pipeline, **options)
+    return compile_for(target, pipeline(graph), **options)

@@ -7,7 +7,8 @@ Pipeline: lower.py (graph -> one LLVM module: kernels from emit/ and kernels/, t
 plan of memory.py, the thread pool of threads.py, the `run` entry) -> codegen.py (verify, O3,
 object code for the host CPU) -> runtime.py (MCJIT-load the object, one ctypes call per
 inference) or aot.py (shared library + C header). cache.py keeps object code per
-(graph, options, CPU).
+(graph, options, CPU); gc.compile looks it up on the graph as the user gave it, before the pass
+pipeline (compile_graph), so a hit costs hashing the graph and loading the object, nothing else.
 
 Threads: a persistent pool of (threads - 1) pthreads per compiled model, driven from the
 generated code; each kernel's tasks are statically partitioned, so results are bit-identical
@@ -18,15 +19,28 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
 
 from . import cache as compile_cache
-from .codegen import compile_objects, cpu_and_features, vector_width
-from .lower import lower
+from .codegen import cpu_and_features, vector_width
 from .runtime import LLVMModel, default_threads
+
+
+def _checked_threads(threads: int | None, options: dict) -> int:
+    if options:
+        raise CompileError(f"unknown llvm option(s) {sorted(options)}; "
+                           "known: threads, cache, cpu, rewrites, profile")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise CompileError(f"threads must be a positive int, got {threads!r}")
+    return threads or default_threads()
+
+
+def _code_options(cpu: str, rewrites: bool, profile: bool) -> dict:
+    return {"cpu": cpu, "rewrites": rewrites, "profile": profile}
 
 
 def compile(graph: Graph, threads: int | None = None, cache: bool = True, cpu: str = "host",
@@ -39,28 +53,75 @@ def compile(graph: Graph, threads: int | None = None, cache: bool = True, cpu: s
     did not get it;
     profile: an instrumented build timing every kernel (see LLVMModel.profile).
     """
-    if options:
-        raise CompileError(f"unknown llvm option(s) {sorted(options)}; "
-                           "known: threads, cache, cpu, rewrites, profile")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise CompileError(f"threads must be a positive int, got {threads!r}")
-    threads = threads or default_threads()
-    cpu_name, features = cpu_and_features(cpu)
-    key = compile_cache.cache_key(graph, cpu_name, features, {"cpu": cpu, "rewrites": rewrites,
-                                                                  "profile": profile})
+    threads = _checked_threads(threads, options)
+    return _build(graph, threads, cache, cpu, rewrites, profile, lower_rewrites=rewrites)
+
+
+def compile_graph(graph: Graph, opt_level: int, pipeline: Callable[[Graph], Graph],
+                  threads: int | None = None, cache: bool = True, cpu: str = "host",
+                  rewrites: bool = True, profile: bool = False, **options: Any) -> LLVMModel:
+    """gc.compile's llvm path: `graph` as the user gave it (verified), `pipeline(graph)` the
+    optimised copy at `opt_level` (the pass pipeline for target "llvm").
+
+    The cache is looked up on the graph *before* the pipeline (cache.source_key), so a hit
+    skips the passes as well as lowering and code generation; the model's `graph` (the
+    optimised one) is then derived only if asked for. A miss runs the pipeline and stores the
+    entry under the same key.
+    """
+    threads = _checked_threads(threads, options)
+    start = time.perf_counter()
+    key = None
+    if cache:
+        cpu_name, features = cpu_and_features(cpu)
+        key = compile_cache.source_key(graph, opt_level, cpu_name, features,
+                                       _code_options(cpu, rewrites, profile))
+        hit = compile_cache.load(key)
+        if hit is not None and hit[2].get("io") == compile_cache.io_signature(graph):
+            source = graph.copy()  # the caller may edit theirs later; constants are shared
+            obj, weights, manifest = hit
+            model = LLVMModel(source, obj, weights, manifest, threads, cpu,
+                              {"rewrites": rewrites}, True, profile,
+                              derive_graph=lambda: pipeline(source))
+            model.compile_seconds = time.perf_counter() - start
+            return model
+    work = pipeline(graph)
+    from graphcnn.passes.layout import DEFAULT_BLOCK  # imported by the pipeline already
+
+    # lowering with rewrites on runs the level-2 pipeline again, which is idempotent: skip it
+    # when the graph just got that very pipeline (same level, same layout block)
+    again = rewrites and not (opt_level == 2 and vector_width(cpu) == DEFAULT_BLOCK)
+    if key is not None and compile_cache.io_signature(work) != compile_cache.io_signature(graph):
+        key = None  # a hit could not rebuild the model from the user's graph: key it optimised
+    model = _build(work, threads, cache, cpu, rewrites, profile, lower_rewrites=again, key=key)
+    model.compile_seconds = time.perf_counter() - start
+    return model
+
+
+def _build(graph: Graph, threads: int, cache: bool, cpu: str, rewrites: bool, profile: bool,
+           lower_rewrites: bool, key: str | None = None) -> LLVMModel:
+    """The optimised `graph` to a model: the cache entry `key` (default: the optimised graph's
+    own key) if there is one, else lowering and code generation (stored under `key`)."""
+    options = _code_options(cpu, rewrites, profile)
+    if cache and key is None:
+        cpu_name, features = cpu_and_features(cpu)
+        key = compile_cache.cache_key(graph, cpu_name, features, options)
     hit = compile_cache.load(key) if cache else None
     start = time.perf_counter()
     if hit is not None:
         obj, weights, manifest = hit
         from_cache = True
     else:
-        symbol = f"graphcnn_weights_{key[:16]}"
-        lowered = lower(graph.copy(), vector_width(cpu), symbol, rewrites, profile)
+        from .codegen import compile_objects
+        from .lower import lower  # not imported on a cache hit: the emitters take ~40 ms
+
+        symbol = f"graphcnn_weights_{key[:16]}" if key else compile_cache.weights_symbol(graph)
+        lowered = lower(graph.copy(), vector_width(cpu), symbol, lower_rewrites, profile)
         obj = compile_objects(lowered.modules, cpu)
         weights = lowered.weights
         manifest = {"weights_symbol": symbol, "workspace_bytes": lowered.workspace_bytes,
-                    "weights_bytes": lowered.weights_bytes, "cpu": cpu_name,
-                    "kernels": lowered.kernels}
+                    "weights_bytes": lowered.weights_bytes,
+                    "cpu": cpu_and_features(cpu)[0], "kernels": lowered.kernels,
+                    "io": compile_cache.io_signature(graph)}
         if cache:
             compile_cache.store(key, obj, weights, manifest)
         from_cache = False
@@ -78,4 +139,4 @@ def export_library(graph: Graph, path: str | os.PathLike, **options: Any) -> str
     return export(graph, path, **options)
 
 
-__all__ = ["LLVMModel", "compile", "export_library"]
+__all__ = ["LLVMModel", "compile", "compile_graph", "export_library"]

@@ -1,12 +1,21 @@
 """Compile cache: the same graph, options and CPU reuse the object code, skipping lowering, LLVM
 optimisation and code generation.
 
-Key: sha256 of the printed graph, every constant's bytes, the graphcnn and llvmlite versions,
-the llvm backend's own source, the CPU name and features, and the code-affecting options.
+Two keys name an entry, both sha256 over a canonical form of a graph (ops, attrs, names, types,
+annotations), every constant's bytes, the graphcnn, llvmlite and numpy versions, the source of
+graphcnn, its passes and this backend, the CPU name and features and the code-affecting options:
+- `source_key` hashes the graph *as the user gave it* plus the opt level: gc.compile looks it up
+  before verifying-then-optimising, so a hit skips the pass pipeline too (the optimised graph is
+  derived lazily if the model is asked for it, see LLVMModel.graph);
+- `cache_key` hashes an already optimised graph (graphcnn.backends.llvm.compile called directly).
+Constant digests are memoised per array (graphcnn.ir.constant_digests) and may already be under
+way in the background when a compile starts (the ONNX importer prefetches them).
+
 An entry is three files under `$GRAPHCNN_CACHE_DIR` (default ~/.cache/graphcnn/llvm):
-`<key>.o` (the object files, back to back), `<key>.weights` (the packed-weights arena, raw float32 bytes) and
-`<key>.json` (a small manifest: symbol, sizes). No pickle. Writes go to a temporary file then
-`os.replace`, manifest last, so a reader never sees a half-written entry.
+`<key>.o` (the object files, back to back), `<key>.weights` (the packed-weights arena, raw
+float32 bytes) and `<key>.json` (a small manifest: symbol, sizes, the model's input/output
+signature). No pickle. Writes go to a temporary file then `os.replace`, manifest last, so a
+reader never sees a half-written entry.
 """
 from __future__ import annotations
 
@@ -14,16 +23,19 @@ import hashlib
 import json
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
-from importlib import metadata
+import threading
 from pathlib import Path
 
 import llvmlite
 import numpy as np
 
-from graphcnn.ir import Graph
+import graphcnn
+from graphcnn.ir import Graph, constant_digests
 
 _SOURCE_DIGEST: str | None = None
+_writers: dict[str, threading.Thread] = {}  # entries being written in the background, by key
+_writers_lock = threading.Lock()
+KEY_FORMAT = "2"  # bump when the key's recipe changes
 
 
 def cache_dir() -> Path:
@@ -32,51 +44,86 @@ def cache_dir() -> Path:
     return root / "llvm"
 
 
+def _source_roots() -> list[Path]:
+    """graphcnn (IR, ops, folding semantics), its passes and this backend: a change to any of
+    them may change the code, so it must not reuse stale objects."""
+    import importlib.util
+
+    roots = [Path(graphcnn.__file__).parent, Path(__file__).parent]
+    spec = importlib.util.find_spec("graphcnn.passes")  # finds it without importing it
+    if spec is not None and spec.submodule_search_locations:
+        roots += [Path(p) for p in spec.submodule_search_locations]
+    return roots
+
+
 def _source_digest() -> str:
-    """The backend's own code: a changed kernel must not reuse stale objects."""
     global _SOURCE_DIGEST
     if _SOURCE_DIGEST is None:
         h = hashlib.sha256()
-        here = Path(__file__).parent
-        for path in sorted(here.rglob("*.py")):
-            h.update(str(path.relative_to(here)).encode())
-            h.update(path.read_bytes())
+        for root in _source_roots():
+            for path in sorted(root.rglob("*.py")):
+                h.update(f"{root.name}/{path.relative_to(root)}".encode() + b"\0")
+                h.update(path.read_bytes())
         _SOURCE_DIGEST = h.hexdigest()
     return _SOURCE_DIGEST
 
 
-def _version() -> str:
-    try:
-        return metadata.version("graphcnn")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+def fingerprint(graph: Graph) -> str:
+    """A canonical, unambiguous text of everything in a graph except constant bytes: repr()
+    of names, ops, attrs and types (the printer's form is for people and may be ambiguous for
+    odd names or string attrs), plus the backend annotations."""
+    parts = [repr(graph.name),
+             repr([(v.name, v.type.shape, v.type.dtype) for v in graph.inputs])]
+    parts += [repr(("const", v.name, v.type.shape, v.type.dtype)) for v in graph.constants]
+    for n in graph.nodes:
+        parts.append(repr((n.name, n.op, [v.name for v in n.inputs], sorted(n.attrs.items()),
+                           [(v.name, v.type.shape, v.type.dtype) for v in n.outputs])))
+    parts.append(repr([v.name for v in graph.outputs]))
+    parts.append(json.dumps(graph.annotations, sort_keys=True, default=repr))
+    return "\n".join(parts)
 
 
-def cache_key(graph: Graph, cpu_name: str, features: str, options: dict) -> str:
+def io_signature(graph: Graph) -> list:
+    """Input and output names, shapes and dtypes (JSON-like, as stored in a manifest)."""
+    return [[[v.name, list(v.type.shape), v.type.dtype] for v in values]
+            for values in (graph.inputs, graph.outputs)]
+
+
+def _key(kind: str, graph: Graph, parts: list[str]) -> str:
     h = hashlib.sha256()
-    for part in (str(graph), _version(), llvmlite.__version__, _source_digest(), cpu_name,
-                 features, json.dumps(options, sort_keys=True, default=str)):
+    for part in [KEY_FORMAT, kind, fingerprint(graph), graphcnn.__version__,
+                 llvmlite.__version__, np.__version__, _source_digest(), *parts]:
         h.update(part.encode())
         h.update(b"\0")
-    constants = list(graph.constants)
-    for v in constants:
-        h.update(f"{v.name}:{v.type}".encode())
-    # the weights (~100 MB for ResNet-50) dominate: one digest per constant, on two threads
-    # (hashlib drops the GIL on big buffers), no copy of the arrays
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for digest in pool.map(_digest, [v.data for v in constants]):
-            h.update(digest)
+    constants = graph.constants
+    for digest in constant_digests(constants):
+        h.update(digest)
     return h.hexdigest()
 
 
-def _digest(array: np.ndarray) -> bytes:
-    return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8)).digest()
+def cache_key(graph: Graph, cpu_name: str, features: str, options: dict) -> str:
+    """The entry of an optimised graph (what the llvm backend's compile is given)."""
+    return _key("optimised", graph, [cpu_name, features,
+                                      json.dumps(options, sort_keys=True, default=str)])
+
+
+def source_key(graph: Graph, opt_level: object, cpu_name: str, features: str,
+               options: dict) -> str:
+    """The entry of a graph before the pass pipeline at `opt_level` (what gc.compile is given)."""
+    return _key("source", graph, [repr(opt_level), cpu_name, features,
+                                  json.dumps(options, sort_keys=True, default=str)])
+
+
+def weights_symbol(graph: Graph) -> str:
+    """A deterministic symbol for an uncached compile, without hashing the constants."""
+    return "graphcnn_weights_" + hashlib.sha256(fingerprint(graph).encode()).hexdigest()[:16]
 
 
 def load(key: str) -> tuple[list[bytes], np.ndarray, dict] | None:
     """(object code, weights arena, manifest) or None. The arena is a read-only memory map of
     the file (page aligned, read lazily, shared page cache; os.replace by a later store leaves
     the mapped inode intact)."""
+    _wait_for_writer(key)
     d = cache_dir()
     try:
         manifest = json.loads((d / f"{key}.json").read_text())
@@ -108,10 +155,43 @@ def _atomic_write(path: Path, data) -> None:
         raise
 
 
-def store(key: str, objects: list[bytes], weights: np.ndarray, manifest: dict) -> None:
+def store(key: str, objects: list[bytes], weights: np.ndarray, manifest: dict,
+          background: bool = True) -> None:
     """Best effort: an unwritable cache directory never fails a compile. The object files go
-    into one `.o` entry, back to back, their sizes in the manifest."""
-    d = cache_dir()
+    into one `.o` entry, back to back, their sizes in the manifest.
+
+    By default the files are written by a background thread (ResNet-50's ~100 MB of weights
+    take ~0.2 s to write; the model is runnable meanwhile and `weights` is read-only). A load of
+    the same key waits for it, `flush()` waits for all, and the thread is no daemon: the
+    interpreter finishes the entry before it exits."""
+    d = cache_dir()  # now: the environment may change before the writer runs
+    if not background:
+        _store(d, key, objects, weights, manifest)
+        return
+    writer = threading.Thread(target=_store, args=(d, key, objects, weights, manifest),
+                              name=f"graphcnn-cache-store-{key[:8]}")
+    with _writers_lock:
+        _writers[key] = writer
+        writer.start()
+
+
+def flush() -> None:
+    """Wait until every entry being written in the background is on disk."""
+    with _writers_lock:
+        writers = list(_writers.values())
+    for writer in writers:
+        writer.join()
+
+
+def _wait_for_writer(key: str) -> None:
+    with _writers_lock:
+        writer = _writers.get(key)
+    if writer is not None and writer is not threading.current_thread():
+        writer.join()
+
+
+def _store(d: Path, key: str, objects: list[bytes], weights: np.ndarray, manifest: dict
+           ) -> None:
     obj = b"".join(objects)
     manifest = {**manifest, "object_sizes": [len(o) for o in objects]}
     try:
@@ -123,3 +203,7 @@ def store(key: str, objects: list[bytes], weights: np.ndarray, manifest: dict) -
         _atomic_write(d / f"{key}.json", json.dumps(manifest, indent=1).encode())
     except OSError:
         pass
+    finally:
+        with _writers_lock:
+            if _writers.get(key) is threading.current_thread():
+                del _writers[key]

@@ -273,17 +273,3 @@ def _profile_clock(module: ir.Module, slots: int):
         return t
     return clock
 
-
-def weights_array(blob) -> np.ndarray:
-    """The weights arena as a 64-byte aligned read-only numpy buffer (bytes, an array or a
-    memory map; an aligned array is used as is, without a copy)."""
-    if isinstance(blob, np.ndarray) and blob.dtype == np.uint8 and blob.ctypes.data % 64 == 0 \
-            and blob.flags.c_contiguous:
-        arena = blob
-    else:
-        raw = np.empty(len(blob) + 64, dtype=np.uint8)
-        start = (-raw.ctypes.data) % 64
-        arena = raw[start:start + len(blob)]
-        arena[:] = np.frombuffer(blob, dtype=np.uint8)
-    arena.flags.writeable = False
-    return arena

@@ -10,6 +10,10 @@ Per call: input pointers are written into the prepared table, outputs are *alloc
 (ctypes releases the GIL). A lock serialises calls from several Python threads, since they
 share the workspace. When the model is garbage collected a finalizer joins the pool threads
 before the engine (and its code) is released.
+
+On a cache hit of gc.compile the pass pipeline did not run: the model is built from the
+caller's graph (a copy; its inputs and outputs equal the optimised graph's, which the cache
+entry records) and `graph`, the optimised graph, is derived on first use.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import ctypes
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -26,7 +30,6 @@ from graphcnn.ir import Graph
 from graphcnn.runtime import CompiledModel
 
 from .codegen import init_llvm, target_machine
-from .lower import weights_array
 
 RUN_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 _jit_lock = threading.Lock()  # add_symbol is process-wide: bind + finalize atomically
@@ -37,6 +40,22 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def weights_array(blob) -> np.ndarray:
+    """The weights arena as a 64-byte aligned read-only numpy buffer (bytes, an array or a
+    memory map; an aligned array is used as is, without a copy). Here rather than in lower.py
+    so that loading a cached model never imports the lowering and its emitters."""
+    if isinstance(blob, np.ndarray) and blob.dtype == np.uint8 and blob.ctypes.data % 64 == 0 \
+            and blob.flags.c_contiguous:
+        arena = blob
+    else:
+        raw = np.empty(len(blob) + 64, dtype=np.uint8)
+        start = (-raw.ctypes.data) % 64
+        arena = raw[start:start + len(blob)]
+        arena[:] = np.frombuffer(blob, dtype=np.uint8)
+    arena.flags.writeable = False
+    return arena
 
 
 def _shutdown(owner_pid: int, shutdown_fn, *keep_alive) -> None:
@@ -50,8 +69,14 @@ class LLVMModel(CompiledModel):
     target = "llvm"
 
     def __init__(self, graph: Graph, obj: bytes | list[bytes], weights, manifest: dict, threads: int,
-                 cpu: str, options: dict, from_cache: bool, instrumented: bool = False):
+                 cpu: str, options: dict, from_cache: bool, instrumented: bool = False,
+                 derive_graph: Callable[[], Graph] | None = None):
+        """`graph` is the optimised graph, or with `derive_graph` the graph the optimised one
+        is derived from when first asked for (same inputs and outputs)."""
         super().__init__(graph)
+        self._derive_graph = derive_graph
+        if derive_graph is not None:
+            self._graph = None
         init_llvm()
         self.manifest = manifest
         self.options = options
@@ -90,6 +115,22 @@ class LLVMModel(CompiledModel):
             address = engine.get_global_value_address("graphcnn_profile")
             slots = max(1, len(manifest["kernels"]))
             self._profile_counters = (ctypes.c_int64 * slots).from_address(address)
+
+    @property
+    def graph(self) -> Graph:
+        """The optimised graph this model runs (derived now if the compile was a cache hit)."""
+        if self._graph is None:
+            self._graph = self._derive_graph()
+        return self._graph
+
+    @graph.setter
+    def graph(self, graph: Graph) -> None:
+        self._graph = graph
+        self._name = graph.name  # the optimised graph keeps its name: repr needs no derivation
+
+    def __repr__(self) -> str:
+        return (f"<CompiledModel {self._name!r} target={self.target} inputs={self.input_names} "
+                f"outputs={self.output_names}>")
 
     @property
     def kernels(self) -> list[dict]:

@@ -20,12 +20,15 @@ Options: `max_tensor_bytes`, `max_total_bytes` (size limits, see onnx_safety.Lim
 from __future__ import annotations
 
 import heapq
+import os
 import re
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import onnx
 import onnx.defs
 
@@ -37,20 +40,22 @@ from ..errors import (
     ShapeError,
     UnsupportedOpError,
 )
-from ..ir import Graph, Value
+from ..ir import Graph, TensorType, Value, prefetch_constant_digests
 from ..verify import verify
-from . import onnx_ops  # noqa: F401  (fills the table)
+from . import onnx_digests, onnx_ops  # noqa: F401  (onnx_ops fills the table)
 from .onnx_context import IMPORTERS, Context, NotConstant
 from .onnx_safety import (
     DEFAULT_MAX_TENSOR_BYTES,
     DEFAULT_MAX_TOTAL_BYTES,
     Limits,
-    load_model,
+    LoadedModel,
+    load_model_split,
     np_dtype,
     tensor_to_array,
 )
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
+PARALLEL_DECODE_BYTES = 8 << 20  # below this the threads cost more than they save
 
 
 def from_onnx(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = None, *,
@@ -64,9 +69,12 @@ def from_onnx(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = Non
     ShapeError (shapes that do not fit, naming the node), UnsupportedOpError (every unsupported
     op of the model at once).
     """
-    proto, base_dir = load_model(model, base_dir)
+    loaded = load_model_split(model, base_dir)
     limits = Limits(max_tensor_bytes=max_tensor_bytes, max_total_bytes=max_total_bytes)
-    return _Importer(proto, base_dir, limits, dict(input_shapes or {}), name).run()
+    try:
+        return _Importer(loaded, limits, dict(input_shapes or {}), name).run()
+    finally:
+        loaded.release()
 
 
 def model_opset(proto: onnx.ModelProto) -> int:
@@ -107,10 +115,11 @@ def node_names(nodes: Sequence[onnx.NodeProto]) -> list[str]:
 
 
 class _Importer:
-    def __init__(self, proto: onnx.ModelProto, base_dir: str | None, limits: Limits,
+    def __init__(self, loaded: LoadedModel, limits: Limits,
                  input_shapes: dict[str, Sequence[int]], name: str | None):
-        self.proto = proto
-        self.base_dir = base_dir
+        self.loaded = loaded
+        self.proto = loaded.proto
+        self.base_dir = loaded.base_dir
         self.limits = limits
         self.input_shapes = input_shapes
         self.name = name
@@ -135,10 +144,9 @@ class _Importer:
             for out in t.output:
                 if out:
                     graph.unique_name(out)
-        for tname, t in initializers.items():
-            array = tensor_to_array(t, self.limits, self.base_dir, f"initializer {tname!r}")
-            self.limits.account(f"initializer {tname!r}", array.nbytes)
-            env[tname] = self._named(graph.add_constant(array, name=tname), tname)
+        for tname, array in self._initializers(g, initializers).items():
+            env[tname] = self._named(_constant(graph, array, tname), tname)
+        self._digests({tname: env[tname] for tname in initializers})
         poisoned = {vi.name for vi in g.input if vi.name not in env}  # unsupported inputs
         for i in order:
             self._import_node(graph, g.node[i], names[i], versions[i], env, poisoned)
@@ -154,6 +162,46 @@ class _Importer:
         except GraphError as e:
             raise GraphError(f"imported graph is malformed: {e}") from None
         return graph
+
+    def _initializers(self, g: onnx.GraphProto, initializers: dict[str, onnx.TensorProto]
+                      ) -> dict[str, np.ndarray]:
+        """Step 4: the initializers decoded. Every limit is checked and accounted in file order
+        first, from the declared dims, so nothing beyond the limits is ever allocated; then a
+        large model's tensors are decoded on two threads (the copies release the GIL)."""
+        jobs = []
+        raw_index = {t.name: i for i, t in enumerate(g.initializer)}  # names are unique
+        for tname, t in initializers.items():
+            what = f"initializer {tname!r}"
+            dtype = np_dtype(t.data_type, what)
+            nbytes = self.limits.check_tensor(what, tuple(int(d) for d in t.dims),
+                                              dtype.itemsize)
+            self.limits.account(what, nbytes)
+            jobs.append((tname, t, what, raw_index[tname], nbytes))
+
+        def decode(job) -> np.ndarray:
+            _, t, what, index, _ = job
+            return tensor_to_array(t, self.limits, self.base_dir, what, self.loaded.raw(index))
+
+        if sum(job[4] for job in jobs) < PARALLEL_DECODE_BYTES:
+            return {job[0]: decode(job) for job in jobs}
+        with ThreadPoolExecutor(max_workers=2) as pool:  # map raises the first error in order
+            return {job[0]: array for job, array in zip(jobs, pool.map(decode, jobs))}
+
+    def _digests(self, values: dict[str, Value]) -> None:
+        """A compile keys its cache on every constant's bytes: seed the digests recorded for an
+        unchanged file (onnx_digests), else start hashing while the nodes import."""
+        loaded = self.loaded
+        if loaded.path is not None:
+            try:
+                unchanged = onnx_digests.identity(os.stat(loaded.path)) == \
+                    onnx_digests.identity(loaded.stat)  # also while it was being read
+            except OSError:
+                unchanged = False
+            if unchanged and onnx_digests.seed(loaded.path, loaded.stat, values):
+                return
+        prefetch_constant_digests(values.values())
+        if loaded.path is not None:
+            onnx_digests.record_later(loaded.path, loaded.stat, loaded.read_ns, values)
 
     # ----- step 2: structure ------------------------------------------------------------------
     def _check_structure(self, g: onnx.GraphProto, initializers: dict) -> list[int]:
@@ -387,6 +435,14 @@ def _toposort(deps: list[set[int]], names: list[str]) -> list[int]:
         raise GraphError(f"the graph has a cycle: node(s) {', '.join(stuck[:8])} are on it or "
                          f"after it")
     return order
+
+
+def _constant(graph: Graph, array: np.ndarray, name: str) -> Value:
+    """graph.add_constant without its defensive copy: the decoder's array is already the
+    graph's own, read-only copy (the weights of a large model are copied once, not twice)."""
+    if array.dtype == np.float64 or array.flags.writeable:
+        return graph.add_constant(array, name=name)
+    return Value(graph.unique_name(name), TensorType(array.shape, array.dtype.name), data=array)
 
 
 def _drop_unused(graph: Graph) -> None:

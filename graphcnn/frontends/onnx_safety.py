@@ -17,7 +17,9 @@ Rules:
 from __future__ import annotations
 
 import math
+import mmap
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,20 +81,89 @@ def np_dtype(elem_type: int, what: str) -> np.dtype:
 def load_model(model, base_dir: str | None = None) -> tuple[onnx.ModelProto, str | None]:
     """Rule 1: a ModelProto from a path, bytes or a ModelProto, and the directory that external
     data may be read from (None: external data is refused)."""
+    loaded = load_model_split(model, base_dir)
+    if loaded.spans is not None:  # put the cut-out raw_data back: a caller wants a whole proto
+        for t, span in zip(loaded.proto.graph.initializer, loaded.spans):
+            if span is not None:
+                t.raw_data = bytes(loaded.buffer[span[0]:span[1]])
+    loaded.release()
+    return loaded.proto, loaded.base_dir
+
+
+@dataclass
+class LoadedModel:
+    """A parsed model whose large initializers may still sit in the file's buffer: `spans[i]`
+    is graph initializer i's raw_data (start, end) in `buffer`, cut out of `proto` (see
+    onnx_wire); None for all or one means the proto holds the data."""
+
+    proto: onnx.ModelProto
+    base_dir: str | None
+    buffer: object = None
+    spans: list[tuple[int, int] | None] | None = None
+    path: str | None = None  # the file it was read from, its os.stat then, when (time.time_ns)
+    stat: os.stat_result | None = None
+    read_ns: int = 0
+
+    def raw(self, i: int) -> memoryview | None:
+        if self.spans is None or self.spans[i] is None:
+            return None
+        start, end = self.spans[i]
+        return memoryview(self.buffer)[start:end]
+
+    def release(self) -> None:
+        """Drop the file's buffer (an mmap is closed once no array views it)."""
+        buffer, self.buffer, self.spans = self.buffer, None, None
+        if isinstance(buffer, mmap.mmap):
+            try:
+                buffer.close()
+            except BufferError:
+                pass  # a view is alive somewhere: the mapping goes with it
+
+
+def load_model_split(model, base_dir: str | None = None) -> LoadedModel:
+    """load_model, keeping the large initializers' raw_data out of protobuf when the model is
+    a file or bytes (the file is memory-mapped; see onnx_wire). Call `release()` when done."""
+    from .onnx_wire import split_initializers
+
     if isinstance(model, onnx.ModelProto):
-        return model, base_dir
+        return LoadedModel(model, base_dir)
     if isinstance(model, (bytes, bytearray, memoryview)):
-        return _parse(bytes(model), "<bytes>"), base_dir
+        data, what = bytes(model), "<bytes>"
+    elif isinstance(model, (str, os.PathLike)):
+        what = os.fspath(model)
+        base_dir = base_dir or os.path.dirname(os.path.abspath(what))
+        data, st, read_ns = _map_file(what)
+    else:
+        raise ModelLoadError(f"from_onnx takes a path, bytes or onnx.ModelProto, got "
+                             f"{type(model).__name__}")
+    split = split_initializers(data)
+    if split is None:
+        loaded = LoadedModel(_parse(bytes(data), what), base_dir)
+        if isinstance(data, mmap.mmap):
+            data.close()
+    else:
+        skeleton, spans = split
+        loaded = LoadedModel(_parse(skeleton, what), base_dir, data, spans)
     if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        try:
-            with open(path, "rb") as f:
+        loaded.path, loaded.stat, loaded.read_ns = what, st, read_ns
+    return loaded
+
+
+def _map_file(path: str) -> tuple[object, os.stat_result, int]:
+    """The file's bytes: a read-only private mapping, populated up front (faulting 100 MB in
+    page by page costs more than the copy out of it), or its contents read if it cannot be
+    mapped (an empty file, a pipe); with the file's stat and the time it was read."""
+    try:
+        with open(path, "rb") as f:
+            st, read_ns = os.fstat(f.fileno()), time.time_ns()
+            try:
+                flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
+                data = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+            except (ValueError, OSError, AttributeError):
                 data = f.read()
-        except OSError as e:
-            raise ModelLoadError(f"cannot read model file {path!r}: {e.strerror or e}") from None
-        return _parse(data, path), base_dir or os.path.dirname(os.path.abspath(path))
-    raise ModelLoadError(f"from_onnx takes a path, bytes or onnx.ModelProto, got "
-                         f"{type(model).__name__}")
+            return data, st, read_ns
+    except OSError as e:
+        raise ModelLoadError(f"cannot read model file {path!r}: {e.strerror or e}") from None
 
 
 def _parse(data: bytes, what: str) -> onnx.ModelProto:
@@ -109,8 +180,10 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
 
 
 def tensor_to_array(t: TensorProto, limits: Limits, base_dir: str | None,
-                    what: str | None = None) -> np.ndarray:
-    """Rules 2-4: decode one TensorProto (initializer or Constant value) into a read-only array."""
+                    what: str | None = None, raw_data: memoryview | None = None) -> np.ndarray:
+    """Rules 2-4: decode one TensorProto (initializer or Constant value) into a read-only array
+    of its own (one copy of the data). `raw_data`: the tensor's raw_data when it was cut out of
+    the proto (onnx_wire)."""
     what = what or f"tensor {t.name!r}"
     dtype = np_dtype(t.data_type, what)
     shape = tuple(int(d) for d in t.dims)
@@ -118,6 +191,8 @@ def tensor_to_array(t: TensorProto, limits: Limits, base_dir: str | None,
     count = math.prod(shape)
     if t.data_location == TensorProto.EXTERNAL:
         raw = read_external(t, nbytes, base_dir, what)
+    elif raw_data is not None:
+        raw = raw_data
     elif t.HasField("raw_data") or (t.raw_data and len(t.raw_data)):
         raw = t.raw_data
     else:
@@ -126,7 +201,10 @@ def tensor_to_array(t: TensorProto, limits: Limits, base_dir: str | None,
         if len(raw) != nbytes:
             raise ModelLoadError(f"{what}: raw_data has {len(raw)} bytes but dims {list(shape)} "
                                  f"of {dtype.name} need {nbytes}")
+        # astype copies: the array owns its memory, aligned, in native byte order
         array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+        array.setflags(write=False)
+        return array
     else:
         field = getattr(t, _TYPED_FIELD[t.data_type])
         if len(field) != count:

@@ -55,7 +55,7 @@ def test_garbage_model_file_is_a_clean_error(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00not an onnx model at all\xff" * 10)
     proc = subprocess.run([sys.executable, "-m", "graphcnn", "show", str(bad)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 1
     assert proc.stderr.startswith("graphcnn: error:") and "Traceback" not in proc.stderr
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from graphcnn.backends.llvm import cache
 from graphcnn.backends.reference import interpret
 from llvm_cases import rel_l2, rnd
 
@@ -225,16 +226,18 @@ def test_views_and_outputs_aliasing():
 
 
 def test_cache_hit_skips_lowering_and_codegen(monkeypatch):
-    import graphcnn.backends.llvm as backend
+    import importlib
 
+    codegen = importlib.import_module("graphcnn.backends.llvm.codegen")
+    lower = importlib.import_module("graphcnn.backends.llvm.lower")
     graph = lenet5(batch=1)
     x = rnd(1, 1, 28, 28)
     want = gc.compile(graph, target="llvm", cache=True)(x)
 
     def fail(*args, **kwargs):
         raise AssertionError("a cache hit must not lower or run LLVM")
-    monkeypatch.setattr(backend, "compile_objects", fail)
-    monkeypatch.setattr(backend, "lower", fail)
+    monkeypatch.setattr(codegen, "compile_objects", fail)  # the backend imports both lazily
+    monkeypatch.setattr(lower, "lower", fail)
     cm = gc.compile(graph, target="llvm", cache=True)
     assert cm.from_cache
     np.testing.assert_array_equal(cm(x), want)
@@ -244,6 +247,7 @@ def test_torn_cache_entry_is_recompiled(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHCNN_CACHE_DIR", str(tmp_path))
     graph = lenet5(batch=1)
     gc.compile(graph, target="llvm", cache=True)
+    cache.flush()  # entries are written in the background
     obj = next((tmp_path / "llvm").glob("*.o"))
     obj.write_bytes(obj.read_bytes()[:100])
     cm = gc.compile(graph, target="llvm", cache=True)
@@ -263,6 +267,7 @@ def test_pool_threads_are_joined_on_garbage_collection():
     import gc as pygc
 
     graph = gc.Sequential(gc.ReLU()).build((2, 3))
+    cache.flush()  # earlier tests' background cache writers
     before = _thread_count()
     models = [llvm(graph, threads=3) for _ in range(4)]
     assert _thread_count() == before + 4 * 2
