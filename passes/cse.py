@@ -8,19 +8,19 @@ All ops in the table are pure, so rule 2 needs no side-effect check.
 """
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
-from graphcnn.ir import Graph
+from graphcnn.ir import Graph, constant_digests
 
 
 def _merge_constants(graph: Graph) -> bool:  # Rule 1
     changed = False
     seen: dict[tuple, list] = {}
-    for v in graph.constants:
-        data = np.ascontiguousarray(v.data)
-        key = (v.type, hashlib.sha1(data.tobytes()).hexdigest())
+    constants = list(graph.constants)
+    # the memoised content digests (dtype, shape, bytes): imported constants were hashed once
+    # already, for the compile cache key, so most of these cost a dict lookup
+    for v, digest in zip(constants, constant_digests(constants)):
+        key = (v.type, digest)
         same = next((u for u in seen.get(key, []) if np.array_equal(u.data, v.data)), None)
         if same is None:
             seen.setdefault(key, []).append(v)

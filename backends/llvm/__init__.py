@@ -5,10 +5,11 @@
 
 Pipeline: lower.py (graph -> one LLVM module: kernels from emit/ and kernels/, the static memory
 plan of memory.py, the thread pool of threads.py, the `run` entry) -> codegen.py (verify, O3,
-object code for the host CPU) -> runtime.py (MCJIT-load the object, one ctypes call per
-inference) or aot.py (shared library + C header). cache.py keeps object code per
-(graph, options, CPU); gc.compile looks it up on the graph as the user gave it, before the pass
-pipeline (compile_graph), so a hit costs hashing the graph and loading the object, nothing else.
+object code for the host CPU; kernel modules compile in forked children while lowering goes
+on) -> runtime.py (MCJIT-load the object, one ctypes call per inference) or aot.py (shared
+library + C header). cache.py keeps object code per (graph, options, CPU); gc.compile looks it
+up on the graph as the user gave it, before the pass pipeline (compile_graph), so a hit costs
+hashing the graph and loading the object, nothing else.
 
 Threads: a persistent pool of (threads - 1) pthreads per compiled model, driven from the
 generated code; each kernel's tasks are statically partitioned, so results are bit-identical
@@ -111,12 +112,21 @@ def _build(graph: Graph, threads: int, cache: bool, cpu: str, rewrites: bool, pr
         obj, weights, manifest = hit
         from_cache = True
     else:
-        from .codegen import compile_objects
-        from .lower import lower  # not imported on a cache hit: the emitters take ~40 ms
+        from .codegen import ObjectBuilder, compile_objects
+        from .lower import gc_paused, lower  # not imported on a hit: the emitters take ~40 ms
 
         symbol = f"graphcnn_weights_{key[:16]}" if key else compile_cache.weights_symbol(graph)
-        lowered = lower(graph.copy(), vector_width(cpu), symbol, lower_rewrites, profile)
-        obj = compile_objects(lowered.modules, cpu)
+        # kernel modules compile in forked children as lowering completes them, so LLVM runs
+        # alongside the rest of the (Python) lowering; no garbage collection meanwhile (see
+        # gc_paused: it would walk the heap the children share)
+        builder = ObjectBuilder(cpu)
+        try:
+            with gc_paused():
+                lowered = lower(graph.copy(), vector_width(cpu), symbol, lower_rewrites,
+                                profile, on_kernel_module=builder.submit)
+                obj = compile_objects(lowered.modules, cpu, builder=builder)
+        finally:
+            builder.close()
         weights = lowered.weights
         manifest = {"weights_symbol": symbol, "workspace_bytes": lowered.workspace_bytes,
                     "weights_bytes": lowered.weights_bytes,

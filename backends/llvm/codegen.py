@@ -3,9 +3,12 @@
 O3 through the new pass manager (loop + SLP vectorisation). Two target machines: the JIT one
 (large code model, so the weights arena may live anywhere in the address space) and the AOT one
 (position-independent code for a shared library). Each module is verified before optimisation.
+Modules compile in forked children (ObjectBuilder), the kernel modules as soon as lowering has
+finished each, so LLVM works while Python still lowers the rest of the graph.
 """
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
@@ -57,19 +60,51 @@ def target_machine(cpu: str, aot: bool = False) -> llvm.TargetMachine:
                                         codemodel="jitdefault", jit=True)
 
 
-def compile_objects(modules: list[ir.Module], cpu: str, aot: bool = False) -> list[bytes]:
+class ObjectBuilder:
+    """Object code for modules compiled while the caller goes on: `submit(module)` forks a child
+    that compiles it at once (e.g. a finished kernel module while the rest of the graph is still
+    being lowered), `collect(module)` returns its object code. llvmlite serialises LLVM calls
+    within a process, so threads would not help. Without fork, or if a child fails or goes
+    silent, `collect` compiles the module here. `close` kills and reaps the children never
+    collected (call it when lowering fails half way)."""
+
+    def __init__(self, cpu: str, aot: bool = False):
+        self.cpu, self.aot = cpu, aot
+        self._children: dict[int, tuple[ir.Module, tuple[int, int] | None]] = {}
+
+    def submit(self, module: ir.Module) -> None:
+        """Start compiling `module`; it must not change afterwards."""
+        if id(module) not in self._children:
+            child = _fork_compile(module, self.cpu, self.aot) if hasattr(os, "fork") else None
+            self._children[id(module)] = (module, child)
+
+    def collect(self, module: ir.Module) -> bytes:
+        _, child = self._children.pop(id(module), (module, None))
+        obj = _collect(child) if child is not None else None
+        return obj if obj is not None else compile_object(module, self.cpu, self.aot)
+
+    def close(self) -> None:
+        for _, child in self._children.values():
+            if child is not None:
+                _abandon(child)
+        self._children.clear()
+
+
+def compile_objects(modules: list[ir.Module], cpu: str, aot: bool = False,
+                    builder: ObjectBuilder | None = None) -> list[bytes]:
     """compile_object for each module, all but the first in forked child processes running
-    alongside (llvmlite serialises LLVM calls within a process, so threads would not help).
+    alongside; modules already submitted to `builder` are collected, not compiled again.
     A child also prints its module to LLVM assembly (~0.15 s for a 2 MB kernel module), so that
     is not done serially before the forks. Without fork, or if a child fails, the remaining
     modules compile here, one after another."""
-    children: list[tuple[int, int] | None] = []
-    for module in modules[1:]:
-        children.append(_fork_compile(module, cpu, aot) if hasattr(os, "fork") else None)
-    objects = [compile_object(modules[0], cpu, aot)]
-    for child, module in zip(children, modules[1:]):
-        obj = _collect(child) if child is not None else None
-        objects.append(obj if obj is not None else compile_object(module, cpu, aot))
+    b = builder or ObjectBuilder(cpu, aot)
+    try:
+        for module in modules[1:]:
+            b.submit(module)
+        objects = [compile_object(modules[0], cpu, aot)]
+        objects += [b.collect(module) for module in modules[1:]]
+    finally:
+        b.close()
     return objects
 
 
@@ -82,6 +117,9 @@ def _fork_compile(module: ir.Module, cpu: str, aot: bool) -> tuple[int, int] | N
     if pid == 0:  # child: compile, send the object, leave without Python clean-up
         code = 1
         try:
+            # a collection would touch every object of the parent's heap (copy-on-write
+            # faults for nothing: the child leaves through os._exit soon)
+            gc.disable()
             os.close(read_fd)
             view = memoryview(compile_object(module, cpu, aot))
             while view:
@@ -111,6 +149,16 @@ def _collect(child: tuple[int, int]) -> bytes | None:
             chunks.append(chunk)
     _, status = os.waitpid(pid, 0)
     return b"".join(chunks) if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else None
+
+
+def _abandon(child: tuple[int, int]) -> None:
+    pid, fd = child
+    os.close(fd)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
 
 
 def _prepared(module: ir.Module, cpu: str, aot: bool) -> str:

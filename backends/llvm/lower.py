@@ -10,11 +10,16 @@ Steps (straight-line, in `lower`):
    constants live in the packed-weights arena, every other tensor gets a workspace offset from
    the static memory plan (memory.py);
 3. emit each node through its op's emitter (emit/), a copy for outputs that alias something;
+   the kernels/ plans they call fill kernel modules of their own, each handed over
+   (`on_kernel_module`) once full, so its LLVM compile can start while lowering goes on;
 4. emit the thread pool (threads.py) and `run`, which calls every task in order.
 """
 from __future__ import annotations
 
+import gc
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,18 +123,42 @@ def root(value: Value) -> Value:
     return value
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: lowering builds ~10^5 llvmlite objects, and the
+    full collections they trigger walk the whole heap (ResNet-50: ~0.3 s of ~0.65 s lowering),
+    and touch every page a forked compile child shares (copy-on-write faults in both). The
+    cycles left behind are collected once the collector runs again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool = True,
-          profile: bool = False) -> Lowered:
+          profile: bool = False,
+          on_kernel_module: Callable[[ir.Module], None] | None = None) -> Lowered:
     """Lower `graph` (the backend's own copy: it is rewritten in place). With `profile`, `run`
     also adds each task's wall time (ns, clock_gettime) to the exported i64 array
-    `graphcnn_profile`, one slot per task in order."""
+    `graphcnn_profile`, one slot per task in order. `on_kernel_module` gets each kernel module
+    as soon as it is complete (e.g. codegen.ObjectBuilder.submit, to compile it while lowering
+    goes on); every one of them is in the result's `modules` as well."""
+    with gc_paused():
+        return _lower(graph, vector_width, weights_symbol, rewrites, profile, on_kernel_module)
+
+
+def _lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool,
+           profile: bool, on_kernel_module: Callable[[ir.Module], None] | None) -> Lowered:
     if rewrites:
         from graphcnn.passes import optimize  # passes import the op table, not this backend
 
         graph = optimize(graph, opt_level=2, target="llvm", block=vector_width)
     graph = legalize(graph)
     module = ir.Module(name=graph.name)
-    ctx = EmitContext(module, vector_width, weights_symbol, graph.annotations)
+    ctx = EmitContext(module, vector_width, weights_symbol, graph.annotations, on_kernel_module)
     nodes = [n for n in graph.nodes if n.op not in VIEW_OPS]
     for v in graph.values():
         if v.type.dtype != "float32":
@@ -208,6 +237,7 @@ def lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool =
         ctx.locations[id(out)] = Location("output", j)
         copy_node = Node(f"copy_out{j}", "identity", [v], {})
         emit_copy(ctx, copy_node, v, out)
+    ctx.seal_kernels()  # every kernel is emitted: the last kernel module can compile now
 
     # ----- 4. the pool and the entry point ----------------------------------------------------
     pool = threads.emit_pool(module)

@@ -35,3 +35,16 @@ def test_different_constants_kept():
     b = g.apply("add", [x, g.add_constant(np.full(3, 2, np.float32))])
     g.set_outputs([g.apply("add", [a, b])])
     assert ops(check_pass(g, eliminate_common_subexpressions, changed=False)) == ["add"] * 3
+
+
+def test_rule1_same_bytes_other_shape_kept():
+    # the content key covers dtype and shape, not only the bytes
+    g = Graph("t")
+    x = g.add_input("x", (6,))
+    c = np.arange(6, dtype=np.float32)
+    a = g.apply("add", [x, g.add_constant(c, "c1")])
+    r = g.apply("reshape", [a], {"shape": (2, 3)})
+    y = g.apply("add", [r, g.add_constant(c.reshape(2, 3), "c2")])
+    g.set_outputs([y])
+    out = check_pass(g, eliminate_common_subexpressions, changed=False)
+    assert len(out.constants) == 2

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 from graphcnn.passes.fold_batch_norm import fold_batch_norm
 from pass_cases import check_pass, const, conv_graph, ops
 
@@ -43,3 +44,29 @@ def test_rule3_left_alone():
     g = Graph("t")
     g.set_outputs([_bn(g, g.add_input("x", (1, 8, 2, 2)), 8)])
     assert ops(check_pass(g, fold_batch_norm, changed=False)) == ["batch_norm"]
+
+
+def test_rule1_weights_as_float64_product_rounded_once():
+    # the folded weights are w * inv computed in float64 and rounded once to float32, bit for
+    # bit (the pass multiplies in small cast buffers into one reused scratch buffer); a larger
+    # conv after a smaller one and a smaller after it must not see each other's weights
+    g, y = conv_graph(bias=True, pads=(1, 1, 1, 1))
+    wants = []
+    for c_in, c_out in ((8, 8), (8, 16), (16, 4)):
+        assert y.type.shape[1] == c_in
+        if wants:
+            y = g.apply("conv", [y, const(g, (c_out, c_in, 3, 3), c_out), const(g, (c_out,), 5)],
+                        {"pads": (1, 1, 1, 1)})
+        bn = _bn(g, y, c_out)
+        scale, _, _, var = (v.data.astype(np.float64) for v in bn.producer.inputs[1:])
+        inv = scale / np.sqrt(var + 1e-3)
+        w = y.producer.inputs[1].data.astype(np.float64)
+        wants.append((w * inv[:, None, None, None]).astype(np.float32))
+        y = g.apply("relu", [bn])
+    g.set_outputs([y])
+    out = check_pass(g, fold_batch_norm)
+    got = [n.inputs[1].data for n in out.nodes if n.op == "conv"]
+    assert len(got) == 3
+    for a, b in zip(got, wants):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))

@@ -15,6 +15,7 @@ Emitters register by op name (`@emitter("relu", ...)`), one module per op family
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,16 +60,19 @@ class Location:
     index: int   # input/output position, or byte offset in the workspace / weights arena
 
 
-# separate modules for the kernels/ plans: with the main module, LLVM optimises and emits them
-# in parallel processes (codegen.compile_objects); 2 matches the usual core count here
-KERNEL_MODULES = 2
+# kernels/ plans go to separate modules of about this many LLVM instructions (~0.3 s of O3 and
+# object emission each): a module full enough is handed over (`on_kernel_module`, e.g. to a
+# forked compile in codegen.py) while lowering goes on, so LLVM runs alongside the Python
+# lowering, and small chunks keep the tail after lowering short (ResNet-50: ~27k instructions)
+KERNEL_CHUNK_INSTRUCTIONS = 4000
 
 
 class EmitContext:
     """Module-wide emission state: buffer locations, the weights arena, the task list."""
 
     def __init__(self, module: ir.Module, vector_width: int, weights_symbol: str,
-                 annotations: dict[str, dict] | None = None):
+                 annotations: dict[str, dict] | None = None,
+                 on_kernel_module: Callable[[ir.Module], None] | None = None):
         self.module = module
         self.annotations = annotations or {}  # the pass pipeline's hints, e.g. kernel family
         self.vw = vector_width
@@ -78,10 +82,11 @@ class EmitContext:
         self.weights_bytes = 0
         self._const_offsets: dict[int, int] = {}
         self._kernels: dict[object, ir.Function] = {}
-        # kernels/ plans go to separate modules, compiled to objects in parallel (codegen.py)
-        self.kernel_modules = [ir.Module(name=f"{module.name}.kernels{i}")
-                               for i in range(KERNEL_MODULES)]
-        self._kernel_load = [0] * KERNEL_MODULES
+        # every kernel module so far, in order; the last one is open while _chunk_open
+        self.kernel_modules: list[ir.Module] = []
+        self.on_kernel_module = on_kernel_module
+        self._chunk_open = False
+        self._chunk_load = 0
         self.weights = ir.GlobalVariable(module, ir.IntType(8), weights_symbol)
         self.weights.linkage = "external"
         self.weights.global_constant = True
@@ -90,24 +95,34 @@ class EmitContext:
     def kernel(self, plan, name: str) -> ir.Function:
         """The function for a kernels/ plan, emitted once per distinct plan: plans are frozen
         dataclasses of every compile-time constant, and weights/buffers are arguments, so
-        layers of the same shape share one function (ResNet-50: 53 convs, far fewer shapes)."""
+        layers of the same shape share one function (ResNet-50: 53 convs, far fewer shapes).
+        The body goes to the open kernel module, the main module gets a declaration."""
         fn = self._kernels.get(plan)
         if fn is None:
             unique = self.module.get_unique_name(f"k.{name}")
-            if self.kernel_modules:
-                # least-loaded kernel module, by IR size (~ LLVM time)
-                k = min(range(len(self.kernel_modules)), key=self._kernel_load.__getitem__)
-                target = self.kernel_modules[k]
-                before = len(target.globals)
-                body = plan.emit(target, unique)
-                self._kernel_load[k] += sum(
-                    sum(len(bb.instructions) for bb in g.blocks)
-                    for g in list(target.globals.values())[before:] if isinstance(g, ir.Function))
-                fn = ir.Function(self.module, body.ftype, unique)  # a declaration here
-            else:
-                fn = plan.emit(self.module, unique)
+            if not self._chunk_open:
+                self.kernel_modules.append(
+                    ir.Module(name=f"{self.module.name}.kernels{len(self.kernel_modules)}"))
+                self._chunk_open, self._chunk_load = True, 0
+            target = self.kernel_modules[-1]
+            before = len(target.globals)
+            body = plan.emit(target, unique)
+            self._chunk_load += sum(
+                sum(len(bb.instructions) for bb in g.blocks)
+                for g in list(target.globals.values())[before:] if isinstance(g, ir.Function))
+            fn = ir.Function(self.module, body.ftype, unique)  # a declaration here
             self._kernels[plan] = fn
+            if self._chunk_load >= KERNEL_CHUNK_INSTRUCTIONS:
+                self.seal_kernels()
         return fn
+
+    def seal_kernels(self) -> None:
+        """Close the open kernel module (no kernel is added to it afterwards) and hand it to
+        `on_kernel_module`."""
+        if self._chunk_open:
+            self._chunk_open = False
+            if self.on_kernel_module is not None:
+                self.on_kernel_module(self.kernel_modules[-1])
 
     # ----- weights arena ---------------------------------------------------------------------
     def add_weights(self, array: np.ndarray) -> int:
@@ -119,19 +134,23 @@ class EmitContext:
         return offset
 
     def weights_blob(self) -> np.ndarray:
-        """The arena as one 64-byte aligned uint8 array (no bytes copy: ResNet-50's is ~100 MB)."""
+        """The arena as one 64-byte aligned uint8 array (no bytes copy: ResNet-50's is ~100 MB).
+
+        The memory is an anonymous mmap (page aligned, zero filled): numpy asks for transparent
+        huge pages on big arrays, and where the kernel then compacts memory synchronously on
+        each fault, filling a fresh 100 MB array took ~0.2 s against ~0.05 s here. Only the
+        chunks are copied; the padding between them is already zero."""
         total = max(self.weights_bytes, 64)
-        raw = np.empty(total + 64, dtype=np.uint8)
-        start = (-raw.ctypes.data) % 64
-        blob = raw[start:start + total]
+        try:
+            blob = np.frombuffer(mmap.mmap(-1, total), dtype=np.uint8)
+        except (OSError, ValueError):  # no anonymous mmap: an aligned slice of a numpy array
+            raw = np.zeros(total + 64, dtype=np.uint8)
+            start = (-raw.ctypes.data) % 64
+            blob = raw[start:start + total]
         offset = 0
         for chunk in self.weight_chunks:
-            end = offset + chunk.nbytes
-            blob[offset:end] = chunk.view(np.uint8)
-            padded = offset + -(-chunk.nbytes // 64) * 64
-            blob[end:padded] = 0
-            offset = padded
-        blob[offset:] = 0
+            blob[offset:offset + chunk.nbytes] = chunk.view(np.uint8)
+            offset += -(-chunk.nbytes // 64) * 64
         return blob
 
     def weights_ptr(self, b: ir.IRBuilder, offset: int, name: str) -> ir.Value:

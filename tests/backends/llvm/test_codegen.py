@@ -2,14 +2,18 @@
 kernels/ plans live in their own modules, compiled (in forked children) and linked back."""
 from __future__ import annotations
 
+import gc as collector
 import importlib
+import os
 
 import numpy as np
 import pytest
 from graphcnn.backends.reference import interpret
 from llvm_cases import rel_l2, rnd
+from llvmlite import ir
 
 import graphcnn as gc
+from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
 
 lower_mod = importlib.import_module("graphcnn.backends.llvm.lower")
@@ -91,3 +95,96 @@ def test_silent_child_is_killed_and_module_compiled_here(monkeypatch):
     x = rnd(1, 16, 12, 12)
     got = gc.compile(graph, target="llvm", cache=False)(x)
     assert rel_l2(got, interpret(graph, [x])[0]) < 1e-5
+
+
+base = importlib.import_module("graphcnn.backends.llvm.emit.base")
+
+
+def test_kernel_modules_handed_over_complete_and_in_order(monkeypatch):
+    monkeypatch.setattr(base, "KERNEL_CHUNK_INSTRUCTIONS", 1)  # one module per kernel
+    graph = gc.optimize(twin_convs())
+    handed: list[tuple[object, str]] = []
+    lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False,
+                              on_kernel_module=lambda m: handed.append((m, str(m))))
+    assert [m for m, _ in handed] == lowered.kernel_modules == lowered.modules[1:]
+    assert len(handed) == 2
+    for module, text in handed:  # nothing was added to a module once it was handed over
+        assert str(module) == text
+
+
+def test_overlapped_compile_matches_serial_and_no_fork(monkeypatch):
+    monkeypatch.setattr(base, "KERNEL_CHUNK_INSTRUCTIONS", 1)  # submit during lowering
+    graph = twin_convs()
+    x = rnd(1, 16, 12, 12)
+    want = interpret(graph, [x])[0]
+    overlapped = gc.compile(graph, target="llvm", cache=False)(x)
+    monkeypatch.setattr(codegen, "_fork_compile", lambda *a: None)  # fork failed: all here
+    serial = gc.compile(graph, target="llvm", cache=False)(x)
+    np.testing.assert_array_equal(overlapped, serial)
+    monkeypatch.delattr(os, "fork")  # a platform without fork
+    np.testing.assert_array_equal(gc.compile(graph, target="llvm", cache=False)(x), serial)
+    assert rel_l2(overlapped, want) < 1e-5
+
+
+def test_failed_lowering_reaps_submitted_children(monkeypatch):
+    monkeypatch.setattr(base, "KERNEL_CHUNK_INSTRUCTIONS", 1)
+    pids: list[int] = []
+    fork = codegen._fork_compile
+
+    def recording_fork(*args):
+        child = fork(*args)
+        if child is not None:
+            pids.append(child[0])
+        return child
+    monkeypatch.setattr(codegen, "_fork_compile", recording_fork)
+    emitters = importlib.import_module("graphcnn.backends.llvm.emit").EMITTERS
+
+    def broken(ctx, node):
+        raise RuntimeError("emitter bug")
+    monkeypatch.setitem(emitters, "from_blocked", broken)  # after the convs' kernels
+    with pytest.raises(CompileError, match="emitter bug"):
+        gc.compile(twin_convs(), target="llvm", cache=False)
+    assert pids
+    for pid in pids:  # killed and reaped, not left as zombies
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def test_collect_without_submit_compiles_here():
+    graph = gc.optimize(twin_convs())
+    lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False)
+    builder = codegen.ObjectBuilder("host")
+    obj = builder.collect(lowered.kernel_modules[0])
+    assert isinstance(obj, bytes) and obj
+    builder.close()
+
+
+def test_weights_arena_aligned_zero_padded():
+    # chunks at 64-byte offsets, the padding between them zero
+    ctx = base.EmitContext(ir.Module(name="m"), 16, "w")
+    chunks = [np.arange(5, dtype=np.float32), np.full((3, 7), 2.5, np.float32),
+              np.ones(16, np.float32)]
+    offsets = [ctx.add_weights(c) for c in chunks]
+    blob = ctx.weights_blob()
+    assert blob.dtype == np.uint8 and blob.ctypes.data % 64 == 0
+    assert blob.nbytes == ctx.weights_bytes and offsets == [0, 64, 192]
+    floats = blob.view(np.float32)
+    want = np.zeros(ctx.weights_bytes // 4, np.float32)
+    for off, c in zip(offsets, chunks):
+        want[off // 4:off // 4 + c.size] = c.reshape(-1)
+    np.testing.assert_array_equal(floats, want)
+
+
+def test_gc_paused_restores_the_collector_state():
+    assert collector.isenabled()
+    with pytest.raises(RuntimeError), lower_mod.gc_paused():
+        assert not collector.isenabled()
+        raise RuntimeError("lowering failed")
+    assert collector.isenabled()
+    collector.disable()
+    try:
+        with lower_mod.gc_paused():
+            pass
+        assert not collector.isenabled()  # a caller's own choice is kept
+    finally:
+        collector.enable()
