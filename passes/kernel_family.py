@@ -12,7 +12,8 @@ shape its kernels do not take. A simple cost model, first match wins:
    O(C_in * C_out * tiles) products only with enough channels; the transformed weights (4x the
    kernel) are streamed once per task, which few tiles cannot pay for (bench_winograd.py, hot
    cache: 1.1-2.8x over direct from 14x14 up, 0.7-0.8x at 7x7x512), and in a whole network
-   they come from memory, which 14x14 layers do not pay for (WINOGRAD_MIN_PIXELS).
+   they come from memory, which 14x14 layers do not pay for (WINOGRAD_MIN_PIXELS), nor layers
+   with more than 256 x 256 channels (WINOGRAD_MAX_WEIGHTS).
 4. every other conv (depthwise, strided, 5x5, tiny channel counts) -> "direct".
 """
 from __future__ import annotations
@@ -30,6 +31,10 @@ WINOGRAD_MIN_TILES = 16  # 4x4 output tiles per image
 # that from 16x16 up (measured, 2 threads: ResNet-50's 14x14x256 layers 1.25 ms Winograd vs
 # 0.55 ms direct; CIFAR VGG's 16x16x128 layers faster Winograd)
 WINOGRAD_MIN_PIXELS = 256
+# C_in * C_out: the Winograd kernel streams its 36 * C_in * C_out transformed weights once per
+# chunk of tiles; from 256 -> 512 channels up (19 MB+) that traffic outweighs the saved FMAs
+# (measured, 2 threads, VGG-19: 28x28x512 layers 12.6 ms Winograd vs 5.3 ms direct)
+WINOGRAD_MAX_WEIGHTS = 256 * 256
 
 
 def _logical_hw(node: Node) -> tuple[int, ...]:
@@ -51,6 +56,7 @@ def choose_kernel(node: Node) -> str:
         return "gemm"  # Rule 2
     if (plain and len(w) == 4 and w[2:] == (3, 3) and a["dilations"] == (1, 1)
             and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS
+            and c_in * c_out <= WINOGRAD_MAX_WEIGHTS
             and _tiles(_logical_hw(node)) >= WINOGRAD_MIN_TILES
             and node.outputs[0].type.shape[0] * math.prod(_logical_hw(node))
             >= WINOGRAD_MIN_PIXELS):

@@ -12,6 +12,8 @@ from graphcnn.ir import Graph
     ({"c_in": 16, "c_out": 16, "k": 1}, "gemm"),                                     # rule 2
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 16, "pads": (1, 1, 1, 1)}, "winograd"),  # rule 3
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "pads": (1, 1, 1, 1)}, "direct"),   # 196 px
+    ({"c_in": 256, "c_out": 256, "k": 3, "size": 16, "pads": (1, 1, 1, 1)}, "winograd"),
+    ({"c_in": 256, "c_out": 512, "k": 3, "size": 16, "pads": (1, 1, 1, 1)}, "direct"),  # big U
     ({"c_in": 16, "c_out": 32, "k": 3, "size": 16, "pads": (1, 1, 1, 1)}, "direct"),   # few channels
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "strides": (2, 2)}, "direct"),      # strided
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "groups": 32}, "direct"),           # depthwise
