@@ -27,6 +27,7 @@ def _inv_shift(bn: Node) -> tuple[np.ndarray, np.ndarray]:
 
 def _foldable(graph: Graph, bn: Node, producer: Node | None, op: str) -> bool:
     return (producer is not None and producer.op == op
+            and bn.attrs["activation"] == "none"
             and producer.attrs["activation"] == "none"
             and not producer.attrs.get("residual", False)
             and producer.attrs.get("layout", "NCHW") == "NCHW"

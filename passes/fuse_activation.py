@@ -7,6 +7,10 @@ one use (and is not a graph output) and the producer's epilogue has room for it.
    (relu6 is clip(0, 6); a conv carrying a residual takes the activation after the residual
    add, which is exactly act(conv + b + r)).
 3. relu / leaky_relu / clip / sigmoid (gemm(...)) -> gemm[activation=...](...)
+4. relu / leaky_relu / clip / sigmoid (batch_norm(...)) -> batch_norm[activation=...](...)
+   (pre-activation networks: DenseNet's BN + ReLU before each conv becomes one pass over the
+   data); on a blocked batch_norm only activations with act(0) = 0, which keep its zero
+   padding lanes zero.
 Applied to a fixed point (a loop limit guards against a rule that keeps firing).
 """
 from __future__ import annotations
@@ -14,11 +18,16 @@ from __future__ import annotations
 import numpy as np
 
 from graphcnn.ir import Graph, Node
-from graphcnn.ops import FUSIBLE_ACTIVATIONS, as_epilogue
+from graphcnn.ops import FUSIBLE_ACTIVATIONS, apply_activation, as_epilogue
 
 from .util import adopt_name, replace_node, single_private_use
 
 MAX_ROUNDS = 8
+
+
+def zero_at_zero(activation: str, params: tuple) -> bool:
+    """act(0) == 0: the activation keeps a blocked tensor's zero padding lanes zero."""
+    return float(apply_activation(np.zeros(1, np.float32), activation, params)[0]) == 0.0
 
 
 def _bias_of(graph: Graph, add: Node, conv: Node):
@@ -55,13 +64,16 @@ def fuse_bias(graph: Graph, add: Node) -> bool:  # Rule 1
     return True
 
 
-def fuse_into_epilogue(graph: Graph, act: Node) -> bool:  # Rules 2, 3
+def fuse_into_epilogue(graph: Graph, act: Node) -> bool:  # Rules 2, 3, 4
     producer = act.inputs[0].producer
-    if (producer is None or producer.op not in ("conv", "gemm")
+    if (producer is None or producer.op not in ("conv", "gemm", "batch_norm")
             or producer.attrs["activation"] != "none"
             or not single_private_use(graph, producer.outputs[0])):
         return False
     kind, params = as_epilogue(act.op, act.attrs)
+    if (producer.op == "batch_norm" and producer.attrs["layout"] == "NCHWc"
+            and not zero_at_zero(kind, params)):
+        return False
     y = graph.apply(producer.op, list(producer.inputs),
                     {**producer.attrs, "activation": kind, "activation_params": params},
                     name=producer.name, before=act)

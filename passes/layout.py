@@ -20,9 +20,9 @@ leaving it (shared by all its NCHW consumers).
 4. max/avg/sum pools and global pools (2-D) run blocked with layout="NCHWc" (per-channel).
 5. concat on axis 1 runs blocked when all inputs have twins with the same block and every
    input's channel count is a multiple of it (no padding inside the result).
-5b. batch_norm with constant parameters runs blocked on its input's twin (DenseNet's BN on each
-   concat, before its ReLU): the parameters are padded to every blocked channel with scale 0,
-   bias 0, mean 0, var 1, so padding channels stay 0.
+5b. batch_norm with constant parameters and no fused activation or one with act(0) = 0 runs
+   blocked on its input's twin (DenseNet's BN + ReLU on each concat): the parameters are padded
+   to every blocked channel with scale 0, bias 0, mean 0, var 1, so padding channels stay 0.
 6. Everything else reads the logical value (through the from_blocked, kept by rule 7).
 7. Conversions nobody reads are removed (dead-code elimination at the end of the pass).
 """
@@ -33,6 +33,7 @@ import numpy as np
 from graphcnn.ir import Graph, Node, Value
 
 from .dce import eliminate_dead_code
+from .fuse_activation import zero_at_zero
 from .util import adopt_name, replace_node
 
 DEFAULT_BLOCK = 16
@@ -135,7 +136,8 @@ class _Blocker:
         t = self.twin.get(id(node.inputs[0]))
         params = node.inputs[1:]
         if (t is None or node.attrs["layout"] != "NCHW" or t.type.rank != 5
-                or not all(p.is_constant for p in params)):
+                or not all(p.is_constant for p in params)
+                or not zero_at_zero(node.attrs["activation"], node.attrs["activation_params"])):
             return
         channels = t.type.shape[1] * t.type.shape[-1]
         padded = []

@@ -237,8 +237,9 @@ def _global_pool(onnx_op: str) -> Callable[[Emitter, Node], None]:
 
 def _batch_norm(e: Emitter, node: Node) -> None:
     def plain(x: str, out: str | None = None) -> str:
-        return e.add("BatchNormalization", [x] + [v.name for v in node.inputs[1:]], out,
-                     hint=node.name, epsilon=float(node.attrs["epsilon"]))
+        y = e.add("BatchNormalization", [x] + [v.name for v in node.inputs[1:]], hint=node.name,
+                  epsilon=float(node.attrs["epsilon"]))
+        return _epilogue(e, node, y, out)
 
     if node.attrs["layout"] == "NCHWc":  # parameters cover every blocked channel
         c = node.inputs[0].shape[1] * node.inputs[0].shape[-1]

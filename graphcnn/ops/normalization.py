@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import TensorType
+from .activation import EPILOGUE_ATTRS, apply_activation, check_epilogue
 from .layout import LAYOUTS, blockable
 from .registry import OpDef, norm_axis, register, require, same
 
@@ -33,19 +34,23 @@ def _bn_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
 def _batch_norm(a: dict, x, scale, bias, mean, var):
     shape = (1, -1) + (1,) * (x.ndim - 2)
     inv = (scale / np.sqrt(var + np.float32(a["epsilon"]))).reshape(shape)
-    return ((x - mean.reshape(shape)) * inv + bias.reshape(shape)).astype(x.dtype)
+    y = ((x - mean.reshape(shape)) * inv + bias.reshape(shape)).astype(x.dtype)
+    return apply_activation(y, a["activation"], a["activation_params"])
 
 
 def _bn_normalize(a: dict, t: list[TensorType]) -> dict:
     require(a["layout"] in LAYOUTS, f"layout must be one of {LAYOUTS}")
+    check_epilogue(a)
     return a
 
 
 # layout="NCHWc": x is blocked (N, Cb, *S, b) and the parameters cover all Cb*b channels (the
 # layout pass pads them with scale 0, bias 0, mean 0, var 1, which keeps padding channels 0)
-register(OpDef("batch_norm", {"epsilon": 1e-5, "layout": "NCHW"}, blockable(_bn_infer),
-               blockable(_batch_norm), inputs=(5, 5), normalize=_bn_normalize,
-               doc="(x - mean) / sqrt(var + eps) * scale + bias, per channel (inference)"))
+# activation: a fused epilogue (passes/fuse_activation.py), as on conv
+register(OpDef("batch_norm", {"epsilon": 1e-5, "layout": "NCHW", **EPILOGUE_ATTRS},
+               blockable(_bn_infer), blockable(_batch_norm), inputs=(5, 5),
+               normalize=_bn_normalize,
+               doc="act((x - mean) / sqrt(var + eps) * scale + bias), per channel (inference)"))
 
 
 def _lrn_infer(a: dict, t: list[TensorType]) -> list[TensorType]:

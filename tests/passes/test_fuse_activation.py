@@ -66,3 +66,30 @@ def test_rule2_relu6_expected_ir_text():
     g, y = conv_graph(c_in=2, c_out=3, k=1, size=2)
     g.set_outputs([g.apply("clip", [y], {"min": 0.0, "max": 6.0}, name="relu6")])
     assert str(check_pass(g, fuse_conv_activation)) == EXPECTED_RELU6
+
+
+def _bn(g: Graph, x, c: int, **attrs):
+    return g.apply("batch_norm", [x, const(g, (c,), 1), const(g, (c,), 2), const(g, (c,), 3),
+                                  const(g, (c,), 4, 0.5, 2.0)], attrs)
+
+
+@pytest.mark.parametrize("op, attrs, kind", [("relu", {}, "relu"),
+                                             ("clip", {"min": 0.0, "max": 6.0}, "clip"),
+                                             ("sigmoid", {}, "sigmoid")])
+def test_rule4_activation_into_batch_norm(op, attrs, kind):
+    g = Graph("t")
+    x = g.add_input("x", (1, 6, 5, 5))
+    g.set_outputs([g.apply(op, [_bn(g, x, 6)], attrs)])
+    out = check_pass(g, fuse_conv_activation)
+    assert ops(out) == ["batch_norm"] and out.nodes[0].attrs["activation"] == kind
+
+
+def test_rule4_blocked_batch_norm_takes_only_zero_preserving_activations():
+    """sigmoid(0) = 0.5 would fill a blocked tensor's padding lanes; relu keeps them zero."""
+    for op, fused in (("relu", True), ("sigmoid", False)):
+        g = Graph("t")
+        x = g.add_input("x", (1, 1, 5, 5, 8))
+        bn = g.apply("batch_norm", [x] + [const(g, (8,), k) for k in range(3)]
+                     + [const(g, (8,), 3, 0.5, 2.0)], {"layout": "NCHWc"})
+        g.set_outputs([g.apply(op, [bn])])
+        check_pass(g, fuse_conv_activation, changed=fused)

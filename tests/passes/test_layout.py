@@ -123,3 +123,13 @@ def test_rule5b_runtime_parameters_keep_batch_norm_nchw():
     g.set_outputs([bn])
     out = check_pass(g, partial(choose_layout, block=16))
     assert ops(out) == ["to_blocked", "conv", "from_blocked", "batch_norm"]
+
+
+def test_rule5b_batch_norm_with_sigmoid_stays_nchw():
+    g, x = _input(16)
+    y = _conv(g, x, 12, 1)
+    bn = g.apply("batch_norm", [y, const(g, (12,), 2), const(g, (12,), 3), const(g, (12,), 4),
+                                const(g, (12,), 5, 0.5, 2.0)], {"activation": "sigmoid"})
+    g.set_outputs([_conv(g, bn, 16, 6)])
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert [n.attrs["layout"] for n in out.nodes if n.op == "batch_norm"] == ["NCHW"]

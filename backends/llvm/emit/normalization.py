@@ -12,7 +12,7 @@ from llvmlite import ir
 
 from graphcnn.ir import Node
 
-from ..kernels._emit import F32, entry_alloca, for_range, i64, splat, vexp
+from ..kernels._emit import F32, apply_activation, entry_alloca, for_range, i64, splat, vexp
 from .base import (
     EmitContext,
     emitter,
@@ -94,6 +94,7 @@ def emit_batch_norm(ctx: EmitContext, node: Node) -> None:
     lanes = x.type.shape[-1] if blocked else 1
     plane = math.prod(x.type.shape[2:])          # blocked: pixels * lanes
     eps = float(node.attrs["epsilon"])
+    act, params = node.attrs["activation"], tuple(node.attrs["activation_params"])
     with ctx.task(node, n * c, 2 * x.type.size) as (b, env, t):
         ch = b.urem(t, i64(c), name="ch")
         first = b.mul(ch, i64(lanes), name="lane0")
@@ -113,7 +114,8 @@ def emit_batch_norm(ctx: EmitContext, node: Node) -> None:
             def pixel(p):
                 at = b.mul(p, i64(lanes), name="at")
                 v = b.fsub(load(b, src, at, lanes, "x"), mu, name="xc")
-                store(b, b.fadd(b.fmul(v, inv, name="xn"), bi, name="y"), dst, at, "y")
+                v = b.fadd(b.fmul(v, inv, name="xn"), bi, name="y")
+                store(b, apply_activation(b, v, act, params, "act"), dst, at, "y")
             with for_range(b, 0, plane // lanes, name="px") as p:
                 pixel(p)
             return
@@ -121,7 +123,8 @@ def emit_batch_norm(ctx: EmitContext, node: Node) -> None:
         def body(i, wd):
             v = b.fsub(load(b, src, i, wd, "x"), splat_value(b, mu, wd, "mu"), name="xc")
             v = b.fmul(v, splat_value(b, inv, wd, "inv"), name="xn")
-            store(b, b.fadd(v, splat_value(b, bi, wd, "b"), name="y"), dst, i, "y")
+            v = b.fadd(v, splat_value(b, bi, wd, "b"), name="y")
+            store(b, apply_activation(b, v, act, params, "act"), dst, i, "y")
         vec_loop(b, 0, plane, ctx.vw, body, "bn")
 
 
