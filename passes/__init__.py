@@ -12,7 +12,7 @@ Levels:
   1  cleanups that never change what runs: identity/dropout removal, constant folding,
      view cancellation, CSE, dead code
   2  level 1 + batch-norm folding, pad folding, epilogue fusion (bias, residual, activation),
-     in-place concat marks; for target "llvm" also the strided-1x1 split, the blocked layout
+     concat prefix reuse, in-place concat marks; for target "llvm" also the strided-1x1 split, the blocked layout
      and the kernel-family choice
   3  level 2, with the cleanup + fusion passes run a second time after the layout choice
 Other targets ("reference", "onnxruntime", None) never get llvm-specific passes, so exported
@@ -30,6 +30,7 @@ from graphcnn.verify import verify as verify_graph
 
 from .cancel_views import cancel_views
 from .concat_inplace import mark_concat_inplace
+from .concat_prefix import reuse_concat_prefixes
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold_batch_norm import fold_batch_norm
@@ -63,6 +64,7 @@ def _fusion() -> list[Pass]:
         Pass("fold-pad", fold_pad),  # explicit pads into conv / pool windows
         Pass("fuse-residual-add", fuse_residual_add),  # before activations: act(conv + b + r)
         Pass("fuse-conv-activation", fuse_conv_activation),  # bias add, relu, clip, ... epilogues
+        Pass("reuse-concat-prefixes", reuse_concat_prefixes),  # DenseNet: concat chains
         Pass("dce", eliminate_dead_code),
     ]
 

@@ -11,8 +11,11 @@ output buffer, and skips the concat's copy; one that ignores them still computes
 1. The slices must be contiguous: every dim before the concat axis is 1 (axis 1 with batch 1 in
    NCHW; also axis 1 of a blocked (N, Cb, H, W, b) tensor with N = 1).
 2. Each input is produced by a node (not a graph input or constant), by a different node, is
-   used only by this concat (once) and is not a graph output, and is not a view (flatten,
-   reshape, ...: a view aliases its own input's buffer).
+   used by this concat once and by no view (flatten, reshape, ...: a view aliases its own
+   input's buffer), is not a graph output, and is not itself a view. Other nodes may read it:
+   it stays in its slice, which nothing overwrites while the concat's buffer lives. An input
+   may be another (marked) concat's output: DenseNet's concat(concat(x0, y1), y2) ... chain
+   then shares the last concat's buffer, each intermediate result a prefix of it.
 3. A producer writes into at most one concat (a later concat that would also claim it is left
    unmarked).
 A concat that does not qualify is left to copy. Re-running clears and re-derives the marks.
@@ -24,7 +27,7 @@ import math
 from graphcnn.ir import Graph, Node
 from graphcnn.ops import VIEWS
 
-from .util import annotate, annotations, single_private_use
+from .util import annotate, annotations, is_output
 
 
 def _qualifies(graph: Graph, concat: Node, claimed: set[str]) -> bool:
@@ -34,8 +37,14 @@ def _qualifies(graph: Graph, concat: Node, claimed: set[str]) -> bool:
     producers = [v.producer for v in concat.inputs]
     return (all(p is not None and p.op not in VIEWS and len(p.outputs) == 1 for p in producers)
             and len({id(p) for p in producers}) == len(producers)
-            and all(single_private_use(graph, v) for v in concat.inputs)
+            and all(_writable_slice(graph, concat, v) for v in concat.inputs)
             and not any(p.name in claimed for p in producers))  # Rules 2, 3
+
+
+def _writable_slice(graph: Graph, concat: Node, v) -> bool:
+    uses = [n for n, _ in v.uses]
+    return (sum(n is concat for n in uses) == 1 and not is_output(graph, v)
+            and not any(n.op in VIEWS for n in uses))
 
 
 def mark_concat_inplace(graph: Graph) -> bool:

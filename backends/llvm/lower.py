@@ -193,12 +193,20 @@ def _lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool,
             if id(v) not in ctx.locations and id(v) not in slices:
                 buffers[id(v)] = memory.Buffer(id(v), v.type.nbytes, index[id(n)], index[id(n)])
                 roots[id(v)] = v
-    for s in slices.values():  # the concat's buffer is live from its first writer on
-        buf = buffers[id(s.concat.outputs[0])]
+    def owner(key: int) -> tuple[int, int]:
+        """(id of the value whose buffer holds value `key`, byte offset in it): a concat chain
+        resolves to its last concat."""
+        offset = 0
+        while key in slices:
+            offset += slices[key].byte_offset
+            key = id(slices[key].concat.outputs[0])
+        return key, offset
+    for key, s in slices.items():  # the shared buffer is live from its first writer on
+        buf = buffers[owner(key)[0]]
         buf.first = min(buf.first, index[id(s.writer)])
 
     def touch(v: Value, at: int) -> None:
-        buf = buffers.get(id(root(v)))
+        buf = buffers.get(owner(id(root(v)))[0])
         if buf is not None:
             buf.last = max(buf.last, at)
     for n in nodes:
@@ -209,9 +217,9 @@ def _lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool,
     workspace = memory.plan(list(buffers.values()))
     for key, buf in buffers.items():
         ctx.locations[key] = Location("workspace", buf.offset)
-    for key, s in slices.items():
-        ctx.locations[key] = Location("workspace", buffers[id(s.concat.outputs[0])].offset
-                                      + s.byte_offset)
+    for key in slices:
+        holder, offset = owner(key)
+        ctx.locations[key] = Location("workspace", buffers[holder].offset + offset)
     inplace = {id(s.concat) for s in slices.values()}
     for v in graph.values():
         r = root(v)

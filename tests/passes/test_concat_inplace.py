@@ -48,3 +48,17 @@ def test_rule3_marks_are_rederived():
     assert mark_concat_inplace(g)
     g.set_outputs([cat, z])  # z becomes an output: the concat no longer qualifies
     assert mark_concat_inplace(g) and annotations(g) == {}
+
+
+def test_rule2_chain_with_other_readers():
+    """concat(concat(a, b), c) where the inner result is also read by c's producer: both
+    concats are marked, the inner one writes into the outer at offset 0."""
+    g, _, a, b = _two_branches()
+    inner = g.apply("concat", [a, b], {"axis": 1}, name="inner")
+    c = g.apply("relu", [inner], name="c")
+    g.set_outputs([g.apply("concat", [inner, c], {"axis": 1}, name="outer")])
+    out = check_pass(g, mark_concat_inplace)
+    notes = annotations(out)
+    assert notes["inner"] == {"concat_inplace": True, "write_into": ("outer", 0)}
+    assert notes["outer"] == {"concat_inplace": True}
+    assert notes["c"] == {"write_into": ("outer", inner.shape[1])}

@@ -340,20 +340,38 @@ def test_profile_times_every_kernel():
 
 def test_inplace_concat_writes_slices_and_skips_the_copy():
     """A fire module (SqueezeNet): both expand convs write into their slice of the concat's
-    buffer; no concat kernel runs. With an expand output also returned, the concat copies."""
-    gc.manual_seed(6)
-    b = gc.GraphBuilder("fire")
-    x = b.input("input", (1, 16, 9, 9))
-    s = gc.ReLU()(gc.Conv2d(16, 8, 1)(x))
-    e1, e3 = gc.ReLU()(gc.Conv2d(8, 32, 1)(s)), gc.ReLU()(gc.Conv2d(8, 16, 3, padding=1)(s))
-    cat = gc.concat([e1, e3], axis=1)
-    for outputs, inplace in (([gc.MaxPool2d(2)(cat)], True),
-                             ([gc.MaxPool2d(2)(cat), e1], False)):
-        graph = b.build(*outputs)
-        xs = rnd(1, 16, 9, 9)
+    buffer; no concat kernel runs, also when a slice is read elsewhere too (an expand output
+    returned as well). At batch 2 the slices are not contiguous: the concat copies."""
+    for batch, extra_output, inplace in ((1, False, True), (1, True, True), (2, False, False)):
+        gc.manual_seed(6)
+        b = gc.GraphBuilder("fire")
+        x = b.input("input", (batch, 16, 9, 9))
+        s = gc.ReLU()(gc.Conv2d(16, 8, 1)(x))
+        e1 = gc.ReLU()(gc.Conv2d(8, 32, 1)(s))
+        e3 = gc.ReLU()(gc.Conv2d(8, 16, 3, padding=1)(s))
+        cat = gc.concat([e1, e3], axis=1)
+        graph = b.build(gc.MaxPool2d(2)(cat), *([e1] if extra_output else []))
+        xs = rnd(batch, 16, 9, 9)
         want = interpret(graph, [xs])
         cm = llvm(graph)
         got = cm(xs)
         for g_, w_ in zip(got if isinstance(got, tuple) else (got,), want):
             assert rel_l2(g_, w_) <= 1e-5
         assert ("concat" not in [k["op"] for k in cm.kernels]) is inplace
+
+
+def test_concat_chain_shares_one_buffer():
+    """DenseNet's block: concat(concat(x0, y1), y2) with each concat also read by the next
+    layer: every intermediate result is a prefix of the last concat's buffer, no copies."""
+    gc.manual_seed(7)
+    b = gc.GraphBuilder("chain")
+    x = b.input("input", (1, 16, 8, 8))
+    feats = gc.Conv2d(16, 16, 3, padding=1)(x)
+    for _ in range(3):
+        y = gc.Conv2d(feats.shape[1], 16, 3, padding=1)(gc.ReLU()(feats))
+        feats = gc.concat([feats, y], axis=1)
+    graph = b.build(gc.Conv2d(64, 8, 1)(feats))
+    xs = rnd(1, 16, 8, 8)
+    cm = llvm(graph)
+    assert rel_l2(cm(xs), interpret(graph, [xs])[0]) <= 1e-5
+    assert "concat" not in [k["op"] for k in cm.kernels]
