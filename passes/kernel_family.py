@@ -12,7 +12,8 @@ shape its kernels do not take. A simple cost model, first match wins:
    O(C_in * C_out * tiles) products only with enough channels; the transformed weights (4x the
    kernel) are streamed once per task, which few tiles cannot pay for (bench_winograd.py, hot
    cache: 1.1-2.8x over direct from 14x14 up, 0.7-0.8x at 7x7x512), and in a whole network
-   they come from memory, which 14x14 layers do not pay for (WINOGRAD_MIN_PIXELS), nor layers
+   they come from memory, which a 14x14 layer at batch 1 does not pay for (WINOGRAD_MIN_PIXELS
+   counts pixels over the batch: the weights are read once for all images), nor layers
    with more than 256 x 256 channels (WINOGRAD_MAX_WEIGHTS).
 4. every other conv (depthwise, strided, 5x5, tiny channel counts) -> "direct".
 """

@@ -9,12 +9,12 @@ object code for the host CPU; kernel modules compile in forked children while lo
 on) -> runtime.py (MCJIT-load the object, one ctypes call per inference) or aot.py (shared
 library + C header). cache.py keeps object code per (graph, options, CPU); gc.compile looks it
 up on the graph as the user gave it, before the pass pipeline (compile_graph), so a hit costs
-hashing the graph and loading the object, nothing else.
+verifying and hashing the graph and loading the object, nothing else.
 
 Threads: a persistent pool of (threads - 1) pthreads per compiled model, driven from the
-generated code; each kernel's tasks are statically partitioned, so results are bit-identical
-for any thread count (see threads.py). Input policy: the CompiledModel base (float64 rejected,
-non-contiguous copied). Outputs are freshly allocated per call.
+generated code; each kernel's tasks are claimed in chunks, and every task sums in a fixed
+order, so results are bit-identical for any thread count (see threads.py). Input policy: the
+CompiledModel base (float64 rejected, non-contiguous copied). Outputs are freshly allocated per call.
 """
 from __future__ import annotations
 

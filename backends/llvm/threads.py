@@ -398,12 +398,20 @@ class Pool:
         for g in (self.quit, self.busy, self.sleepers):
             b.store(_i64(0), g)
         b.store(b.call(self.getpid, [], name="pid"), self.owner)
-        b.store(total, self.nthreads)
+        # count only the workers that started (pthread_create can fail, e.g. EAGAIN under a
+        # thread limit): handles[1 .. started) are exactly the ones shutdown joins
+        started = b.alloca(I64, name="started")
+        b.store(_i64(1), started)
         with _range(b, 1, total, "spawn") as i:
-            slot = b.gep(self.handles, [_i64(0), i], name="handle")
-            b.call(self.p_create, [slot, ir.Constant(I8P, None), self.worker,
-                                   b.inttoptr(i, I8P, name="id")])
-        b.ret(total)
+            k = b.load(started, name="k")
+            slot = b.gep(self.handles, [_i64(0), k], name="handle")
+            rc = b.call(self.p_create, [slot, ir.Constant(I8P, None), self.worker,
+                                        b.inttoptr(i, I8P, name="id")], name="rc")
+            ok = b.icmp_signed("==", rc, ir.Constant(I32, 0), name="ok")
+            b.store(b.add(k, b.zext(ok, I64, name="ok64"), name="k1"), started)
+        count = b.load(started, name="count")
+        b.store(count, self.nthreads)
+        b.ret(count)
 
     # ----- graphcnn_shutdown_threads() --------------------------------------------------------
     def _emit_shutdown(self) -> None:

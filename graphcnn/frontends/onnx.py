@@ -146,7 +146,9 @@ class _Importer:
                     graph.unique_name(out)
         for tname, array in self._initializers(g, initializers).items():
             env[tname] = self._named(_constant(graph, array, tname), tname)
-        self._digests({tname: env[tname] for tname in initializers})
+        external = any(t.data_location == onnx.TensorProto.EXTERNAL
+                       for t in initializers.values())
+        self._digests({tname: env[tname] for tname in initializers}, remembered=not external)
         poisoned = {vi.name for vi in g.input if vi.name not in env}  # unsupported inputs
         for i in order:
             self._import_node(graph, g.node[i], names[i], versions[i], env, poisoned)
@@ -187,10 +189,15 @@ class _Importer:
         with ThreadPoolExecutor(max_workers=2) as pool:  # map raises the first error in order
             return {job[0]: array for job, array in zip(jobs, pool.map(decode, jobs))}
 
-    def _digests(self, values: dict[str, Value]) -> None:
+    def _digests(self, values: dict[str, Value], remembered: bool = True) -> None:
         """A compile keys its cache on every constant's bytes: seed the digests recorded for an
-        unchanged file (onnx_digests), else start hashing while the nodes import."""
+        unchanged file (onnx_digests), else start hashing while the nodes import. Not
+        `remembered` (weights in external data files, whose changes the .onnx file's identity
+        does not show): always hashed, never recorded."""
         loaded = self.loaded
+        if not remembered:
+            prefetch_constant_digests(values.values())
+            return
         if loaded.path is not None:
             try:
                 unchanged = onnx_digests.identity(os.stat(loaded.path)) == \

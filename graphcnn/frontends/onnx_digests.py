@@ -38,9 +38,14 @@ _SOURCE: str | None = None
 _recorders: list[threading.Thread] = []
 
 
-def record_dir() -> Path:
+def record_dir() -> Path | None:
+    """Where the records live; None without a cache dir or a home to put one in (then nothing
+    is seeded or recorded: importing must never fail for want of a cache)."""
     base = os.environ.get("GRAPHCNN_CACHE_DIR")
-    root = Path(base) if base else Path.home() / ".cache" / "graphcnn"
+    try:
+        root = Path(base) if base else Path.home() / ".cache" / "graphcnn"
+    except RuntimeError:  # no $HOME and no passwd entry (e.g. a container's numeric user)
+        return None
     return root / "onnx-digests"
 
 
@@ -59,8 +64,11 @@ def identity(st: os.stat_result) -> list[int]:
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def _record_path(path: str) -> Path:
-    return record_dir() / (hashlib.sha256(os.path.realpath(path).encode()).hexdigest() + ".json")
+def _record_path(path: str) -> Path | None:
+    base = record_dir()
+    if base is None:
+        return None
+    return base / (hashlib.sha256(os.path.realpath(path).encode()).hexdigest() + ".json")
 
 
 def _described(values: dict[str, Value]) -> dict[str, list]:
@@ -70,8 +78,11 @@ def _described(values: dict[str, Value]) -> dict[str, list]:
 def seed(path: str, st: os.stat_result, values: dict[str, Value]) -> bool:
     """Seed the digests of the initializers `values` (by ONNX name) from the file's record if
     it matches the file's identity `st` (taken before reading it); True if it did."""
+    target = _record_path(path)
+    if target is None:
+        return False
     try:
-        record = json.loads(_record_path(path).read_text())
+        record = json.loads(target.read_text())
         if record.get("identity") != identity(st) or record.get("source") != _source() or \
                 record.get("tensors") != _described(values):
             return False
@@ -96,6 +107,8 @@ def record_later(path: str, st: os.stat_result, read_ns: int, values: dict[str, 
     if read_ns - max(st.st_mtime_ns, st.st_ctime_ns) < margin * 1e9:
         return
     target = _record_path(path)
+    if target is None:
+        return
 
     def work() -> None:
         digests = constant_digests(list(values.values()))

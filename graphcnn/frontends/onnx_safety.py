@@ -17,7 +17,6 @@ Rules:
 from __future__ import annotations
 
 import math
-import mmap
 import os
 import time
 from dataclasses import dataclass
@@ -111,18 +110,13 @@ class LoadedModel:
         return memoryview(self.buffer)[start:end]
 
     def release(self) -> None:
-        """Drop the file's buffer (an mmap is closed once no array views it)."""
-        buffer, self.buffer, self.spans = self.buffer, None, None
-        if isinstance(buffer, mmap.mmap):
-            try:
-                buffer.close()
-            except BufferError:
-                pass  # a view is alive somewhere: the mapping goes with it
+        """Drop the file's buffer (freed once no array views it)."""
+        self.buffer, self.spans = None, None
 
 
 def load_model_split(model, base_dir: str | None = None) -> LoadedModel:
     """load_model, keeping the large initializers' raw_data out of protobuf when the model is
-    a file or bytes (the file is memory-mapped; see onnx_wire). Call `release()` when done."""
+    a file or bytes (the file is read into one buffer; see onnx_wire). Call `release()` when done."""
     from .onnx_wire import split_initializers
 
     if isinstance(model, onnx.ModelProto):
@@ -139,8 +133,6 @@ def load_model_split(model, base_dir: str | None = None) -> LoadedModel:
     split = split_initializers(data)
     if split is None:
         loaded = LoadedModel(_parse(bytes(data), what), base_dir)
-        if isinstance(data, mmap.mmap):
-            data.close()
     else:
         skeleton, spans = split
         loaded = LoadedModel(_parse(skeleton, what), base_dir, data, spans)
@@ -150,17 +142,19 @@ def load_model_split(model, base_dir: str | None = None) -> LoadedModel:
 
 
 def _map_file(path: str) -> tuple[object, os.stat_result, int]:
-    """The file's bytes: a read-only private mapping, populated up front (faulting 100 MB in
-    page by page costs more than the copy out of it), or its contents read if it cannot be
-    mapped (an empty file, a pipe); with the file's stat and the time it was read."""
+    """The file's bytes, read once into one buffer (not mmap'd: a file truncated while it is
+    mapped kills the process with SIGBUS, e.g. an exporter re-saving the model meanwhile),
+    with the file's stat and the time it was read."""
     try:
         with open(path, "rb") as f:
             st, read_ns = os.fstat(f.fileno()), time.time_ns()
-            try:
-                flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
-                data = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
-            except (ValueError, OSError, AttributeError):
-                data = f.read()
+            data = bytearray(st.st_size)
+            got = f.readinto(data) if st.st_size else 0
+            if got != st.st_size:  # shrank while being read: take what is there
+                del data[got:]
+            rest = f.read()  # grew meanwhile (or not a regular file): keep it all
+            if rest:
+                data += rest
             return data, st, read_ns
     except OSError as e:
         raise ModelLoadError(f"cannot read model file {path!r}: {e.strerror or e}") from None

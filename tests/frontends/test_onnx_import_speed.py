@@ -264,3 +264,34 @@ def test_total_limit_is_checked_before_anything_is_decoded(monkeypatch, parallel
         monkeypatch.setattr(frontend, "PARALLEL_DECODE_BYTES", 0)
     with pytest.raises(ModelLoadError, match="max_total_bytes"):
         gc.from_onnx(model().SerializeToString(), max_total_bytes=10_000)
+
+
+def test_external_weights_are_never_remembered(records):
+    """The .onnx file's identity says nothing about its external data file: a changed w.bin
+    must change the digests (and so the compile cache key)."""
+    path = str(records / "ext.onnx")
+    m = model()
+    onnx.save(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
+              location="w.bin", size_threshold=0)
+    first = gc.from_onnx(path)
+    before = constant_digests(first.constants)
+    onnx_digests.wait()
+    assert not list((records / "cache" / "onnx-digests").glob("*.json"))
+    data = bytearray((records / "w.bin").read_bytes())
+    data[:64] = bytes(64)  # the first weights change in place; the .onnx file does not
+    (records / "w.bin").write_bytes(bytes(data))
+    again = gc.from_onnx(path)
+    assert constant_digests(again.constants) != before
+
+
+def test_import_works_without_a_home_for_the_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("GRAPHCNN_CACHE_DIR", raising=False)
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+    monkeypatch.setattr(onnx_digests.Path, "home", staticmethod(no_home))
+    monkeypatch.setattr(onnx_digests, "MIN_RECORD_BYTES", 0)
+    path = str(tmp_path / "m.onnx")
+    onnx.save(model(), path)
+    assert gc.from_onnx(path).constants
+    onnx_digests.wait()
