@@ -148,13 +148,12 @@ def _map_file(path: str) -> tuple[object, os.stat_result, int]:
     try:
         with open(path, "rb") as f:
             st, read_ns = os.fstat(f.fileno()), time.time_ns()
-            data = bytearray(st.st_size)
-            got = f.readinto(data) if st.st_size else 0
-            if got != st.st_size:  # shrank while being read: take what is there
-                del data[got:]
+            # a numpy buffer: faulted in far faster than a bytearray here (25 vs 60 ms for
+            # 100 MB); read through a memoryview, whose indexing gives ints (onnx_wire)
+            buf = np.empty(st.st_size, np.uint8)
+            got = f.readinto(memoryview(buf)) if st.st_size else 0  # shrank: what is there
             rest = f.read()  # grew meanwhile (or not a regular file): keep it all
-            if rest:
-                data += rest
+            data = memoryview(buf)[:got] if not rest else bytes(memoryview(buf)[:got]) + rest
             return data, st, read_ns
     except OSError as e:
         raise ModelLoadError(f"cannot read model file {path!r}: {e.strerror or e}") from None
