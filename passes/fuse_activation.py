@@ -18,16 +18,11 @@ from __future__ import annotations
 import numpy as np
 
 from graphcnn.ir import Graph, Node
-from graphcnn.ops import FUSIBLE_ACTIVATIONS, apply_activation, as_epilogue
+from graphcnn.ops import FUSIBLE_ACTIVATIONS, activation_at_zero, as_epilogue
 
 from .util import adopt_name, replace_node, single_private_use
 
 MAX_ROUNDS = 8
-
-
-def zero_at_zero(activation: str, params: tuple) -> bool:
-    """act(0) == 0: the activation keeps a blocked tensor's zero padding lanes zero."""
-    return float(apply_activation(np.zeros(1, np.float32), activation, params)[0]) == 0.0
 
 
 def _bias_of(graph: Graph, add: Node, conv: Node):
@@ -72,7 +67,7 @@ def fuse_into_epilogue(graph: Graph, act: Node) -> bool:  # Rules 2, 3, 4
         return False
     kind, params = as_epilogue(act.op, act.attrs)
     if (producer.op == "batch_norm" and producer.attrs["layout"] == "NCHWc"
-            and not zero_at_zero(kind, params)):
+            and activation_at_zero(kind, params) != 0.0):
         return False
     y = graph.apply(producer.op, list(producer.inputs),
                     {**producer.attrs, "activation": kind, "activation_params": params},

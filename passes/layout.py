@@ -31,9 +31,9 @@ from __future__ import annotations
 import numpy as np
 
 from graphcnn.ir import Graph, Node, Value
+from graphcnn.ops import activation_at_zero
 
 from .dce import eliminate_dead_code
-from .fuse_activation import zero_at_zero
 from .util import adopt_name, replace_node
 
 DEFAULT_BLOCK = 16
@@ -137,7 +137,8 @@ class _Blocker:
         params = node.inputs[1:]
         if (t is None or node.attrs["layout"] != "NCHW" or t.type.rank != 5
                 or not all(p.is_constant for p in params)
-                or not zero_at_zero(node.attrs["activation"], node.attrs["activation_params"])):
+                or activation_at_zero(node.attrs["activation"],
+                                      node.attrs["activation_params"]) != 0.0):
             return
         channels = t.type.shape[1] * t.type.shape[-1]
         padded = []

@@ -6,7 +6,12 @@ of repeating lists.
 from __future__ import annotations
 
 from . import activation, conv, elementwise, layout, linear, normalization, pool, tensor  # noqa: F401
-from .activation import EPILOGUE_ACTIVATIONS, apply_activation, as_epilogue
+from .activation import (
+    EPILOGUE_ACTIVATIONS,
+    activation_at_zero,
+    apply_activation,
+    as_epilogue,
+)
 from .registry import OPS, REQUIRED, OpDef, get_op, register
 
 # one input, same shape out, computed value by value
@@ -32,6 +37,7 @@ __all__ = [
            "UNARY_ELEMENTWISE",
            "VIEWS",
            "OpDef",
+           "activation_at_zero",
            "apply_activation",
            "as_epilogue",
            "get_op",

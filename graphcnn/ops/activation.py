@@ -53,6 +53,12 @@ def apply_activation(x: np.ndarray, activation: str, params: tuple = ()) -> np.n
 EPILOGUE_ATTRS = {"activation": "none", "activation_params": ()}
 
 
+def activation_at_zero(activation: str, params: tuple = ()) -> float:
+    """act(0) of a fused epilogue: non-zero (sigmoid, a clip above 0) would fill the zero
+    padding lanes of a blocked tensor, which the blocked kernels and passes must mask or avoid."""
+    return float(apply_activation(np.zeros(1, np.float32), activation, tuple(params))[0])
+
+
 def _unary(name: str, attrs: dict, fn, doc: str) -> OpDef:
     return register(OpDef(name, attrs, lambda a, t: same(t[0]), fn, doc=doc))
 

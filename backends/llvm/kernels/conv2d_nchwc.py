@@ -35,6 +35,7 @@ from functools import cached_property
 import numpy as np
 from llvmlite import ir
 
+from graphcnn.ops import activation_at_zero
 from graphcnn.ops.layout import from_blocked, to_blocked
 
 from ._emit import (
@@ -74,15 +75,6 @@ TILE_ARGS = ("inp", "w", "bias", "res", "out", "ih0", "kh_lo", "kh_hi")
 # the layout's one definition lives with the op table; kernels and tests use it from here
 to_nchwc = to_blocked
 from_nchwc = from_blocked
-
-
-def activation_at_zero(activation: str, params: tuple[float, ...]) -> float:
-    """act(0): when non-zero, the padding lanes of the last output block need masking."""
-    if activation == "sigmoid":
-        return 0.5
-    if activation == "clip":
-        return min(max(0.0, params[0]), params[1])
-    return 0.0
 
 
 # ----------------------------------------------------------------------------------------------
