@@ -91,7 +91,6 @@ class Pool:
         self.owner = _global(module, "pool.owner", I32)     # pid that started the workers
         self.counter = _global(module, "pool.counter", I64)  # generation << 32 | next task
         self.counter.align = 64
-        self.gen = _global(module, "pool.gen", I64)         # caller's copy of the generation
         self.done = _global(module, "pool.done", I64)       # tasks finished in this job
         self.done.align = 64
         self.busy = _global(module, "pool.busy", I64)       # a run is in progress: poll
@@ -327,9 +326,9 @@ class Pool:
                 step = b.udiv(n, b.mul(count, _i64(4), name="slots"), name="step0")
                 step = b.select(b.icmp_unsigned("<", step, _i64(1), name="zero"), _i64(1), step,
                                 name="step")
-                gen = b.and_(b.add(b.load(self.gen, name="g0"), _i64(1), name="g1"),
-                             _i64(0xFFFFFFFF), name="gen")
-                b.store(gen, self.gen)
+                # only the caller changes the generation (claims move the low half only)
+                gen = b.and_(b.add(b.lshr(b.load(self.counter, name="c0"), _i64(32), name="g0"),
+                                   _i64(1), name="g1"), _i64(0xFFFFFFFF), name="gen")
                 top = b.shl(gen, _i64(32), name="gen.hi")
                 b.store_atomic(b.or_(top, _i64(CLOSED), name="closed"), self.counter, SEQ, 8)
                 b.store(fn, self.job_fn)
