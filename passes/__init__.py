@@ -12,8 +12,8 @@ Levels:
   1  cleanups that never change what runs: identity/dropout removal, constant folding,
      view cancellation, CSE, dead code
   2  level 1 + batch-norm folding, pad folding, epilogue fusion (bias, residual, activation),
-     concat prefix reuse, in-place concat marks; for target "llvm" also the strided-1x1 split, the blocked layout
-     and the kernel-family choice
+     concat prefix reuse, in-place concat marks; for target "llvm" also the strided-1x1 split,
+     the blocked layout and the kernel-family choice
   3  level 2, with the cleanup + fusion passes run a second time after the layout choice
 Other targets ("reference", "onnxruntime", None) never get llvm-specific passes, so exported
 ONNX stays standard.

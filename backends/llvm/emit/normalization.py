@@ -98,11 +98,14 @@ def emit_batch_norm(ctx: EmitContext, node: Node) -> None:
     with ctx.task(node, n * c, 2 * x.type.size) as (b, env, t):
         ch = b.urem(t, i64(c), name="ch")
         first = b.mul(ch, i64(lanes), name="lane0")
-        # blocked: one vector of the block's lanes per parameter; NCHW: one scalar
-        sc, bi, mu, va = ((load(b, p, first, lanes, f"{nm}.v") if blocked
-                           else load_scalar(b, p, ch, f"{nm}.s"))
-                          for p, nm in ((ctx.ptr(b, env, v, nm), nm) for v, nm in (
-                              (scale, "scale"), (bias, "bias"), (mean, "mean"), (var, "var"))))
+
+        def param(v, name: str) -> ir.Value:
+            """blocked: the block's lanes as one vector; NCHW: the channel's scalar"""
+            p = ctx.ptr(b, env, v, name)
+            return load(b, p, first, lanes, f"{name}.v") if blocked else \
+                load_scalar(b, p, ch, f"{name}.s")
+        sc, bi, mu, va = (param(scale, "scale"), param(bias, "bias"), param(mean, "mean"),
+                          param(var, "var"))
         eps_c = ir.Constant(F32, eps)
         root = intrinsic(b, "llvm.sqrt", [b.fadd(va, splat_value(b, eps_c, lanes, "eps")
                                                  if blocked else eps_c, name="ve")], "root")
