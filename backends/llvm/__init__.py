@@ -14,7 +14,8 @@ verifying and hashing the graph and loading the object, nothing else.
 Threads: a persistent pool of (threads - 1) pthreads per compiled model, driven from the
 generated code; each kernel's tasks are claimed in chunks, and every task sums in a fixed
 order, so results are bit-identical for any thread count (see threads.py). Input policy: the
-CompiledModel base (float64 rejected, non-contiguous copied). Outputs are freshly allocated per call.
+CompiledModel base (float64 rejected, non-contiguous copied). Outputs are freshly allocated
+per call.
 """
 from __future__ import annotations
 

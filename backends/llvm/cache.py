@@ -5,8 +5,8 @@ Two keys name an entry, both sha256 over a canonical form of a graph (ops, attrs
 annotations), every constant's bytes, the graphcnn, llvmlite and numpy versions, the source of
 graphcnn, its passes and this backend, the CPU name and features and the code-affecting options:
 - `source_key` hashes the graph *as the user gave it* plus the opt level: gc.compile verifies
-  the graph, then looks the key up before optimising, so a hit skips the pass pipeline too (the optimised graph is
-  derived lazily if the model is asked for it, see LLVMModel.graph);
+  the graph, then looks the key up before optimising, so a hit skips the pass pipeline too
+  (the optimised graph is derived lazily if the model is asked for it, see LLVMModel.graph);
 - `cache_key` hashes an already optimised graph (graphcnn.backends.llvm.compile called directly).
 Constant digests are memoised per array (graphcnn.ir.constant_digests) and may already be under
 way in the background when a compile starts (the ONNX importer prefetches them).
