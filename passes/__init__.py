@@ -13,7 +13,7 @@ Levels:
      view cancellation, CSE, dead code
   2  level 1 + batch-norm folding, pad folding, epilogue fusion (bias, residual, activation),
      concat prefix reuse, in-place concat marks; for target "llvm" also the strided-1x1 split,
-     the blocked layout and the kernel-family choice
+     the channel-shuffle op, the blocked layout and the kernel-family choice
   3  level 2, with the cleanup + fusion passes run a second time after the layout choice
 Other targets ("reference", "onnxruntime", None) never get llvm-specific passes, so exported
 ONNX stays standard.
@@ -29,6 +29,7 @@ from graphcnn.ir import Graph
 from graphcnn.verify import verify as verify_graph
 
 from .cancel_views import cancel_views
+from .channel_shuffle import fuse_channel_shuffle
 from .concat_inplace import mark_concat_inplace
 from .concat_prefix import reuse_concat_prefixes
 from .cse import eliminate_common_subexpressions
@@ -72,6 +73,7 @@ def _fusion() -> list[Pass]:
 def _llvm(block: int) -> list[Pass]:
     return [
         Pass("split-strided-1x1", split_strided_1x1),  # before layout: the subsample blocks too
+        Pass("fuse-channel-shuffle", fuse_channel_shuffle),  # before layout: it runs blocked
         Pass("choose-layout", functools.partial(choose_layout, block=block)),  # after fusion
         Pass("choose-kernel-family", choose_kernel_family),  # sees the final conv shapes
     ]

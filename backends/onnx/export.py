@@ -25,6 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 from graphcnn.errors import UnsupportedOpError
 from graphcnn.ir import Graph, Node, Value
 from graphcnn.ops.pool import pool_output_shape
+from graphcnn.ops.tensor import channel_shuffle_sources
 
 OPSET = 19
 IR_VERSION = 9  # the IR version that opset 19 shipped with
@@ -281,6 +282,20 @@ def _pad(e: Emitter, node: Node) -> None:
           node.outputs[0].name, mode="constant")
 
 
+def _channel_shuffle(e: Emitter, node: Node) -> None:
+    """Gather of the input channels in shuffled order (on the plain layout)."""
+    c = node.attrs["channels"]
+    sources = e.const(_ints(channel_shuffle_sources(c, node.attrs["groups"])), "shuffle")
+
+    def plain(x: str, out: str | None = None) -> str:
+        return e.add("Gather", [x, sources], out, hint=node.name, axis=1)
+
+    if node.attrs["layout"] == "NCHWc":
+        _blocked_io(e, node, c, plain, c)
+    else:
+        plain(node.inputs[0].name, node.outputs[0].name)
+
+
 def _to_blocked_op(e: Emitter, node: Node) -> None:
     _to_blocked(e, node.inputs[0].name, node.inputs[0].shape, node.attrs["block"],
                 node.outputs[0].name)
@@ -321,6 +336,7 @@ EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "pad": _pad,
     "squeeze": _with_const_input("Squeeze", lambda n: _ints(n.attrs["axes"]), "axes"),
     "unsqueeze": _with_const_input("Unsqueeze", lambda n: _ints(n.attrs["axes"]), "axes"),
+    "channel_shuffle": _channel_shuffle,
     "to_blocked": _to_blocked_op,
     "from_blocked": _from_blocked_op,
 }

@@ -80,3 +80,28 @@ def blockable(infer_or_compute):
 def unblocked_type(t: TensorType, channels: int) -> TensorType:
     """The logical NCHW type of a blocked tensor holding `channels` channels."""
     return TensorType((t.shape[0], channels) + t.shape[2:-1], t.dtype)
+
+
+def group_input_blocks(c_in: int, c_out: int, groups: int, in_block: int, out_block: int
+                       ) -> list[tuple[int, int]]:
+    """A grouped conv on blocked tensors: for each output-channel block, the input-channel
+    blocks [start, start + count) covering the groups its channels belong to. A block whose
+    channels span several groups reads all of their inputs (its weights are zero outside each
+    channel's own group); groups=1 gives every block all input blocks."""
+    cin_g, cout_g = c_in // groups, c_out // groups
+    ranges = []
+    for first in range(0, c_out, out_block):
+        last = min(first + out_block, c_out) - 1
+        lo, hi = (first // cout_g) * cin_g, (last // cout_g + 1) * cin_g
+        start = lo // in_block
+        ranges.append((start, -(-hi // in_block) - start))
+    return ranges
+
+
+def grouped_overhead(c_in: int, c_out: int, groups: int, in_block: int, out_block: int
+                     ) -> float:
+    """Multiply-adds a blocked grouped conv computes per useful one (>= 1): lanes of padding
+    and of other groups' channels."""
+    ranges = group_input_blocks(c_in, c_out, groups, in_block, out_block)
+    done = sum(count for _, count in ranges) * in_block * out_block
+    return done / (c_out * (c_in // groups))

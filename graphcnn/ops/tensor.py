@@ -1,4 +1,5 @@
-"""Data movement: flatten, reshape, transpose, concat, pad, squeeze, unsqueeze, identity, dropout.
+"""Data movement: flatten, reshape, transpose, concat, pad, squeeze, unsqueeze, identity, dropout,
+channel_shuffle.
 
 Shape-like arguments are static attributes here (frontends fold shape computations), and
 normalisation resolves them to concrete values: reshape's 0 and -1, negative axes.
@@ -10,6 +11,7 @@ import math
 import numpy as np
 
 from ..ir import TensorType
+from .layout import LAYOUTS, from_blocked, to_blocked
 from .registry import REQUIRED, OpDef, norm_axis, register, require, same
 
 
@@ -82,6 +84,47 @@ register(OpDef("transpose", {"perm": None},
                lambda a, t: [TensorType(tuple(t[0].shape[p] for p in a["perm"]), t[0].dtype)],
                lambda a, x: np.transpose(x, a["perm"]), normalize=_transpose_normalize,
                doc="permute dims (default: reverse)"))
+
+
+# ----- channel_shuffle ----------------------------------------------------------------------
+# ShuffleNet's reshape (N, g, C/g, *S) -> transpose -> reshape (N, C, *S) as one op (the llvm
+# pipeline's fuse-channel-shuffle pass), so it can run on the blocked layout: output channel
+# i*g + j is input channel j*(C/g) + i. layout="NCHWc": input and output are blocked and
+# `channels` says how many of the blocked channels are real.
+def channel_shuffle_sources(channels: int, groups: int) -> np.ndarray:
+    """The input channel each output channel reads."""
+    return np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
+
+
+def _shuffle_normalize(a: dict, t: list[TensorType]) -> dict:
+    require(a["layout"] in LAYOUTS, f"layout {a['layout']!r} must be one of {LAYOUTS}")
+    if a["layout"] == "NCHW":
+        require(t[0].rank >= 2, f"channel_shuffle needs (N, C, *S), got {t[0]}")
+        a["channels"] = a["channels"] or t[0].shape[1]
+    return a
+
+
+def _shuffle_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    x, c, g = t[0], a["channels"], a["groups"]
+    if a["layout"] == "NCHWc":
+        require(x.rank >= 4 and c >= 1 and -(-c // x.shape[-1]) == x.shape[1],
+                f"{c} channels do not fill the blocked {x}")
+    else:
+        require(c == x.shape[1], f"channels={c} but the input {x} has {x.shape[1]}")
+    require(g >= 1 and c % g == 0, f"groups={g} must divide the {c} channels")
+    return [x]
+
+
+def _shuffle_compute(a: dict, x: np.ndarray) -> np.ndarray:
+    sources = channel_shuffle_sources(a["channels"], a["groups"])
+    if a["layout"] == "NCHWc":
+        return to_blocked(from_blocked(x, a["channels"])[:, sources], x.shape[-1])
+    return np.ascontiguousarray(x[:, sources])
+
+
+register(OpDef("channel_shuffle", {"groups": REQUIRED, "channels": 0, "layout": "NCHW"},
+               _shuffle_infer, _shuffle_compute, normalize=_shuffle_normalize,
+               doc="ShuffleNet's channel shuffle: channel i*groups + j <- j*(C/groups) + i"))
 
 
 # ----- concat -------------------------------------------------------------------------------

@@ -37,6 +37,17 @@ def single_op(op: str, rng, input_shapes, consts=(), attrs=None, blocked: int = 
 
 
 # ----- generators: op -> rng -> Case ----------------------------------------------------------
+def channel_shuffle_case(r: np.random.Generator) -> Case:
+    """Plain, or blocked with padding lanes in the last block (channels not a multiple of it)."""
+    groups = int(r.choice([2, 3, 4]))
+    shape = (int(r.integers(1, 3)), groups * int(r.integers(1, 7)), 3, int(r.integers(1, 6)))
+    block = int(r.choice([0, 4, 8, 16]))
+    attrs = {"groups": groups, "layout": "NCHWc" if block else "NCHW",
+             "channels": shape[1] if block else 0}
+    return single_op("channel_shuffle", r, [shape], (), attrs, blocked=block)
+
+
+
 EPILOGUES = [("none", ()), ("relu", ()), ("leaky_relu", (0.1,)), ("clip", (-0.5, 0.7)),
              ("sigmoid", ())]
 
@@ -244,6 +255,7 @@ GENERATORS: dict[str, tuple[Callable, int]] = {
     "squeeze": (squeeze_case, 3),
     "unsqueeze": (lambda r: single_op("unsqueeze", r, [(3, 2)], (),
                                       {"axes": [int(r.choice([0, 1, 2, -1]))]}), 4),
+    "channel_shuffle": (channel_shuffle_case, 6),
     "to_blocked": (lambda r: single_op("to_blocked", r, [(2, int(r.integers(1, 10)), 3, 4)], (),
                                        {"block": int(r.choice([4, 8]))}), 3),
     "from_blocked": (lambda r: single_op("from_blocked", r, [(1, 2, 3, 3, 4)], (),

@@ -133,3 +133,26 @@ def test_rule5b_batch_norm_with_sigmoid_stays_nchw():
     g.set_outputs([_conv(g, bn, 16, 6)])
     out = check_pass(g, partial(choose_layout, block=16))
     assert [n.attrs["layout"] for n in out.nodes if n.op == "batch_norm"] == ["NCHW"]
+
+
+def test_rule1_grouped_conv_blocked_unless_groups_waste_lanes():
+    """ShuffleNet's g=3 1x1 convs (blocks straddle groups: 1.6x the multiply-adds) run blocked;
+    4-channel groups in 16-lane blocks (4x) stay NCHW."""
+    g, x = _input(24)
+    y = _conv(g, x, 48, 1, k=1, groups=3, activation="relu")
+    g.set_outputs([_conv(g, y, 48, 3, k=1, groups=3)])
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out) == ["to_blocked", "conv", "conv", "from_blocked"]
+    g, x = _input(64)
+    g.set_outputs([_conv(g, x, 64, 1, groups=16)])
+    check_pass(g, partial(choose_layout, block=16), changed=False)
+
+
+def test_rule5c_channel_shuffle_stays_blocked():
+    g, x = _input(48)
+    y = g.apply("channel_shuffle", [_conv(g, x, 24, 1, k=1, groups=3)], {"groups": 3})
+    g.set_outputs([_conv(g, y, 24, 3, groups=24)])
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out) == ["to_blocked", "conv", "channel_shuffle", "conv", "from_blocked"]
+    shuffle = out.nodes[2]
+    assert shuffle.attrs["layout"] == "NCHWc" and shuffle.attrs["channels"] == 24

@@ -68,7 +68,7 @@ def fast_plan(node: Node, family: str = "direct"):
         return Conv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)
     if a["groups"] == c_in == c_out and w[1] == 1 and ib == ob:
         return DepthwiseConv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)
-    return None
+    return Conv2dNCHWcPlan.create(in_block=ib, out_block=ob, groups=a["groups"], **common)
 
 
 def emit_fast(ctx: EmitContext, node: Node, plan) -> None:

@@ -1,4 +1,5 @@
-"""Data movement: transpose, concat, pad, and the NCHW <-> NCHW[x]c layout changes.
+"""Data movement: transpose, concat, pad, channel_shuffle, and the NCHW <-> NCHW[x]c layout
+changes.
 
 (The views — reshape, flatten, squeeze, unsqueeze, identity, dropout — emit nothing: the memory
 planner aliases their output to their input's buffer.)
@@ -10,8 +11,9 @@ import math
 from llvmlite import ir
 
 from graphcnn.ir import Node
+from graphcnn.ops.tensor import channel_shuffle_sources
 
-from ..kernels._emit import F32, for_range, i64, splat
+from ..kernels._emit import F32, I64, const_table, for_range, i64, load_table, splat
 from .base import (
     EmitContext,
     decompose,
@@ -56,6 +58,62 @@ def emit_transpose(ctx: EmitContext, node: Node) -> None:
             with for_range(b, 0, inner, name="i") as i:
                 v = load_scalar(b, src, b.mul(i, i64(inner_stride), name="si"), "x")
                 b.store(v, b.gep(dst, [i], name="y.p"))
+
+
+@emitter("channel_shuffle")
+def emit_channel_shuffle(ctx: EmitContext, node: Node) -> None:
+    """Plain layout: each output channel plane is a copy of its source plane. Blocked: a task
+    is one (image, output block); every output pixel vector is one masked gather of its lanes'
+    source channels (up to `blk` different input blocks) at that pixel, padding lanes zero."""
+    x, y = node.inputs[0], node.outputs[0]
+    c = node.attrs["channels"]
+    sources = channel_shuffle_sources(c, node.attrs["groups"])
+    if node.attrs["layout"] == "NCHW":
+        n, plane = x.type.shape[0], math.prod(x.type.shape[2:])
+        table = const_table(ctx.module, f"{node.name}.sources", sources.tolist())
+        with ctx.task(node, n * c, y.type.size) as (b, env, t):
+            ni, ci = b.udiv(t, i64(c), name="n"), b.urem(t, i64(c), name="c")
+            src_c = load_table(b, table, ci, "src.c")
+            src = gep(b, ctx.ptr(b, env, x, "in"),
+                      b.mul(b.add(b.mul(ni, i64(c)), src_c), i64(plane), name="src.off"), "src")
+            dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(plane), name="dst.off"), "dst")
+            vec_loop(b, 0, plane, ctx.vw, lambda i, wd: store(b, load(b, src, i, wd, "x"), dst,
+                                                               i, "y"), "cp")
+        return
+    n, cb, blk = x.type.shape[0], x.type.shape[1], x.type.shape[-1]
+    plane = math.prod(x.type.shape[2:-1])
+    # per output lane: the source's offset from the image's pixel (floats), or 0 if padding
+    offsets = [(int(sources[k]) // blk * plane * blk + int(sources[k]) % blk) if k < c else 0
+               for k in range(cb * blk)]
+    table = const_table(ctx.module, f"{node.name}.offsets", offsets)
+    vec_i64 = ir.VectorType(I64, blk)
+    vec_ptr = ir.VectorType(F32.as_pointer(), blk)
+    vec_f32 = ir.VectorType(F32, blk)
+    bits = ir.VectorType(ir.IntType(1), blk)
+    gather = ctx.module.globals.get(f"llvm.masked.gather.v{blk}f32.v{blk}p0f32") or ir.Function(
+        ctx.module, ir.FunctionType(vec_f32, [vec_ptr, ir.IntType(32), bits, vec_f32]),
+        f"llvm.masked.gather.v{blk}f32.v{blk}p0f32")
+    with ctx.task(node, n * cb, y.type.size) as (b, env, t):
+        ni, bi = b.udiv(t, i64(cb), name="n"), b.urem(t, i64(cb), name="cb")
+        image = b.ptrtoint(gep(b, ctx.ptr(b, env, x, "in"), b.mul(ni, i64(cb * plane * blk)),
+                               "image"), I64, name="image.int")
+        lanes, real = ir.Constant(vec_i64, ir.Undefined), ir.Constant(bits, ir.Undefined)
+        for k in range(blk):  # byte offsets of this block's sources, and which lanes are real
+            off = load_table(b, table, b.add(b.mul(bi, i64(blk)), i64(k)), f"off{k}")
+            lanes = b.insert_element(lanes, b.mul(off, i64(4)), i64(k), name=f"lanes{k}")
+            is_real = b.icmp_unsigned("<", b.add(b.mul(bi, i64(blk)), i64(k)), i64(c))
+            real = b.insert_element(real, is_real, i64(k), name=f"real{k}")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(plane * blk), name="dst.off"),
+                  "dst")
+        with for_range(b, 0, plane, name="s") as s:
+            pixel = b.add(image, b.mul(s, i64(4 * blk)), name="pixel")
+            base = b.insert_element(ir.Constant(vec_i64, ir.Undefined), pixel, i64(0))
+            base = b.shuffle_vector(base, base, ir.Constant(ir.VectorType(ir.IntType(32), blk),
+                                                            [0] * blk), name="pixel.v")
+            ptrs = b.inttoptr(b.add(base, lanes), vec_ptr, name="ptrs")
+            v = b.call(gather, [ptrs, ir.Constant(ir.IntType(32), 4), real, splat(0.0, blk)],
+                       name="g")
+            store(b, v, dst, b.mul(s, i64(blk), name="o"), "y")
 
 
 @emitter("concat")

@@ -28,7 +28,7 @@ with a fixed summation order, so any split of [0, num_tasks) gives bit-identical
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -36,7 +36,7 @@ import numpy as np
 from llvmlite import ir
 
 from graphcnn.ops import activation_at_zero
-from graphcnn.ops.layout import from_blocked, to_blocked
+from graphcnn.ops.layout import from_blocked, group_input_blocks, to_blocked
 
 from ._emit import (
     apply_activation,
@@ -65,7 +65,7 @@ from ._emit import (
 # at ib = 16. Weights of a group rarely fit in L1; measured +5-13% on 7x7/1x1 ResNet layers.
 W_PREFETCH_FLOATS = 256
 KERNEL_ARGS = ("inp", "w", "bias", "res", "out", "task_begin", "task_end")
-TILE_ARGS = ("inp", "w", "bias", "res", "out", "ih0", "kh_lo", "kh_hi")
+TILE_ARGS = ("inp", "w", "bias", "res", "out", "ih0", "kh_lo", "kh_hi", "icb_count")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,15 +200,18 @@ def vector_registers(vector_width: int) -> int:
     return 32 if vector_width >= 16 else 16
 
 
-def choose_tiling(n_vectors: int, oh: int, ow: int, registers: int = 32) -> Tiling:
-    """The register tile for a conv with `n_vectors` output-channel vectors. Rule: estimate
+def choose_tiling(n_vectors: int, oh: int, ow: int, registers: int = 32,
+                  ocns: Sequence[int] | None = None) -> Tiling:
+    """The register tile for a conv with `n_vectors` output-channel vectors (`ocn` among
+    `ocns` if given, e.g. a grouped conv's). Rule: estimate
     the cycles of one reduction step of each tile as
         max(FMAs / 2 ports, loads / 2 ports, 4-cycle FMA latency) + 1 (loop overhead)
     with ocn*pixels FMAs and ocn weight loads + one broadcast per pixel, subject to
     ocn*pixels accumulators + ocn weights + 2 temporaries <= registers and ocn dividing
     n_vectors; sum over all tiles; take the cheapest (ties: more pixels per tile)."""
     best: tuple[float, int, Tiling] | None = None
-    for ocn in (d for d in range(1, n_vectors + 1) if n_vectors % d == 0):
+    for ocn in (d for d in range(1, n_vectors + 1) if n_vectors % d == 0
+                and (ocns is None or d in ocns)):
         max_pixels = (registers - 2 - ocn) // ocn
         if max_pixels < 1:
             break
@@ -293,6 +296,9 @@ class TaskLoop:
     w_group_stride: int    # packed weight floats per group
     out_blocks: int        # output channel blocks per image
     mask_last_group: bool
+    # grouped conv: per group, the input-channel blocks (start, count) it reduces over (the
+    # input is offset by `start` blocks instead of by in_group_stride); () otherwise
+    group_blocks: tuple[tuple[int, int], ...] = ()
 
     @property
     def num_tasks(self) -> int:
@@ -321,8 +327,18 @@ class TaskLoop:
                                                              const=i), field)
                                  for i, field in enumerate(("oh0", "kh_lo", "kh_hi")))
             ih0 = linear(b, "ih0", (oh0, g.stride[0]), const=-g.pads[0])
-            in_off = linear(b, "in_off", (n, self.in_image_stride),
-                            (group, self.in_group_stride), (ih0, g.w * ib))
+            icb_count = i64(0)  # unused by kernels whose block count is static
+            if self.group_blocks:
+                blocks = const_table(module, f"{fn.name}.group_blocks",
+                                     [v for start, count in self.group_blocks
+                                      for v in (start * g.h * g.w * ib, count)])
+                group_in = load_table(b, blocks, linear(b, "gb.idx", (group, 2)), "group_in")
+                icb_count = load_table(b, blocks, linear(b, "gc.idx", (group, 2), const=1),
+                                       "icb_count")
+            else:
+                group_in = linear(b, "group_in", (group, self.in_group_stride))
+            in_off = linear(b, "in_off", (n, self.in_image_stride), (group_in, 1),
+                            (ih0, g.w * ib))
             in_rows = offset_ptr(b, inp, in_off, "in_rows")
             w_group = offset_ptr(b, w, group, "w_group", scale=self.w_group_stride)
             bias_group = offset_ptr(b, bias, group, "bias_group", scale=ocn * vw)
@@ -343,7 +359,7 @@ class TaskLoop:
                         b.call(kernel, [offset_ptr(b, in_rows, in_col, "in_tile"), w_group,
                                         bias_group, offset_ptr(b, res_rows, out_col, "res_tile"),
                                         offset_ptr(b, out_rows, out_col, "out_tile"),
-                                        ih0, kh_lo, kh_hi])
+                                        ih0, kh_lo, kh_hi, icb_count])
 
             self._emit_dispatch(b, row_tile, group, emit_tiles)
         b.ret_void()
@@ -385,6 +401,7 @@ class Conv2dNCHWcPlan:
     activation_params: tuple[float, ...]
     residual: bool
     tiling: Tiling
+    groups: int = 1
 
     @classmethod
     def create(cls, *, n: int, c_in: int, h: int, w: int, c_out: int, kh: int, kw: int,
@@ -392,8 +409,11 @@ class Conv2dNCHWcPlan:
                dilation: tuple[int, int] = (1, 1), vector_width: int = 16,
                in_block: int | None = None, out_block: int | None = None,
                activation: str = "none", activation_params: tuple[float, ...] = (),
-               residual: bool = False, tiling: Tiling | None = None) -> Conv2dNCHWcPlan:
-        """`tiling` overrides `choose_tiling` (tuning experiments, tests)."""
+               residual: bool = False, tiling: Tiling | None = None, groups: int = 1
+               ) -> Conv2dNCHWcPlan:
+        """`tiling` overrides `choose_tiling` (tuning experiments, tests). `groups` > 1: each
+        output block reduces over the input blocks of its channels' groups
+        (graphcnn.ops.layout.group_input_blocks)."""
         params = check_activation(activation, activation_params)
         out_block = out_block or vector_width
         in_block = in_block or vector_width
@@ -402,14 +422,22 @@ class Conv2dNCHWcPlan:
         if min(n, c_in, c_out, in_block, out_block) < 1:
             raise ValueError(f"conv needs n, channels and blocks >= 1: n={n} c_in={c_in} "
                              f"c_out={c_out} in_block={in_block} out_block={out_block}")
+        if groups < 1 or c_in % groups or c_out % groups:
+            raise ValueError(f"groups={groups} must divide c_in={c_in} and c_out={c_out}")
         geometry = ConvGeometry(h, w, kh, kw, tuple(stride), tuple(pads), tuple(dilation))
         n_vectors = -(-c_out // out_block)
+        ranges = group_input_blocks(c_in, c_out, groups, in_block, out_block)
+        # the vectors of one register tile share the input they reduce over
+        ocns = [d for d in range(1, n_vectors + 1) if n_vectors % d == 0
+                and all(len(set(ranges[i:i + d])) == 1 for i in range(0, n_vectors, d))]
         if tiling is None:
             tiling = choose_tiling(n_vectors, geometry.oh, geometry.ow,
-                                   vector_registers(vector_width))
+                                   vector_registers(vector_width), ocns)
         tiling.check(n_vectors, geometry.oh, geometry.ow)
+        if tiling.ocn not in ocns:
+            raise ValueError(f"{tiling} puts output blocks of different groups in one tile")
         return cls(n, c_in, c_out, geometry, out_block, in_block, out_block, activation, params,
-                   residual, tiling)
+                   residual, tiling, groups)
 
     # Derived sizes ------------------------------------------------------------------------
 
@@ -436,7 +464,18 @@ class Conv2dNCHWcPlan:
     @property
     def flops(self) -> int:
         g = self.geometry
-        return 2 * self.n * self.c_out * self.oh * self.ow * self.c_in * g.kh * g.kw
+        return 2 * self.n * self.c_out * self.oh * self.ow * self.c_in * g.kh * g.kw // self.groups
+
+    @cached_property
+    def input_ranges(self) -> list[tuple[int, int]]:
+        """Per output block, the input blocks (start, count) it reduces over."""
+        return group_input_blocks(self.c_in, self.c_out, self.groups, self.in_block,
+                                  self.out_block)
+
+    @property
+    def reduce_blocks(self) -> int:
+        """Input blocks packed per output block: all of them, or a grouped conv's widest range."""
+        return max(count for _, count in self.input_ranges) if self.groups > 1 else self.icb
 
     @property
     def mask_last_group(self) -> bool:
@@ -448,7 +487,7 @@ class Conv2dNCHWcPlan:
     def _w_vec_stride(self) -> int:
         """Floats between the packed weights of consecutive output-channel blocks."""
         g = self.geometry
-        return self.icb * g.kh * g.kw * self.in_block * self.out_block
+        return self.reduce_blocks * g.kh * g.kw * self.in_block * self.out_block
 
     @cached_property
     def task_loop(self) -> TaskLoop:
@@ -456,7 +495,9 @@ class Conv2dNCHWcPlan:
         return TaskLoop(g, self.tiling, self.n, self.ocb // self.tiling.ocn, self.in_block,
                         self.vector_width, in_image_stride=self.icb * g.h * g.w * self.in_block,
                         in_group_stride=0, w_group_stride=self.tiling.ocn * self._w_vec_stride,
-                        out_blocks=self.ocb, mask_last_group=self.mask_last_group)
+                        out_blocks=self.ocb, mask_last_group=self.mask_last_group,
+                        group_blocks=tuple(self.input_ranges[::self.tiling.ocn])
+                        if self.groups > 1 else ())
 
     # Weights --------------------------------------------------------------------------------
 
@@ -464,16 +505,31 @@ class Conv2dNCHWcPlan:
                      bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(C_out, C_in, KH, KW) -> (OCB, ICB, KH, KW, ib, ob); bias -> (OCB*ob,), zero-padded."""
         g, ib, ob = self.geometry, self.in_block, self.out_block
-        expected = (self.c_out, self.c_in, g.kh, g.kw)
+        expected = (self.c_out, self.c_in // self.groups, g.kh, g.kw)
         if weight.shape != expected:
             raise ValueError(f"conv weight shape {weight.shape}, expected {expected}")
-        padded = np.zeros((self.ocb * ob, self.icb * ib, g.kh, g.kw), dtype=np.float32)
-        padded[:self.c_out, :self.c_in] = weight
-        packed = padded.reshape(self.ocb, ob, self.icb, ib, g.kh, g.kw).transpose(0, 2, 4, 5, 3, 1)
         bias_packed = np.zeros(self.ocb * ob, dtype=np.float32)
         if bias is not None:
             bias_packed[:self.c_out] = bias
+        if self.groups > 1:
+            return self._pack_grouped(weight), bias_packed
+        padded = np.zeros((self.ocb * ob, self.icb * ib, g.kh, g.kw), dtype=np.float32)
+        padded[:self.c_out, :self.c_in] = weight
+        packed = padded.reshape(self.ocb, ob, self.icb, ib, g.kh, g.kw).transpose(0, 2, 4, 5, 3, 1)
         return np.ascontiguousarray(packed), bias_packed
+
+    def _pack_grouped(self, weight: np.ndarray) -> np.ndarray:
+        """(C_out, C_in/groups, KH, KW) -> (OCB, reduce_blocks, KH, KW, ib, ob): output block v
+        sees input blocks from its range's start; weights outside a channel's group stay 0."""
+        g, ib, ob = self.geometry, self.in_block, self.out_block
+        cin_g, cout_g = self.c_in // self.groups, self.c_out // self.groups
+        packed = np.zeros((self.ocb, self.reduce_blocks, g.kh, g.kw, ib, ob), np.float32)
+        for co in range(self.c_out):
+            v, lane = divmod(co, ob)
+            start = self.input_ranges[v][0]
+            rel = np.arange(co // cout_g * cin_g, (co // cout_g + 1) * cin_g) - start * ib
+            packed[v, rel // ib, :, :, rel % ib, lane] = weight[co]
+        return packed
 
     # Emission -------------------------------------------------------------------------------
 
@@ -495,8 +551,8 @@ class Conv2dNCHWcPlan:
         columns and keeps them live, which spills the accumulators."""
         height, (width, guards), mask = key
         g, ib, vw, ocn = self.geometry, self.in_block, self.vector_width, self.tiling.ocn
-        fn = define_kernel(module, name, 5, 3, TILE_ARGS, internal=True, may_alias=("res", "out"))
-        inp, w, bias, res, out, ih0, kh_lo, kh_hi = fn.args
+        fn = define_kernel(module, name, 5, 4, TILE_ARGS, internal=True, may_alias=("res", "out"))
+        inp, w, bias, res, out, ih0, kh_lo, kh_hi, icb_count = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         span = ((g.kw - 1) * g.dilation[1] + (max(self.tiling.widths) - 1) * g.stride[1] + 1)
         zeros = zero_buffer(module, span * ib)
@@ -547,7 +603,9 @@ class Conv2dNCHWcPlan:
                         step(sources, w_kw, ic)
 
         full_blocks, tail = divmod(self.c_in, ib)
-        if full_blocks:
+        if self.groups > 1:  # the task's range of whole blocks (padding lanes are zeros)
+            full_blocks, tail = icb_count, 0
+        if self.groups > 1 or full_blocks:
             with for_range(b, 0, full_blocks, name="icb") as icb:
                 reduce_block(icb, ib, "full")
         if tail:

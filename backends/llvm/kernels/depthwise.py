@@ -149,8 +149,8 @@ class DepthwiseConv2dNCHWcPlan:
         _, (width, guards), mask = key
         g, vw = self.geometry, self.vector_width
         valid_kw = {j: range(lo, hi) for j, lo, hi in guards}
-        fn = define_kernel(module, name, 5, 3, TILE_ARGS, internal=True, may_alias=("res", "out"))
-        inp, w, bias, res, out, _ih0, kh_lo, kh_hi = fn.args
+        fn = define_kernel(module, name, 5, 4, TILE_ARGS, internal=True, may_alias=("res", "out"))
+        inp, w, bias, res, out, _ih0, kh_lo, kh_hi, _icb_count = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         accs = [entry_alloca(b, vec_type(vw), f"acc{j}") for j in range(width)]
         for acc in accs:

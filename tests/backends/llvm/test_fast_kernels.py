@@ -81,10 +81,10 @@ def conv_reference(x, weight, bias, stride, pads, dilation, groups=1):
             r0, c0 = i * dilation[0], j * dilation[1]
             patch = xp[:, :, r0:r0 + stride[0] * (oh - 1) + 1:stride[0],
                        c0:c0 + stride[1] * (ow - 1) + 1:stride[1]]
-            if groups == 1:
-                y += np.einsum("nchw,oc->nohw", patch, weight[:, :, i, j])
-            else:  # depthwise
-                y += patch * weight[None, :, 0, i, j, None, None]
+            cg, og = weight.shape[1], co // groups
+            for g in range(groups):
+                y[:, g * og:(g + 1) * og] += np.einsum(
+                    "nchw,oc->nohw", patch[:, g * cg:(g + 1) * cg], weight[g * og:(g + 1) * og, :, i, j])
     return y + bias[None, :, None, None]
 
 
@@ -137,11 +137,30 @@ FIXED_CONV_CASES = [  # ResNet-like shapes (multi-row tiles, 1x1, stride 2, firs
     conv_case(3, 31, 16, 7, w=29, stride=(2, 2), pads=(3, 3, 3, 3), in_block=3),
     conv_case(20, 30, 20, 3, pads=PAD1, activation="sigmoid"),
 ]
-N_RANDOM_CONV, N_RANDOM_DEPTHWISE, N_RANDOM_GEMM = 34, 16, 22
+N_RANDOM_CONV, N_RANDOM_GROUPED, N_RANDOM_DEPTHWISE, N_RANDOM_GEMM = 34, 12, 16, 22
 
+
+def random_grouped_case(rng: np.random.Generator) -> ConvCase:
+    """A dense case made grouped: groups divide both channel counts, blocks may straddle them."""
+    kwargs = random_conv_case(rng, False).kwargs
+    groups = int(rng.choice([2, 3, 4, 6]))
+    kwargs["c_in"] = groups * int(rng.integers(1, 12))
+    kwargs["c_out"] = groups * int(rng.integers(1, 12))
+    return ConvCase({**kwargs, "groups": groups})
+
+
+GROUPED_CONV_CASES = [  # ShuffleNet (g=3: blocks straddling groups), ResNeXt-like
+    conv_case(240, 28, 60, 1, groups=3, activation="relu"),
+    conv_case(60, 14, 240, 1, groups=3, residual=True, activation="relu"),
+    conv_case(24, 28, 216, 1, groups=3, in_block=8),
+    conv_case(64, 9, 64, 3, groups=8, pads=PAD1, stride=(2, 2)),
+]
 CONV_CASES = ([ConvCase(k) for k in FIXED_CONV_CASES]
               + [random_conv_case(np.random.default_rng(100 + i), False)
-                 for i in range(N_RANDOM_CONV)])
+                 for i in range(N_RANDOM_CONV)]
+              + [ConvCase(k) for k in GROUPED_CONV_CASES]
+              + [random_grouped_case(np.random.default_rng(700 + i))
+                 for i in range(N_RANDOM_GROUPED)])
 DEPTHWISE_CASES = (
     [ConvCase(conv_case(32, 14, 32, 3, pads=PAD1, activation="clip",
                         activation_params=(0.0, 6.0)), True),
@@ -211,7 +230,8 @@ def conv_data(plan, case: ConvCase, seed: int):
     rng = np.random.default_rng(seed)
     kw = case.kwargs
     x = rng.standard_normal((kw["n"], kw["c_in"], kw["h"], kw["w"])).astype(np.float32)
-    wshape = (kw["c_out"], 1 if case.depthwise else kw["c_in"], kw["kh"], kw["kw"])
+    wshape = (kw["c_out"], 1 if case.depthwise else kw["c_in"] // kw.get("groups", 1), kw["kh"],
+              kw["kw"])
     weight = rng.standard_normal(wshape).astype(np.float32)
     bias = rng.standard_normal(kw["c_out"]).astype(np.float32)
     res = (rng.standard_normal((kw["n"], kw["c_out"], plan.oh, plan.ow)).astype(np.float32)
@@ -234,7 +254,8 @@ def conv_expected(plan, case: ConvCase, x, weight, bias, res) -> np.ndarray:
     kw = case.kwargs
     y = conv_reference(x.astype(np.float64), weight.astype(np.float64), bias.astype(np.float64),
                        kw.get("stride", (1, 1)), kw.get("pads", (0, 0, 0, 0)),
-                       kw.get("dilation", (1, 1)), groups=kw["c_in"] if case.depthwise else 1)
+                       kw.get("dilation", (1, 1)),
+                       groups=kw["c_in"] if case.depthwise else kw.get("groups", 1))
     if res is not None:
         y = y + res
     return activate(y, kw.get("activation", "none"), tuple(kw.get("activation_params", ())))
