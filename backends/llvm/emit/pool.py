@@ -1,21 +1,38 @@
 """Pooling: max / avg / sum windows (1-D/2-D/3-D, ceil_mode, dilation, count_include_pad) and
 the global pools, on NCHW or the blocked NCHWc layout.
 
-Both layouts are one loop nest: an element is `blk` contiguous floats (1 for NCHW, the block
-for NCHWc). A task is one output row (n, c, od, oh); the row is initialised (-inf or 0), each
-kernel tap inside the image combines a shifted input row into it — one contiguous
-`<vw x float>` loop over (output width x blk) when the width stride is 1, else a vector loop
-over the block per output pixel — and avg divides by the per-pixel count, a product of
+A task is one output row (n, c, od, oh); avg divides by the per-pixel count, a product of
 per-dimension counts computed at compile time.
+- NCHW: the row is initialised (-inf or 0), each kernel tap inside the image combines a shifted
+  input row into it: one contiguous `<vw x float>` loop over the output width when the width
+  stride is 1, else a scalar loop.
+- NCHWc: an element is a `<blk x float>` vector, and each output pixel's window is reduced in
+  a register (the valid kernel rows of the task's row come from a table, the valid kernel
+  columns of the border pixels are static), then stored once: no re-reading of the output
+  row per tap, which made the strided pools (2x2 / 3x3, stride 2) load-store bound.
 """
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from llvmlite import ir
 
 from graphcnn.ir import Node
 
-from ..kernels._emit import F32, entry_alloca, for_range, i64, splat
+from ..kernels._emit import (
+    F32,
+    const_table,
+    entry_alloca,
+    for_range,
+    i64,
+    linear,
+    load_table,
+    splat,
+    vec_type,
+)
 from .base import (
     EmitContext,
     decompose,
@@ -83,6 +100,12 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
                        np.repeat(np.maximum(cnt_w, 0), blk).tolist())
     row_len = ow * blk
     work = y.type.size * kd * kh * kw
+    if blocked:
+        geometry = _Windows((dd, hh, ww), (od, oh, ow), (kd, kh, kw), (sd, sh, sw), (pd, ph, pw),
+                            (ld, lh, lw))
+        _emit_blocked(ctx, node, geometry, blk, combine, float("-inf") if is_max else 0.0,
+                      (tab_dh, tab_w) if node.op == "avg_pool" else None)
+        return
     with ctx.task(node, n * c * od * oh, work) as (b, env, t):
         tn_c, tod, toh = decompose(b, t, [n * c, od, oh], "t")
         px = ctx.ptr(b, env, x, "in")
@@ -136,6 +159,89 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
                 cnt = b.fmul(cw, splat_value(b, f_dh, wd, "cdh.v"), name="cnt")
                 store(b, b.fdiv(load(b, row, i, wd, "tot"), cnt, name="avg"), row, i, "avg")
             vec_loop(b, 0, row_len, vw, divide, "div")
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """A pool's 3-D geometry (1-D/2-D pools have leading unit dims)."""
+
+    size: tuple[int, int, int]
+    out: tuple[int, int, int]
+    kernel: tuple[int, int, int]
+    stride: tuple[int, int, int]
+    pad: tuple[int, int, int]  # begins
+    dilation: tuple[int, int, int]
+
+    def tap_ranges(self, axis: int) -> list[int]:
+        """Flattened [lo, hi) of the kernel taps inside the input, per output index of `axis`
+        (contiguous: the input index grows with the tap)."""
+        table = []
+        for o in range(self.out[axis]):
+            ok = [k for k in range(self.kernel[axis]) if 0 <= o * self.stride[axis]
+                  - self.pad[axis] + k * self.dilation[axis] < self.size[axis]]
+            table += [ok[0], ok[-1] + 1] if ok else [0, 0]
+        return table
+
+    def columns(self, o: int) -> list[int]:
+        """The kernel columns of output column `o` inside the input."""
+        return [k for k in range(self.kernel[2]) if 0 <= o * self.stride[2] - self.pad[2]
+                + k * self.dilation[2] < self.size[2]]
+
+
+def _emit_blocked(ctx: EmitContext, node: Node, g: _Windows, blk: int, combine: Callable,
+                  init: float, avg_tables: tuple | None) -> None:
+    x, y = node.inputs[0], node.outputs[0]
+    (dd, hh, ww), (od, oh, ow) = g.size, g.out
+    rows_d = const_table(ctx.module, f"{node.name}.taps_d", g.tap_ranges(0))
+    rows_h = const_table(ctx.module, f"{node.name}.taps_h", g.tap_ranges(1))
+    full = list(range(g.kernel[2]))
+    interior = [o for o in range(ow) if g.columns(o) == full]
+    lo, hi = (interior[0], interior[-1] + 1) if interior else (0, 0)
+    n_c = x.type.shape[0] * x.type.shape[1]
+    with ctx.task(node, n_c * od * oh, y.type.size * math.prod(g.kernel)) as (b, env, t):
+        tn_c, tod, toh = decompose(b, t, [n_c, od, oh], "t")
+        kd_lo, kd_hi = (load_table(b, rows_d, linear(b, f"d{i}", (tod, 2), const=i), f"kd{i}")
+                        for i in range(2))
+        kh_lo, kh_hi = (load_table(b, rows_h, linear(b, f"h{i}", (toh, 2), const=i), f"kh{i}")
+                        for i in range(2))
+        in_ch = gep(b, ctx.ptr(b, env, x, "in"), b.mul(tn_c, i64(dd * hh * ww * blk)), "in_ch")
+        row = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(ow * blk), name="row.off"), "row")
+        acc = entry_alloca(b, vec_type(blk), "acc")
+        if avg_tables is not None:
+            tab_dh, tab_w = avg_tables
+            dh = b.add(b.mul(tod, i64(oh)), toh, name="dh")
+            count_dh = b.load(b.gep(tab_dh, [i64(0), dh], name="cdh.p"), name="cdh")
+
+        def pixel(o: ir.Value, columns: list[int]) -> None:
+            b.store(splat(init, blk), acc)
+            with for_range(b, kd_lo, kd_hi, name="kd") as kd:
+                in_d = linear(b, "id", (tod, g.stride[0]), (kd, g.dilation[0]), const=-g.pad[0])
+                with for_range(b, kh_lo, kh_hi, name="kh") as kh:
+                    ih = linear(b, "ih", (toh, g.stride[1]), (kh, g.dilation[1]),
+                                const=-g.pad[1])
+                    in_row = gep(b, in_ch, linear(b, "in_row", (in_d, hh * ww * blk),
+                                                  (ih, ww * blk)), "in_row")
+                    first = linear(b, "iw", (o, g.stride[2] * blk), const=-g.pad[2] * blk)
+                    value = b.load(acc, name="acc.v")
+                    for k in columns:
+                        tap = load(b, in_row, b.add(first, i64(k * g.dilation[2] * blk)), blk,
+                                   f"x{k}")
+                        value = combine(b, value, tap, f"c{k}")
+                    b.store(value, acc)
+            value = b.load(acc, name="win")
+            if avg_tables is not None:
+                count_w = b.load(b.gep(tab_w, [i64(0), b.mul(o, i64(blk))], name="cw.p"),
+                                 name="cw")
+                count = b.fmul(count_dh, count_w, name="cnt")
+                value = b.fdiv(value, splat_value(b, count, blk, "cnt.v"), name="avg")
+            store(b, value, row, b.mul(o, i64(blk), name="o.off"), "y")
+
+        for o in range(lo):  # left border pixels, then the interior loop, then the right ones
+            pixel(i64(o), g.columns(o))
+        with for_range(b, lo, hi, name="ow") as o:
+            pixel(o, full)
+        for o in range(max(hi, lo), ow):
+            pixel(i64(o), g.columns(o))
 
 
 @emitter("global_avg_pool", "global_max_pool")
