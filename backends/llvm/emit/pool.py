@@ -192,18 +192,14 @@ def _emit_blocked(ctx: EmitContext, node: Node, g: _Windows, blk: int, combine: 
                   init: float, avg_tables: tuple | None) -> None:
     x, y = node.inputs[0], node.outputs[0]
     (dd, hh, ww), (od, oh, ow) = g.size, g.out
-    rows_d = const_table(ctx.module, f"{node.name}.taps_d", g.tap_ranges(0))
-    rows_h = const_table(ctx.module, f"{node.name}.taps_h", g.tap_ranges(1))
     full = list(range(g.kernel[2]))
     interior = [o for o in range(ow) if g.columns(o) == full]
     lo, hi = (interior[0], interior[-1] + 1) if interior else (0, 0)
     n_c = x.type.shape[0] * x.type.shape[1]
     with ctx.task(node, n_c * od * oh, y.type.size * math.prod(g.kernel)) as (b, env, t):
         tn_c, tod, toh = decompose(b, t, [n_c, od, oh], "t")
-        kd_lo, kd_hi = (load_table(b, rows_d, linear(b, f"d{i}", (tod, 2), const=i), f"kd{i}")
-                        for i in range(2))
-        kh_lo, kh_hi = (load_table(b, rows_h, linear(b, f"h{i}", (toh, 2), const=i), f"kh{i}")
-                        for i in range(2))
+        kd_lo, kd_hi = _tap_range(ctx, b, node, g, 0, tod)
+        kh_lo, kh_hi = _tap_range(ctx, b, node, g, 1, toh)
         in_ch = gep(b, ctx.ptr(b, env, x, "in"), b.mul(tn_c, i64(dd * hh * ww * blk)), "in_ch")
         row = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(ow * blk), name="row.off"), "row")
         acc = entry_alloca(b, vec_type(blk), "acc")
@@ -212,22 +208,24 @@ def _emit_blocked(ctx: EmitContext, node: Node, g: _Windows, blk: int, combine: 
             dh = b.add(b.mul(tod, i64(oh)), toh, name="dh")
             count_dh = b.load(b.gep(tab_dh, [i64(0), dh], name="cdh.p"), name="cdh")
 
+        def window_rows(in_d: ir.Value, o: ir.Value, columns: list[int]) -> None:
+            with for_range(b, kh_lo, kh_hi, name="kh") as kh:
+                ih = linear(b, "ih", (toh, g.stride[1]), (kh, g.dilation[1]), const=-g.pad[1])
+                in_row = gep(b, in_ch, linear(b, "in_row", (in_d, hh * ww * blk),
+                                              (ih, ww * blk)), "in_row")
+                first = linear(b, "iw", (o, g.stride[2] * blk), const=-g.pad[2] * blk)
+                value = b.load(acc, name="acc.v")
+                for k in columns:
+                    tap = load(b, in_row, b.add(first, i64(k * g.dilation[2] * blk)), blk,
+                               f"x{k}")
+                    value = combine(b, value, tap, f"c{k}")
+                b.store(value, acc)
+
         def pixel(o: ir.Value, columns: list[int]) -> None:
             b.store(splat(init, blk), acc)
-            with for_range(b, kd_lo, kd_hi, name="kd") as kd:
-                in_d = linear(b, "id", (tod, g.stride[0]), (kd, g.dilation[0]), const=-g.pad[0])
-                with for_range(b, kh_lo, kh_hi, name="kh") as kh:
-                    ih = linear(b, "ih", (toh, g.stride[1]), (kh, g.dilation[1]),
-                                const=-g.pad[1])
-                    in_row = gep(b, in_ch, linear(b, "in_row", (in_d, hh * ww * blk),
-                                                  (ih, ww * blk)), "in_row")
-                    first = linear(b, "iw", (o, g.stride[2] * blk), const=-g.pad[2] * blk)
-                    value = b.load(acc, name="acc.v")
-                    for k in columns:
-                        tap = load(b, in_row, b.add(first, i64(k * g.dilation[2] * blk)), blk,
-                                   f"x{k}")
-                        value = combine(b, value, tap, f"c{k}")
-                    b.store(value, acc)
+            with for_range(b, kd_lo, kd_hi, name="kd") as kd:  # 1-D/2-D pools: one depth
+                window_rows(linear(b, "id", (tod, g.stride[0]), (kd, g.dilation[0]),
+                                   const=-g.pad[0]), o, columns)
             value = b.load(acc, name="win")
             if avg_tables is not None:
                 count_w = b.load(b.gep(tab_w, [i64(0), b.mul(o, i64(blk))], name="cw.p"),
@@ -242,6 +240,18 @@ def _emit_blocked(ctx: EmitContext, node: Node, g: _Windows, blk: int, combine: 
             pixel(o, full)
         for o in range(max(hi, lo), ow):
             pixel(i64(o), g.columns(o))
+
+
+def _tap_range(ctx: EmitContext, b: ir.IRBuilder, node: Node, g: _Windows, axis: int,
+               out: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """The kernel taps of output index `out` along `axis` inside the input: constants when no
+    output index meets the padding (then LLVM sees the trip count), else from a table."""
+    taps = g.tap_ranges(axis)
+    if len(set(zip(taps[::2], taps[1::2]))) == 1:
+        return i64(taps[0]), i64(taps[1])
+    table = const_table(ctx.module, f"{node.name}.taps{axis}", taps)
+    return tuple(load_table(b, table, linear(b, f"tap{axis}.{i}", (out, 2), const=i),
+                            f"k{axis}.{i}") for i in range(2))
 
 
 @emitter("global_avg_pool", "global_max_pool")
