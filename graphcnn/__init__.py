@@ -75,7 +75,15 @@ def export_onnx(graph: Graph, path: str, **options) -> None:
 
 
 def from_onnx(model, input_shapes=None, **options) -> Graph:
-    """Import an ONNX model (path, bytes or onnx.ModelProto) as a Graph."""
+    """Import an ONNX model (path, bytes or onnx.ModelProto) as a Graph.
+
+    A model file imported before and unchanged since is restored from its import snapshot
+    (graphcnn/frontends/onnx_snapshot.py: no onnx import, weights read on first use)."""
+    from .frontends import onnx_snapshot
+
+    graph = onnx_snapshot.load(model, input_shapes, options)
+    if graph is not None:
+        return graph
     from .frontends.onnx import from_onnx as _from_onnx
 
     return _from_onnx(model, input_shapes=input_shapes, **options)

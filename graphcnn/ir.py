@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import threading
 import weakref
 from collections import deque
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GraphError, ShapeError, where
+from .errors import GraphError, ModelLoadError, ShapeError, where
 
 _DTYPE_SHORT = {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "b1"}
 
@@ -79,25 +80,57 @@ def freeze(value: Any) -> Any:
 
 
 class Value:
-    """An edge: produced by one node (or a graph input / constant), used by any number of nodes."""
+    """An edge: produced by one node (or a graph input / constant), used by any number of nodes.
 
-    __slots__ = ("data", "name", "producer", "type", "uses")
+    A constant's `data` is its array, or a `Deferred` loader not read yet (a graph restored from
+    an import snapshot, see graphcnn/frontends/onnx_snapshot.py): the first `.data` access reads
+    it; `is_constant`, shapes, digests and graph copies never do.
+    """
+
+    __slots__ = ("_data", "_pending", "name", "producer", "type", "uses")
 
     def __init__(self, name: str, type: TensorType, producer: Node | None = None,
-                 data: np.ndarray | None = None):
+                 data: np.ndarray | None = None, pending: Deferred | None = None):
         self.name = name
         self.type = type
         self.producer = producer
         self.uses: list[tuple[Node, int]] = []  # (user node, input index)
-        self.data = data
+        self._data = data
+        self._pending = pending if data is None else None
+
+    @property
+    def data(self) -> np.ndarray | None:
+        data = self._data
+        if data is None:
+            pending = self._pending  # once: another thread may be loading it too
+            if pending is not None:
+                data = self._data = pending.load()
+        return data
+
+    @data.setter
+    def data(self, data: np.ndarray | None) -> None:
+        self._data = data
+        self._pending = None  # a new array replaces any constant not read yet
+
+    @property
+    def pending(self) -> Deferred | None:
+        """The loader this constant's bytes come from while this Value has not read them (a
+        copy of it may have: the loader then has them), else None."""
+        return self._pending if self._data is None else None
 
     @property
     def is_constant(self) -> bool:
-        return self.data is not None
+        return self._data is not None or self._pending is not None
 
     @property
     def shape(self) -> tuple[int, ...]:
         return self.type.shape
+
+    def _twin(self, producer: Node | None = None) -> Value:
+        """A copy without uses; a constant shares its array or its loader (neither is read)."""
+        twin = Value(self.name, self.type, producer)
+        twin._data, twin._pending = self._data, self._pending
+        return twin
 
     def users(self) -> list[Node]:
         seen: dict[int, Node] = {}
@@ -107,6 +140,86 @@ class Value:
 
     def __repr__(self) -> str:
         return f"Value(%{self.name}: {self.type})"
+
+
+def file_identity(st: os.stat_result) -> list[int]:
+    """What says a file is unchanged: device, inode, size, mtime and ctime in ns (see
+    graphcnn/frontends/onnx_digests.py for why that is enough)."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+class Deferred:
+    """A constant's bytes still in the model file they were imported from: little-endian
+    `dtype` data at [offset, offset + nbytes) of `path`, while the file keeps `identity`.
+
+    Loaded once, on first use (shared by every copy of the graph), into an array of its own,
+    read-only, its digest (recorded with the file, see constant_digests) remembered. A file
+    that changed since the import is a ModelLoadError: its bytes may no longer be the graph's.
+    """
+
+    __slots__ = ("_array", "_lock", "digest", "dtype", "identity", "nbytes", "offset", "path",
+                 "shape", "what")
+
+    def __init__(self, path: str, identity: Sequence[int], offset: int, nbytes: int,
+                 dtype: np.dtype, shape: tuple[int, ...], digest: bytes, what: str):
+        self.path, self.identity = path, list(identity)
+        self.offset, self.nbytes = offset, nbytes
+        self.dtype, self.shape = np.dtype(dtype), tuple(shape)
+        self.digest, self.what = digest, what
+        self._lock = threading.Lock()
+        self._array: np.ndarray | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._array is not None
+
+    def load(self) -> np.ndarray:
+        with self._lock:
+            if self._array is None:
+                array = self._read()
+                array.setflags(write=False)
+                _DIGESTS.seed(array, self.digest)
+                self._array = array
+            return self._array
+
+    def _changed(self) -> ModelLoadError:
+        return ModelLoadError(f"model file {self.path!r} changed since it was imported, so "
+                              f"constant {self.what} (read on first use) may no longer be the "
+                              f"graph's: import the model again")
+
+    def _read(self) -> np.ndarray:
+        buf = np.empty(self.nbytes, np.uint8)
+        try:
+            with open(self.path, "rb", buffering=0) as f:
+                if file_identity(os.fstat(f.fileno())) != self.identity:
+                    raise self._changed()
+                f.seek(self.offset)
+                view, got = memoryview(buf), 0
+                while got < self.nbytes:
+                    n = f.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+                if got != self.nbytes or file_identity(os.fstat(f.fileno())) != self.identity:
+                    raise self._changed()  # shrank, or written while being read
+        except OSError as e:
+            raise ModelLoadError(f"cannot read constant {self.what} from model file "
+                                 f"{self.path!r}: {e.strerror or e}") from None
+        little = buf.view(self.dtype.newbyteorder("<"))
+        if little.dtype != self.dtype or self.dtype.kind == "b":  # as the importer decodes
+            little = little.astype(self.dtype)
+        return little.reshape(self.shape)
+
+    def __deepcopy__(self, memo: dict) -> Deferred:
+        return self  # read-only once loaded: shared like constant arrays
+
+    def __reduce__(self):
+        return (Deferred, (self.path, self.identity, self.offset, self.nbytes, self.dtype,
+                           self.shape, self.digest, self.what))
+
+    def __repr__(self) -> str:
+        return (f"Deferred({self.what}: {self.dtype.name}{list(self.shape)} at "
+                f"{self.path!r}[{self.offset}:{self.offset + self.nbytes}])")
 
 
 class Node:
@@ -291,7 +404,7 @@ class Graph:
 
         def clone(v: Value) -> Value:
             if id(v) not in vmap:  # graph inputs, constants, or dangling values
-                vmap[id(v)] = Value(v.name, v.type, data=v.data)
+                vmap[id(v)] = v._twin()
             return vmap[id(v)]
 
         new.inputs = [clone(v) for v in self.inputs]
@@ -299,7 +412,7 @@ class Graph:
             twin = Node(node.name, node.op, [clone(v) for v in node.inputs], {})
             twin.attrs = node.attrs  # frozen: safe to share
             for out in node.outputs:
-                vmap[id(out)] = Value(out.name, out.type, producer=twin, data=out.data)
+                vmap[id(out)] = out._twin(producer=twin)
             twin.outputs = tuple(vmap[id(out)] for out in node.outputs)
             for i, v in enumerate(twin.inputs):
                 v.uses.append((twin, i))
@@ -414,14 +527,23 @@ _DIGESTS = _Digests()
 
 
 def constant_digests(values: Sequence[Value]) -> list[bytes]:
-    """sha256 of each constant's dtype, shape and bytes (memoised per array; see _Digests)."""
-    return _DIGESTS.digests([v.data for v in values])
+    """sha256 of each constant's dtype, shape and bytes (memoised per array; see _Digests). A
+    constant not read yet (Deferred) gives the digest recorded with it, and stays unread."""
+    pending = [v.pending for v in values]
+    if not any(pending):
+        return _DIGESTS.digests([v.data for v in values])
+    out = [b"" if p is None else p.digest for p in pending]
+    arrays = [i for i, p in enumerate(pending) if p is None]
+    for i, digest in zip(arrays, _DIGESTS.digests([values[i].data for i in arrays])):
+        out[i] = digest
+    return out
 
 
 def prefetch_constant_digests(values: Iterable[Value]) -> None:
     """Start hashing these constants in the background (an importer's hint that a compile, which
     keys its cache on them, is likely to follow)."""
-    _DIGESTS.prefetch([v.data for v in values if v.data is not None and v.data.nbytes >= 1 << 16])
+    _DIGESTS.prefetch([v.data for v in values if v.pending is None and v.data is not None
+                       and v.data.nbytes >= 1 << 16])
 
 
 def seed_constant_digest(value: Value, digest: bytes) -> None:

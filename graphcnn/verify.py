@@ -28,8 +28,10 @@ def verify(graph: Graph) -> None:
     for v in graph.constants:
         if v.producer is not None:
             raise GraphError(f"constant %{v.name} must have no producer")
-        if tuple(v.data.shape) != v.type.shape:
-            raise GraphError(f"constant %{v.name} data {v.data.shape} differs from type {v.type}")
+        pending = v.pending  # a constant not read yet: its declared shape (reading it is a load)
+        shape = tuple(pending.shape if pending is not None else v.data.shape)
+        if shape != v.type.shape:
+            raise GraphError(f"constant %{v.name} data {shape} differs from type {v.type}")
         define(v, "constant")
 
     live_uses: set[tuple[int, int]] = set()

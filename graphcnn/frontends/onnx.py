@@ -11,7 +11,11 @@ The steps, in order (each names what it rejects):
    constants, decoded under the size limits;
 5. import node by node through the table, folding constant subgraphs; nodes downstream of an
    unsupported one are skipped so that ONE UnsupportedOpError lists every unsupported op;
-6. drop nodes nothing uses, verify the graph.
+6. drop nodes nothing uses, verify the graph;
+7. for a large model file, record its initializers' digests (onnx_digests) and an import
+   snapshot of the graph (onnx_snapshot), which `graphcnn.from_onnx` restores the next time
+   the unchanged file is imported with the same arguments, without onnx and without reading
+   the weights until they are used.
 
 Options: `max_tensor_bytes`, `max_total_bytes` (size limits, see onnx_safety.Limits),
 `base_dir` (where external data may be read from when the model is given as bytes or a proto),
@@ -42,7 +46,7 @@ from ..errors import (
 )
 from ..ir import Graph, TensorType, Value, prefetch_constant_digests
 from ..verify import verify
-from . import onnx_digests, onnx_ops  # noqa: F401  (onnx_ops fills the table)
+from . import onnx_digests, onnx_ops, onnx_snapshot  # noqa: F401  (onnx_ops fills the table)
 from .onnx_context import IMPORTERS, Context, NotConstant
 from .onnx_safety import (
     DEFAULT_MAX_TENSOR_BYTES,
@@ -126,6 +130,10 @@ class _Importer:
         self.unsupported: dict[str, list[str]] = defaultdict(list)  # op type -> node names
         self.reasons: dict[str, set[str]] = defaultdict(set)
         self.skip: set[str] = set()  # names of nodes found unsupported before import
+        self.warned: list[str] = []  # the warnings given (an import snapshot repeats them)
+        # initializers decoded from the file's bytes: id(array) -> (array, name, start, end)
+        self.from_file: dict[int, tuple[np.ndarray, str, int, int]] = {}
+        self.record: tuple[dict[str, Value], dict | None] | None = None  # see _remember
 
     def run(self) -> Graph:
         opset = model_opset(self.proto)
@@ -163,7 +171,47 @@ class _Importer:
             verify(graph)
         except GraphError as e:
             raise GraphError(f"imported graph is malformed: {e}") from None
+        self._remember(graph)
         return graph
+
+    def _remember(self, graph: Graph) -> None:
+        """Record the initializers' digests for an unchanged file, with an import snapshot of
+        `graph` (onnx_snapshot: taken here, before the caller can change the graph; checked and
+        written in the background) unless the record there already says the same."""
+        if self.record is None:
+            return
+        values, old = self.record
+        loaded = self.loaded
+        if not onnx_digests.recordable(loaded.path, loaded.stat, loaded.read_ns, values):
+            return
+        snapshot = None
+        if self._self_contained():
+            args = onnx_snapshot.arguments(self.input_shapes, {
+                "max_tensor_bytes": self.limits.max_tensor_bytes,
+                "max_total_bytes": self.limits.max_total_bytes, "name": self.name})
+            if args is not None:
+                snapshot = onnx_snapshot.encode(graph, self.from_file, args, self.warned,
+                                                loaded.path, loaded.stat)
+        if old is not None and snapshot is None:
+            return  # digests recorded already, and no snapshot to add
+        onnx_digests.record_later(loaded.path, loaded.stat, loaded.read_ns, values, snapshot,
+                                  old)
+
+    def _self_contained(self) -> bool:
+        """No tensor of the model (initializer, node attribute) lives in an external data
+        file, and no subgraph: the .onnx file's identity then covers everything imported."""
+        external = onnx.TensorProto.EXTERNAL
+        g = self.proto.graph
+        if any(t.data_location == external for t in g.initializer):
+            return False
+        for node in g.node:
+            for a in node.attribute:
+                if (a.HasField("t") and a.t.data_location == external) or \
+                        any(t.data_location == external for t in a.tensors) or \
+                        a.HasField("g") or len(a.graphs) or a.HasField("sparse_tensor") or \
+                        len(a.sparse_tensors):
+                    return False
+        return True
 
     def _initializers(self, g: onnx.GraphProto, initializers: dict[str, onnx.TensorProto]
                       ) -> dict[str, np.ndarray]:
@@ -185,9 +233,16 @@ class _Importer:
             return tensor_to_array(t, self.limits, self.base_dir, what, self.loaded.raw(index))
 
         if sum(job[4] for job in jobs) < PARALLEL_DECODE_BYTES:
-            return {job[0]: decode(job) for job in jobs}
-        with ThreadPoolExecutor(max_workers=2) as pool:  # map raises the first error in order
-            return {job[0]: array for job, array in zip(jobs, pool.map(decode, jobs))}
+            arrays = {job[0]: decode(job) for job in jobs}
+        else:
+            with ThreadPoolExecutor(max_workers=2) as pool:  # map raises the first error in order
+                arrays = {job[0]: array for job, array in zip(jobs, pool.map(decode, jobs))}
+        if self.loaded.path is not None and self.loaded.spans is not None:
+            for tname, t, _, index, _ in jobs:  # the bytes of these are the file's, as they are
+                span = self.loaded.spans[index]
+                if span is not None and t.data_location != onnx.TensorProto.EXTERNAL:
+                    self.from_file[id(arrays[tname])] = (arrays[tname], tname, *span)
+        return arrays
 
     def _digests(self, values: dict[str, Value], remembered: bool = True) -> None:
         """A compile keys its cache on every constant's bytes: seed the digests recorded for an
@@ -204,11 +259,13 @@ class _Importer:
                     onnx_digests.identity(loaded.stat)  # also while it was being read
             except OSError:
                 unchanged = False
-            if unchanged and onnx_digests.seed(loaded.path, loaded.stat, values):
+            record = onnx_digests.seed(loaded.path, loaded.stat, values) if unchanged else None
+            if record is not None:
+                self.record = (values, record)  # seeded: maybe a new snapshot (_remember)
                 return
         prefetch_constant_digests(values.values())
         if loaded.path is not None:
-            onnx_digests.record_later(loaded.path, loaded.stat, loaded.read_ns, values)
+            self.record = (values, None)  # recorded once the graph is imported (_remember)
 
     # ----- step 2: structure ------------------------------------------------------------------
     def _check_structure(self, g: onnx.GraphProto, initializers: dict) -> list[int]:
@@ -334,9 +391,10 @@ class _Importer:
                 if d.HasField("dim_value"):
                     out.append(int(d.dim_value))
                 elif i == 0:
-                    warnings.warn(f"input {vi.name!r}: symbolic batch dim "
-                                  f"{d.dim_param or '?'!r} set to 1 (pass input_shapes to choose)",
-                                  stacklevel=4)
+                    message = (f"input {vi.name!r}: symbolic batch dim {d.dim_param or '?'!r} "
+                               f"set to 1 (pass input_shapes to choose)")
+                    self.warned.append(message)
+                    warnings.warn(message, stacklevel=4)
                     out.append(1)
                 else:
                     raise ShapeError(f"input {vi.name!r}: dim {i} ({d.dim_param or 'unknown'!r})"

@@ -26,9 +26,10 @@ import onnx
 from onnx import TensorProto
 
 from ..errors import ModelLoadError
+from .onnx_limits import DEFAULT_MAX_TENSOR_BYTES, DEFAULT_MAX_TOTAL_BYTES
 
-DEFAULT_MAX_TENSOR_BYTES = 1 << 30  # 1 GiB: VGG-16's largest weight is 0.4 GiB
-DEFAULT_MAX_TOTAL_BYTES = 4 << 30
+__all__ = ["DEFAULT_MAX_TENSOR_BYTES", "DEFAULT_MAX_TOTAL_BYTES", "Limits", "LoadedModel",
+           "load_model", "load_model_split", "np_dtype", "read_external", "tensor_to_array"]
 
 
 @dataclass
