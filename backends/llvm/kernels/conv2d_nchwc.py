@@ -513,8 +513,10 @@ class Conv2dNCHWcPlan:
             bias_packed[:self.c_out] = bias
         if self.groups > 1:
             return self._pack_grouped(weight), bias_packed
-        padded = np.zeros((self.ocb * ob, self.icb * ib, g.kh, g.kw), dtype=np.float32)
-        padded[:self.c_out, :self.c_in] = weight
+        padded = np.asarray(weight, dtype=np.float32)
+        if (self.ocb * ob, self.icb * ib) != (self.c_out, self.c_in):  # zero channels to fill
+            padded = np.zeros((self.ocb * ob, self.icb * ib, g.kh, g.kw), dtype=np.float32)
+            padded[:self.c_out, :self.c_in] = weight
         packed = padded.reshape(self.ocb, ob, self.icb, ib, g.kh, g.kw).transpose(0, 2, 4, 5, 3, 1)
         return np.ascontiguousarray(packed), bias_packed
 
