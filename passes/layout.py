@@ -9,12 +9,13 @@ needs: a region gets one `to_blocked` per entering value and one `from_blocked` 
 leaving it (shared by all its NCHW consumers).
 1. conv (2-D, NCHW, constant weight/bias, groups 1, depthwise, or grouped at most
    MAX_GROUPED_OVERHEAD times the useful multiply-adds: an output block straddling groups
-   reduces over all their inputs) with at least 4 output channels is blocked. Output block = `block`, or for fewer than block/2 output channels the
-   smallest of 4, 8, ... that holds them (LeNet's 6 channels: 8 lanes, not 16 with 10 wasted;
-   the register-tiled kernel still beats the plain-layout one by 10x there). Input: its twin if
-   it has one; else to_blocked with block `block`, or, for C_in < block (an image's 3 channels),
-   one block of C_in channels, which pads nothing. A depthwise conv needs input block = output
-   block. A residual input gets a twin with the output block.
+   reduces over all their inputs) with at least 4 output channels is blocked. Output block =
+   `block`, or for fewer than block/2 output channels the smallest of 4, 8, ... that holds
+   them (LeNet's 6 channels: 8 lanes, not 16 with 10 wasted; the register-tiled kernel still
+   beats the plain-layout one by 10x there). Input: its twin if it has one; else to_blocked
+   with block `block`, or, for C_in < block (an image's 3 channels), one block of C_in
+   channels, which pads nothing (one channel: a reshape, the same bytes). A depthwise conv
+   needs input block = output block. A residual input gets a twin with the output block.
 2. relu, leaky_relu, clip with min <= 0 <= max run on the twin: they map the zero-padded
    channels to zero. sigmoid (0 -> 0.5) ends the region.
 3. add of two twins of the same blocked shape runs blocked (0 + 0 = 0).
@@ -67,8 +68,13 @@ class _Blocker:
             return t
         key = (id(v), block)
         if key not in self.other_blocks:
-            self.other_blocks[key] = self.graph.apply(
-                "to_blocked", [v], {"block": block}, name=f"{v.name}.blocked", before=before)
+            if v.shape[1] == block == 1:  # one channel: the same bytes, a view (no copy)
+                shape = v.shape + (1,)
+                self.other_blocks[key] = self.graph.apply(
+                    "reshape", [v], {"shape": shape}, name=f"{v.name}.blocked", before=before)
+            else:
+                self.other_blocks[key] = self.graph.apply(
+                    "to_blocked", [v], {"block": block}, name=f"{v.name}.blocked", before=before)
             self.twin.setdefault(id(v), self.other_blocks[key])
         return self.other_blocks[key]
 
