@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import CompileError
+from .hugepages import no_huge_page_advice
 from .ir import Graph
 from .runtime import CompiledModel
 from .verify import verify
@@ -39,10 +40,11 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
         # the pipeline knows the target: layout and kernel choices are made for llvm only
         return optimize(g, opt_level=opt_level, target=target) if opt_level > 0 else g.copy()
 
-    if target == "llvm":
-        # the llvm backend looks its cache up on the graph as given, before the pipeline: a hit
-        # skips the passes as well as lowering and code generation
-        from graphcnn.backends.llvm import compile_graph
+    with no_huge_page_advice():  # model-sized, short-lived arrays (see graphcnn/hugepages.py)
+        if target == "llvm":
+            # the llvm backend looks its cache up on the graph as given, before the pipeline: a
+            # hit skips the passes as well as lowering and code generation
+            from graphcnn.backends.llvm import compile_graph
 
-        return compile_graph(graph, opt_level, pipeline, **options)
-    return compile_for(target, pipeline(graph), **options)
+            return compile_graph(graph, opt_level, pipeline, **options)
+        return compile_for(target, pipeline(graph), **options)

@@ -44,6 +44,7 @@ from ..errors import (
     ShapeError,
     UnsupportedOpError,
 )
+from ..hugepages import no_huge_page_advice
 from ..ir import Graph, TensorType, Value, prefetch_constant_digests
 from ..verify import verify
 from . import onnx_digests, onnx_ops, onnx_snapshot  # noqa: F401  (onnx_ops fills the table)
@@ -73,12 +74,13 @@ def from_onnx(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = Non
     ShapeError (shapes that do not fit, naming the node), UnsupportedOpError (every unsupported
     op of the model at once).
     """
-    loaded = load_model_split(model, base_dir)
-    limits = Limits(max_tensor_bytes=max_tensor_bytes, max_total_bytes=max_total_bytes)
-    try:
-        return _Importer(loaded, limits, dict(input_shapes or {}), name).run()
-    finally:
-        loaded.release()
+    with no_huge_page_advice():  # the file's buffer and the decoded weights (hugepages.py)
+        loaded = load_model_split(model, base_dir)
+        limits = Limits(max_tensor_bytes=max_tensor_bytes, max_total_bytes=max_total_bytes)
+        try:
+            return _Importer(loaded, limits, dict(input_shapes or {}), name).run()
+        finally:
+            loaded.release()
 
 
 def model_opset(proto: onnx.ModelProto) -> int:

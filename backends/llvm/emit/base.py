@@ -126,8 +126,9 @@ class EmitContext:
 
     # ----- weights arena ---------------------------------------------------------------------
     def add_weights(self, array: np.ndarray) -> int:
-        """Append a float32 array to the arena (64-byte aligned); returns its byte offset."""
-        data = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
+        """Append a float32 array to the arena (64-byte aligned, in C order); returns its byte
+        offset. A strided view (packed weights as a transpose) is copied only into the arena."""
+        data = np.asarray(array, dtype=np.float32)
         offset = self.weights_bytes
         self.weight_chunks.append(data)
         self.weights_bytes = offset + -(-data.nbytes // 64) * 64
@@ -149,7 +150,8 @@ class EmitContext:
             blob = raw[start:start + total]
         offset = 0
         for chunk in self.weight_chunks:
-            blob[offset:offset + chunk.nbytes] = chunk.view(np.uint8)
+            target = blob[offset:offset + chunk.nbytes].view(np.float32).reshape(chunk.shape)
+            target[...] = chunk
             offset += -(-chunk.nbytes // 64) * 64
         return blob
 

@@ -74,7 +74,9 @@ def fast_plan(node: Node, family: str = "direct"):
 def emit_fast(ctx: EmitContext, node: Node, plan) -> None:
     x, w = node.inputs[0], node.inputs[1]
     bias = node.inputs[2].data if len(node.inputs) > 2 else None
-    w_packed, b_packed = plan.pack_weights(w.data, bias)
+    # the dense direct kernel's packing is a transpose: the arena copies the view once
+    copy = {"copy": False} if isinstance(plan, Conv2dNCHWcPlan) else {}
+    w_packed, b_packed = plan.pack_weights(w.data, bias, **copy)
     w_off, b_off = ctx.add_weights(w_packed), ctx.add_weights(b_packed)
     kernel = ctx.kernel(plan, node.name)
     fn = ctx.new_task_fn(node.name)
