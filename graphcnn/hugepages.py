@@ -8,7 +8,8 @@ is fragmented (one that has already built, run or exported a model) that made re
 Importing and compiling a model allocate hundreds of MB of short-lived arrays, for which huge
 pages buy nothing; `no_huge_page_advice()` switches the advice off around that work and
 restores the caller's setting (a process-wide numpy flag: arrays other threads allocate
-meanwhile only miss the advice, never anything else).
+meanwhile only miss the advice, never anything else). A compiled model's workspace, long-lived
+and touched on every call, keeps it (`huge_page_advice(True)`).
 """
 from __future__ import annotations
 
@@ -24,13 +25,18 @@ def _setter():
 
 
 @contextmanager
-def no_huge_page_advice() -> Iterator[None]:
+def huge_page_advice(on: bool) -> Iterator[None]:
+    """numpy's advice on (long-lived, hot memory: a compiled model's workspace) or off."""
     setter = _setter()
     if setter is None:  # a numpy without the switch: nothing to change
         yield
         return
-    previous = setter(False)
+    previous = setter(on)
     try:
         yield
     finally:
         setter(previous)
+
+
+def no_huge_page_advice():
+    return huge_page_advice(False)

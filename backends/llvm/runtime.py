@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 import llvmlite.binding as llvm
 import numpy as np
 
+from graphcnn.hugepages import huge_page_advice
 from graphcnn.ir import Graph
 from graphcnn.runtime import CompiledModel
 
@@ -85,7 +86,8 @@ class LLVMModel(CompiledModel):
         self.memory_bytes = int(manifest["workspace_bytes"])
         self.weights_bytes = int(manifest["weights_bytes"])
         self._weights = weights_array(weights)
-        self._workspace = np.empty(self.memory_bytes + 64, dtype=np.uint8)
+        with huge_page_advice(True):  # hot on every call (compile turns the advice off)
+            self._workspace = np.empty(self.memory_bytes + 64, dtype=np.uint8)
         ws_ptr = self._workspace.ctypes.data
         self._ws_ptr = ctypes.c_void_p(ws_ptr + (-ws_ptr) % 64)
 

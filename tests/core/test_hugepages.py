@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from graphcnn import hugepages
-from graphcnn.hugepages import no_huge_page_advice
+from graphcnn.hugepages import huge_page_advice, no_huge_page_advice
 
 
 def test_advice_is_off_inside_and_the_callers_setting_comes_back():
@@ -18,5 +18,18 @@ def test_advice_is_off_inside_and_the_callers_setting_comes_back():
         with pytest.raises(RuntimeError), no_huge_page_advice():
             raise RuntimeError("an import that fails")
         assert setter(True) is True  # restored after an error too
+    finally:
+        setter(original)
+
+
+def test_a_compiled_models_workspace_keeps_the_advice():
+    setter = hugepages._setter()
+    if setter is None:
+        pytest.skip("this numpy has no huge-page switch (_set_madvise_hugepage)")
+    original = setter(False)
+    try:
+        with huge_page_advice(True):
+            assert setter(True) is True
+        assert setter(False) is False
     finally:
         setter(original)
