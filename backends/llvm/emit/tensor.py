@@ -13,7 +13,7 @@ from llvmlite import ir
 from graphcnn.ir import Node
 from graphcnn.ops.tensor import channel_shuffle_sources
 
-from ..kernels._emit import F32, I64, const_table, for_range, i64, load_table, splat
+from ..kernels._emit import F32, const_table, for_range, i64, load_table, splat
 from .base import (
     EmitContext,
     decompose,
@@ -60,11 +60,17 @@ def emit_transpose(ctx: EmitContext, node: Node) -> None:
                 b.store(v, b.gep(dst, [i], name="y.p"))
 
 
+# pixels per blocked channel_shuffle task: the strip's input blocks stay in L1
+SHUFFLE_STRIP = 128
+
+
 @emitter("channel_shuffle")
 def emit_channel_shuffle(ctx: EmitContext, node: Node) -> None:
     """Plain layout: each output channel plane is a copy of its source plane. Blocked: a task
-    is one (image, output block); every output pixel vector is one masked gather of its lanes'
-    source channels (up to `blk` different input blocks) at that pixel, padding lanes zero."""
+    is a strip of pixels of one image; per pixel every input block is loaded once and each
+    output block is assembled from the few input blocks its lanes come from by constant
+    two-vector shuffles (vpermt2ps), padding lanes taken from a zero vector. (A masked gather
+    per output vector was 3-4x slower.)"""
     x, y = node.inputs[0], node.outputs[0]
     c = node.attrs["channels"]
     sources = channel_shuffle_sources(c, node.attrs["groups"])
@@ -82,38 +88,37 @@ def emit_channel_shuffle(ctx: EmitContext, node: Node) -> None:
         return
     n, cb, blk = x.type.shape[0], x.type.shape[1], x.type.shape[-1]
     plane = math.prod(x.type.shape[2:-1])
-    # per output lane: the source's offset from the image's pixel (floats), or 0 if padding
-    offsets = [(int(sources[k]) // blk * plane * blk + int(sources[k]) % blk) if k < c else 0
-               for k in range(cb * blk)]
-    table = const_table(ctx.module, f"{node.name}.offsets", offsets)
-    vec_i64 = ir.VectorType(I64, blk)
-    vec_ptr = ir.VectorType(F32.as_pointer(), blk)
-    vec_f32 = ir.VectorType(F32, blk)
-    bits = ir.VectorType(ir.IntType(1), blk)
-    gather = ctx.module.globals.get(f"llvm.masked.gather.v{blk}f32.v{blk}p0f32") or ir.Function(
-        ctx.module, ir.FunctionType(vec_f32, [vec_ptr, ir.IntType(32), bits, vec_f32]),
-        f"llvm.masked.gather.v{blk}f32.v{blk}p0f32")
-    with ctx.task(node, n * cb, y.type.size) as (b, env, t):
-        ni, bi = b.udiv(t, i64(cb), name="n"), b.urem(t, i64(cb), name="cb")
-        image = b.ptrtoint(gep(b, ctx.ptr(b, env, x, "in"), b.mul(ni, i64(cb * plane * blk)),
-                               "image"), I64, name="image.int")
-        lanes, real = ir.Constant(vec_i64, ir.Undefined), ir.Constant(bits, ir.Undefined)
-        for k in range(blk):  # byte offsets of this block's sources, and which lanes are real
-            off = load_table(b, table, b.add(b.mul(bi, i64(blk)), i64(k)), f"off{k}")
-            lanes = b.insert_element(lanes, b.mul(off, i64(4)), i64(k), name=f"lanes{k}")
-            is_real = b.icmp_unsigned("<", b.add(b.mul(bi, i64(blk)), i64(k)), i64(c))
-            real = b.insert_element(real, is_real, i64(k), name=f"real{k}")
-        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(plane * blk), name="dst.off"),
-                  "dst")
-        with for_range(b, 0, plane, name="s") as s:
-            pixel = b.add(image, b.mul(s, i64(4 * blk)), name="pixel")
-            base = b.insert_element(ir.Constant(vec_i64, ir.Undefined), pixel, i64(0))
-            base = b.shuffle_vector(base, base, ir.Constant(ir.VectorType(ir.IntType(32), blk),
-                                                            [0] * blk), name="pixel.v")
-            ptrs = b.inttoptr(b.add(base, lanes), vec_ptr, name="ptrs")
-            v = b.call(gather, [ptrs, ir.Constant(ir.IntType(32), 4), real, splat(0.0, blk)],
-                       name="g")
-            store(b, v, dst, b.mul(s, i64(blk), name="o"), "y")
+    zero = cb  # the zero vector's index among the sources
+    lanes = [[divmod(int(sources[o * blk + k]), blk) if o * blk + k < c else (zero, 0)
+              for k in range(blk)] for o in range(cb)]
+    strips = -(-plane // SHUFFLE_STRIP)
+    mask_type = ir.VectorType(ir.IntType(32), blk)
+    with ctx.task(node, n * strips, y.type.size) as (b, env, t):
+        ni, strip = b.udiv(t, i64(strips), name="n"), b.urem(t, i64(strips), name="strip")
+        p0 = b.mul(strip, i64(SHUFFLE_STRIP), name="p0")
+        end = b.add(p0, i64(SHUFFLE_STRIP), name="end")
+        p1 = b.select(b.icmp_unsigned("<", end, i64(plane)), end, i64(plane), name="p1")
+        image = b.mul(ni, i64(cb * plane * blk), name="image")
+        src = gep(b, ctx.ptr(b, env, x, "in"), image, "src")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), image, "dst")
+        with for_range(b, p0, p1, name="s") as s:
+            pixel = b.mul(s, i64(blk), name="pixel")
+            vecs = [load(b, src, b.add(pixel, i64(j * plane * blk)), blk, f"x{j}")
+                    for j in range(cb)] + [splat(0.0, blk)]
+            for o, picks in enumerate(lanes):
+                order = list(dict.fromkeys(j for j, _ in picks))
+                # the first two sources, then each further one over the lanes it owns
+                first, second = order[0], order[1] if len(order) > 1 else order[0]
+                mask = [k2 if j == first else blk + k2 if j == second else 0
+                        for j, k2 in picks]
+                out = b.shuffle_vector(vecs[first], vecs[second], ir.Constant(mask_type, mask),
+                                       name=f"y{o}.0")
+                for step, j_next in enumerate(order[2:], 1):
+                    mask = [blk + k2 if j == j_next else lane
+                            for lane, (j, k2) in enumerate(picks)]
+                    out = b.shuffle_vector(out, vecs[j_next], ir.Constant(mask_type, mask),
+                                           name=f"y{o}.{step}")
+                store(b, out, dst, b.add(pixel, i64(o * plane * blk)), f"y{o}")
 
 
 @emitter("concat")
