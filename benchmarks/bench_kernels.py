@@ -62,6 +62,7 @@ class ConvLayer:
     stride: int = 1
     depthwise: bool = False
     in_block: int | None = None
+    groups: int = 1
 
     @property
     def pad(self) -> int:
@@ -90,6 +91,12 @@ LAYERS: list[ConvLayer | GemmLayer] = [
     ConvLayer("vgg 3x3 224x224 64->64", 64, 224, 64, 3),
     ConvLayer("vgg 3x3 112x112 128->128", 128, 112, 128, 3),
     ConvLayer("vgg 3x3 56x56 256->256", 256, 56, 256, 3),
+    # grouped 1x1 convs (ShuffleNet, g=3): GFLOP/s counts the useful multiply-adds, though an
+    # output block straddling groups computes over all of their inputs
+    ConvLayer("shufflenet 1x1 g3 28x28 240->60", 240, 28, 60, 1, groups=3),
+    ConvLayer("shufflenet 1x1 g3 28x28 60->240", 60, 28, 240, 1, groups=3),
+    ConvLayer("shufflenet 1x1 g3 14x14 480->120", 480, 14, 120, 1, groups=3),
+    ConvLayer("shufflenet 1x1 g3 7x7 960->240", 960, 7, 240, 1, groups=3),
     ConvLayer("mobilenet dw 3x3 112x112 32", 32, 112, 32, 3, depthwise=True),
     ConvLayer("mobilenet dw 3x3/2 56x56 128", 128, 56, 128, 3, 2, depthwise=True),
     ConvLayer("mobilenet dw 3x3 14x14 512", 512, 14, 512, 3, depthwise=True),
@@ -222,10 +229,12 @@ def conv_runner(layer: ConvLayer, vw: int, module: ir.Module, name: str):
     cls = DepthwiseConv2dNCHWcPlan if layer.depthwise else Conv2dNCHWcPlan
     plan = cls.create(n=1, c_in=layer.c_in, h=layer.hw, w=layer.hw, c_out=layer.c_out,
                       kh=layer.k, kw=layer.k, stride=(layer.stride,) * 2,
-                      pads=(layer.pad,) * 4, vector_width=vw, in_block=layer.in_block)
+                      pads=(layer.pad,) * 4, vector_width=vw, in_block=layer.in_block,
+                      **({"groups": layer.groups} if layer.groups > 1 else {}))
     plan.emit(module, name)
     x = rng.standard_normal((1, layer.c_in, layer.hw, layer.hw)).astype(np.float32)
-    w_shape = (layer.c_out, 1 if layer.depthwise else layer.c_in, layer.k, layer.k)
+    w_shape = (layer.c_out, 1 if layer.depthwise else layer.c_in // layer.groups, layer.k,
+               layer.k)
     weight = rng.standard_normal(w_shape).astype(np.float32) * 0.1
     bias = rng.standard_normal(layer.c_out).astype(np.float32)
     w_packed, b_packed = plan.pack_weights(weight, bias)
@@ -234,7 +243,7 @@ def conv_runner(layer: ConvLayer, vw: int, module: ir.Module, name: str):
                    np.float32)
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[layer.k] * 2,
                             strides=[layer.stride] * 2, pads=[layer.pad] * 4,
-                            group=layer.c_in if layer.depthwise else 1)
+                            group=layer.c_in if layer.depthwise else layer.groups)
     ort_call = ort_session(node, {"x": x}, {"w": weight, "b": bias},
                            (1, layer.c_out, plan.oh, plan.ow))
 
