@@ -169,17 +169,7 @@ def test_import_prefetches_the_digests_a_compile_needs(tmp_path):
         assert d == want.digest()
 
 
-# ----- remembered digests of unchanged files (onnx_digests) -------------------------------------
-@pytest.fixture
-def records(tmp_path, monkeypatch):
-    """Record every file at once (no size floor, no racy margin), in a temporary cache."""
-    monkeypatch.setenv("GRAPHCNN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(onnx_digests, "MIN_RECORD_BYTES", 0)
-    monkeypatch.setattr(onnx_digests, "RACY_SECONDS", 0.0)
-    monkeypatch.setattr(onnx_digests, "COARSE_RACY_SECONDS", 0.0)
-    return tmp_path
-
-
+# ----- remembered digests of unchanged files (onnx_digests; `records`: conftest.py) --------------
 def counting_hashes(monkeypatch) -> list[int]:
     calls = [0]
     real = ir._hash_array

@@ -59,16 +59,6 @@ def model(seed: int = 0, batch: int | str = 1) -> onnx.ModelProto:
 
 
 @pytest.fixture
-def records(tmp_path, monkeypatch):
-    """Record every file at once (no size floor, no racy margin), in a temporary cache."""
-    monkeypatch.setenv("GRAPHCNN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(onnx_digests, "MIN_RECORD_BYTES", 0)
-    monkeypatch.setattr(onnx_digests, "RACY_SECONDS", 0.0)
-    monkeypatch.setattr(onnx_digests, "COARSE_RACY_SECONDS", 0.0)
-    return tmp_path
-
-
-@pytest.fixture
 def loads(monkeypatch) -> list[int]:
     """Counts the constants read from model files (Deferred loads)."""
     count = [0]
