@@ -7,9 +7,10 @@ per-dimension counts computed at compile time.
   input row into it: one contiguous `<vw x float>` loop over the output width when the width
   stride is 1, else a scalar loop.
 - NCHWc: an element is a `<blk x float>` vector, and each output pixel's window is reduced in
-  a register (the valid kernel rows of the task's row come from a table, the valid kernel
-  columns of the border pixels are static), then stored once: no re-reading of the output
-  row per tap, which made the strided pools (2x2 / 3x3, stride 2) load-store bound.
+  a register, then stored once: no re-reading of the output row per tap, which made the
+  strided pools (2x2 / 3x3, stride 2) load-store bound. The valid kernel rows of the task's
+  row are constants, or come from a table where some rows meet the padding; the valid kernel
+  columns of the border pixels are static.
 """
 from __future__ import annotations
 
@@ -172,20 +173,22 @@ class _Windows:
     pad: tuple[int, int, int]  # begins
     dilation: tuple[int, int, int]
 
+    def taps(self, axis: int, o: int) -> list[int]:
+        """The kernel taps of output index `o` along `axis` that land inside the input (a
+        contiguous run: the input index grows with the tap)."""
+        return [k for k in range(self.kernel[axis]) if 0 <= o * self.stride[axis]
+                - self.pad[axis] + k * self.dilation[axis] < self.size[axis]]
+
     def tap_ranges(self, axis: int) -> list[int]:
-        """Flattened [lo, hi) of the kernel taps inside the input, per output index of `axis`
-        (contiguous: the input index grows with the tap)."""
+        """Flattened [lo, hi) of `taps` per output index of `axis`."""
         table = []
         for o in range(self.out[axis]):
-            ok = [k for k in range(self.kernel[axis]) if 0 <= o * self.stride[axis]
-                  - self.pad[axis] + k * self.dilation[axis] < self.size[axis]]
+            ok = self.taps(axis, o)
             table += [ok[0], ok[-1] + 1] if ok else [0, 0]
         return table
 
     def columns(self, o: int) -> list[int]:
-        """The kernel columns of output column `o` inside the input."""
-        return [k for k in range(self.kernel[2]) if 0 <= o * self.stride[2] - self.pad[2]
-                + k * self.dilation[2] < self.size[2]]
+        return self.taps(2, o)
 
 
 def _emit_blocked(ctx: EmitContext, node: Node, g: _Windows, blk: int, combine: Callable,
