@@ -22,6 +22,11 @@ per kernel column (outside the channel loop). A tile kernel is emitted per disti
 Epilogue (in registers, before the one store): + bias, + residual, activation. The weight
 stream is software-prefetched one channel block ahead (it mostly lives in L2).
 
+Grouped convs (ShuffleNet's g=3 1x1): output block v reduces over the whole input blocks that
+hold the groups of its channels (`group_input_blocks`; a block straddling two groups reads both
+groups' inputs, its weights zero outside each channel's own group), taken from a per-group table
+(start, count) at run time; a register tile only joins output blocks with the same range.
+
 Work split: task t = (image, output-channel group, row tile); tasks write disjoint outputs
 with a fixed summation order, so any split of [0, num_tasks) gives bit-identical results.
 """
