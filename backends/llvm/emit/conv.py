@@ -16,6 +16,8 @@ from graphcnn.ir import Node
 
 from ..kernels._emit import apply_activation, entry_alloca, fma, for_range, i64, vec_type
 from ..kernels.conv2d_nchwc import Conv2dNCHWcPlan
+from ..kernels.conv2d_rows import MAX_OUT_CHANNELS as ROW_CONV_MAX_CHANNELS
+from ..kernels.conv2d_rows import RowConv2dPlan
 from ..kernels.depthwise import DepthwiseConv2dNCHWcPlan
 from ..kernels.winograd import WinogradConv2dNCHWcPlan
 from .base import (
@@ -44,10 +46,11 @@ def valid_range(out: int, size: int, stride: int, offset: int) -> tuple[int, int
     return (ok[0], ok[-1] + 1) if ok else (0, 0)
 
 
-def fast_plan(node: Node, family: str = "direct"):
+def fast_plan(node: Node, family: str = "direct", vector_width: int = 16):
     """The kernels/ plan for a blocked 2-D conv it supports, else None. `family` is the pass
     pipeline's kernel choice (passes/kernel_family.py); "winograd" falls back to the direct
-    kernel for a shape the Winograd kernel does not take."""
+    kernel for a shape the Winograd kernel does not take. `vector_width`: the host's lanes
+    (the row kernel's pixel vectors; the NCHWc kernels use the block's)."""
     a = node.attrs
     x, w = node.inputs[0].type.shape, node.inputs[1].type.shape
     if a["layout"] != "NCHWc" or len(x) != 5 or a["out_block"] not in FAST_BLOCKS:
@@ -60,6 +63,12 @@ def fast_plan(node: Node, family: str = "direct"):
               "activation_params": tuple(a["activation_params"]),
               "residual": bool(a["residual"])}
     if a["groups"] == 1:
+        if ib == 1 and c_out <= ob <= ROW_CONV_MAX_CHANNELS:  # planar input, few outputs
+            try:
+                return RowConv2dPlan.create(in_block=ib, out_block=ob,
+                                            **{**common, "vector_width": vector_width})
+            except ValueError:
+                pass
         if family == "winograd":
             try:
                 return WinogradConv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)
@@ -97,7 +106,8 @@ def emit_conv(ctx: EmitContext, node: Node) -> None:
     plan = None
     if node.inputs[1].is_constant and (len(node.inputs) < 3 or node.inputs[2].is_constant):
         try:
-            plan = fast_plan(node, ctx.annotations.get(node.name, {}).get("kernel", "direct"))
+            plan = fast_plan(node, ctx.annotations.get(node.name, {}).get("kernel", "direct"),
+                             ctx.vw)
         except ValueError:
             plan = None
     if plan is not None:

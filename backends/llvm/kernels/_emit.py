@@ -224,6 +224,27 @@ def load_partial(b: ir.IRBuilder, ptr: ir.Value, offset: int, width: int, lanes:
     return value
 
 
+def load_masked(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int,
+                mask: Sequence[bool], name: str) -> ir.Value:
+    """Vector load of the lanes where `mask` is true, zeros elsewhere; masked-off lanes touch
+    no memory (llvm.masked.load: an AVX-512 k-mask load), so `ptr + offset` may point before
+    or past a buffer as long as every lane kept is inside it."""
+    width = len(mask)
+    if all(mask):
+        return load_vec(b, ptr, offset, width, name)
+    if not any(mask):
+        return splat(0.0, width)
+    ty = vec_type(width)
+    fname = f"llvm.masked.load.v{width}f32.p0"
+    fn = b.module.globals.get(fname) or ir.Function(
+        b.module, ir.FunctionType(ty, [ty.as_pointer(), I32, ir.VectorType(ir.IntType(1), width),
+                                       ty]), fname)
+    p = b.bitcast(offset_ptr(b, ptr, offset, f"{name}.p"), ty.as_pointer(), name=f"{name}.vp")
+    return b.call(fn, [p, ir.Constant(I32, 4), ir.Constant(ir.VectorType(ir.IntType(1), width),
+                                                               list(mask)), splat(0.0, width)],
+                  name=name)
+
+
 def store_partial(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, offset: ir.Value | int,
                   lanes: int, name: str) -> None:
     """Store the first `lanes` lanes of a vector (row-major tails, e.g. GEMM's last panel)."""
