@@ -37,30 +37,44 @@ def graph_flops(graph: Graph) -> int:
 
 def time_alternating(runners: dict[str, Callable[[], object]], runs: int = 30,
                      warmup: int = 3, budget_s: float = 60.0, block: int = 5,
-                     settle_s: float = 0.05) -> dict[str, float]:
-    """Median seconds per call for each runner. Runners take turns in blocks of `block` calls
-    (order rotated each round) so drift in machine load hits all of them alike. Before each
-    block the machine is left idle for `settle_s`: thread pools keep polling for a while
-    after a call (onnxruntime's intra-op workers ~25 ms, graphcnn's ~0.1 ms), and a block run
-    while the other runtime's workers still spin shares the cores with them. So every block
-    starts from idle pools, alike for all runners; the first call of a block pays the wake-up
-    (the median does not). Stops once `budget_s` is spent (>= 3 rounds)."""
+                     settle_s: float = 0.05, block_warmup_s: float = 0.01,
+                     first_calls: dict[str, float] | None = None) -> dict[str, float]:
+    """Median seconds per call for each runner, in steady state. Runners take turns in blocks
+    of `block` timed calls (order rotated each round) so drift in machine load hits all of
+    them alike. Before each block the machine is left idle for `settle_s`: thread pools keep
+    polling for a while after a call (onnxruntime's intra-op workers ~25 ms, graphcnn's
+    ~0.1 ms), and a block run while the other runtime's workers still spin shares the cores
+    with them. Then the runner is warmed up, untimed, for `block_warmup_s` (at least one
+    call): on these shared machines the first calls after an idle spell run 1.3-2x slower for
+    a few milliseconds (memory-bound numpy loops too: the caches refill), and a block of 5
+    calls would otherwise time mostly that recovery. The first call after the idle spell is
+    timed on its own: pass `first_calls` to receive the median of those, per runner.
+    Stops once `budget_s` is spent (>= 3 rounds)."""
     names = list(runners)
     for _ in range(warmup):
         for name in names:
             runners[name]()
     samples: dict[str, list[float]] = {n: [] for n in names}
+    firsts: dict[str, list[float]] = {n: [] for n in names}
     start = time.perf_counter()
     for i in range(max(1, runs // block)):
         order = names[i % len(names):] + names[:i % len(names)]
         for name in order:
             time.sleep(settle_s)
+            t0 = time.perf_counter()
+            runners[name]()
+            t1 = time.perf_counter()
+            firsts[name].append(t1 - t0)
+            while time.perf_counter() - t1 < block_warmup_s:
+                runners[name]()
             for _ in range(block):
                 t0 = time.perf_counter()
                 runners[name]()
                 samples[name].append(time.perf_counter() - t0)
         if i >= 2 and time.perf_counter() - start > budget_s:
             break
+    if first_calls is not None:
+        first_calls.update({n: statistics.median(s) for n, s in firsts.items()})
     return {n: statistics.median(s) for n, s in samples.items()}
 
 
@@ -79,25 +93,36 @@ def compare_with_onnxruntime(graph: Graph, threads: int = 2, runs: int = 30,
     a, b = native(*inputs), ort(*inputs)
     a, b = (a if isinstance(a, tuple) else (a,)), (b if isinstance(b, tuple) else (b,))
     err = max(float(np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30)) for x, y in zip(a, b))
+    firsts: dict[str, float] = {}
     medians = time_alternating({"graphcnn-llvm": lambda: native(*inputs),
-                                "onnxruntime": lambda: ort(*inputs)}, runs=runs, budget_s=budget_s)
+                                "onnxruntime": lambda: ort(*inputs)}, runs=runs, budget_s=budget_s,
+                               first_calls=firsts)
     return {"graph": graph.name, "flops": graph_flops(graph), "llvm_s": medians["graphcnn-llvm"],
             "ort_s": medians["onnxruntime"], "speedup": medians["onnxruntime"] / medians["graphcnn-llvm"],
+            "llvm_first_s": firsts["graphcnn-llvm"], "ort_first_s": firsts["onnxruntime"],
             "rel_err": err, "compile_s": compile_s, "model": native,
             "memory_bytes": getattr(native, "memory_bytes", None), "inputs": inputs}
 
 
 def format_table(rows: list[dict]) -> str:
+    """Steady-state medians and their ratio, then the first call after an idle spell
+    (`time_alternating`) for both runtimes and its ratio."""
     head = (f"| {'model':<28} | {'graphcnn-llvm ms':>16} | {'onnxruntime ms':>14} | "
-            f"{'speedup':>7} | {'GFLOP/s':>7} | {'rel err':>7} |")
+            f"{'speedup':>7} | {'GFLOP/s':>7} | {'rel err':>7} | {'1st call ms (gc / ort)':>22} |"
+            f" {'1st speedup':>11} |")
     lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
     for r in rows:
         gflops = r["flops"] / r["llvm_s"] / 1e9 if r["flops"] else 0.0
+        first = f"{r['llvm_first_s'] * 1e3:.3f} / {r['ort_first_s'] * 1e3:.3f}"
         lines.append(f"| {r['graph']:<28} | {r['llvm_s'] * 1e3:>16.3f} | {r['ort_s'] * 1e3:>14.3f} | "
-                     f"{r['speedup']:>6.2f}x | {gflops:>7.1f} | {r['rel_err']:>7.1e} |")
+                     f"{r['speedup']:>6.2f}x | {gflops:>7.1f} | {r['rel_err']:>7.1e} | {first:>22} |"
+                     f" {r['ort_first_s'] / r['llvm_first_s']:>10.2f}x |")
     if len(rows) > 1:
         geo = math.exp(sum(math.log(r["speedup"]) for r in rows) / len(rows))
-        lines.append(f"geomean speedup vs onnxruntime: {geo:.2f}x over {len(rows)} models")
+        first = math.exp(sum(math.log(r["ort_first_s"] / r["llvm_first_s"]) for r in rows)
+                         / len(rows))
+        lines.append(f"geomean speedup vs onnxruntime: {geo:.2f}x over {len(rows)} models "
+                     f"(first call after idle: {first:.2f}x)")
     return "\n".join(lines)
 
 
