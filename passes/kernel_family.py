@@ -6,13 +6,14 @@ shape its kernels do not take. A simple cost model, first match wins:
 1. gemm nodes -> "gemm".
 2. conv, 1x1 kernel, stride 1, no pads, groups 1 -> "gemm" (a 1x1 conv is a GEMM over pixels).
 3. conv, 3x3 kernel, stride 1, dilation 1, groups 1, C_in >= 32, C_out >= 32, at least 16
-   4x4 output tiles per image and at least 256 output pixels over the batch (16x16 at
-   batch 1) -> "winograd": F(4x4, 3x3) does 36 multiplies per 4x4 tile where direct does 144;
+   4x4 output tiles and at least 256 output pixels over the batch (16x16 at batch 1) ->
+   "winograd": F(4x4, 3x3) does 36 multiplies per 4x4 tile where direct does 144;
    the input/output transforms cost O((C_in + C_out) * tiles), negligible against the
    O(C_in * C_out * tiles) products only with enough channels; the transformed weights (4x the
-   kernel) are streamed once per task, which few tiles cannot pay for (bench_winograd.py, hot
-   cache: 1.1-2.8x over direct from 14x14 up, 0.7-0.8x at 7x7x512), and in a whole network
-   they come from memory, which a 14x14 layer at batch 1 does not pay for (WINOGRAD_MIN_PIXELS
+   kernel) are streamed once per chunk of tiles, which few tiles cannot pay for (the kernel's
+   chunks span images, so tiles count over the batch: CIFAR VGG's 8x8 layers at batch 16;
+   bench_winograd.py, hot cache: 1.1-2.8x over direct from 14x14 up, 0.7-0.8x at 7x7x512),
+   and in a whole network they come from memory, which a 14x14 layer at batch 1 does not pay for (WINOGRAD_MIN_PIXELS
    counts pixels over the batch: the weights are read once for all images), nor layers
    with more than 256 x 256 channels (WINOGRAD_MAX_WEIGHTS).
 4. every other conv (depthwise, strided, 5x5, tiny channel counts) -> "direct".
@@ -26,7 +27,7 @@ from graphcnn.ir import Graph, Node
 from .util import annotate
 
 WINOGRAD_MIN_CHANNELS = 32
-WINOGRAD_MIN_TILES = 16  # 4x4 output tiles per image
+WINOGRAD_MIN_TILES = 16  # 4x4 output tiles over the batch
 # output pixels (all images) per conv: F(4x4, 3x3)'s transformed weights are 4x the direct
 # kernel's and, in a big network, come from memory each inference; the halved compute pays for
 # that from 16x16 up (measured, 2 threads: ResNet-50's 14x14x256 layers 1.25 ms Winograd vs
@@ -58,7 +59,7 @@ def choose_kernel(node: Node) -> str:
     if (plain and len(w) == 4 and w[2:] == (3, 3) and a["dilations"] == (1, 1)
             and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS
             and c_in * c_out <= WINOGRAD_MAX_WEIGHTS
-            and _tiles(_logical_hw(node)) >= WINOGRAD_MIN_TILES
+            and node.outputs[0].type.shape[0] * _tiles(_logical_hw(node)) >= WINOGRAD_MIN_TILES
             and node.outputs[0].type.shape[0] * math.prod(_logical_hw(node))
             >= WINOGRAD_MIN_PIXELS):
         return "winograd"  # Rule 3

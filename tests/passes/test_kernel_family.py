@@ -27,16 +27,18 @@ def test_conv_rules(kwargs, family):
     assert annotation(out, out.nodes[0], "kernel") == family
 
 
-def test_rule3_pixels_count_over_the_batch():
+@pytest.mark.parametrize("size,batch,family", [(14, 1, "direct"), (14, 2, "winograd"),
+                                               (8, 1, "direct"), (8, 4, "winograd"),
+                                               (8, 16, "winograd")])
+def test_rule3_pixels_and_tiles_count_over_the_batch(size, batch, family):
     """14x14 at batch 1 streams the transformed weights for too little work; batch 2 does not
-    (the weights are read once for both images)."""
-    for batch, family in ((1, "direct"), (2, "winograd")):
-        g = Graph("t")
-        x = g.add_input("x", (batch, 32, 14, 14))
-        g.set_outputs([g.apply("conv", [x, const(g, (32, 32, 3, 3), 1)],
-                               {"pads": (1, 1, 1, 1)})])
-        out = check_pass(g, choose_kernel_family)
-        assert annotation(out, out.nodes[0], "kernel") == family
+    (the weights are read once for both images). An 8x8 map has 4 tiles, but the kernel's
+    chunks of tiles span images: CIFAR VGG's 8x8 layers at batch 16 take Winograd."""
+    g = Graph("t")
+    x = g.add_input("x", (batch, 32, size, size))
+    g.set_outputs([g.apply("conv", [x, const(g, (32, 32, 3, 3), 1)], {"pads": (1, 1, 1, 1)})])
+    out = check_pass(g, choose_kernel_family)
+    assert annotation(out, out.nodes[0], "kernel") == family
 
 
 def test_rule1_gemm():

@@ -1,15 +1,17 @@
 """Winograd F(m x m, 3 x 3) convolution for 3x3 stride-1 convs in NCHWc layout.
 
-Runtime (one task = a chunk of K consecutive output tiles of one image and a group of its
-output-channel blocks, K sized so the transformed input fits a stack alloca of <= ~640 KB, and
-small enough, with enough groups, that one image gives every thread work; see `split`):
+Runtime (one task = a chunk of K consecutive output tiles and a group of output-channel
+blocks; tiles are numbered across the batch, so a chunk may span images and small maps still
+fill chunks that re-stream the transformed weights rarely. K sized so the transformed input
+fits a stack alloca of <= ~640 KB, and small enough, with enough groups, that the batch gives
+every thread work; see `split`):
 (1) B^T d B for the chunk's tiles, all C_in channels, into V[tile][pos][ci]; (2) per
 output-channel block of the group (2 blocks when a chunk has <= 4 tiles) and position, a
 register-tiled GEMM over groups of T <= 8 tiles (one weight vector + T broadcasts per step;
 the block's weights stay in L1 across the groups) into M; (3) A^T m A for every tile of the
-chunk, fused epilogue, stores guarded for partial tiles. Tiles past the image's end (last
-chunk) are computed from in-bounds/zero input and never stored, and every output value is
-one task's fixed-order sum, so every task split gives the same bits.
+chunk, fused epilogue, stores guarded for partial tiles. Tiles past the batch's last tile
+(last chunk) are computed from zeros and never stored, and every output value is one task's
+fixed-order sum, so every task split gives the same bits.
 
 Transform matrices are built by Toom-Cook from interpolation points plus the point at
 infinity; B^T is solved from the bilinear identity so that any point set is exact in float64.
@@ -47,7 +49,7 @@ from llvmlite import ir
 
 SCRATCH_BUDGET = 640 * 1024     # bytes of transformed input per task (stack alloca)
 REG_TILES = 8                   # tiles per GEMM register tile: 8 independent FMA chains
-MIN_TASKS = 4                   # tasks per image worth cutting for: 2 per thread on 2 cores
+MIN_TASKS = 4                   # tasks worth cutting the batch into: 2 per thread on 2 cores
 L2_BYTES = 1 << 20              # transformed weights that stay in a core's L2 (1.25-2 MiB)
 
 
@@ -205,29 +207,29 @@ class WinogradConv2dNCHWcPlan:
         """(tiles per task K, output-block groups G); see `split`."""
         d = self.direct
         th, tw = self.tiles
-        total = th * tw
+        total = d.n * th * tw
         per_tile = (self.m + 2) ** 2 * (d.icb * d.in_block + 2 * d.out_block) * 4
         k = _tiles_per_chunk(total, -(-total // max(1, SCRATCH_BUDGET // per_tile)))
         u_bytes = (self.m + 2) ** 2 * d.icb * d.in_block * d.ocb * d.out_block * 4
         groups = 1
 
         def tasks() -> int:
-            return d.n * -(-total // k) * groups
+            return -(-total // k) * groups
 
         def more_chunks() -> None:
             nonlocal k
-            want = -(-MIN_TASKS // (d.n * groups))
+            want = -(-MIN_TASKS // groups)
             k = min(k, max(min(total, REG_TILES), total // want // REG_TILES * REG_TILES))
 
         def more_groups() -> None:
             nonlocal groups
             units = d.ocb // (2 if k <= 4 and d.ocb % 2 == 0 else 1)
-            want = -(-MIN_TASKS // (d.n * -(-total // k)))
+            want = -(-MIN_TASKS // -(-total // k))
             # a divisor of the units if one is big enough: equal groups, equal tasks
             groups = max(groups, min([u for u in range(want, units + 1) if units % u == 0]
                                      or [units]))
 
-        # Split an image's work until there are MIN_TASKS tasks. Smaller chunks re-stream the
+        # Split the batch's work until there are MIN_TASKS tasks. Smaller chunks re-stream the
         # transformed weights U once per chunk, more output-block groups redo the input
         # transform once per group: cut chunks first while U fits in L2, else groups first.
         steps = (more_chunks, more_groups) if u_bytes <= L2_BYTES else \
@@ -239,19 +241,19 @@ class WinogradConv2dNCHWcPlan:
 
     @property
     def split(self) -> tuple[int, int, int]:
-        """(tiles per task K, register tile T, output-block groups G). A task is (image,
-        group of output blocks, chunk of K consecutive tiles); K is a multiple of T and keeps
-        V within SCRATCH_BUDGET. At batch 1 an image is cut into >= MIN_TASKS tasks so every
+        """(tiles per task K, register tile T, output-block groups G). A task is (group of
+        output blocks, chunk of K consecutive tiles of the batch); K is a multiple of T and
+        keeps V within SCRATCH_BUDGET. The batch is cut into >= MIN_TASKS tasks so every
         thread has work."""
         k, groups = self._split
         return k, min(k, REG_TILES), groups
 
     @property
     def num_tasks(self) -> int:
-        """Tasks = (image, output-block group, chunk of K consecutive tiles)."""
+        """Tasks = (output-block group, chunk of K consecutive tiles of the batch)."""
         th, tw = self.tiles
         k, _, groups = self.split
-        return self.direct.n * groups * -(-(th * tw) // k)
+        return groups * -(-(self.direct.n * th * tw) // k)
 
     def pack_weights(self, weight: np.ndarray,
                      bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -280,7 +282,8 @@ class WinogradConv2dNCHWcPlan:
         ci_all, ocb_n = d.icb * ib, d.ocb
         th, tw = self.tiles
         k_tiles, t_reg, groups = self.split
-        chunks = -(-(th * tw) // k_tiles)
+        total = d.n * th * tw           # tiles of the batch, image-major
+        chunks = -(-total // k_tiles)
         at, _, bt = transforms(m)
         pt, pl = g_.pads[0], g_.pads[1]
 
@@ -298,24 +301,26 @@ class WinogradConv2dNCHWcPlan:
         h, wd, oh, ow = i64(g_.h), i64(g_.w), i64(self.oh), i64(self.ow)
 
         with for_range(b, task_begin, task_end, name="task") as task:
-            # task = (image, group, chunk): neighbouring tasks share the group's slice of U
-            rest, chunk = udiv_rem(b, task, chunks, "chunk")
-            img, group = udiv_rem(b, rest, groups, "img")
+            # task = (group, chunk): neighbouring tasks share the group's slice of U
+            group, chunk = udiv_rem(b, task, chunks, "chunk")
             ocb_lo = b.mul(b.udiv(b.mul(group, i64(units)), i64(groups)), i64(o_reg),
                            name="ocb.lo")
             ocb_hi = b.mul(b.udiv(b.mul(b.add(group, i64(1)), i64(units)), i64(groups)),
                            i64(o_reg), name="ocb.hi")
-            in_img = linear(b, "in_img", (img, d.icb * g_.h * g_.w * ib))
             tile0 = linear(b, "tile0", (chunk, k_tiles))
             # register groups holding real tiles (the last chunk may be short): tiles past
-            # the image's end are computed only up to the end of their register group
-            left = b.sub(i64(th * tw), tile0, name="left")
+            # the batch's end are computed (from zeros) only up to the end of their group
+            left = b.sub(i64(total), tile0, name="left")
             real = b.select(b.icmp_unsigned("<", left, i64(k_tiles)), left, i64(k_tiles),
                             name="real")
             n_grp = b.udiv(b.add(real, i64(t_reg - 1)), i64(t_reg), name="ngrp")
             # (1) input transform of the chunk's tiles
             with for_range(b, 0, b.mul(n_grp, i64(t_reg)), name="kt") as kt:
-                ty, tx = udiv_rem(b, b.add(tile0, kt, name="tile"), tw, "txy")
+                tile = b.add(tile0, kt, name="tile")
+                real_tile = b.icmp_unsigned("<", tile, i64(total), name="real_tile")
+                img, in_tile = udiv_rem(b, tile, th * tw, "timg")
+                ty, tx = udiv_rem(b, in_tile, tw, "txy")
+                in_img = linear(b, "in_img", (img, d.icb * g_.h * g_.w * ib))
                 ih0 = linear(b, "ih0", (ty, m), const=-pt)
                 iw0 = linear(b, "iw0", (tx, m), const=-pl)
                 with for_range(b, 0, d.icb, name="icb") as icb:
@@ -324,7 +329,8 @@ class WinogradConv2dNCHWcPlan:
                     grid = []
                     for i in range(a):
                         ih = b.add(ih0, i64(i), name=f"ih{i}")
-                        row_ok = b.icmp_unsigned("<", ih, h, name=f"rok{i}")
+                        row_ok = b.and_(real_tile, b.icmp_unsigned("<", ih, h),
+                                        name=f"rok{i}")
                         row = []
                         for j in range(a):
                             iw = b.add(iw0, i64(j), name=f"iw{i}{j}")
@@ -374,8 +380,7 @@ class WinogradConv2dNCHWcPlan:
                     ocb_o = b.add(ocb, i64(o), name="ocbo")
                     bias_v = load_vec(b, bias, linear(b, "bo", (ocb_o, ob)), ob, "bias")
                     is_last = b.icmp_unsigned("==", ocb_o, i64(ocb_n - 1), name="last")
-                    out_img = linear(b, "oimg", (img, ocb_n * self.oh * self.ow * ob),
-                                     (ocb_o, self.oh * self.ow * ob))
+                    out_blk = linear(b, "oblk", (ocb_o, self.oh * self.ow * ob))
                     with for_range(b, 0, n_grp, name="ogrp") as grp:
                         for t in range(t_reg):
                             m_off = linear(b, "mgo", (grp, t_reg * aa * ob),
@@ -385,13 +390,19 @@ class WinogradConv2dNCHWcPlan:
                                    for j in range(a)] for i in range(a)]
                             y = _transform_2d(b, at, mg, f"at{t}")
                             tile = linear(b, f"otile{t}", (tile0, 1), (grp, t_reg), const=t)
-                            ty, tx = udiv_rem(b, tile, tw, f"oxy{t}")
+                            real_tile = b.icmp_unsigned("<", tile, i64(total), name=f"oreal{t}")
+                            img, in_tile = udiv_rem(b, tile, th * tw, f"oimg{t}")
+                            ty, tx = udiv_rem(b, in_tile, tw, f"oxy{t}")
+                            out_img = linear(b, f"oimg{t}", (img, ocb_n * self.oh * self.ow * ob),
+                                             (out_blk, 1))
                             for i in range(m):
                                 oy = linear(b, f"oy{t}{i}", (ty, m), const=i)
+                                row_ok = b.and_(real_tile, b.icmp_unsigned("<", oy, oh),
+                                                name=f"orok{t}{i}")
                                 for j in range(m):
                                     ox = linear(b, f"ox{t}{j}", (tx, m), const=j)
-                                    ok = b.and_(b.icmp_unsigned("<", oy, oh),
-                                                b.icmp_unsigned("<", ox, ow), name=f"ook{t}{i}{j}")
+                                    ok = b.and_(row_ok, b.icmp_unsigned("<", ox, ow),
+                                                name=f"ook{t}{i}{j}")
                                     with b.if_then(ok):
                                         off = linear(b, f"oo{t}{i}{j}", (out_img, 1),
                                                      (oy, self.ow * ob), (ox, ob))

@@ -9,7 +9,8 @@ from graphcnn.backends.llvm.kernels.winograd import WinogradConv2dNCHWcPlan
 import graphcnn as gc
 
 
-@pytest.mark.parametrize("size,family", [(16, "winograd"), (9, "direct")])
+@pytest.mark.parametrize("size,family", [(16, "winograd"), (9, "direct"),
+                                         (12, "winograd")])  # 9 tiles an image, 18 in all
 def test_winograd_choice_and_numerics(size, family, monkeypatch):
     graph = gc.Sequential(gc.Conv2d(32, 32, 3, padding=1, seed=3), gc.ReLU(),
                           gc.Conv2d(32, 48, 3, padding=1, seed=4)).build((2, 32, size, size))

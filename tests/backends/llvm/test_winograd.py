@@ -70,8 +70,8 @@ def test_plan_interface_and_packed_weights():
     plan = WinogradConv2dNCHWcPlan.create(n=2, c_in=20, h=9, w=10, c_out=18, kh=3, kw=3,
                                           pads=(1, 1, 1, 1), activation="relu", residual=True)
     assert (plan.in_block, plan.out_block, plan.oh, plan.ow) == (16, 16, 9, 10)
-    # 9 tiles per image: chunks of 8 tiles, 2 per image
-    assert plan.split == (8, 8, 1) and plan.num_tasks == 4
+    # 18 tiles over the batch: 3 chunks of 8 tiles (the second spans both images), 2 groups
+    assert plan.split == (8, 8, 2) and plan.num_tasks == 6
     _, wt = _case(rng, 1, 20, 18, 1, 1)
     bias = rng.standard_normal(18).astype(np.float32)
     packed, bias_packed = plan.pack_weights(wt, bias)
@@ -104,6 +104,10 @@ KERNEL_CASES = [
      "out_block": 8, "activation": "sigmoid"},
     # 2 tiles per chunk (2-block register tile) in 3 groups of 2 of the 6 output blocks
     {"n": 1, "c_in": 24, "h": 6, "w": 8, "c_out": 96, "pads": (1, 1, 1, 1), "residual": True},
+    # chunks spanning images: 4 tiles per image, 3 images, chunks of 8 tiles (the last short)
+    {"n": 3, "c_in": 32, "h": 8, "w": 8, "c_out": 40, "pads": (1, 1, 1, 1), "residual": True,
+     "activation": "relu"},
+    {"n": 5, "c_in": 9, "h": 6, "w": 7, "c_out": 17, "pads": (1, 0, 1, 1)},
     # 2 chunks of 8 of the 12 tiles, each in 7 groups of one output block
     {"n": 1, "c_in": 40, "h": 16, "w": 12, "c_out": 100, "pads": (1, 1, 1, 1),
      "activation": "relu"},
