@@ -28,6 +28,7 @@ class CompiledModel:
         self.input_names: list[str] = [v.name for v in graph.inputs]
         self.output_names: list[str] = [v.name for v in graph.outputs]
         self.input_types = {v.name: v.type for v in graph.inputs}
+        self._input_dtypes = {v.name: np.dtype(v.type.dtype) for v in graph.inputs}
         self.output_types = {v.name: v.type for v in graph.outputs}
 
     # ----- the two calling conventions ----------------------------------------------------
@@ -56,7 +57,7 @@ class CompiledModel:
                 x = np.asarray(x, dtype=want.dtype)
             except (TypeError, ValueError) as e:
                 raise InputError(f"input {name!r}: cannot convert to {want.dtype}: {e}") from None
-        if x.dtype != np.dtype(want.dtype):
+        if x.dtype != self._input_dtypes[name]:
             raise InputError(f"input {name!r}: dtype {x.dtype} but the model takes {want.dtype} "
                              f"(convert with x.astype(np.{want.dtype}))")
         if tuple(x.shape) != want.shape:

@@ -179,6 +179,17 @@ def test_non_contiguous_input_is_copied():
     np.testing.assert_array_equal(cm(x), np.maximum(x, 0))
 
 
+def test_read_only_input_is_read_in_place():
+    """Input addresses come through the buffer protocol for writable arrays and through
+    numpy's interface otherwise (a read-only buffer, e.g. np.frombuffer of bytes)."""
+    cm = llvm(gc.Sequential(gc.ReLU()).build((3, 4)))
+    x = rnd(3, 4)
+    frozen = np.frombuffer(x.tobytes(), np.float32).reshape(3, 4)
+    assert not frozen.flags.writeable
+    np.testing.assert_array_equal(cm(frozen), np.maximum(x, 0))
+    np.testing.assert_array_equal(cm(x), np.maximum(x, 0))
+
+
 def test_unlowerable_node_is_a_compile_error(monkeypatch):
     from graphcnn.backends.llvm import emit
 
