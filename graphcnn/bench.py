@@ -115,8 +115,8 @@ def format_table(rows: list[dict]) -> str:
         gflops = r["flops"] / r["llvm_s"] / 1e9 if r["flops"] else 0.0
         first = f"{r['llvm_first_s'] * 1e3:.3f} / {r['ort_first_s'] * 1e3:.3f}"
         lines.append(f"| {r['graph']:<28} | {r['llvm_s'] * 1e3:>16.3f} | {r['ort_s'] * 1e3:>14.3f} | "
-                     f"{r['speedup']:>6.2f}x | {gflops:>7.1f} | {r['rel_err']:>7.1e} | {first:>22} |"
-                     f" {r['ort_first_s'] / r['llvm_first_s']:>10.2f}x |")
+                     f"{r['speedup']:>6.2f}x | {gflops:>7.1f} | {r['rel_err']:>7.1e} | "
+                     f"{first:>22} | {r['ort_first_s'] / r['llvm_first_s']:>10.2f}x |")
     if len(rows) > 1:
         geo = math.exp(sum(math.log(r["speedup"]) for r in rows) / len(rows))
         first = math.exp(sum(math.log(r["ort_first_s"] / r["llvm_first_s"]) for r in rows)

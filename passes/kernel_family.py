@@ -13,9 +13,9 @@ shape its kernels do not take. A simple cost model, first match wins:
    kernel) are streamed once per chunk of tiles, which few tiles cannot pay for (the kernel's
    chunks span images, so tiles count over the batch: CIFAR VGG's 8x8 layers at batch 16;
    bench_winograd.py, hot cache: 1.1-2.8x over direct from 14x14 up, 0.7-0.8x at 7x7x512),
-   and in a whole network they come from memory, which a 14x14 layer at batch 1 does not pay for (WINOGRAD_MIN_PIXELS
-   counts pixels over the batch: the weights are read once for all images), nor layers
-   with more than 256 x 256 channels (WINOGRAD_MAX_WEIGHTS).
+   and in a whole network they come from memory, which a 14x14 layer at batch 1 does not pay
+   for (WINOGRAD_MIN_PIXELS counts pixels over the batch: the weights are read once for all
+   images), nor layers with more than 256 x 256 channels (WINOGRAD_MAX_WEIGHTS).
 4. every other conv (depthwise, strided, 5x5, tiny channel counts) -> "direct".
 """
 from __future__ import annotations
@@ -56,12 +56,12 @@ def choose_kernel(node: Node) -> str:
     plain = a["groups"] == 1 and all(s == 1 for s in a["strides"])
     if plain and all(k == 1 for k in w[2:]) and not any(a["pads"]):
         return "gemm"  # Rule 2
+    batch, hw = node.outputs[0].type.shape[0], _logical_hw(node)
     if (plain and len(w) == 4 and w[2:] == (3, 3) and a["dilations"] == (1, 1)
             and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS
             and c_in * c_out <= WINOGRAD_MAX_WEIGHTS
-            and node.outputs[0].type.shape[0] * _tiles(_logical_hw(node)) >= WINOGRAD_MIN_TILES
-            and node.outputs[0].type.shape[0] * math.prod(_logical_hw(node))
-            >= WINOGRAD_MIN_PIXELS):
+            and batch * _tiles(hw) >= WINOGRAD_MIN_TILES
+            and batch * math.prod(hw) >= WINOGRAD_MIN_PIXELS):
         return "winograd"  # Rule 3
     return "direct"  # Rule 4
 

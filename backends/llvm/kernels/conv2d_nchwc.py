@@ -140,11 +140,16 @@ class ConvGeometry:
         the kernel rows that land in the image for any of its rows."""
         table, oh0 = [], 0
         for height in heights:
-            valid = [k for k in range(self.kh) for r in range(height)
-                     if 0 <= self.input_row(oh0 + r, k) < self.h]
-            table += [oh0, min(valid), max(valid) + 1] if valid else [oh0, 0, 0]
+            table += [oh0, *self.kernel_rows(oh0, height)]
             oh0 += height
         return table
+
+    def kernel_rows(self, oh0: int, height: int) -> tuple[int, int]:
+        """[kh_lo, kh_hi): the kernel rows that land in the image for any of the output rows
+        [oh0, oh0 + height); (0, 0) when none does."""
+        valid = [k for k in range(self.kh) for r in range(height)
+                 if 0 <= self.input_row(oh0 + r, k) < self.h]
+        return (min(valid), max(valid) + 1) if valid else (0, 0)
 
     def column_tiles(self, widths: list[int]) -> list[ColumnTile]:
         tiles, ow0 = [], 0

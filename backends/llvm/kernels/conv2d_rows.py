@@ -209,9 +209,7 @@ class RowConv2dPlan:
         g, table = self.geometry, []
         for t in range(-(-g.oh // self.rows)):
             oh0 = min(t * self.rows, g.oh - self.rows)
-            valid = [k for k in range(g.kh) for r in range(self.rows)
-                     if 0 <= g.input_row(oh0 + r, k) < g.h]
-            table += [oh0, min(valid), max(valid) + 1] if valid else [oh0, 0, 0]
+            table += [oh0, *g.kernel_rows(oh0, self.rows)]
         return table
 
     def emit(self, module: ir.Module, name: str) -> ir.Function:
