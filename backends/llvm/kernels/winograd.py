@@ -381,39 +381,40 @@ class WinogradConv2dNCHWcPlan:
                     bias_v = load_vec(b, bias, linear(b, "bo", (ocb_o, ob)), ob, "bias")
                     is_last = b.icmp_unsigned("==", ocb_o, i64(ocb_n - 1), name="last")
                     out_blk = linear(b, "oblk", (ocb_o, self.oh * self.ow * ob))
-                    with for_range(b, 0, n_grp, name="ogrp") as grp:
-                        for t in range(t_reg):
-                            m_off = linear(b, "mgo", (grp, t_reg * aa * ob),
-                                           const=(o * k_tiles + t) * aa * ob)
-                            mg_base = b.gep(m_buf, [m_off], name="mgb")
-                            mg = [[load_vec(b, mg_base, (i * a + j) * ob, ob, f"mg{i}{j}")
-                                   for j in range(a)] for i in range(a)]
-                            y = _transform_2d(b, at, mg, f"at{t}")
-                            tile = linear(b, f"otile{t}", (tile0, 1), (grp, t_reg), const=t)
-                            real_tile = b.icmp_unsigned("<", tile, i64(total), name=f"oreal{t}")
-                            img, in_tile = udiv_rem(b, tile, th * tw, f"oimg{t}")
-                            ty, tx = udiv_rem(b, in_tile, tw, f"oxy{t}")
-                            out_img = linear(b, f"oimg{t}", (img, ocb_n * self.oh * self.ow * ob),
-                                             (out_blk, 1))
-                            for i in range(m):
-                                oy = linear(b, f"oy{t}{i}", (ty, m), const=i)
-                                row_ok = b.and_(real_tile, b.icmp_unsigned("<", oy, oh),
-                                                name=f"orok{t}{i}")
-                                for j in range(m):
-                                    ox = linear(b, f"ox{t}{j}", (tx, m), const=j)
-                                    ok = b.and_(row_ok, b.icmp_unsigned("<", ox, ow),
-                                                name=f"ook{t}{i}{j}")
-                                    with b.if_then(ok):
-                                        off = linear(b, f"oo{t}{i}{j}", (out_img, 1),
-                                                     (oy, self.ow * ob), (ox, ob))
-                                        r = (load_vec(b, res, off, ob, f"res{t}{i}{j}")
-                                             if d.residual else None)
-                                        val = emit_epilogue(b, y[i][j], bias_v, r, d.activation,
-                                                            d.activation_params, None,
-                                                            f"ep{t}{i}{j}")
-                                        if d.mask_last_group:
-                                            masked = lane_mask(b, val, d.c_out % ob, f"mk{t}{i}{j}")
-                                            val = b.select(is_last, masked, val)
-                                        store_vec(b, val, out, off, f"os{t}{i}{j}")
+                    # a runtime loop over the chunk's tiles, not unrolled by T like the
+                    # GEMM: each tile's transform is independent work with ILP of its own,
+                    # and unrolling it 8x made this the bulk of the kernel's IR (LLVM time)
+                    with for_range(b, 0, b.mul(n_grp, i64(t_reg)), name="okt") as kt:
+                        m_off = linear(b, "mgo", (kt, aa * ob), const=o * k_tiles * aa * ob)
+                        mg_base = b.gep(m_buf, [m_off], name="mgb")
+                        mg = [[load_vec(b, mg_base, (i * a + j) * ob, ob, f"mg{i}{j}")
+                               for j in range(a)] for i in range(a)]
+                        y = _transform_2d(b, at, mg, "at")
+                        tile = b.add(tile0, kt, name="otile")
+                        real_tile = b.icmp_unsigned("<", tile, i64(total), name="oreal")
+                        img, in_tile = udiv_rem(b, tile, th * tw, "oimg")
+                        ty, tx = udiv_rem(b, in_tile, tw, "oxy")
+                        out_img = linear(b, "oimg", (img, ocb_n * self.oh * self.ow * ob),
+                                         (out_blk, 1))
+                        for i in range(m):
+                            oy = linear(b, f"oy{i}", (ty, m), const=i)
+                            row_ok = b.and_(real_tile, b.icmp_unsigned("<", oy, oh),
+                                            name=f"orok{i}")
+                            for j in range(m):
+                                ox = linear(b, f"ox{j}", (tx, m), const=j)
+                                ok = b.and_(row_ok, b.icmp_unsigned("<", ox, ow),
+                                            name=f"ook{i}{j}")
+                                with b.if_then(ok):
+                                    off = linear(b, f"oo{i}{j}", (out_img, 1),
+                                                 (oy, self.ow * ob), (ox, ob))
+                                    r = (load_vec(b, res, off, ob, f"res{i}{j}")
+                                         if d.residual else None)
+                                    val = emit_epilogue(b, y[i][j], bias_v, r, d.activation,
+                                                        d.activation_params, None,
+                                                        f"ep{i}{j}")
+                                    if d.mask_last_group:
+                                        masked = lane_mask(b, val, d.c_out % ob, f"mk{i}{j}")
+                                        val = b.select(is_last, masked, val)
+                                    store_vec(b, val, out, off, f"os{i}{j}")
         b.ret_void()
         return fn
