@@ -190,6 +190,29 @@ def test_read_only_input_is_read_in_place():
     np.testing.assert_array_equal(cm(x), np.maximum(x, 0))
 
 
+
+def test_every_calling_form_gives_the_same_answer():
+    """A 1-in 1-out model's common call (one contiguous ndarray) has a fast path; the forms it
+    does not take (a list, a non-contiguous array, a subclass, run() with a dict, the wrong
+    shape) go through the generic checks with the same policy."""
+    cm = llvm(gc.Sequential(gc.ReLU()).build((3, 4)))
+    x = rnd(3, 4)
+    want = np.maximum(x, 0)
+    name = cm.input_names[0]
+
+    class Sub(np.ndarray):
+        pass
+
+    for form in (x, x.tolist(), np.asfortranarray(x), x.view(Sub)):
+        np.testing.assert_array_equal(cm(form), want)
+    np.testing.assert_array_equal(cm.run({name: x})[cm.output_names[0]], want)
+    first, second = cm(x), cm(x)
+    assert first is not second and not np.shares_memory(first, second)
+    with pytest.raises(InputError):
+        cm(rnd(4, 3))
+    with pytest.raises(InputError):
+        cm(x, x)
+
 def test_unlowerable_node_is_a_compile_error(monkeypatch):
     from graphcnn.backends.llvm import emit
 
