@@ -259,7 +259,7 @@ def _lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool,
         b.store(b.bitcast(arg, I8P, name=f"{arg.name}.i8"), slot)
     env_p = b.bitcast(env, I8P, name="env.p")
     clock = _profile_clock(module, len(ctx.tasks)) if profile else None
-    parallel = [t.num_tasks > 1 and t.work >= threads.PARALLEL_THRESHOLD for t in ctx.tasks]
+    parallel = [threads.worth_parallel(t.num_tasks, t.work, t.op) for t in ctx.tasks]
     if any(parallel):
         b.call(pool.run_begin, [])
     for k, task in enumerate(ctx.tasks):

@@ -26,7 +26,8 @@ wakes sleepers then, so they are polling by the time its first parallel kernel s
 clears it on exit; workers keep polling LINGER rounds more (a back-to-back next call finds them
 awake) and then sleep on a condition variable. Between inferences the pool costs no CPU. Pollers
 call sched_yield every YIELD_EVERY rounds so an oversubscribed machine still makes progress.
-Kernels whose work is below PARALLEL_THRESHOLD are called directly on the calling thread.
+Kernels with less work than `worth_parallel` asks for are called directly on the calling
+thread.
 
 Waking a sleeper: Linux queues a thread woken by a futex on the waker's CPU when it guesses
 they share data, so the worker waited 4-9 ms behind the computing caller until the next load
@@ -53,9 +54,16 @@ I64 = ir.IntType(64)
 VOID = ir.VoidType()
 TASK_FN = ir.FunctionType(VOID, [I8P, I64, I64])
 MAX_THREADS = 256
-# below this much work (~flops, see EmitContext.task) a kernel runs on the calling thread: a
-# hand-off to polling workers costs ~1-2 us, i.e. ~200 kflop of one core's time
-PARALLEL_THRESHOLD = 400_000
+# Below this much work a kernel runs on the calling thread: each threshold is ~10 us of one
+# core, against a hand-off to polling workers of ~1-2 us and, for a run whose kernels are all
+# below, not waking the pool at all. Work is flops for the compute kernels (ops in FLOP_OPS,
+# ~100 GFLOP/s a core) and elements for the memory-bound rest (~0.1-0.3 ns each: pools,
+# layout changes, batch norm). Against one 400k threshold for both (A/B in one process, 2
+# threads): LeNet-5 b1 -25%, b64 -3%, DenseNet-121 -3%, ResNet-50 -4%, the rest within 2%.
+PARALLEL_FLOPS = 1_000_000
+PARALLEL_ELEMENTS = 100_000
+FLOP_OPS = ("conv", "gemm")
+
 # pause rounds (~40 ns each) between sched_yield calls while polling
 YIELD_EVERY = 1024
 # pause rounds a worker keeps polling after a `run` returned before it sleeps (~100 us)
@@ -63,6 +71,12 @@ LINGER = 2500
 CLOSED = 0xFFFFFFFF  # counter index while the caller rewrites the job fields
 CPU_SET_BYTES = 128  # glibc cpu_set_t (1024 CPUs)
 SEQ = "seq_cst"
+
+
+def worth_parallel(num_tasks: int, work: int, op: str) -> bool:
+    """Whether a kernel of `num_tasks` tasks and `work` (flops or elements, by `op`) goes to the
+    pool rather than running on the calling thread."""
+    return num_tasks > 1 and work >= (PARALLEL_FLOPS if op in FLOP_OPS else PARALLEL_ELEMENTS)
 
 
 def _global(module: ir.Module, name: str, ty: ir.Type, init=None) -> ir.GlobalVariable:

@@ -44,8 +44,9 @@ def emitter(*ops: str):
 
 @dataclass
 class Task:
-    """One parallel-for: `fn(env, begin, end)` over [0, num_tasks); `work` ~ flops, decides
-    whether the thread pool is worth waking."""
+    """One parallel-for: `fn(env, begin, end)` over [0, num_tasks); `work` (flops for conv and
+    gemm, elements for the rest) decides whether the thread pool is worth waking
+    (threads.worth_parallel)."""
 
     fn: ir.Function
     num_tasks: int

@@ -330,13 +330,13 @@ def test_non_float32_graph_is_a_compile_error():
 
 
 def test_parallel_kernels_repeated_identical_under_oversubscription():
-    from graphcnn.backends.llvm.threads import PARALLEL_THRESHOLD
+    from graphcnn.backends.llvm.threads import worth_parallel
 
     gc.manual_seed(4)
     graph = gc.Sequential(gc.Conv2d(16, 32, 3, padding=1), gc.ReLU(), gc.MaxPool2d(2),
                           gc.Conv2d(32, 24, 3, padding=1, groups=2), gc.Sigmoid()
                           ).build((1, 16, 32, 32))
-    assert 2 * 32 * 32 * 32 * 16 * 9 > PARALLEL_THRESHOLD  # the first conv runs in the pool
+    assert worth_parallel(32, 2 * 32 * 32 * 32 * 16 * 9, "conv")  # the first conv: in the pool
     x = rnd(*graph.inputs[0].type.shape)
     want = llvm(graph, threads=1)(x)
     cm = llvm(graph, threads=5)

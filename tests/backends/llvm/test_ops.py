@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from graphcnn.backends.llvm import threads
 from graphcnn.backends.reference import interpret
 from llvm_cases import CASES, rel_l2, rnd
 
@@ -32,3 +33,18 @@ def test_op_matches_reference(op, build, tol, rewrites):
     for g, w in zip(got, want):
         assert g.dtype == np.float32
         assert rel_l2(g, w) <= tol
+
+
+@pytest.mark.parametrize("op, build, tol", PARAMS)
+def test_op_split_across_the_pool_matches_one_thread(op, build, tol, monkeypatch):
+    """Every kernel in the thread pool, however little work it has (the thresholds that keep
+    small kernels on the calling thread set to zero): bit-identical to one thread."""
+    monkeypatch.setattr(threads, "PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(threads, "PARALLEL_ELEMENTS", 0)
+    graph = build()
+    inputs = [rnd(*v.type.shape) for v in graph.inputs]
+    one, pooled = (gc.compile(graph, target="llvm", cache=False, threads=t) for t in (1, 3))
+    got, want = pooled(*inputs), one(*inputs)
+    for g, w in zip(got if isinstance(got, tuple) else (got,),
+                    want if isinstance(want, tuple) else (want,)):
+        np.testing.assert_array_equal(g, w)
