@@ -13,7 +13,8 @@ Levels:
      view cancellation, CSE, dead code
   2  level 1 + batch-norm folding, pad folding, epilogue fusion (bias, residual, activation),
      concat prefix reuse, in-place concat marks; for target "llvm" also the strided-1x1 split,
-     the channel-shuffle op, the blocked layout and the kernel-family choice
+     the channel-shuffle op, the blocked layout (dense heads reading it directly) and the
+     kernel-family choice
   3  level 2, with the cleanup + fusion passes run a second time after the layout choice
 Other targets ("reference", "onnxruntime", None) never get llvm-specific passes, so exported
 ONNX stays standard.
@@ -34,6 +35,7 @@ from .concat_inplace import mark_concat_inplace
 from .concat_prefix import reuse_concat_prefixes
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
+from .dense_blocked import read_blocked_features
 from .fold_batch_norm import fold_batch_norm
 from .fold_constants import fold_constants
 from .fold_pad import fold_pad
@@ -75,6 +77,7 @@ def _llvm(block: int) -> list[Pass]:
         Pass("split-strided-1x1", split_strided_1x1),  # before layout: the subsample blocks too
         Pass("fuse-channel-shuffle", fuse_channel_shuffle),  # before layout: it runs blocked
         Pass("choose-layout", functools.partial(choose_layout, block=block)),  # after fusion
+        Pass("dense-reads-blocked", read_blocked_features),  # after layout: from_blocked exist
         Pass("choose-kernel-family", choose_kernel_family),  # sees the final conv shapes
     ]
 

@@ -1,0 +1,72 @@
+"""Dense layers read a blocked feature map directly (llvm target, after the layout choice).
+
+A classifier head flattens the last feature map: gemm(flatten(from_blocked(x)), W). In NCHWc
+the map is x (N, C/b, H, W, b); flattening the logical NCHW tensor orders features (c, h, w),
+the blocked buffer holds them (c/b, h, w, c%b). Instead of a from_blocked kernel that reorders
+the map on every call, the dense weight's feature axis is permuted once, at compile time, into
+the blocked order, and the gemm reads x's buffer through a reshape (a view, no kernel):
+
+    gemm(flatten(from_blocked(x)), W)  ->  gemm(reshape(x, (N, C*H*W)), W[:, perm])
+
+Taken when: the gemm's B is a constant and its A is a flatten (axis 1) or a 2-D reshape
+(N, C*H*W) of a from_blocked whose channels fill every block (C a multiple of b: no padding
+lanes, which would need zero weight columns). The flatten and from_blocked stay for other
+uses; dead-code elimination drops them otherwise. LeNet-5's head, CIFAR VGG's, AlexNet's,
+VGG-19's.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphcnn.ir import Graph, Node
+
+from .util import drop_if_dead
+
+
+def _blocked_source(a: Node | None):
+    """(x_blocked, from_blocked node) when `a` flattens a from_blocked to (N, C*H*W)."""
+    if a is None or a.op not in ("flatten", "reshape"):
+        return None
+    if a.op == "flatten" and a.attrs["axis"] != 1:
+        return None
+    fb = a.inputs[0].producer
+    if fb is None or fb.op != "from_blocked":
+        return None
+    x = fb.inputs[0]
+    if len(x.type.shape) != 5:
+        return None
+    n, cb, h, w, blk = x.type.shape
+    if cb * blk != fb.attrs["channels"] or a.outputs[0].type.shape != (n, cb * blk * h * w):
+        return None
+    return x, fb
+
+
+def _blocked_features(weight: np.ndarray, trans_b: bool, shape: tuple[int, ...]) -> np.ndarray:
+    """W's feature axis from (c, h, w) order into the blocked (c/b, h, w, c%b) order."""
+    _, cb, h, w, blk = shape
+    wt = weight if trans_b else weight.T                     # (n_out, features)
+    permuted = wt.reshape(-1, cb, blk, h, w).transpose(0, 1, 3, 4, 2).reshape(wt.shape)
+    return np.ascontiguousarray(permuted if trans_b else permuted.T)
+
+
+def read_blocked_features(graph: Graph) -> bool:
+    changed = False
+    for node in list(graph.nodes):
+        if node.op != "gemm" or node.attrs["transA"] or not node.inputs[1].is_constant:
+            continue
+        flat = node.inputs[0].producer
+        found = _blocked_source(flat)
+        if found is None:
+            continue
+        x, fb = found
+        view = graph.apply("reshape", [x], {"shape": flat.outputs[0].type.shape},
+                           name=f"{flat.name}.blocked", before=node)
+        b = node.inputs[1]
+        weight = graph.add_constant(_blocked_features(b.data, node.attrs["transB"], x.type.shape),
+                                    name=f"{b.name}.blocked")
+        graph.replace_input(node, 0, view)
+        graph.replace_input(node, 1, weight)
+        drop_if_dead(graph, flat)
+        drop_if_dead(graph, fb)
+        changed = True
+    return changed
