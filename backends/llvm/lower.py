@@ -30,8 +30,9 @@ from graphcnn.ir import Graph, Node, Value
 
 from . import memory, threads
 from .emit import EMITTERS, VIEW_OPS, EmitContext, Location
-from .emit.conv import fast_plan
+from .emit.conv import POOLED, fast_plan
 from .emit.elementwise import emit_copy
+from .kernels.conv2d_rows import RowConv2dPlan
 
 I8P = ir.IntType(8).as_pointer()
 F32PP = ir.FloatType().as_pointer().as_pointer()
@@ -53,17 +54,67 @@ class Lowered:
         return [self.module] + [m for m in self.kernel_modules if m.globals]
 
 
-def legalize(graph: Graph) -> Graph:
+def _fast_plan_or_none(node: Node, vector_width: int):
+    try:
+        if all(v.is_constant for v in node.inputs[1:3]):
+            return fast_plan(node, vector_width=vector_width)
+    except ValueError:
+        pass
+    return None
+
+
+def _pool_to_fuse(graph: Graph, conv: Node) -> Node | None:
+    """The max pool a blocked conv's output feeds, alone, if it is the 2x2 stride-2 kind the row
+    kernel fuses (no pads, no dilation, floor mode)."""
+    y = conv.outputs[0]
+    if conv.attrs["layout"] != "NCHWc" or conv.attrs["pool"] or len(y.uses) != 1 \
+            or y in graph.outputs:
+        return None
+    pool = y.uses[0][0]
+    a = pool.attrs if pool.op == "max_pool" else None
+    if a is None or a["layout"] != "NCHWc" or a["ceil_mode"] or any(a["pads"]) \
+            or tuple(a["kernel_shape"]) != POOLED or tuple(a["strides"]) != POOLED \
+            or any(d != 1 for d in a["dilations"]):
+        return None
+    return pool
+
+
+def fuse_pools(graph: Graph, vector_width: int) -> Graph:
+    """conv -> max_pool 2x2/2 becomes one conv with `pool` where the row kernel takes it (it
+    pools in registers: the conv's full-size output is never written); a conv carrying a pool
+    no kernel takes is split back into conv + max_pool."""
+    for node in list(graph.nodes):
+        if node.op != "conv":
+            continue
+        pool = _pool_to_fuse(graph, node)
+        if pool is not None:
+            fused = graph.apply("conv", list(node.inputs), {**node.attrs, "pool": POOLED},
+                                name=f"{node.name}.pooled", before=pool)
+            if isinstance(_fast_plan_or_none(fused.producer, vector_width), RowConv2dPlan):
+                graph.replace_all_uses_with(pool.outputs[0], fused)
+                graph.remove(pool)
+                graph.remove(node)
+            else:
+                graph.remove(fused.producer)
+        elif node.attrs["pool"] and _fast_plan_or_none(node, vector_width) is None:
+            y = graph.apply("conv", list(node.inputs), {**node.attrs, "pool": ()},
+                            name=f"{node.name}.conv", before=node)
+            pooled = graph.apply("max_pool", [y], {"kernel_shape": node.attrs["pool"],
+                                                   "strides": node.attrs["pool"],
+                                                   "layout": node.attrs["layout"]},
+                                 name=node.name, before=node)
+            graph.replace_all_uses_with(node.outputs[0], pooled)
+            graph.remove(node)
+    return graph
+
+
+def legalize(graph: Graph, vector_width: int = 16) -> Graph:
     """Rewrite blocked convs without a fast kernel into NCHW convs between layout changes."""
     for node in list(graph.nodes):
         if node.op != "conv" or node.attrs["layout"] != "NCHWc":
             continue
-        try:
-            constant = all(v.is_constant for v in node.inputs[1:3])
-            if constant and fast_plan(node) is not None:
-                continue
-        except ValueError:
-            pass
+        if _fast_plan_or_none(node, vector_width) is not None:
+            continue
         x, w = node.inputs[0], node.inputs[1]
         c_in, c_out = w.type.shape[1] * node.attrs["groups"], w.type.shape[0]
         ins = [graph.apply("from_blocked", [x], {"channels": c_in}, before=node)]
@@ -156,7 +207,7 @@ def _lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool,
         from graphcnn.passes import optimize  # passes import the op table, not this backend
 
         graph = optimize(graph, opt_level=2, target="llvm", block=vector_width)
-    graph = legalize(graph)
+    graph = legalize(fuse_pools(graph, vector_width), vector_width)
     module = ir.Module(name=graph.name)
     ctx = EmitContext(module, vector_width, weights_symbol, graph.annotations, on_kernel_module)
     nodes = [n for n in graph.nodes if n.op not in VIEW_OPS]

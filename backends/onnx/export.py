@@ -4,8 +4,8 @@ Opset 19 is fixed so exported files mean the same thing everywhere: it has Avera
 dilations and the input forms of Pad / Clip / Squeeze / Unsqueeze / Reshape. Every op exports
 exactly, as a table of one small function per op:
 
-- fused epilogues (conv or gemm carrying residual / activation) become Conv / Gemm followed by
-  Add and the activation node;
+- fused epilogues (conv or gemm carrying residual / activation, a conv's max pool) become
+  Conv / Gemm followed by Add, the activation node and MaxPool;
 - sum_pool has no ONNX op: it becomes a depthwise Conv with a ones kernel, which sums the same
   windows (ceil_mode becomes extra end padding, zero like sum pooling's own padding);
 - ceil_mode is written only where it adds windows, and an axis whose last ceil window the spec
@@ -66,7 +66,8 @@ def _ints(values) -> np.ndarray:
 
 # ----- fused epilogue and layout helpers ---------------------------------------------------------
 def _epilogue(e: Emitter, node: Node, y: str, out: str | None, residual: str | None = None) -> str:
-    """Append residual add and activation after `y`; the last node writes `out` (or a fresh name)."""
+    """Append residual add, activation and a conv's max pool after `y`; the last node writes
+    `out` (or a fresh name)."""
     steps: list[tuple[str, list[str], dict]] = []
     if residual is not None:
         steps.append(("Add", [residual], {}))
@@ -81,6 +82,9 @@ def _epilogue(e: Emitter, node: Node, y: str, out: str | None, residual: str | N
         lo = e.const(np.array(params[0], np.float32), "clip_min")
         hi = e.const(np.array(params[1], np.float32), "clip_max")
         steps.append(("Clip", [lo, hi], {}))
+    pool = node.attrs.get("pool")  # a conv's fused max pool: window = stride
+    if pool:
+        steps.append(("MaxPool", [], {"kernel_shape": list(pool), "strides": list(pool)}))
     if not steps:
         return e.add("Identity", [y], out) if out else y
     for i, (op, extra, attrs) in enumerate(steps):

@@ -2,7 +2,9 @@
 
 conv(x, w[, b[, residual]]): x (N, C, *spatial), w (OC, C/groups, *kernel), b (OC,).
 pads are ONNX-ordered: all begins, then all ends. After fusion a conv may carry an epilogue:
-y = act(conv(x, w) + b + residual), `residual=True` marking the 4th input.
+y = act(conv(x, w) + b + residual), `residual=True` marking the 4th input, and then a max pool
+whose window is its stride, `pool` (one size per spatial dim, floor mode, no pads; () for
+none: the llvm backend fuses a following 2x2/2 max pool into the kernels that take it).
 With layout="NCHWc" the input, residual and output are blocked (see ops/layout.py): the input's
 block is its last dim, the output's is `out_block`; weight and bias stay logical.
 """
@@ -60,7 +62,12 @@ def _normalize(attrs: dict, t: list[TensorType]) -> dict:
     blocked = attrs["layout"] == "NCHWc"
     require(x.rank >= 3 + blocked, f"input must be (N, C, *spatial), got {x}")
     require(not blocked or attrs["out_block"] >= 1, "a blocked conv needs out_block >= 1")
-    return spatial_defaults(attrs, x.rank - 2 - blocked)
+    attrs = spatial_defaults(attrs, x.rank - 2 - blocked)
+    attrs["pool"] = tuple(attrs["pool"] or ())
+    require(not attrs["pool"] or (len(attrs["pool"]) == x.rank - 2 - blocked
+                                  and min(attrs["pool"]) >= 1),
+            f"pool {attrs['pool']} must have one size >= 1 per spatial dim")
+    return attrs
 
 
 def _infer(a: dict, t: list[TensorType]) -> list[TensorType]:
@@ -96,6 +103,10 @@ def _infer(a: dict, t: list[TensorType]) -> list[TensorType]:
     y = TensorType((x.shape[0], w.shape[0]) + out, x.dtype)
     if a["residual"]:
         require(t[3].shape == y.shape, f"residual {t[3]} must match the output {y}")
+    if a["pool"]:
+        require(all(o >= p for o, p in zip(out, a["pool"])),
+                f"pool {a['pool']} is larger than the conv's output {out}")
+        y = TensorType(y.shape[:2] + tuple(o // p for o, p in zip(out, a["pool"])), x.dtype)
     return [y]
 
 
@@ -129,13 +140,24 @@ def _compute(a: dict, x, w, b=None, r=None):
         y = y + b.reshape((1, -1) + (1,) * (x.ndim - 2))
     if r is not None:
         y = y + r
-    return apply_activation(y, a["activation"], a["activation_params"])
+    return max_pool_windows(apply_activation(y, a["activation"], a["activation_params"]),
+                            a["pool"])
+
+
+def max_pool_windows(y: np.ndarray, pool: tuple[int, ...]) -> np.ndarray:
+    """Max over non-overlapping windows of `pool` (the stride), floor mode; () is none."""
+    if not pool:
+        return y
+    out = [s // p for s, p in zip(y.shape[2:], pool)]
+    y = y[(slice(None), slice(None)) + tuple(slice(0, o * p) for o, p in zip(out, pool))]
+    split = y.shape[:2] + tuple(d for o, p in zip(out, pool) for d in (o, p))
+    return y.reshape(split).max(axis=tuple(3 + 2 * i for i in range(len(pool))))
 
 
 register(OpDef(
     "conv",
     {"strides": None, "pads": None, "dilations": None, "groups": 1, "residual": False,
-     "layout": "NCHW", "out_block": 0, **EPILOGUE_ATTRS},
+     "layout": "NCHW", "out_block": 0, "pool": (), **EPILOGUE_ATTRS},
     _infer, _compute, inputs=(2, 4), normalize=_normalize,
-    doc="N-d convolution with groups; optional bias, fused residual add and activation",
+    doc="N-d convolution with groups; optional bias, fused residual add, activation and max pool",
 ))

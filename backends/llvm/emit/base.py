@@ -279,11 +279,6 @@ def intrinsic(b: ir.IRBuilder, base: str, args: Sequence[ir.Value], name: str) -
     return b.call(fn, list(args), name=name)
 
 
-def fmax(b: ir.IRBuilder, x: ir.Value, y: ir.Value, name: str) -> ir.Value:
-    """max propagating the larger value like numpy's maximum on non-NaN data."""
-    return b.select(b.fcmp_ordered(">=", x, y, name=f"{name}.ge"), x, y, name=name)
-
-
 def hsum(b: ir.IRBuilder, v: ir.Value, name: str) -> ir.Value:
     """Horizontal sum of a float vector (pairwise tree)."""
     lanes = [b.extract_element(v, ir.Constant(I32, i), name=f"{name}.e{i}")

@@ -46,14 +46,20 @@ def valid_range(out: int, size: int, stride: int, offset: int) -> tuple[int, int
     return (ok[0], ok[-1] + 1) if ok else (0, 0)
 
 
+POOLED = (2, 2)  # the fused max pool the row kernel takes (window = stride)
+
+
 def fast_plan(node: Node, family: str = "direct", vector_width: int = 16):
     """The kernels/ plan for a blocked 2-D conv it supports, else None. `family` is the pass
     pipeline's kernel choice (passes/kernel_family.py); "winograd" falls back to the direct
     kernel for a shape the Winograd kernel does not take. `vector_width`: the host's lanes
-    (the row kernel's pixel vectors; the NCHWc kernels use the block's)."""
+    (the row kernel's pixel vectors; the NCHWc kernels use the block's). A conv with a fused
+    max pool (attr `pool`) has a plan only from the row kernel."""
     a = node.attrs
     x, w = node.inputs[0].type.shape, node.inputs[1].type.shape
     if a["layout"] != "NCHWc" or len(x) != 5 or a["out_block"] not in FAST_BLOCKS:
+        return None
+    if a["pool"] and a["pool"] != POOLED:
         return None
     ib, ob = x[-1], a["out_block"]
     c_in, c_out = w[1] * a["groups"], w[0]
@@ -62,13 +68,15 @@ def fast_plan(node: Node, family: str = "direct", vector_width: int = 16):
               "pads": tuple(a["pads"][:4]), "vector_width": ob, "activation": a["activation"],
               "activation_params": tuple(a["activation_params"]),
               "residual": bool(a["residual"])}
+    if a["groups"] == 1 and ib == 1 and c_out <= ob <= ROW_CONV_MAX_CHANNELS:
+        try:  # planar input, few outputs
+            return RowConv2dPlan.create(in_block=ib, out_block=ob, pool=2 if a["pool"] else 0,
+                                        **{**common, "vector_width": vector_width})
+        except ValueError:
+            pass
+    if a["pool"]:
+        return None  # only the row kernel pools (lower.py unfuses a pool it does not take)
     if a["groups"] == 1:
-        if ib == 1 and c_out <= ob <= ROW_CONV_MAX_CHANNELS:  # planar input, few outputs
-            try:
-                return RowConv2dPlan.create(in_block=ib, out_block=ob,
-                                            **{**common, "vector_width": vector_width})
-            except ValueError:
-                pass
         if family == "winograd":
             try:
                 return WinogradConv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)

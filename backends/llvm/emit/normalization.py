@@ -12,11 +12,19 @@ from llvmlite import ir
 
 from graphcnn.ir import Node
 
-from ..kernels._emit import F32, apply_activation, entry_alloca, for_range, i64, splat, vexp
+from ..kernels._emit import (
+    F32,
+    apply_activation,
+    entry_alloca,
+    fmax,
+    for_range,
+    i64,
+    splat,
+    vexp,
+)
 from .base import (
     EmitContext,
     emitter,
-    fmax,
     gep,
     hreduce,
     hsum,

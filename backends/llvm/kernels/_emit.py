@@ -284,6 +284,11 @@ def _binary(b: ir.IRBuilder, intrinsic: str, x: ir.Value, y: ir.Value, name: str
     return b.call(_intrinsic(b.module, intrinsic, x.type, 2), [x, y], name=name)
 
 
+def fmax(b: ir.IRBuilder, x: ir.Value, y: ir.Value, name: str) -> ir.Value:
+    """max propagating the larger value like numpy's maximum on non-NaN data (the pools')."""
+    return b.select(b.fcmp_ordered(">=", x, y, name=f"{name}.ge"), x, y, name=name)
+
+
 def vmax(b: ir.IRBuilder, x: ir.Value, y: ir.Value, name: str) -> ir.Value:
     return _binary(b, "llvm.maxnum", x, y, name)
 

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from llvmlite import ir
 
+from graphcnn.ops.conv import max_pool_windows
+
 try:
     from graphcnn.backends.llvm.kernels import _emit
     from graphcnn.backends.llvm.kernels.conv2d_nchwc import (
@@ -258,7 +260,8 @@ def conv_expected(plan, case: ConvCase, x, weight, bias, res) -> np.ndarray:
                        groups=kw["c_in"] if case.depthwise else kw.get("groups", 1))
     if res is not None:
         y = y + res
-    return activate(y, kw.get("activation", "none"), tuple(kw.get("activation_params", ())))
+    y = activate(y, kw.get("activation", "none"), tuple(kw.get("activation_params", ())))
+    return max_pool_windows(y, (kw["pool"],) * 2 if kw.get("pool") else ())  # a fused pool
 
 
 def check_conv(kernels: Compiled, cases: list[ConvCase], index: int) -> None:

@@ -55,6 +55,23 @@ ROW_CASES = ([ConvCase({"n": 2, "c_in": 1, "h": 28, "w": 28, "c_out": 6, "kh": 5
              + [random_row_case(np.random.default_rng(900 + i)) for i in range(24)])
 
 
+def pooled_case(rng: np.random.Generator) -> ConvCase:
+    """A random row conv with a fused 2x2 max pool: odd and even output sizes (floor mode)."""
+    while True:
+        case = random_row_case(rng)
+        kw = case.kwargs
+        oh = kw["h"] + kw["pads"][0] + kw["pads"][2] - (kw["kh"] - 1) * kw["dilation"][0]
+        ow = kw["w"] + kw["pads"][1] + kw["pads"][3] - (kw["kw"] - 1) * kw["dilation"][1]
+        if oh >= 2 and ow - ow % 2 >= kw["vector_width"]:
+            return ConvCase({**kw, "pool": 2})
+
+
+ROW_CASES += [ConvCase({**ROW_CASES[0].kwargs, "pool": 2}),              # LeNet-5's conv1 + pool
+              ConvCase({**ROW_CASES[1].kwargs, "pool": 2, "h": 16, "w": 35})]  # odd rows, cols
+ROW_CASES += [pooled_case(np.random.default_rng(950 + i)) for i in range(12)]
+POOLED = [i for i, c in enumerate(ROW_CASES) if c.kwargs.get("pool")]
+
+
 @pytest.fixture(scope="module")
 def row_kernels() -> Compiled:
     return Compiled([RowConv2dPlan.create(**c.kwargs) for c in ROW_CASES], (VP,) * 5 + (I64, I64))
@@ -65,7 +82,7 @@ def test_row_conv_matches_numpy(row_kernels: Compiled, index: int) -> None:
     check_conv(row_kernels, ROW_CASES, index)  # also: the padding channels are exact zeros
 
 
-@pytest.mark.parametrize("index", [0, 1, 2, 5])
+@pytest.mark.parametrize("index", [0, 1, 2, 5, POOLED[0], POOLED[1], POOLED[3]])
 def test_row_conv_task_splits_bit_identical(row_kernels: Compiled, index: int) -> None:
     plan, case, fn = row_kernels.plans[index], ROW_CASES[index], row_kernels.functions[index]
     data = conv_data(plan, case, seed=11)
