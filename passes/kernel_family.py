@@ -1,8 +1,8 @@
 """Kernel family choice per conv and gemm (llvm target only), written as an annotation.
 
 The choice is `graph.annotations[node name]["kernel"]` (see passes/util.py), one of
-"direct" | "gemm" | "winograd"; the llvm backend reads it and may fall back to "direct" for a
-shape its kernels do not take. A simple cost model, first match wins:
+"direct" | "gemm" | "winograd" | "winograd_f2"; the llvm backend reads it and may fall back to
+"direct" for a shape its kernels do not take. A simple cost model, first match wins:
 1. gemm nodes -> "gemm".
 2. conv, 1x1 kernel, stride 1, no pads, groups 1 -> "gemm" (a 1x1 conv is a GEMM over pixels).
 3. conv, 3x3 kernel, stride 1, dilation 1, groups 1, C_in >= 32, C_out >= 32, at least 16
@@ -16,6 +16,17 @@ shape its kernels do not take. A simple cost model, first match wins:
    and in a whole network they come from memory, which a 14x14 layer at batch 1 does not pay
    for (WINOGRAD_MIN_PIXELS counts pixels over the batch: the weights are read once for all
    images), nor layers with more than 256 x 256 channels (WINOGRAD_MAX_WEIGHTS).
+3b. the same convs with C_in, C_out >= 64 on maps of at most 8x8 an image
+   (WINOGRAD_F2_MAX_PIXELS) that rule 3 does not take, with at least 16 2x2 output tiles over
+   the batch -> "winograd_f2": F(2x2, 3x3) does 16 multiplies per 2x2 tile where direct does
+   36, and its transformed weights are 16/9 of the kernel's (F(4x4)'s: 4x, which such maps
+   cannot pay for), while the direct kernel's register tiles are narrow on rows of <= 8
+   pixels. It saves fewer multiplies than F(4x4), so its transforms need more channels to pay
+   for. Measured (A/B, 2 threads): CIFAR VGG batch 1's 8x8 layers (128->256, 256->256) 0.42 ->
+   0.34 ms, the network 7-9% faster; Inception-v1's 7x7x160->320 neutral; DenseNet-121 4%
+   slower with its 7x7x128->32 layers taken (hence 64 channels); on 13x13 and 14x14 maps
+   (SqueezeNet, Inception-v1, ResNet-50, DenseNet-121) F(2x2) made the networks 2-7% slower,
+   hence 8x8.
 4. every other conv (depthwise, strided, 5x5, tiny channel counts) -> "direct".
 """
 from __future__ import annotations
@@ -27,7 +38,7 @@ from graphcnn.ir import Graph, Node
 from .util import annotate
 
 WINOGRAD_MIN_CHANNELS = 32
-WINOGRAD_MIN_TILES = 16  # 4x4 output tiles over the batch
+WINOGRAD_MIN_TILES = 16  # output tiles (4x4; 2x2 for rule 3b) over the batch
 # output pixels (all images) per conv: F(4x4, 3x3)'s transformed weights are 4x the direct
 # kernel's and, in a big network, come from memory each inference; the halved compute pays for
 # that from 16x16 up (measured, 2 threads: ResNet-50's 14x14x256 layers 1.25 ms Winograd vs
@@ -37,6 +48,10 @@ WINOGRAD_MIN_PIXELS = 256
 # chunk of tiles; from 256 -> 512 channels up (19 MB+) that traffic outweighs the saved FMAs
 # (measured, 2 threads, VGG-19: 28x28x512 layers 12.6 ms Winograd vs 5.3 ms direct)
 WINOGRAD_MAX_WEIGHTS = 256 * 256
+# rule 3b: output pixels an image up to which F(2x2, 3x3) serves the convs rule 3 leaves, and
+# the channels it needs
+WINOGRAD_F2_MAX_PIXELS = 64
+WINOGRAD_F2_MIN_CHANNELS = 64
 
 
 def _logical_hw(node: Node) -> tuple[int, ...]:
@@ -44,8 +59,8 @@ def _logical_hw(node: Node) -> tuple[int, ...]:
     return y[2:-1] if node.attrs["layout"] == "NCHWc" else y[2:]
 
 
-def _tiles(hw: tuple[int, ...]) -> int:
-    return -(-hw[0] // 4) * -(-hw[1] // 4)
+def _tiles(hw: tuple[int, ...], m: int = 4) -> int:
+    return -(-hw[0] // m) * -(-hw[1] // m)
 
 
 def choose_kernel(node: Node) -> str:
@@ -59,10 +74,14 @@ def choose_kernel(node: Node) -> str:
     batch, hw = node.outputs[0].type.shape[0], _logical_hw(node)
     if (plain and len(w) == 4 and w[2:] == (3, 3) and a["dilations"] == (1, 1)
             and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS
-            and c_in * c_out <= WINOGRAD_MAX_WEIGHTS
-            and batch * _tiles(hw) >= WINOGRAD_MIN_TILES
-            and batch * math.prod(hw) >= WINOGRAD_MIN_PIXELS):
-        return "winograd"  # Rule 3
+            and c_in * c_out <= WINOGRAD_MAX_WEIGHTS):
+        if (batch * _tiles(hw) >= WINOGRAD_MIN_TILES
+                and batch * math.prod(hw) >= WINOGRAD_MIN_PIXELS):
+            return "winograd"  # Rule 3
+        if (math.prod(hw) <= WINOGRAD_F2_MAX_PIXELS
+                and min(c_in, c_out) >= WINOGRAD_F2_MIN_CHANNELS
+                and batch * _tiles(hw, 2) >= WINOGRAD_MIN_TILES):
+            return "winograd_f2"  # Rule 3b
     return "direct"  # Rule 4
 
 

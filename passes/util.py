@@ -3,7 +3,8 @@
 Annotations are a side table on the graph, `graph.annotations: {node name: {key: value}}`, for
 backend hints that are not op attributes (the op schema rejects unknown attrs, and a hint must
 never change the reference semantics). Keys written by the passes:
-  "kernel":          "direct" | "gemm" | "winograd"   (conv, gemm; passes/kernel_family.py)
+  "kernel":          "direct" | "gemm" | "winograd" | "winograd_f2"
+                     (conv, gemm; passes/kernel_family.py)
   "concat_inplace":  True                             (concat; passes/concat_inplace.py)
   "write_into":      (concat node name, axis offset)  (a producer of an in-place concat input)
 """

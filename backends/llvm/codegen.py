@@ -2,11 +2,11 @@
 
 O2 through the new pass manager (loop + SLP vectorisation, unrolling): the kernels are
 vectorised and register-tiled by hand; O3 ran ResNet-50, Inception-v1, SqueezeNet, LeNet-5 and
-the CIFAR VGG no faster (A/B within 2%) and took ~6% more LLVM time. Two target machines: the JIT one
-(large code model, so the weights arena may live anywhere in the address space) and the AOT one
-(position-independent code for a shared library). Each module is verified before optimisation.
-Modules compile in forked children (ObjectBuilder), the kernel modules as soon as lowering has
-finished each, so LLVM works while Python still lowers the rest of the graph.
+the CIFAR VGG no faster (A/B within 2%) and took ~6% more LLVM time. Two target machines: the
+JIT one (large code model, so the weights arena may live anywhere in the address space) and the
+AOT one (position-independent code for a shared library). Each module is verified before
+optimisation. Modules compile in forked children (ObjectBuilder), the kernel modules as soon as
+lowering has finished each, so LLVM works while Python still lowers the rest of the graph.
 """
 from __future__ import annotations
 

@@ -18,6 +18,8 @@ from graphcnn.ir import Graph
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "strides": (2, 2)}, "direct"),      # strided
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "groups": 32}, "direct"),           # depthwise
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 9, "pads": (1, 1, 1, 1)}, "direct"),    # 9 tiles
+    ({"c_in": 128, "c_out": 32, "k": 3, "size": 8, "pads": (1, 1, 1, 1)}, "direct"),   # 3b: few
+    ({"c_in": 512, "c_out": 512, "k": 3, "size": 8, "pads": (1, 1, 1, 1)}, "direct"),  # 3b: big U
     ({"c_in": 4, "c_out": 8, "k": 5, "size": 10}, "direct"),                           # rule 4
 ])
 def test_conv_rules(kwargs, family):
@@ -28,15 +30,19 @@ def test_conv_rules(kwargs, family):
 
 
 @pytest.mark.parametrize("size,batch,family", [(14, 1, "direct"), (14, 2, "winograd"),
-                                               (8, 1, "direct"), (8, 4, "winograd"),
-                                               (8, 16, "winograd")])
+                                               (8, 1, "winograd_f2"), (8, 4, "winograd"),
+                                               (8, 16, "winograd"), (7, 1, "winograd_f2"),
+                                               (9, 1, "direct"), (4, 1, "direct"),
+                                               (4, 4, "winograd_f2")])
 def test_rule3_pixels_and_tiles_count_over_the_batch(size, batch, family):
     """14x14 at batch 1 streams the transformed weights for too little work; batch 2 does not
     (the weights are read once for both images). An 8x8 map has 4 tiles, but the kernel's
-    chunks of tiles span images: CIFAR VGG's 8x8 layers at batch 16 take Winograd."""
+    chunks of tiles span images: CIFAR VGG's 8x8 layers at batch 16 take Winograd. Rule 3b:
+    maps of at most 8x8 that rule 3 leaves take F(2x2) given 16 2x2 tiles over the batch (a
+    4x4 map has 4, 16 at batch 4); 9x9 is above its bound."""
     g = Graph("t")
-    x = g.add_input("x", (batch, 32, size, size))
-    g.set_outputs([g.apply("conv", [x, const(g, (32, 32, 3, 3), 1)], {"pads": (1, 1, 1, 1)})])
+    x = g.add_input("x", (batch, 64, size, size))
+    g.set_outputs([g.apply("conv", [x, const(g, (64, 64, 3, 3), 1)], {"pads": (1, 1, 1, 1)})])
     out = check_pass(g, choose_kernel_family)
     assert annotation(out, out.nodes[0], "kernel") == family
 

@@ -47,14 +47,15 @@ def valid_range(out: int, size: int, stride: int, offset: int) -> tuple[int, int
 
 
 POOLED = (2, 2)  # the fused max pool the row kernel takes (window = stride)
+WINOGRAD_TILES = {"winograd": 4, "winograd_f2": 2}  # kernel family -> output tile side m
 
 
 def fast_plan(node: Node, family: str = "direct", vector_width: int = 16):
     """The kernels/ plan for a blocked 2-D conv it supports, else None. `family` is the pass
-    pipeline's kernel choice (passes/kernel_family.py); "winograd" falls back to the direct
-    kernel for a shape the Winograd kernel does not take. `vector_width`: the host's lanes
-    (the row kernel's pixel vectors; the NCHWc kernels use the block's). A conv with a fused
-    max pool (attr `pool`) has a plan only from the row kernel."""
+    pipeline's kernel choice (passes/kernel_family.py); "winograd" (F(4x4)) and "winograd_f2"
+    (F(2x2)) fall back to the direct kernel for a shape the Winograd kernel does not take.
+    `vector_width`: the host's lanes (the row kernel's pixel vectors; the NCHWc kernels use the
+    block's). A conv with a fused max pool (attr `pool`) has a plan only from the row kernel."""
     a = node.attrs
     x, w = node.inputs[0].type.shape, node.inputs[1].type.shape
     if a["layout"] != "NCHWc" or len(x) != 5 or a["out_block"] not in FAST_BLOCKS:
@@ -77,9 +78,10 @@ def fast_plan(node: Node, family: str = "direct", vector_width: int = 16):
     if a["pool"]:
         return None  # only the row kernel pools (lower.py unfuses a pool it does not take)
     if a["groups"] == 1:
-        if family == "winograd":
+        if family in WINOGRAD_TILES:
             try:
-                return WinogradConv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)
+                return WinogradConv2dNCHWcPlan.create(in_block=ib, out_block=ob,
+                                                      m=WINOGRAD_TILES[family], **common)
             except ValueError:
                 pass
         return Conv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)
