@@ -272,8 +272,11 @@ class Graph:
         self.inputs.append(value)
         return value
 
-    def add_constant(self, data: Any, name: str = "const") -> Value:
-        array = np.array(data, copy=True)
+    def add_constant(self, data: Any, name: str = "const", copy: bool = True) -> Value:
+        """A constant Value holding a copy of `data` (float64 stored as float32). `copy=False`
+        takes an ndarray as it is, from a caller that gives it up (a pass's freshly computed
+        weights: copying them again is fresh memory, page faults, for nothing)."""
+        array = data if not copy and isinstance(data, np.ndarray) else np.array(data, copy=True)
         if array.dtype == np.float64:
             array = array.astype(np.float32)
         array.setflags(write=False)  # constants are shared between graph copies

@@ -48,8 +48,8 @@ def test_rule3_left_alone():
 
 def test_rule1_weights_as_float64_product_rounded_once():
     # the folded weights are w * inv computed in float64 and rounded once to float32, bit for
-    # bit (the pass multiplies in small cast buffers into one reused scratch buffer); a larger
-    # conv after a smaller one and a smaller after it must not see each other's weights
+    # bit (the pass multiplies in small cast buffers, several convs at once on two threads);
+    # every conv gets its own weights, read-only like every constant
     g, y = conv_graph(bias=True, pads=(1, 1, 1, 1))
     wants = []
     for c_in, c_out in ((8, 8), (8, 16), (16, 4)):
@@ -68,5 +68,13 @@ def test_rule1_weights_as_float64_product_rounded_once():
     got = [n.inputs[1].data for n in out.nodes if n.op == "conv"]
     assert len(got) == 3
     for a, b in zip(got, wants):
-        assert a.dtype == np.float32
+        assert a.dtype == np.float32 and not a.flags.writeable
         np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def test_rule1_chained_batch_norms_fold_in_rounds():
+    """bn(bn(conv)): the second becomes foldable once the first is folded (a second round)."""
+    g, y = conv_graph(bias=True, pads=(1, 1, 1, 1))
+    g.set_outputs([g.apply("relu", [_bn(g, _bn(g, y, 8), 8)])])
+    out = check_pass(g, fold_batch_norm)
+    assert ops(out) == ["conv", "relu"]
