@@ -344,8 +344,9 @@ class RowConv2dPlan:
     def _emit_pooled_epilogue(self, b: ir.IRBuilder, cols: list[int], oh0: ir.Value,
                               out_img: ir.Value, slot, biases: list[ir.Value]) -> None:
         """The tile's two rows -> one pooled row: bias and activation on each conv value
-        first (the reference's order: max then only selects), the rows' max, the max of lane
-        pairs (2j, 2j+1), whose V/2 results fill the low half of the transposed block."""
+        first, in the reference's order (the max then only selects among them, so the result
+        is bit-identical), the two rows' max, the max of lane pairs (2j, 2j+1), whose V/2
+        results fill the low half of the transposed block."""
         vw, ob, co = self.vector_width, self.out_block, self.c_out
         out_row = offset_ptr(b, out_img, b.udiv(oh0, i64(2), name="ph"), "prow",
                              scale=self.ow * ob)
@@ -368,4 +369,3 @@ class RowConv2dPlan:
             # ran on the real channels only)
             for k, v in enumerate(blocks[:ob // 2]):
                 store_vec(b, v, out_row, ow0 // 2 * ob + k * vw, f"py{k}")
-
