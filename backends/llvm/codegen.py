@@ -1,8 +1,9 @@
 """LLVM module -> optimised object code for the host CPU (or a portable x86-64 baseline).
 
-O2 through the new pass manager (loop + SLP vectorisation, unrolling): the kernels are
-vectorised and register-tiled by hand; O3 ran ResNet-50, Inception-v1, SqueezeNet, LeNet-5 and
-the CIFAR VGG no faster (A/B within 2%) and took ~6% more LLVM time. Two target machines: the
+The new pass manager's pipeline (loop + SLP vectorisation, unrolling): the main module (pool,
+tasks, the emit/ kernels) at O2, the kernel modules of the hand-vectorised kernels/ plans at O1
+(kernels/_emit.py says why; O3 ran ResNet-50, Inception-v1, SqueezeNet, LeNet-5 and the CIFAR
+VGG no faster than O2, A/B within 2%, and took ~6% more LLVM time). Two target machines: the
 JIT one (large code model, so the weights arena may live anywhere in the address space) and the
 AOT one (position-independent code for a shared library). Each module is verified before
 optimisation. Modules compile in forked children (ObjectBuilder), the kernel modules as soon as
@@ -20,8 +21,9 @@ from llvmlite import ir
 
 from graphcnn.errors import CompileError
 
+from .kernels._emit import KERNEL_OPT_LEVEL, MODEL_OPT_LEVEL, optimize
+
 _initialized = False
-OPT_LEVEL = 2  # the IR pipeline's speed level (see the module docstring)
 CHILD_TIMEOUT_S = 120.0  # silence from a forked compile child before giving up on it
 
 
@@ -69,7 +71,8 @@ class ObjectBuilder:
     being lowered), `collect(module)` returns its object code. llvmlite serialises LLVM calls
     within a process, so threads would not help. Without fork, or if a child fails or goes
     silent, `collect` compiles the module here. `close` kills and reaps the children never
-    collected (call it when lowering fails half way)."""
+    collected (call it when lowering fails half way). Its modules are kernel modules, compiled
+    at KERNEL_OPT_LEVEL."""
 
     def __init__(self, cpu: str, aot: bool = False):
         self.cpu, self.aot = cpu, aot
@@ -78,13 +81,15 @@ class ObjectBuilder:
     def submit(self, module: ir.Module) -> None:
         """Start compiling `module`; it must not change afterwards."""
         if id(module) not in self._children:
-            child = _fork_compile(module, self.cpu, self.aot) if hasattr(os, "fork") else None
+            child = (_fork_compile(module, self.cpu, self.aot, KERNEL_OPT_LEVEL)
+                     if hasattr(os, "fork") else None)
             self._children[id(module)] = (module, child)
 
     def collect(self, module: ir.Module) -> bytes:
         _, child = self._children.pop(id(module), (module, None))
         obj = _collect(child) if child is not None else None
-        return obj if obj is not None else compile_object(module, self.cpu, self.aot)
+        return obj if obj is not None else compile_object(module, self.cpu, self.aot,
+                                                          KERNEL_OPT_LEVEL)
 
     def close(self) -> None:
         for _, child in self._children.values():
@@ -95,8 +100,8 @@ class ObjectBuilder:
 
 def compile_objects(modules: list[ir.Module], cpu: str, aot: bool = False,
                     builder: ObjectBuilder | None = None) -> list[bytes]:
-    """compile_object for each module, all but the first in forked child processes running
-    alongside; modules already submitted to `builder` are collected, not compiled again.
+    """compile_object for each module: the first (the main module) here at MODEL_OPT_LEVEL, the
+    kernel modules at KERNEL_OPT_LEVEL in forked child processes running alongside; modules already submitted to `builder` are collected, not compiled again.
     A child also prints its module to LLVM assembly (~0.15 s for a 2 MB kernel module), so that
     is not done serially before the forks. Without fork, or if a child fails, the remaining
     modules compile here, one after another."""
@@ -111,7 +116,8 @@ def compile_objects(modules: list[ir.Module], cpu: str, aot: bool = False,
     return objects
 
 
-def _fork_compile(module: ir.Module, cpu: str, aot: bool) -> tuple[int, int] | None:
+def _fork_compile(module: ir.Module, cpu: str, aot: bool, level: int
+                  ) -> tuple[int, int] | None:
     try:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
@@ -124,7 +130,7 @@ def _fork_compile(module: ir.Module, cpu: str, aot: bool) -> tuple[int, int] | N
             # faults for nothing: the child leaves through os._exit soon)
             gc.disable()
             os.close(read_fd)
-            view = memoryview(compile_object(module, cpu, aot))
+            view = memoryview(compile_object(module, cpu, aot, level))
             while view:
                 view = view[os.write(write_fd, view):]
             code = 0
@@ -171,22 +177,18 @@ def _prepared(module: ir.Module, cpu: str, aot: bool) -> str:
     return str(module)
 
 
-def compile_object(module: ir.Module, cpu: str, aot: bool = False) -> bytes:
-    """Verify, optimise (O2, new pass manager) and emit object code."""
-    return _compile_text(_prepared(module, cpu, aot), module.name, cpu, aot)
+def compile_object(module: ir.Module, cpu: str, aot: bool = False,
+                   level: int = MODEL_OPT_LEVEL) -> bytes:
+    """Verify, optimise (new pass manager, speed `level`) and emit object code."""
+    return _compile_text(_prepared(module, cpu, aot), module.name, cpu, aot, level)
 
 
-def _compile_text(text: str, name: str, cpu: str, aot: bool) -> bytes:
+def _compile_text(text: str, name: str, cpu: str, aot: bool, level: int) -> bytes:
     tm = target_machine(cpu, aot)
     try:
         mod = llvm.parse_assembly(text)
         mod.verify()
     except RuntimeError as e:
         raise CompileError(f"generated LLVM IR for {name!r} does not verify: {e}") from e
-    pto = llvm.create_pipeline_tuning_options(speed_level=OPT_LEVEL)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pto.loop_unrolling = True
-    pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(mod, pb)
+    optimize(mod, tm, level)
     return tm.emit_object(mod)

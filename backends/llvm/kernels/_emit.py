@@ -382,8 +382,20 @@ def new_module(name: str, tm: llvm.TargetMachine | None = None) -> ir.Module:
     return module
 
 
-def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, speed_level: int = 3) -> None:
-    """LLVM's default O3 pipeline (new pass manager) with loop + SLP vectorisation."""
+# IR pipeline speed levels (new pass manager, loop + SLP vectorisation and unrolling on). The
+# kernels/ plans are vectorised, register-tiled and unrolled by hand: at O1 they ran as fast as
+# at O2 (bench_kernels.py: every layer within noise, most 0-10% faster; the zoo's networks
+# within 2%) for ~10% less LLVM time, and O3 bought nothing over O2 either. The rest of a model
+# (the emit/ kernels, scalar loops left to LLVM's vectoriser) needs O2: DenseNet-121 ran 8%
+# slower with its module at O1.
+KERNEL_OPT_LEVEL = 1
+MODEL_OPT_LEVEL = 2
+
+
+def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine,
+             speed_level: int = KERNEL_OPT_LEVEL) -> None:
+    """LLVM's default pipeline at `speed_level` (new pass manager) with loop + SLP
+    vectorisation and unrolling: the kernels/ plans' level unless told otherwise."""
     pto = llvm.create_pipeline_tuning_options(speed_level=speed_level)
     pto.loop_vectorization = True
     pto.slp_vectorization = True

@@ -56,6 +56,24 @@ def test_compile_objects_without_fork_matches(monkeypatch):
     assert all(isinstance(o, bytes) and o for o in forked)
 
 
+def test_main_module_at_o2_kernel_modules_at_o1(monkeypatch):
+    """The hand-vectorised kernels/ plans compile at KERNEL_OPT_LEVEL, the main module (the
+    emit/ kernels LLVM vectorises) at MODEL_OPT_LEVEL; forked or not, the same levels."""
+    levels: dict[str, int] = {}
+    compile_object = codegen.compile_object
+
+    def spy(module, cpu, aot=False, level=codegen.MODEL_OPT_LEVEL):
+        levels[module.name] = level
+        return compile_object(module, cpu, aot, level)
+    monkeypatch.setattr(codegen, "_fork_compile", lambda *a: None)  # all here: spied on
+    monkeypatch.setattr(codegen, "compile_object", spy)
+    graph = gc.optimize(twin_convs())
+    lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False)
+    codegen.compile_objects(lowered.modules, "host")
+    assert levels.pop(lowered.module.name) == codegen.MODEL_OPT_LEVEL == 2
+    assert levels and set(levels.values()) == {codegen.KERNEL_OPT_LEVEL} == {1}
+
+
 def test_cache_round_trip_with_several_objects(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHCNN_CACHE_DIR", str(tmp_path))
     graph = twin_convs()
