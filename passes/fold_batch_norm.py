@@ -47,8 +47,8 @@ def _scaled_weight(w: np.ndarray, inv: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fold_into_conv(graph: Graph, bn: Node, conv: Node, scaled: np.ndarray) -> None:  # Rule 1
-    inv, shift = _inv_shift(bn)
+def _fold_into_conv(graph: Graph, bn: Node, conv: Node, inv: np.ndarray, shift: np.ndarray,
+                    scaled: np.ndarray) -> None:  # Rule 1
     b = conv.inputs[2].data.astype(np.float64) if len(conv.inputs) > 2 else 0.0
     wf = graph.add_constant(scaled, f"{conv.name}.weight_bn", copy=False)
     bf = graph.add_constant((b * inv + shift).astype(np.float32), f"{conv.name}.bias_bn")
@@ -90,11 +90,12 @@ def fold_batch_norm(graph: Graph) -> bool:
             return changed
         # the conv weights' products on FOLD_THREADS threads (numpy releases the GIL): filling
         # ResNet-50's ~100 MB of fresh memory was most of this pass's time, on one core
+        params = [_inv_shift(bn) for bn, _ in convs]
         with ThreadPoolExecutor(FOLD_THREADS) as pool:
-            scaled = list(pool.map(lambda pair: _scaled_weight(pair[1].inputs[1].data,
-                                                               _inv_shift(pair[0])[0]), convs))
-        for (bn, conv), weight in zip(convs, scaled, strict=True):
-            _fold_into_conv(graph, bn, conv, weight)
+            scaled = list(pool.map(_scaled_weight, [conv.inputs[1].data for _, conv in convs],
+                                   [inv for inv, _ in params]))
+        for (bn, conv), (inv, shift), weight in zip(convs, params, scaled, strict=True):
+            _fold_into_conv(graph, bn, conv, inv, shift, weight)
         for bn, gemm in gemms:
             _fold_into_gemm(graph, bn, gemm)
         changed = True
