@@ -10,9 +10,8 @@ the blocked order, and the gemm reads x's buffer through a reshape (a view, no k
 
 Taken when: the gemm's B is a constant and its A is a flatten (axis 1) or a 2-D reshape
 (N, C*H*W) of a from_blocked whose channels fill every block (C a multiple of b: no padding
-lanes, which would need zero weight columns). The flatten and from_blocked stay for other
-uses; dead-code elimination drops them otherwise. LeNet-5's head, CIFAR VGG's, AlexNet's,
-VGG-19's.
+lanes, which would need zero weight columns). The flatten and from_blocked stay while other
+nodes use them, else the pass drops them. LeNet-5's head, CIFAR VGG's, AlexNet's, VGG-19's.
 """
 from __future__ import annotations
 
