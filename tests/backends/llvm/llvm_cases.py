@@ -20,6 +20,18 @@ def rel_l2(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.linalg.norm(got - want) / (denom if denom > 0 else 1.0))
 
 
+def record_plans(monkeypatch, plan_class) -> list:
+    """The plans `plan_class.create` makes from now on (the test's monkeypatch undoes it)."""
+    plans = []
+    create = plan_class.create.__func__
+
+    def spy(cls, **kwargs):
+        plans.append(create(cls, **kwargs))
+        return plans[-1]
+    monkeypatch.setattr(plan_class, "create", classmethod(spy))
+    return plans
+
+
 def rnd(*shape: int) -> np.ndarray:
     return RNG.standard_normal(shape).astype(np.float32)
 

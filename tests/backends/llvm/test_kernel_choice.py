@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from graphcnn.backends.llvm.kernels.winograd import WinogradConv2dNCHWcPlan
+from llvm_cases import record_plans
 
 import graphcnn as gc
 
@@ -19,13 +20,7 @@ def test_winograd_choice_and_numerics(size, family, monkeypatch):
     convs = [n for n in opt.nodes if n.op == "conv"]
     assert [opt.annotations[n.name]["kernel"] for n in convs] == [family, family]
 
-    plans = []
-    create = WinogradConv2dNCHWcPlan.create.__func__
-
-    def spy(cls, **kwargs):
-        plans.append(create(cls, **kwargs))
-        return plans[-1]
-    monkeypatch.setattr(WinogradConv2dNCHWcPlan, "create", classmethod(spy))
+    plans = record_plans(monkeypatch, WinogradConv2dNCHWcPlan)
     x = np.random.default_rng(0).standard_normal((2, 64, size, size)).astype(np.float32)
     ref = gc.compile(graph, target="reference")(x)
     y = gc.compile(graph, target="llvm", cache=False)(x)

@@ -10,6 +10,7 @@ from graphcnn.backends.llvm.kernels.conv2d_rows import (
     blocked_transpose,
     row_chunks,
 )
+from llvm_cases import record_plans
 from llvmlite import ir
 from test_fast_kernels import (
     ACTIVATIONS,
@@ -137,13 +138,7 @@ def test_row_conv_rejects_what_it_does_not_take(kwargs, match) -> None:
     (6, 1, 9, False),      # rows narrower than a vector
 ])
 def test_first_layer_choice_and_numerics(c_out, stride, size, uses_rows, monkeypatch) -> None:
-    plans = []
-    create = RowConv2dPlan.create.__func__
-
-    def spy(cls, **kwargs):
-        plans.append(create(cls, **kwargs))
-        return plans[-1]
-    monkeypatch.setattr(RowConv2dPlan, "create", classmethod(spy))
+    plans = record_plans(monkeypatch, RowConv2dPlan)
     graph = gc.Sequential(gc.Conv2d(1, c_out, 5, stride=stride, padding=2, seed=5), gc.ReLU(),
                           gc.MaxPool2d(2), gc.Conv2d(c_out, 16, 3, seed=6)).build(
         (3, 1, size, size))
