@@ -52,17 +52,18 @@ def main() -> None:
         kw = {"n": 1, "c_in": c, "h": hw, "w": hw, "c_out": c, "kh": 3, "kw": 3,
               "pads": (1, 1, 1, 1), "activation": "relu"}
         plans = [Conv2dNCHWcPlan.create(**kw), WinogradConv2dNCHWcPlan.create(**kw)]
-        module = _emit.new_module("bench_winograd")
+        jits = []  # each plan compiled with its own pipeline, as in a model
         for i, plan in enumerate(plans):
+            module = _emit.new_module(f"bench_winograd{i}")
             plan.emit(module, f"k{i}")
-        jit = _emit.JitModule(module)
+            jits.append(_emit.JitModule(module, _emit.plan_pipeline(plan)))
         x = to_nchwc(rng.standard_normal((1, c, hw, hw)).astype(np.float32), plans[0].in_block)
         bound = 1.0 / np.sqrt(9 * c)
         weight = rng.uniform(-bound, bound, (c, c, 3, 3)).astype(np.float32)
         bias = rng.standard_normal(c).astype(np.float32)
         rates, outs = [], []
         for i, plan in enumerate(plans):
-            fn = jit.function(f"k{i}", None, *(VP,) * 5, ctypes.c_int64, ctypes.c_int64)
+            fn = jits[i].function(f"k{i}", None, *(VP,) * 5, ctypes.c_int64, ctypes.c_int64)
             wp, bp = plan.pack_weights(weight, bias)
             out = np.empty((1, plan.direct.ocb if i else plan.ocb, plan.oh, plan.ow,
                             plan.out_block), np.float32)

@@ -1,9 +1,9 @@
 """LLVM module -> optimised object code for the host CPU (or a portable x86-64 baseline).
 
-The new pass manager's pipeline (loop + SLP vectorisation, unrolling): the main module (pool,
-tasks, the emit/ kernels) at O2, the kernel modules of the hand-vectorised kernels/ plans at O1
-(kernels/_emit.py says why; O3 ran ResNet-50, Inception-v1, SqueezeNet, LeNet-5 and the CIFAR
-VGG no faster than O2, A/B within 2%, and took ~6% more LLVM time). Two target machines: the
+Every module compiles with a named pipeline of kernels/_emit.py (which says why): the main
+module (pool, tasks, the emit/ kernels LLVM vectorises) at O2, the kernel modules of the
+hand-vectorised kernels/ plans "lean" (SSA construction and clean-up only), the Winograd ones
+at O1. Two target machines: the
 JIT one (large code model, so the weights arena may live anywhere in the address space) and the
 AOT one (position-independent code for a shared library). Each module is verified before
 optimisation. Modules compile in forked children (ObjectBuilder), the kernel modules as soon as
@@ -21,7 +21,7 @@ from llvmlite import ir
 
 from graphcnn.errors import CompileError
 
-from .kernels._emit import KERNEL_OPT_LEVEL, MODEL_OPT_LEVEL, optimize
+from .kernels._emit import MODEL_PIPELINE, PipelinedModule, optimize
 
 _initialized = False
 CHILD_TIMEOUT_S = 120.0  # silence from a forked compile child before giving up on it
@@ -66,57 +66,58 @@ def target_machine(cpu: str, aot: bool = False) -> llvm.TargetMachine:
 
 
 class ObjectBuilder:
-    """Object code for modules compiled while the caller goes on: `submit(module)` forks a child
-    that compiles it at once (e.g. a finished kernel module while the rest of the graph is still
-    being lowered), `collect(module)` returns its object code. llvmlite serialises LLVM calls
-    within a process, so threads would not help. Without fork, or if a child fails or goes
-    silent, `collect` compiles the module here. `close` kills and reaps the children never
-    collected (call it when lowering fails half way). Its modules are kernel modules, compiled
-    at KERNEL_OPT_LEVEL."""
+    """Object code for modules compiled while the caller goes on: `submit(module, pipeline)`
+    forks a child that compiles it at once (e.g. a finished kernel module while the rest of
+    the graph is still being lowered), `collect(module)` returns its object code. llvmlite
+    serialises LLVM calls within a process, so threads would not help. Without fork, or if a
+    child fails or goes silent, `collect` compiles the module here. `close` kills and reaps
+    the children never collected (call it when lowering fails half way)."""
 
     def __init__(self, cpu: str, aot: bool = False):
         self.cpu, self.aot = cpu, aot
-        self._children: dict[int, tuple[ir.Module, tuple[int, int] | None]] = {}
+        self._children: dict[int, tuple[int, int] | None] = {}  # id(module) -> its child
 
-    def submit(self, module: ir.Module) -> None:
-        """Start compiling `module`; it must not change afterwards."""
+    def submit(self, module: ir.Module, pipeline: str) -> None:
+        """Start compiling `module` with `pipeline`; it must not change afterwards."""
         if id(module) not in self._children:
-            child = (_fork_compile(module, self.cpu, self.aot, KERNEL_OPT_LEVEL)
+            child = (_fork_compile(module, self.cpu, self.aot, pipeline)
                      if hasattr(os, "fork") else None)
-            self._children[id(module)] = (module, child)
+            self._children[id(module)] = child
 
-    def collect(self, module: ir.Module) -> bytes:
-        _, child = self._children.pop(id(module), (module, None))
+    def collect(self, module: ir.Module, pipeline: str) -> bytes:
+        """The object code of `module`: its child's, else compiled here with `pipeline`."""
+        child = self._children.pop(id(module), None)
         obj = _collect(child) if child is not None else None
-        return obj if obj is not None else compile_object(module, self.cpu, self.aot,
-                                                          KERNEL_OPT_LEVEL)
+        return obj if obj is not None else compile_object(module, self.cpu, self.aot, pipeline)
 
     def close(self) -> None:
-        for _, child in self._children.values():
+        for child in self._children.values():
             if child is not None:
                 _abandon(child)
         self._children.clear()
 
 
-def compile_objects(modules: list[ir.Module], cpu: str, aot: bool = False,
+def compile_objects(modules: list[PipelinedModule], cpu: str, aot: bool = False,
                     builder: ObjectBuilder | None = None) -> list[bytes]:
-    """compile_object for each module: the first (the main module) here at MODEL_OPT_LEVEL, the
-    kernel modules at KERNEL_OPT_LEVEL in forked child processes running alongside; modules already submitted to `builder` are collected, not compiled again.
-    A child also prints its module to LLVM assembly (~0.15 s for a 2 MB kernel module), so that
-    is not done serially before the forks. Without fork, or if a child fails, the remaining
-    modules compile here, one after another."""
+    """compile_object for each (module, pipeline): the first (the main module) here, the
+    kernel modules in forked child processes running alongside; modules already submitted to
+    `builder` are collected, not compiled again. A child also prints its module to LLVM
+    assembly (~0.15 s for a 2 MB kernel module), so that is not done serially before the
+    forks. Without fork, or if a child fails, the remaining modules compile here, one after
+    another."""
     b = builder or ObjectBuilder(cpu, aot)
     try:
-        for module in modules[1:]:
-            b.submit(module)
-        objects = [compile_object(modules[0], cpu, aot)]
-        objects += [b.collect(module) for module in modules[1:]]
+        for module, pipeline in modules[1:]:
+            b.submit(module, pipeline)
+        main, main_pipeline = modules[0]
+        objects = [compile_object(main, cpu, aot, main_pipeline)]
+        objects += [b.collect(module, pipeline) for module, pipeline in modules[1:]]
     finally:
         b.close()
     return objects
 
 
-def _fork_compile(module: ir.Module, cpu: str, aot: bool, level: int
+def _fork_compile(module: ir.Module, cpu: str, aot: bool, pipeline: str
                   ) -> tuple[int, int] | None:
     try:
         read_fd, write_fd = os.pipe()
@@ -130,7 +131,7 @@ def _fork_compile(module: ir.Module, cpu: str, aot: bool, level: int
             # faults for nothing: the child leaves through os._exit soon)
             gc.disable()
             os.close(read_fd)
-            view = memoryview(compile_object(module, cpu, aot, level))
+            view = memoryview(compile_object(module, cpu, aot, pipeline))
             while view:
                 view = view[os.write(write_fd, view):]
             code = 0
@@ -178,17 +179,17 @@ def _prepared(module: ir.Module, cpu: str, aot: bool) -> str:
 
 
 def compile_object(module: ir.Module, cpu: str, aot: bool = False,
-                   level: int = MODEL_OPT_LEVEL) -> bytes:
-    """Verify, optimise (new pass manager, speed `level`) and emit object code."""
-    return _compile_text(_prepared(module, cpu, aot), module.name, cpu, aot, level)
+                   pipeline: str = MODEL_PIPELINE) -> bytes:
+    """Verify, optimise (`pipeline`, kernels/_emit.PIPELINES) and emit object code."""
+    return _compile_text(_prepared(module, cpu, aot), module.name, cpu, aot, pipeline)
 
 
-def _compile_text(text: str, name: str, cpu: str, aot: bool, level: int) -> bytes:
+def _compile_text(text: str, name: str, cpu: str, aot: bool, pipeline: str) -> bytes:
     tm = target_machine(cpu, aot)
     try:
         mod = llvm.parse_assembly(text)
         mod.verify()
     except RuntimeError as e:
         raise CompileError(f"generated LLVM IR for {name!r} does not verify: {e}") from e
-    optimize(mod, tm, level)
+    optimize(mod, tm, pipeline)
     return tm.emit_object(mod)

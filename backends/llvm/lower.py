@@ -32,6 +32,7 @@ from . import memory, threads
 from .emit import EMITTERS, VIEW_OPS, EmitContext, Location
 from .emit.conv import POOLED, fast_plan
 from .emit.elementwise import emit_copy
+from .kernels._emit import MODEL_PIPELINE, PipelinedModule
 from .kernels.conv2d_rows import RowConv2dPlan
 
 I8P = ir.IntType(8).as_pointer()
@@ -46,12 +47,15 @@ class Lowered:
     weights_bytes: int
     weights_symbol: str
     kernels: list[dict] = field(default_factory=list)  # per task: node, op, fn, tasks, work
-    kernel_modules: list[ir.Module] = field(default_factory=list)  # the kernels/ plans
+    # the kernels/ plans' modules, each with its pipeline (emit.base.EmitContext.kernel)
+    kernel_modules: list[PipelinedModule] = field(default_factory=list)
 
     @property
-    def modules(self) -> list[ir.Module]:
-        """Every module to compile and link: the main one (pool, tasks, `run`) first."""
-        return [self.module] + [m for m in self.kernel_modules if m.globals]
+    def modules(self) -> list[PipelinedModule]:
+        """Every module to compile and link, with its pipeline: the main one (pool, tasks,
+        `run`) first."""
+        return [(self.module, MODEL_PIPELINE)] + [(m, p) for m, p in self.kernel_modules
+                                                  if m.globals]
 
 
 def _fast_plan_or_none(node: Node, vector_width: int):
@@ -191,18 +195,18 @@ def gc_paused() -> Iterator[None]:
 
 def lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool = True,
           profile: bool = False,
-          on_kernel_module: Callable[[ir.Module], None] | None = None) -> Lowered:
+          on_kernel_module: Callable[[ir.Module, str], None] | None = None) -> Lowered:
     """Lower `graph` (the backend's own copy: it is rewritten in place). With `profile`, `run`
     also adds each task's wall time (ns, clock_gettime) to the exported i64 array
-    `graphcnn_profile`, one slot per task in order. `on_kernel_module` gets each kernel module
-    as soon as it is complete (e.g. codegen.ObjectBuilder.submit, to compile it while lowering
-    goes on); every one of them is in the result's `modules` as well."""
+    `graphcnn_profile`, one slot per task in order. `on_kernel_module(module, pipeline)` gets
+    each kernel module as soon as it is complete (e.g. codegen.ObjectBuilder.submit, to compile
+    it while lowering goes on); every one of them is in the result's `modules` as well."""
     with gc_paused():
         return _lower(graph, vector_width, weights_symbol, rewrites, profile, on_kernel_module)
 
 
 def _lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool,
-           profile: bool, on_kernel_module: Callable[[ir.Module], None] | None) -> Lowered:
+           profile: bool, on_kernel_module: Callable[[ir.Module, str], None] | None) -> Lowered:
     if rewrites:
         from graphcnn.passes import optimize  # passes import the op table, not this backend
 

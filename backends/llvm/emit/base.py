@@ -25,7 +25,19 @@ from llvmlite import ir
 
 from graphcnn.ir import Node, Value
 
-from ..kernels._emit import F32, F32P, I32, I64, VOID, for_range, i64, splat, vec_type
+from ..kernels._emit import (
+    F32,
+    F32P,
+    I32,
+    I64,
+    VOID,
+    PipelinedModule,
+    for_range,
+    i64,
+    plan_pipeline,
+    splat,
+    vec_type,
+)
 
 I8P = ir.IntType(8).as_pointer()
 TASK_TYPE = ir.FunctionType(VOID, [I8P, I64, I64])
@@ -61,10 +73,10 @@ class Location:
     index: int   # input/output position, or byte offset in the workspace / weights arena
 
 
-# kernels/ plans go to separate modules of about this many LLVM instructions (~0.3 s of O3 and
-# object emission each): a module full enough is handed over (`on_kernel_module`, e.g. to a
-# forked compile in codegen.py) while lowering goes on, so LLVM runs alongside the Python
-# lowering, and small chunks keep the tail after lowering short (ResNet-50: ~27k instructions)
+# kernels/ plans go to separate modules of about this many LLVM instructions (~0.1 s of LLVM
+# each): a module full enough is handed over (`on_kernel_module`, e.g. to a forked compile in
+# codegen.py) while lowering goes on, so LLVM runs alongside the Python lowering, and small
+# chunks keep the tail after lowering short (ResNet-50: ~27k instructions)
 KERNEL_CHUNK_INSTRUCTIONS = 4000
 
 
@@ -73,7 +85,7 @@ class EmitContext:
 
     def __init__(self, module: ir.Module, vector_width: int, weights_symbol: str,
                  annotations: dict[str, dict] | None = None,
-                 on_kernel_module: Callable[[ir.Module], None] | None = None):
+                 on_kernel_module: Callable[[ir.Module, str], None] | None = None):
         self.module = module
         self.annotations = annotations or {}  # the pass pipeline's hints, e.g. kernel family
         self.vw = vector_width
@@ -83,11 +95,12 @@ class EmitContext:
         self.weights_bytes = 0
         self._const_offsets: dict[int, int] = {}
         self._kernels: dict[object, ir.Function] = {}
-        # every kernel module so far, in order; the last one is open while _chunk_open
-        self.kernel_modules: list[ir.Module] = []
+        # every sealed kernel module, in the order they were handed over
+        self.kernel_modules: list[PipelinedModule] = []
         self.on_kernel_module = on_kernel_module
-        self._chunk_open = False
-        self._chunk_load = 0
+        # pipeline -> its open kernel module and the instructions in it so far
+        self._open: dict[str, tuple[ir.Module, int]] = {}
+        self._module_count = 0
         self.weights = ir.GlobalVariable(module, ir.IntType(8), weights_symbol)
         self.weights.linkage = "external"
         self.weights.global_constant = True
@@ -97,33 +110,40 @@ class EmitContext:
         """The function for a kernels/ plan, emitted once per distinct plan: plans are frozen
         dataclasses of every compile-time constant, and weights/buffers are arguments, so
         layers of the same shape share one function (ResNet-50: 53 convs, far fewer shapes).
-        The body goes to the open kernel module, the main module gets a declaration."""
+        The body goes to the open kernel module of the plan's pipeline (_emit.plan_pipeline),
+        the main module gets a declaration."""
         fn = self._kernels.get(plan)
         if fn is None:
+            pipeline = plan_pipeline(plan)
             unique = self.module.get_unique_name(f"k.{name}")
-            if not self._chunk_open:
-                self.kernel_modules.append(
-                    ir.Module(name=f"{self.module.name}.kernels{len(self.kernel_modules)}"))
-                self._chunk_open, self._chunk_load = True, 0
-            target = self.kernel_modules[-1]
+            if pipeline not in self._open:
+                target = ir.Module(name=f"{self.module.name}.kernels{self._module_count}")
+                self._module_count += 1
+                self._open[pipeline] = (target, 0)
+            target, load = self._open[pipeline]
             before = len(target.globals)
             body = plan.emit(target, unique)
-            self._chunk_load += sum(
-                sum(len(bb.instructions) for bb in g.blocks)
-                for g in list(target.globals.values())[before:] if isinstance(g, ir.Function))
+            load += sum(sum(len(bb.instructions) for bb in g.blocks)
+                        for g in list(target.globals.values())[before:]
+                        if isinstance(g, ir.Function))
+            self._open[pipeline] = (target, load)
             fn = ir.Function(self.module, body.ftype, unique)  # a declaration here
             self._kernels[plan] = fn
-            if self._chunk_load >= KERNEL_CHUNK_INSTRUCTIONS:
-                self.seal_kernels()
+            if load >= KERNEL_CHUNK_INSTRUCTIONS:
+                self._seal(pipeline)
         return fn
 
     def seal_kernels(self) -> None:
-        """Close the open kernel module (no kernel is added to it afterwards) and hand it to
-        `on_kernel_module`."""
-        if self._chunk_open:
-            self._chunk_open = False
-            if self.on_kernel_module is not None:
-                self.on_kernel_module(self.kernel_modules[-1])
+        """Close every open kernel module (no kernel is added to them afterwards) and hand
+        each to `on_kernel_module`."""
+        for pipeline in list(self._open):
+            self._seal(pipeline)
+
+    def _seal(self, pipeline: str) -> None:
+        module, _ = self._open.pop(pipeline)
+        self.kernel_modules.append((module, pipeline))
+        if self.on_kernel_module is not None:
+            self.on_kernel_module(module, pipeline)
 
     # ----- weights arena ---------------------------------------------------------------------
     def add_weights(self, array: np.ndarray) -> int:

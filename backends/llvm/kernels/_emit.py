@@ -103,7 +103,13 @@ def udiv_rem(b: ir.IRBuilder, x: ir.Value, divisor: int, name: str) -> tuple[ir.
 @contextmanager
 def for_range(b: ir.IRBuilder, start: ir.Value | int, stop: ir.Value | int, step: int = 1,
               name: str = "i") -> Iterator[ir.Value]:
-    """`for (i = start; i < stop; i += step)` over i64; yields the induction variable."""
+    """`for (i = start; i < stop; i += step)` over i64; yields the induction variable.
+
+    A loop of constant bounds with one trip is no loop: the body is emitted once with `i` the
+    constant `start` (a one-channel block's channel loop in the stem conv)."""
+    if isinstance(start, int) and isinstance(stop, int) and start < stop <= start + step:
+        yield i64(start)
+        return
     start = i64(start) if isinstance(start, int) else start
     stop = i64(stop) if isinstance(stop, int) else stop
     preheader = b.block
@@ -382,37 +388,62 @@ def new_module(name: str, tm: llvm.TargetMachine | None = None) -> ir.Module:
     return module
 
 
-# IR pipeline speed levels (new pass manager, loop + SLP vectorisation and unrolling on). The
-# kernels/ plans are vectorised, register-tiled and unrolled by hand: at O1 they ran as fast as
-# at O2 (bench_kernels.py: every layer within noise, most 0-10% faster; the zoo's networks
-# within 2%) for ~10% less LLVM time, and O3 bought nothing over O2 either. The rest of a model
-# (the emit/ kernels, scalar loops left to LLVM's vectoriser) needs O2: DenseNet-121 ran 8%
-# slower with its module at O1.
-KERNEL_OPT_LEVEL = 1
-MODEL_OPT_LEVEL = 2
+# Optimisation pipelines, by name (new pass manager).
+# - "lean": SROA (the accumulator allocas become SSA registers), loop rotation, instcombine,
+#   simplifycfg. The kernels/ plans are vectorised, register-tiled and unrolled by hand, so
+#   that is all they need: against O1 the layers of bench_kernels ran within noise and the
+#   networks within 1-2%, for a tenth of the IR-pass time (ResNet-50's kernel modules: 0.76 ->
+#   0.08 s) and so about half the LLVM time of a cold compile. Loop rotation matters: without
+#   it the Winograd GEMM loop ran 5-17% slower.
+# - "O1", "O2": LLVM's default pipelines at that speed level, loop + SLP vectorisation on.
+#   The Winograd plans need O1: their transforms ran 3-16% slower "lean" on maps of 32x32 and
+#   less (the transform's 36 live vectors spill more). The rest of a model (the emit/
+#   kernels, scalar loops left to LLVM's vectoriser) needs O2: DenseNet-121 ran 8% slower with
+#   its module at O1; O3 bought nothing over O2 for ~6% more LLVM time.
+# Unrolling is off at O1: it cost ~10% of the kernel modules' IR time and changed no object.
+LEAN, O1, O2 = "lean", "O1", "O2"
+KERNEL_PIPELINE = LEAN   # a kernels/ plan's unless its class says otherwise (`pipeline`)
+MODEL_PIPELINE = O2      # the main module's
+PIPELINES = (LEAN, O1, O2)
+PipelinedModule = tuple[ir.Module, str]  # a module and the pipeline it compiles with
 
 
-def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine,
-             speed_level: int = KERNEL_OPT_LEVEL) -> None:
-    """LLVM's default pipeline at `speed_level` (new pass manager) with loop + SLP
-    vectorisation and unrolling: the kernels/ plans' level unless told otherwise."""
-    pto = llvm.create_pipeline_tuning_options(speed_level=speed_level)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pto.loop_unrolling = True
+def plan_pipeline(plan: object) -> str:
+    """The pipeline a kernels/ plan's module compiles with: its class attribute `pipeline`,
+    else KERNEL_PIPELINE."""
+    return getattr(plan, "pipeline", KERNEL_PIPELINE)
+
+
+def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, pipeline: str = KERNEL_PIPELINE
+             ) -> None:
+    """Run the named pipeline (see PIPELINES) over `mod`."""
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}; known: {PIPELINES}")
+    pto = llvm.create_pipeline_tuning_options(speed_level=2 if pipeline == O2 else 1)
+    pto.loop_vectorization = pto.slp_vectorization = pipeline != LEAN
+    pto.loop_unrolling = pipeline == O2
     pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(mod, pb)
+    if pipeline != LEAN:
+        pb.getModulePassManager().run(mod, pb)
+        return
+    mpm = llvm.create_new_module_pass_manager()
+    mpm.add_sroa_pass()
+    mpm.add_loop_rotate_pass()
+    mpm.add_instruction_combine_pass()
+    mpm.add_simplify_cfg_pass()
+    mpm.run(mod, pb)
 
 
 class JitModule:
-    """Verify, optimise and MCJIT-compile an `ir.Module`; look up functions by name."""
+    """Verify, optimise (`pipeline`, see PIPELINES) and MCJIT-compile an `ir.Module`; look up
+    functions by name."""
 
-    def __init__(self, module: ir.Module) -> None:
+    def __init__(self, module: ir.Module, pipeline: str = KERNEL_PIPELINE) -> None:
         # A fresh target machine each time: the MCJIT engine takes ownership of it.
         self.tm = host_target_machine()
         self.mod = llvm.parse_assembly(str(module))
         self.mod.verify()
-        optimize(self.mod, self.tm)
+        optimize(self.mod, self.tm, pipeline)
         self.engine = llvm.create_mcjit_compiler(self.mod, self.tm)
         self.engine.finalize_object()
 

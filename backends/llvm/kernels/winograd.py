@@ -21,11 +21,13 @@ which keeps the runtime transforms' constants small (why F(4x4) stays accurate i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from graphcnn.backends.llvm.kernels._emit import (
     F32,
     F32P,
+    O1,
     broadcast,
     define_kernel,
     entry_alloca,
@@ -168,6 +170,9 @@ class WinogradConv2dNCHWcPlan:
     kernel ABI) for 3x3 stride-1 dilation-1 ungrouped convs; `m` picks F(m x m, 3x3)."""
     direct: Conv2dNCHWcPlan     # geometry, blocks, epilogue: validated by the colleague's plan
     m: int                      # output tile side (4 -> F(4x4,3x3), 2 -> F(2x2,3x3))
+    # LLVM's O1, not the "lean" pipeline of the other plans: the transforms' 36 live vectors
+    # spilled more without it, F(4x4) 3-16% slower on maps of 32x32 and less (_emit.py)
+    pipeline: ClassVar[str] = O1
 
     @classmethod
     def create(cls, *, n: int, c_in: int, h: int, w: int, c_out: int, kh: int, kw: int,

@@ -30,7 +30,7 @@ def twin_convs() -> gc.Graph:
 def test_same_shape_layers_share_one_kernel():
     graph = gc.optimize(twin_convs())
     lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False)
-    kernels = [f for m in lowered.kernel_modules for f in m.functions
+    kernels = [f for m, _ in lowered.kernel_modules for f in m.functions
                if not f.is_declaration and f.linkage != "internal"]
     assert len(kernels) == 2  # the two 16->16 3x3 convs share one, the 1x1 has its own
     assert len(lowered.modules) >= 2
@@ -56,22 +56,46 @@ def test_compile_objects_without_fork_matches(monkeypatch):
     assert all(isinstance(o, bytes) and o for o in forked)
 
 
-def test_main_module_at_o2_kernel_modules_at_o1(monkeypatch):
-    """The hand-vectorised kernels/ plans compile at KERNEL_OPT_LEVEL, the main module (the
-    emit/ kernels LLVM vectorises) at MODEL_OPT_LEVEL; forked or not, the same levels."""
-    levels: dict[str, int] = {}
+def winograd_then_direct() -> gc.Graph:
+    gc.manual_seed(4)  # the 3x3 conv is a Winograd plan (kernel family rule 3), the 1x1 not
+    return gc.Sequential(gc.Conv2d(32, 32, 3, padding=1), gc.ReLU(),
+                         gc.Conv2d(32, 32, 1)).build((1, 32, 16, 16))
+
+
+def test_each_module_compiles_with_its_pipeline(monkeypatch):
+    """The main module (the emit/ kernels LLVM vectorises) at O2, the hand-vectorised kernels/
+    plans "lean", the Winograd plans (their class's `pipeline`, O1) in a module of their own;
+    forked or not, the same pipelines."""
+    pipelines: dict[str, str] = {}
     compile_object = codegen.compile_object
 
-    def spy(module, cpu, aot=False, level=codegen.MODEL_OPT_LEVEL):
-        levels[module.name] = level
-        return compile_object(module, cpu, aot, level)
+    def spy(module, cpu, aot=False, pipeline=codegen.MODEL_PIPELINE):
+        pipelines[module.name] = pipeline
+        return compile_object(module, cpu, aot, pipeline)
     monkeypatch.setattr(codegen, "_fork_compile", lambda *a: None)  # all here: spied on
     monkeypatch.setattr(codegen, "compile_object", spy)
-    graph = gc.optimize(twin_convs())
+    graph = gc.optimize(winograd_then_direct())
     lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False)
     codegen.compile_objects(lowered.modules, "host")
-    assert levels.pop(lowered.module.name) == codegen.MODEL_OPT_LEVEL == 2
-    assert levels and set(levels.values()) == {codegen.KERNEL_OPT_LEVEL} == {1}
+    assert pipelines.pop(lowered.module.name) == codegen.MODEL_PIPELINE == "O2"
+    kernels = {pipeline: [f.name for f in m.functions
+                          if not f.is_declaration and f.linkage != "internal"]
+               for m, pipeline in lowered.kernel_modules}
+    assert kernels == {"O1": ["k.conv"], "lean": ["k.conv_1"]}
+    assert sorted(pipelines.values()) == ["O1", "lean"]
+
+
+def test_winograd_and_direct_modules_link_and_match_reference():
+    graph = winograd_then_direct()
+    x = rnd(1, 32, 16, 16)
+    got = gc.compile(graph, target="llvm", cache=False)(x)
+    assert rel_l2(got, interpret(graph, [x])[0]) < 1e-5
+
+
+def test_unknown_pipeline_is_refused():
+    module = ir.Module(name="m")
+    with pytest.raises(ValueError, match="unknown pipeline 'O9'"):
+        codegen.compile_object(module, "host", pipeline="O9")
 
 
 def test_cache_round_trip_with_several_objects(tmp_path, monkeypatch):
@@ -123,8 +147,9 @@ def test_kernel_modules_handed_over_complete_and_in_order(monkeypatch):
     graph = gc.optimize(twin_convs())
     handed: list[tuple[object, str]] = []
     lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False,
-                              on_kernel_module=lambda m: handed.append((m, str(m))))
-    assert [m for m, _ in handed] == lowered.kernel_modules == lowered.modules[1:]
+                              on_kernel_module=lambda m, p: handed.append((m, str(m))))
+    assert [m for m, _ in handed] == [m for m, _ in lowered.kernel_modules]
+    assert lowered.kernel_modules == lowered.modules[1:]
     assert len(handed) == 2
     for module, text in handed:  # nothing was added to a module once it was handed over
         assert str(module) == text
@@ -172,7 +197,7 @@ def test_collect_without_submit_compiles_here():
     graph = gc.optimize(twin_convs())
     lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False)
     builder = codegen.ObjectBuilder("host")
-    obj = builder.collect(lowered.kernel_modules[0])
+    obj = builder.collect(*lowered.kernel_modules[0])
     assert isinstance(obj, bytes) and obj
     builder.close()
 

@@ -120,7 +120,7 @@ def kernels():
     module = _emit.new_module("test_winograd")
     for i, plan in enumerate(plans):
         plan.emit(module, f"k{i}")
-    jit = _emit.JitModule(module)
+    jit = _emit.JitModule(module, WinogradConv2dNCHWcPlan.pipeline)
     fns = [jit.function(f"k{i}", None, *(VP,) * 5, ctypes.c_int64, ctypes.c_int64)
            for i in range(len(plans))]
     return plans, fns, jit
