@@ -7,9 +7,10 @@ Pipeline: lower.py (graph -> one LLVM module: kernels from emit/ and kernels/, t
 plan of memory.py, the thread pool of threads.py, the `run` entry) -> codegen.py (verify, a
 named pass pipeline per module, object code for the host CPU; kernel modules compile in forked
 children while lowering goes on) -> runtime.py (MCJIT-load the object, one ctypes call per
-inference) or aot.py (shared library + C header). cache.py keeps object code per (graph, options, CPU); gc.compile looks it
-up on the graph as the user gave it, before the pass pipeline (compile_graph), so a hit costs
-verifying and hashing the graph and loading the object, nothing else.
+inference) or aot.py (shared library + C header). cache.py keeps object code per (graph,
+options, CPU); gc.compile looks it up on the graph as the user gave it, before the pass
+pipeline (compile_graph), so a hit costs verifying and hashing the graph and loading the
+object, nothing else.
 
 Threads: a persistent pool of (threads - 1) pthreads per compiled model, driven from the
 generated code; each kernel's tasks are claimed in chunks, and every task sums in a fixed

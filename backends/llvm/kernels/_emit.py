@@ -63,17 +63,19 @@ def check_activation(activation: str, params: Sequence[float]) -> tuple[float, .
 
 def define_kernel(module: ir.Module, name: str, n_ptrs: int, n_ints: int,
                   arg_names: Sequence[str], internal: bool = False,
-                  may_alias: Sequence[str] = ()) -> ir.Function:
-    """Declare `void name(float* x n_ptrs, i64 x n_ints)`; pointers are noalias unless listed
-    in `may_alias` (e.g. a residual input that the memory planner may place on the output)."""
-    fnty = ir.FunctionType(VOID, [F32P] * n_ptrs + [I64] * n_ints)
+                  may_alias: Sequence[str] = (), trailing: Sequence[ir.Type] = ()
+                  ) -> ir.Function:
+    """Declare `void name(float* x n_ptrs, i64 x n_ints, *trailing)`; float pointers are noalias
+    unless listed in `may_alias` (e.g. a residual input that the memory planner may place on
+    the output)."""
+    fnty = ir.FunctionType(VOID, [F32P] * n_ptrs + [I64] * n_ints + list(trailing))
     fn = ir.Function(module, fnty, name)
     fn.attributes.add("nounwind")
     if internal:
         fn.linkage = "internal"
     for arg, arg_name in zip(fn.args, arg_names, strict=True):
         arg.name = arg_name
-        if isinstance(arg.type, ir.PointerType) and arg_name not in may_alias:
+        if arg.type == F32P and arg_name not in may_alias:
             arg.add_attribute("noalias")
     return fn
 

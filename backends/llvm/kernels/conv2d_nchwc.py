@@ -33,6 +33,8 @@ with a fixed summation order, so any split of [0, num_tasks) gives bit-identical
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -44,6 +46,7 @@ from graphcnn.ops import activation_at_zero
 from graphcnn.ops.layout import from_blocked, group_input_blocks, to_blocked
 
 from ._emit import (
+    I64,
     apply_activation,
     broadcast,
     check_activation,
@@ -219,6 +222,13 @@ def choose_tiling(n_vectors: int, oh: int, ow: int, registers: int = 32,
     with ocn*pixels FMAs and ocn weight loads + one broadcast per pixel, subject to
     ocn*pixels accumulators + ocn weights + 2 temporaries <= registers and ocn dividing
     n_vectors; sum over all tiles; take the cheapest (ties: more pixels per tile)."""
+    return _choose_tiling(n_vectors, oh, ow, registers, None if ocns is None else tuple(ocns))
+
+
+@functools.lru_cache(maxsize=1024)
+def _choose_tiling(n_vectors: int, oh: int, ow: int, registers: int,
+                   ocns: tuple[int, ...] | None) -> Tiling:
+    """choose_tiling, memoised: lowering creates each conv's plan several times."""
     best: tuple[float, int, Tiling] | None = None
     for ocn in (d for d in range(1, n_vectors + 1) if n_vectors % d == 0
                 and (ocns is None or d in ocns)):
@@ -259,16 +269,19 @@ def emit_epilogue(b: ir.IRBuilder, acc: ir.Value, bias: ir.Value, res: ir.Value 
 
 
 def emit_row_bases(b: ir.IRBuilder, in_k: ir.Value, ih0: ir.Value, kh: ir.Value, height: int,
-                   g: ConvGeometry, ib: int, zeros: ir.Value) -> list[ir.Value]:
-    """Input pointer of each output row of a tile for kernel row `kh`. A one-row tile's kh
-    range is exact (no check); in taller tiles a row outside the image reads zeros."""
+                   stride_h: int, dilation_h: int, image_h: ir.Value, row_floats: ir.Value,
+                   zeros: ir.Value) -> list[ir.Value]:
+    """Input pointer of each output row of a tile for kernel row `kh` (`image_h` rows of
+    `row_floats` floats). A one-row tile's kh range is exact (no check); in taller tiles a row
+    outside the image reads zeros."""
     if height == 1:
         return [in_k]
     bases = []
     for r in range(height):
-        ih = linear(b, f"ih{r}", (ih0, 1), (kh, g.dilation[0]), const=r * g.stride[0])
-        inside = b.icmp_unsigned("<", ih, i64(g.h), name=f"row_inside{r}")  # 0 <= ih < H
-        real = offset_ptr(b, in_k, r * g.stride[0] * g.w * ib, f"row{r}")
+        ih = linear(b, f"ih{r}", (ih0, 1), (kh, dilation_h), const=r * stride_h)
+        inside = b.icmp_unsigned("<", ih, image_h, name=f"row_inside{r}")  # 0 <= ih < H
+        real = offset_ptr(b, in_k, b.mul(row_floats, i64(r * stride_h), name=f"row{r}.off"),
+                          f"row{r}")
         bases.append(b.select(inside, real, zeros, name=f"row_sel{r}"))
     return bases
 
@@ -309,6 +322,9 @@ class TaskLoop:
     # grouped conv: per group, the input-channel blocks (start, count) it reduces over (the
     # input is offset by `start` blocks instead of by in_group_stride); () otherwise
     group_blocks: tuple[tuple[int, int], ...] = ()
+    # the plan's sizes a shared tile kernel takes at run time (Conv2dNCHWcPlan.tile_sizes):
+    # every tile call gets a pointer to a constant table of them; () for tiles without one
+    tile_sizes: tuple[int, ...] = ()
 
     @property
     def num_tasks(self) -> int:
@@ -357,6 +373,9 @@ class TaskLoop:
                              (group, ocn * g.oh * g.ow * vw), (oh0, g.ow * vw))
             out_rows = offset_ptr(b, out, out_off, "out_rows")
             res_rows = offset_ptr(b, res, out_off, "res_rows")
+            sizes = ([b.gep(const_table(module, f"{fn.name}.sizes", self.tile_sizes),
+                            [i64(0), i64(0)], inbounds=True, name="sizes")]
+                     if self.tile_sizes else [])
 
             def emit_tiles(height: int, mask: bool) -> None:
                 for tile, count in tile_runs(self.column_tiles()):
@@ -369,7 +388,7 @@ class TaskLoop:
                         b.call(kernel, [offset_ptr(b, in_rows, in_col, "in_tile"), w_group,
                                         bias_group, offset_ptr(b, res_rows, out_col, "res_tile"),
                                         offset_ptr(b, out_rows, out_col, "out_tile"),
-                                        ih0, kh_lo, kh_hi, icb_count])
+                                        ih0, kh_lo, kh_hi, icb_count, *sizes])
 
             self._emit_dispatch(b, row_tile, group, emit_tiles)
         b.ret_void()
@@ -507,7 +526,23 @@ class Conv2dNCHWcPlan:
                         in_group_stride=0, w_group_stride=self.tiling.ocn * self._w_vec_stride,
                         out_blocks=self.ocb, mask_last_group=self.mask_last_group,
                         group_blocks=tuple(self.input_ranges[::self.tiling.ocn])
-                        if self.groups > 1 else ())
+                        if self.groups > 1 else (), tile_sizes=self.tile_sizes)
+
+    @property
+    def tile_sizes(self) -> tuple[int, ...]:
+        """The sizes the shared tile kernels take as arguments (TILE_SIZES), in floats."""
+        g, ib, vw = self.geometry, self.in_block, self.vector_width
+        return (self.c_in // ib, g.h * g.w * ib, g.w * ib, g.h, self._w_vec_stride,
+                self.oh * self.ow * vw, self.ow * vw)
+
+    def tile_spec(self, key: TileKey) -> TileSpec:
+        height, (width, guards), mask = key
+        g = self.geometry
+        last_lanes = self.c_out - (self.ocb - 1) * self.out_block
+        return TileSpec(self.tiling.ocn, height, width, guards, last_lanes if mask else None,
+                        g.kh, g.kw, g.stride, g.dilation, self.in_block, self.vector_width,
+                        0 if self.groups > 1 else self.c_in % self.in_block, self.groups > 1,
+                        self.activation, self.activation_params, self.residual)
 
     # Weights --------------------------------------------------------------------------------
 
@@ -550,92 +585,154 @@ class Conv2dNCHWcPlan:
 
     def emit(self, module: ir.Module, name: str) -> ir.Function:
         """Emit `void name(in, w_packed, bias_packed, residual_or_null, out, task_begin,
-        task_end)`; `residual_or_null` is read only when the plan has `residual`."""
+        task_end)`; `residual_or_null` is read only when the plan has `residual`. Its tile
+        kernels are shared with every plan of the module that needs the same (TileSpec)."""
         fn = define_kernel(module, name, 5, 2, KERNEL_ARGS, may_alias=("res", "out"))
-        kernels = {key: self._emit_tile_kernel(module, f"{name}.tile{i}", key)
-                   for i, key in enumerate(self.task_loop.tile_keys())}
+        kernels = {key: emit_tile_kernel(module, self.tile_spec(key))
+                   for key in self.task_loop.tile_keys()}
         self.task_loop.emit(module, fn, kernels)
         return fn
 
-    def _emit_tile_kernel(self, module: ir.Module, name: str, key: TileKey) -> ir.Function:
-        """One microkernel: accumulate an (ocn x height x width) tile, then the epilogue.
 
-        Loop nest: input-channel block -> kernel row -> kernel column -> channel in block, with
-        the (pixel, channel vector) tile unrolled in the innermost body. Kernel columns are a
-        runtime loop on purpose: unrolled, LLVM merges the equal broadcasts of neighbouring
-        columns and keeps them live, which spills the accumulators."""
-        height, (width, guards), mask = key
-        g, ib, vw, ocn = self.geometry, self.in_block, self.vector_width, self.tiling.ocn
-        fn = define_kernel(module, name, 5, 4, TILE_ARGS, internal=True, may_alias=("res", "out"))
-        inp, w, bias, res, out, ih0, kh_lo, kh_hi, icb_count = fn.args
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
-        span = ((g.kw - 1) * g.dilation[1] + (max(self.tiling.widths) - 1) * g.stride[1] + 1)
-        zeros = zero_buffer(module, span * ib)
-        pixels = [(r, j) for r in range(height) for j in range(width)]
-        accs = {}
+# ----------------------------------------------------------------------------------------------
+# The tile kernel
+
+
+# the plan's sizes a tile kernel reads at run time from the table its last argument points
+# at (Conv2dNCHWcPlan.tile_sizes)
+TILE_SIZES = ("full_blocks", "in_block_stride", "in_row_stride", "in_h", "w_vec_stride",
+              "out_block_stride", "out_row_stride")
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """Every compile-time constant of one register-tile kernel; what differs between plans
+    that can share it (image and channel sizes) it reads at run time (TILE_SIZES). ResNet-50's
+    34 tile kernels are 19 specs: its seven 1x1 relu convs of different sizes share one."""
+
+    ocn: int
+    height: int
+    width: int
+    guards: tuple[tuple[int, int, int], ...]
+    mask_lanes: int | None          # the last group's real output lanes, when masked
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    in_block: int
+    vector_width: int
+    tail: int                       # input channels past the whole blocks (0: none)
+    grouped: bool                   # the whole blocks' count comes from the group table
+    activation: str
+    activation_params: tuple[float, ...]
+    residual: bool
+
+    @property
+    def name(self) -> str:
+        """A function name that only this spec gives (a digest of its fields)."""
+        digest = hashlib.blake2s(repr(self).encode(), digest_size=8).hexdigest()
+        return f"nchwc.tile.{self.ocn}x{self.height}x{self.width}.{digest}"
+
+
+def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
+    """The microkernel of `spec` in `module`, emitted on first use: accumulate an
+    (ocn x height x width) tile, then the epilogue.
+
+    Loop nest: input-channel block -> kernel row -> kernel column -> channel in block, with
+    the (pixel, channel vector) tile unrolled in the innermost body. Kernel columns are a
+    runtime loop on purpose: unrolled, LLVM merges the equal broadcasts of neighbouring
+    columns and keeps them live, which spills the accumulators. Addresses that depend on the
+    run-time sizes are formed outside the channel loop (the kernel modules' "lean" pipeline
+    has no LICM to hoist them)."""
+    existing = module.globals.get(spec.name)
+    if existing is not None:
+        return existing
+    ib, vw, ocn, height, width = (spec.in_block, spec.vector_width, spec.ocn, spec.height,
+                                  spec.width)
+    fn = define_kernel(module, spec.name, 5, 4, TILE_ARGS + ("sizes",), internal=True,
+                       may_alias=("res", "out"), trailing=[I64.as_pointer()])
+    inp, w, bias, res, out, ih0, kh_lo, kh_hi, icb_count, sizes = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    (full_blocks, in_block_stride, in_row_stride, in_h, w_vec_stride, out_block_stride,
+     out_row_stride) = (b.load(b.gep(sizes, [i64(k)], inbounds=True, name=f"{field}.p"),
+                               name=field) for k, field in enumerate(TILE_SIZES))
+    span = (spec.kw - 1) * spec.dilation[1] + (width - 1) * spec.stride[1] + 1
+    zeros = zero_buffer(module, span * ib)
+    pixels = [(r, j) for r in range(height) for j in range(width)]
+    accs = {}
+    for o in range(ocn):
+        for r, j in pixels:
+            accs[o, r, j] = entry_alloca(b, vec_type(vw), f"acc{o}_{r}_{j}")
+            b.store(splat(0.0, vw), accs[o, r, j])
+    # the output-channel vectors' weights, vector_width floats apart within a vector
+    w_vec_offsets = [b.mul(w_vec_stride, i64(o), name=f"wvo{o}") for o in range(ocn)]
+
+    def step(sources: dict[tuple[int, int], tuple[ir.Value, int]], w_kw: list[ir.Value],
+             ic: ir.Value) -> None:
+        ic_w = b.mul(ic, i64(vw), name="ic_w")
+        w_c = [b.gep(w_kw[o], [ic_w], name=f"w_c{o}") for o in range(ocn)]
+        wv = [load_vec(b, w_c[o], 0, vw, f"w{o}") for o in range(ocn)]
         for o in range(ocn):
-            for r, j in pixels:
-                accs[o, r, j] = entry_alloca(b, vec_type(vw), f"acc{o}_{r}_{j}")
-                b.store(splat(0.0, vw), accs[o, r, j])
-
-        def step(sources: dict[tuple[int, int], tuple[ir.Value, int]], w_kw: ir.Value,
-                 ic: ir.Value) -> None:
-            w_c = offset_ptr(b, w_kw, ic, "w_c", scale=vw)
-            wv = [load_vec(b, w_c, o * self._w_vec_stride, vw, f"w{o}") for o in range(ocn)]
+            prefetch(b, w_c[o], W_PREFETCH_FLOATS, f"w{o}.pf")
+        for r, j in pixels:
+            base, offset = sources[r, j]
+            x = broadcast(b, offset_ptr(b, base, ic, f"in{r}_{j}"), offset, vw, f"x{r}_{j}")
             for o in range(ocn):
-                prefetch(b, w_c, o * self._w_vec_stride + W_PREFETCH_FLOATS, f"w{o}.pf")
-            for r, j in pixels:
-                base, offset = sources[r, j]
-                x = broadcast(b, offset_ptr(b, base, ic, f"in{r}_{j}"), offset, vw, f"x{r}_{j}")
-                for o in range(ocn):
-                    acc = accs[o, r, j]
-                    b.store(fma(b, wv[o], x, b.load(acc, name=f"{acc.name}.v"), f"fma{o}_{r}_{j}"),
-                            acc)
+                acc = accs[o, r, j]
+                b.store(fma(b, wv[o], x, b.load(acc, name=f"{acc.name}.v"), f"fma{o}_{r}_{j}"),
+                        acc)
 
-        def reduce_block(icb: ir.Value | int, channels: int, tag: str) -> None:
-            icb = i64(icb) if isinstance(icb, int) else icb
-            in_b = offset_ptr(b, inp, icb, f"in_{tag}", scale=g.h * g.w * ib)
-            w_b = offset_ptr(b, w, icb, f"w_{tag}", scale=g.kh * g.kw * ib * vw)
-            with for_range(b, kh_lo, kh_hi, name=f"kh_{tag}") as kh:
-                in_k = offset_ptr(b, in_b, kh, f"ink_{tag}", scale=g.dilation[0] * g.w * ib)
-                rows = emit_row_bases(b, in_k, ih0, kh, height, g, ib, zeros)
-                w_k = offset_ptr(b, w_b, kh, f"wk_{tag}", scale=g.kw * ib * vw)
-                with for_range(b, 0, g.kw, name=f"kw_{tag}") as kw:
-                    kw_off = linear(b, "kw_off", (kw, g.dilation[1] * ib))
-                    row_kw = [offset_ptr(b, row, kw_off, f"rowkw{r}") for r, row in enumerate(rows)]
-                    w_kw = offset_ptr(b, w_k, kw, f"wkw_{tag}", scale=ib * vw)
-                    # Pixel (r, j) reads base + ic + offset; border pixels get their own base.
-                    sources = {(r, j): (row_kw[r], j * g.stride[1] * ib) for r, j in pixels}
-                    for j, lo, hi in guards:
-                        inside = b.and_(b.icmp_signed(">=", kw, i64(lo), name=f"col_lo{j}"),
-                                        b.icmp_signed("<", kw, i64(hi), name=f"col_hi{j}"),
-                                        name=f"col_inside{j}")
-                        for r in range(height):
-                            real = offset_ptr(b, row_kw[r], j * g.stride[1] * ib, f"col{r}_{j}")
-                            sel = b.select(inside, real, zeros, name=f"col_sel{r}_{j}")
-                            sources[r, j] = (sel, 0)
-                    with for_range(b, 0, channels, name=f"ic_{tag}") as ic:
-                        step(sources, w_kw, ic)
+    def reduce_block(icb: ir.Value, channels: int, tag: str) -> None:
+        in_b = b.gep(inp, [b.mul(icb, in_block_stride, name=f"inb_{tag}.off")],
+                     name=f"in_{tag}")
+        w_b = offset_ptr(b, w, icb, f"w_{tag}", scale=spec.kh * spec.kw * ib * vw)
+        with for_range(b, kh_lo, kh_hi, name=f"kh_{tag}") as kh:
+            kh_rows = b.mul(kh, i64(spec.dilation[0]), name=f"khr_{tag}")
+            in_k = b.gep(in_b, [b.mul(kh_rows, in_row_stride, name=f"ink_{tag}.off")],
+                         name=f"ink_{tag}")
+            rows = emit_row_bases(b, in_k, ih0, kh, height, spec.stride[0], spec.dilation[0],
+                                  in_h, in_row_stride, zeros)
+            w_k = offset_ptr(b, w_b, kh, f"wk_{tag}", scale=spec.kw * ib * vw)
+            with for_range(b, 0, spec.kw, name=f"kw_{tag}") as kw:
+                kw_off = linear(b, "kw_off", (kw, spec.dilation[1] * ib))
+                row_kw = [offset_ptr(b, row, kw_off, f"rowkw{r}") for r, row in enumerate(rows)]
+                w_kw0 = offset_ptr(b, w_k, kw, f"wkw_{tag}", scale=ib * vw)
+                w_kw = [b.gep(w_kw0, [w_vec_offsets[o]], name=f"wkw{o}_{tag}") if o else w_kw0
+                        for o in range(ocn)]
+                # Pixel (r, j) reads base + ic + offset; border pixels get their own base.
+                sources = {(r, j): (row_kw[r], j * spec.stride[1] * ib) for r, j in pixels}
+                for j, lo, hi in spec.guards:
+                    inside = b.and_(b.icmp_signed(">=", kw, i64(lo), name=f"col_lo{j}"),
+                                    b.icmp_signed("<", kw, i64(hi), name=f"col_hi{j}"),
+                                    name=f"col_inside{j}")
+                    for r in range(height):
+                        real = offset_ptr(b, row_kw[r], j * spec.stride[1] * ib, f"col{r}_{j}")
+                        sel = b.select(inside, real, zeros, name=f"col_sel{r}_{j}")
+                        sources[r, j] = (sel, 0)
+                with for_range(b, 0, channels, name=f"ic_{tag}") as ic:
+                    step(sources, w_kw, ic)
 
-        full_blocks, tail = divmod(self.c_in, ib)
-        if self.groups > 1:  # the task's range of whole blocks (padding lanes are zeros)
-            full_blocks, tail = icb_count, 0
-        if self.groups > 1 or full_blocks:
-            with for_range(b, 0, full_blocks, name="icb") as icb:
-                reduce_block(icb, ib, "full")
-        if tail:
-            reduce_block(full_blocks, tail, "tail")
+    # the task's whole blocks: the plan's, or its group's range (padding lanes are zeros)
+    blocks = icb_count if spec.grouped else full_blocks
+    with for_range(b, 0, blocks, name="icb") as icb:
+        reduce_block(icb, ib, "full")
+    if spec.tail:
+        reduce_block(blocks, spec.tail, "tail")
 
-        last_lanes = self.c_out - (self.ocb - 1) * self.out_block
-        for o in range(ocn):
-            bias_v = load_vec(b, bias, o * vw, vw, f"bias{o}")
-            mask_lanes = last_lanes if mask and o == ocn - 1 else None
-            for r, j in pixels:
-                offset = ((o * self.oh + r) * self.ow + j) * vw
-                res_v = load_vec(b, res, offset, vw, f"res{o}_{r}_{j}") if self.residual else None
-                value = emit_epilogue(b, b.load(accs[o, r, j], name=f"sum{o}_{r}_{j}"), bias_v,
-                                      res_v, self.activation, self.activation_params, mask_lanes,
-                                      f"y{o}_{r}_{j}")
+    for o in range(ocn):
+        bias_v = load_vec(b, bias, o * vw, vw, f"bias{o}")
+        mask_lanes = spec.mask_lanes if o == ocn - 1 else None
+        out_o = b.mul(out_block_stride, i64(o), name=f"oo{o}")
+        for r in range(height):
+            out_r = b.add(out_o, b.mul(out_row_stride, i64(r), name=f"or{o}_{r}"),
+                          name=f"orr{o}_{r}")
+            for j in range(width):
+                offset = b.add(out_r, i64(j * vw), name=f"oof{o}_{r}_{j}")
+                res_v = (load_vec(b, res, offset, vw, f"res{o}_{r}_{j}") if spec.residual
+                         else None)
+                value = emit_epilogue(b, b.load(accs[o, r, j], name=f"sum{o}_{r}_{j}"),
+                                      bias_v, res_v, spec.activation, spec.activation_params,
+                                      mask_lanes, f"y{o}_{r}_{j}")
                 store_vec(b, value, out, offset, f"out{o}_{r}_{j}")
-        b.ret_void()
-        return fn
+    b.ret_void()
+    return fn

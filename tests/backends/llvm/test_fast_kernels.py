@@ -420,6 +420,45 @@ def test_for_range_ir_text() -> None:
     llvm_module.verify()
 
 
+# 1x1 relu convs of different channel counts and map heights, one register-tile shape (and
+# with a channel tail); different widths; a 3x3 with borders
+SHARED_TILE_CASES = [ConvCase(conv_case(32, 14, 64, 1, activation="relu")),
+                     ConvCase(conv_case(64, 14, 64, 1, h=9, activation="relu")),
+                     ConvCase(conv_case(80, 14, 64, 1, n=2, h=5, activation="relu")),
+                     ConvCase(conv_case(32, 13, 64, 1, activation="relu")),
+                     ConvCase(conv_case(16, 14, 64, 3, pads=PAD1, activation="relu")),
+                     ConvCase(conv_case(48, 14, 64, 3, h=6, pads=PAD1, activation="relu"))]
+
+
+def test_plans_of_different_sizes_share_tile_kernels() -> None:
+    """A tile kernel is keyed by its TileSpec, the sizes it reads at run time: plans whose tiles
+    have equal specs call one function, and each still computes its own conv."""
+    kernels = Compiled([conv_plan(c) for c in SHARED_TILE_CASES], (VP,) * 5 + (I64, I64))
+    specs = [{p.tile_spec(key) for key in p.task_loop.tile_keys()} for p in kernels.plans]
+    assert specs[0] == specs[1] == specs[2] != specs[3]  # 14 columns, 13 columns
+    assert specs[4] == specs[5]
+    module = _emit.new_module("shared")
+    for i, plan in enumerate(kernels.plans):
+        plan.emit(module, f"k{i}")
+    tiles = [f.name for f in module.functions if f.name.startswith("nchwc.tile.")]
+    assert sorted(tiles) == sorted({spec.name for group in specs for spec in group})
+    assert len(tiles) < sum(len(group) for group in specs)
+    for index in range(len(SHARED_TILE_CASES)):
+        check_conv(kernels, SHARED_TILE_CASES, index)
+
+
+def test_one_trip_loop_is_its_body() -> None:
+    module = ir.Module(name="t")
+    fn = ir.Function(module, ir.FunctionType(_emit.VOID, [_emit.F32P]), "f")
+    fn.args[0].name = "p"
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    with _emit.for_range(b, 3, 4, name="once") as i:
+        _emit.store_vec(b, _emit.splat(1.0, 4), fn.args[0], i, "st")
+    b.ret_void()
+    assert [bb.name for bb in fn.blocks] == ["entry"]  # no header, body or exit block
+    assert 'getelementptr float, float* %"p", i64 3' in str(module)
+
+
 def test_emitted_values_are_named() -> None:
     module = _emit.new_module("names")
     Conv2dNCHWcPlan.create(n=1, c_in=5, h=6, w=6, c_out=20, kh=3, kw=3, pads=(1, 1, 1, 1),
