@@ -20,6 +20,8 @@ import numpy as np
 
 from .errors import GraphError, ModelLoadError, ShapeError, where
 
+# numpy's canonical names of the numeric dtypes: TensorType keeps these as given
+_CANONICAL_DTYPES = frozenset(np.dtype(code).name for code in "?bBhHiIlLqQefdgFDG")
 _DTYPE_SHORT = {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "b1"}
 
 
@@ -32,7 +34,8 @@ class TensorType:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
-        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+        if self.dtype not in _CANONICAL_DTYPES:  # spelled otherwise ("f4", np.float32, ...)
+            object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
 
     @property
     def rank(self) -> int:

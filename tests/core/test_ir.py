@@ -121,6 +121,21 @@ def test_verifier_rejects_wrong_recorded_shape():
         gc.verify(g)
 
 
+def test_verifier_rejects_wrong_recorded_shape_of_a_node_it_verified_before():
+    """The verifier memoises shape rules by (op, attrs, input types): a node it has passed once
+    is still checked against its recorded types afterwards."""
+    g = small_graph()
+    gc.verify(g)
+    g.nodes[1].outputs[0].type = TensorType((1, 3, 5, 5))
+    with pytest.raises(gc.GraphError, match=r"relu.*f32\[1,3,5,5\].*f32\[1,3,6,6\]"):
+        gc.verify(g)
+    g.nodes[1].outputs[0].type = TensorType((1, 3, 6, 6))
+    gc.verify(g)
+    g.nodes[0].outputs[0].type = TensorType((1, 3, 3, 3))
+    with pytest.raises(gc.GraphError, match=r"conv.*f32\[1,3,3,3\].*f32\[1,3,6,6\]"):
+        gc.verify(g)
+
+
 def test_verifier_rejects_stale_use_list():
     g = small_graph()
     g.nodes[0].outputs[0].uses.clear()
