@@ -228,7 +228,7 @@ class Deferred:
 class Node:
     """One operation. Inputs and outputs are Values; attrs a frozen dict."""
 
-    __slots__ = ("attrs", "inputs", "name", "op", "outputs")
+    __slots__ = ("attrs", "inputs", "name", "op", "outputs", "typed")
 
     def __init__(self, name: str, op: str, inputs: Sequence[Value], attrs: dict[str, Any]):
         self.name = name
@@ -236,6 +236,8 @@ class Node:
         self.inputs: tuple[Value, ...] = tuple(inputs)
         self.outputs: tuple[Value, ...] = ()
         self.attrs = FrozenDict({k: freeze(v) for k, v in attrs.items()})
+        # the verifier's memo: (op, attrs, input types, output types) it last found consistent
+        self.typed: tuple | None = None
 
     @property
     def output(self) -> Value:
