@@ -3,10 +3,9 @@
 Every module compiles with a named pipeline of kernels/_emit.py (which says why): the main
 module (pool, tasks, the emit/ kernels LLVM vectorises) at O2, the kernel modules of the
 hand-vectorised kernels/ plans "lean" (SSA construction and clean-up only), the Winograd ones
-at O1. Two target machines: the
-JIT one (large code model, so the weights arena may live anywhere in the address space) and the
-AOT one (position-independent code for a shared library). Each module is verified before
-optimisation. Modules compile in forked children (ObjectBuilder), the kernel modules as soon as
+at O1. Two target machines: the JIT one (large code model, so the weights arena may live
+anywhere in the address space) and the AOT one (position-independent code for a shared
+library). Each module is verified before optimisation. Modules compile in forked children (ObjectBuilder), the kernel modules as soon as
 lowering has finished each, so LLVM works while Python still lowers the rest of the graph.
 """
 from __future__ import annotations
@@ -102,7 +101,7 @@ def compile_objects(modules: list[PipelinedModule], cpu: str, aot: bool = False,
     """compile_object for each (module, pipeline): the first (the main module) here, the
     kernel modules in forked child processes running alongside; modules already submitted to
     `builder` are collected, not compiled again. A child also prints its module to LLVM
-    assembly (~0.15 s for a 2 MB kernel module), so that is not done serially before the
+    assembly (~0.05-0.1 s for a 0.5 MB kernel module), so that is not done serially before the
     forks. Without fork, or if a child fails, the remaining modules compile here, one after
     another."""
     b = builder or ObjectBuilder(cpu, aot)

@@ -393,10 +393,11 @@ def new_module(name: str, tm: llvm.TargetMachine | None = None) -> ir.Module:
 # Optimisation pipelines, by name (new pass manager).
 # - "lean": SROA (the accumulator allocas become SSA registers), loop rotation, instcombine,
 #   simplifycfg. The kernels/ plans are vectorised, register-tiled and unrolled by hand, so
-#   that is all they need: against O1 the layers of bench_kernels ran within noise and the
-#   networks within 1-2%, for a tenth of the IR-pass time (ResNet-50's kernel modules: 0.76 ->
-#   0.08 s) and so about half the LLVM time of a cold compile. Loop rotation matters: without
-#   it the Winograd GEMM loop ran 5-17% slower.
+#   that is all they need: against O1 their layers ran within noise (one thread, alternated,
+#   bit-identical outputs) and the zoo's networks within the noise of two builds of the same
+#   code (+-4%), for a tenth of the IR-pass time (ResNet-50's kernel modules: 0.76 -> 0.08 s),
+#   about half their LLVM time. Loop rotation is in for the Winograd kernels (4-6% slower
+#   lean without it), although they now take O1 (below).
 # - "O1", "O2": LLVM's default pipelines at that speed level, loop + SLP vectorisation on.
 #   The Winograd plans need O1: their transforms ran 3-16% slower "lean" on maps of 32x32 and
 #   less (the transform's 36 live vectors spill more). The rest of a model (the emit/
