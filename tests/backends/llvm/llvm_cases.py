@@ -242,6 +242,13 @@ CASES: dict[str, list] = {
         ("5", lambda: single("lrn", [(1, 7, 5, 6)], {"size": 5, "alpha": 1e-2, "beta": 0.75,
                                                      "bias": 2.0}), EXACT),
         ("2", lambda: single("lrn", [(2, 4, 3, 19)], {"size": 2}), EXACT),
+        # the betas computed by square roots (0.75 above), and one through pow
+        ("beta.5", lambda: single("lrn", [(1, 6, 4, 9)], {"size": 3, "alpha": 0.3,
+                                                          "beta": 0.5}), EXACT),
+        ("beta1", lambda: single("lrn", [(1, 6, 4, 9)], {"size": 3, "alpha": 0.3,
+                                                         "beta": 1.0, "bias": 0.5}), EXACT),
+        ("beta.6", lambda: single("lrn", [(1, 6, 4, 9)], {"size": 4, "alpha": 0.3,
+                                                          "beta": 0.6}), EXACT),
     ],
     "pad": [
         ("4d", lambda: single("pad", [(1, 2, 5, 6)], {"pads": (0, 0, 1, 2, 0, 1, 2, 3),
