@@ -534,7 +534,8 @@ class Conv2dNCHWcPlan:
 
     @property
     def tile_sizes(self) -> tuple[int, ...]:
-        """The sizes the shared tile kernels take as arguments (TILE_SIZES), in floats."""
+        """The sizes the shared tile kernels read from this plan's table, one per name in
+        TILE_SIZES (strides in floats)."""
         g, ib, vw = self.geometry, self.in_block, self.vector_width
         return (self.c_in // ib, g.h * g.w * ib, g.w * ib, g.h, self._w_vec_stride,
                 self.oh * self.ow * vw, self.ow * vw)
@@ -668,7 +669,7 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
         for r, j in pixels:
             accs[o, r, j] = entry_alloca(b, vec_type(vw), f"acc{o}_{r}_{j}")
             b.store(splat(0.0, vw), accs[o, r, j])
-    # the output-channel vectors' weights, vector_width floats apart within a vector
+    # where output-channel vector o's weights start, from vector 0's
     w_vec_offsets = [b.mul(w_vec_stride, i64(o), name=f"wvo{o}") for o in range(ocn)]
 
     def step(sources: dict[tuple[int, int], tuple[ir.Value, int]], w_kw: list[ir.Value],
