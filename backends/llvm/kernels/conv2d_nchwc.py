@@ -284,7 +284,7 @@ def emit_row_bases(b: ir.IRBuilder, in_k: ir.Value, ih0: ir.Value, kh: ir.Value,
     for r in range(height):
         ih = linear(b, f"ih{r}", (ih0, 1), (kh, dilation_h), const=r * stride_h)
         inside = b.icmp_unsigned("<", ih, image_h, name=f"row_inside{r}")  # 0 <= ih < H
-        real = offset_ptr(b, in_k, b.mul(row_floats, i64(r * stride_h), name=f"row{r}.off"),
+        real = offset_ptr(b, in_k, linear(b, f"row{r}.off", (row_floats, r * stride_h)),
                           f"row{r}")
         bases.append(b.select(inside, real, zeros, name=f"row_sel{r}"))
     return bases
@@ -670,7 +670,7 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
             accs[o, r, j] = entry_alloca(b, vec_type(vw), f"acc{o}_{r}_{j}")
             b.store(splat(0.0, vw), accs[o, r, j])
     # where output-channel vector o's weights start, from vector 0's
-    w_vec_offsets = [b.mul(w_vec_stride, i64(o), name=f"wvo{o}") for o in range(ocn)]
+    w_vec_offsets = {o: linear(b, f"wvo{o}", (w_vec_stride, o)) for o in range(1, ocn)}
 
     def step(sources: dict[tuple[int, int], tuple[ir.Value, int]], w_kw: list[ir.Value],
              ic: ir.Value) -> None:
@@ -727,12 +727,10 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
     for o in range(ocn):
         bias_v = load_vec(b, bias, o * vw, vw, f"bias{o}")
         mask_lanes = spec.mask_lanes if o == ocn - 1 else None
-        out_o = b.mul(out_block_stride, i64(o), name=f"oo{o}")
         for r in range(height):
-            out_r = b.add(out_o, b.mul(out_row_stride, i64(r), name=f"or{o}_{r}"),
-                          name=f"orr{o}_{r}")
+            out_r = linear(b, f"orr{o}_{r}", (out_block_stride, o), (out_row_stride, r))
             for j in range(width):
-                offset = b.add(out_r, i64(j * vw), name=f"oof{o}_{r}_{j}")
+                offset = linear(b, f"oof{o}_{r}_{j}", (out_r, 1), const=j * vw)
                 res_v = (load_vec(b, res, offset, vw, f"res{o}_{r}_{j}") if spec.residual
                          else None)
                 value = emit_epilogue(b, b.load(accs[o, r, j], name=f"sum{o}_{r}_{j}"),
