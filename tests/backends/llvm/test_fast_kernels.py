@@ -333,12 +333,17 @@ def splits_of(num_tasks: int, seed: int) -> list[list[tuple[int, int]]]:
             [(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]]
 
 
+# conv 0, 10, 28, 44 and 50 take the spatial task order (10, 28, 44, 50: two images; 10, 28, 44
+# with a residual; 44, 50 grouped), 1, 4 and 7 the channel order
 @pytest.mark.parametrize("family,index", [("conv", 0), ("conv", 1), ("conv", 4), ("conv", 7),
-                                          ("depthwise", 0), ("depthwise", 3)])
+                                          ("conv", 10), ("conv", 28), ("conv", 44),
+                                          ("conv", 50), ("depthwise", 0), ("depthwise", 3)])
 def test_conv_task_splits_bit_identical(family, index, conv_kernels, depthwise_kernels) -> None:
     kernels, cases = ((conv_kernels, CONV_CASES) if family == "conv"
                       else (depthwise_kernels, DEPTHWISE_CASES))
     plan, case, fn = kernels.plans[index], cases[index], kernels.functions[index]
+    if family == "conv":
+        assert plan.spatial == (index in (0, 10, 28, 44, 50)), "the cases above moved"
     data = conv_data(plan, case, seed=7)
     whole = run_conv(fn, plan, case, *data)
     for splits in splits_of(plan.num_tasks, index):
