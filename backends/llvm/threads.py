@@ -463,7 +463,7 @@ class Pool:
         # thread limit): handles[1 .. started) are exactly the ones shutdown joins
         started = b.alloca(I64, name="started")
         b.store(_i64(1), started)
-        with _range(b, 1, total, "spawn") as i:
+        with _range(b, 1, total, "spawn"):
             k = b.load(started, name="k")
             slot = b.gep(self.handles, [_i64(0), k], name="handle")
             rc = b.call(self.p_create, [slot, ir.Constant(I8P, None), self.worker,

@@ -422,14 +422,15 @@ class TaskLoop:
         first = b.udiv(begin, i64(self.groups), name="pix.first")
         last = b.add(b.udiv(b.sub(end, i64(1), name="end.m1"), i64(self.groups)), i64(1),
                      name="pix.last")
-        with for_range(b, 0, self.groups, name="group") as group:
-            with for_range(b, first, last, name="pix") as pix:  # image * row_tiles + row tile
-                task = linear(b, "task", (pix, self.groups), (group, 1))
-                mine = b.and_(b.icmp_unsigned(">=", task, begin, name="from_begin"),
-                              b.icmp_unsigned("<", task, end, name="before_end"), name="mine")
-                with b.if_then(mine):
-                    n, row_tile = udiv_rem(b, pix, rows, "pix")
-                    yield n, group, row_tile
+        # pix = image * row_tiles + row tile
+        with (for_range(b, 0, self.groups, name="group") as group,
+              for_range(b, first, last, name="pix") as pix):
+            task = linear(b, "task", (pix, self.groups), (group, 1))
+            mine = b.and_(b.icmp_unsigned(">=", task, begin, name="from_begin"),
+                          b.icmp_unsigned("<", task, end, name="before_end"), name="mine")
+            with b.if_then(mine):
+                n, row_tile = udiv_rem(b, pix, rows, "pix")
+                yield n, group, row_tile
 
     def _emit_dispatch(self, b: ir.IRBuilder, row_tile: ir.Value, group: ir.Value,
                        emit_tiles: Callable[[int, bool], None]) -> None:
