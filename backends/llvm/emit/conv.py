@@ -111,15 +111,32 @@ def emit_fast(ctx: EmitContext, node: Node, plan) -> None:
     ctx.tasks.append(Task(fn, plan.num_tasks, plan.flops, node.name, node.op))
 
 
+def conv_plan(node: Node, annotations: dict, vector_width: int):
+    """The kernels/ plan `emit_conv` runs `node` with, or None (the generic loops)."""
+    if not node.inputs[1].is_constant or (len(node.inputs) > 2
+                                          and not node.inputs[2].is_constant):
+        return None
+    try:
+        return fast_plan(node, annotations.get(node.name, {}).get("kernel", "direct"),
+                         vector_width)
+    except ValueError:
+        return None
+
+
+# plans whose kernels read each residual element just before they write the output element
+# at the same place, and no other: the memory plan may put such a conv's output on its residual
+RESIDUAL_IN_PLACE = (Conv2dNCHWcPlan, DepthwiseConv2dNCHWcPlan, WinogradConv2dNCHWcPlan)
+
+
+def residual_in_place(node: Node, annotations: dict, vector_width: int) -> bool:
+    """Whether `node` (a conv adding a residual) may write its output over the residual."""
+    return (node.op == "conv" and bool(node.attrs.get("residual"))
+            and isinstance(conv_plan(node, annotations, vector_width), RESIDUAL_IN_PLACE))
+
+
 @emitter("conv")
 def emit_conv(ctx: EmitContext, node: Node) -> None:
-    plan = None
-    if node.inputs[1].is_constant and (len(node.inputs) < 3 or node.inputs[2].is_constant):
-        try:
-            plan = fast_plan(node, ctx.annotations.get(node.name, {}).get("kernel", "direct"),
-                             ctx.vw)
-        except ValueError:
-            plan = None
+    plan = conv_plan(node, ctx.annotations, ctx.vw)
     if plan is not None:
         emit_fast(ctx, node, plan)
         return

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from graphcnn.backends.llvm import memory
+from graphcnn.backends.llvm import lower, memory
+
+import graphcnn as gc
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -36,3 +38,38 @@ def test_overlapping_lives_do_not_share():
     a, b = memory.Buffer(0, 100, 0, 2), memory.Buffer(1, 100, 2, 3)
     memory.plan([a, b])
     assert a.offset != b.offset
+
+
+# ----------------------------------------------------------------------------------------------
+# A conv adding a residual writes its output over the residual when it is the residual's last
+# reader (lower._residuals_in_place)
+
+
+def _block_graph(residual_is_input: bool, residual_read_later: bool):
+    b = gc.GraphBuilder("block")
+    x0 = b.input("input", (1, 16, 12, 12))
+    x = gc.ReLU()(gc.Conv2d(16, 32, 3, padding=1, seed=1)(x0))
+    y = gc.ReLU()(gc.Conv2d(32, 32, 3, padding=1, seed=2)(x))
+    y = gc.Conv2d(32, 32, 3, padding=1, seed=3)(x if residual_is_input else y)
+    y = gc.ReLU()(y + x)
+    if residual_read_later:  # x is read after the residual conv
+        y = gc.ReLU()(gc.Conv2d(32, 32, 1, seed=4)(y) + x)
+    return b.build(y)
+
+
+@pytest.mark.parametrize("residual_is_input,residual_read_later",
+                         [(False, False), (True, False), (False, True)])
+def test_residual_conv_in_place(monkeypatch, residual_is_input, residual_read_later):
+    graph = _block_graph(residual_is_input, residual_read_later)
+    x = np.random.default_rng(0).standard_normal((1, 16, 12, 12)).astype(np.float32)
+    want = gc.compile(graph, target="reference")(x)
+    fused = gc.compile(graph, target="llvm", threads=2, cache=False)
+    assert sum(n.attrs.get("residual", False) for n in fused.graph.nodes) >= 1
+    got = fused(x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    monkeypatch.setattr(lower, "residual_in_place", lambda *args: False)
+    apart = gc.compile(graph, target="llvm", threads=2, cache=False)
+    np.testing.assert_array_equal(apart(x), got)
+    # in place only when the residual is neither the conv's input nor read after it
+    in_place = not residual_is_input and not residual_read_later
+    assert (fused.memory_bytes < apart.memory_bytes) == in_place
