@@ -15,7 +15,9 @@ The choice is `graph.annotations[node name]["kernel"]` (see passes/util.py), one
    bench_winograd.py, hot cache: 1.1-2.8x over direct from 14x14 up, 0.7-0.8x at 7x7x512),
    and in a whole network they come from memory, which a 14x14 layer at batch 1 does not pay
    for (WINOGRAD_MIN_PIXELS counts pixels over the batch: the weights are read once for all
-   images), nor layers with more than 256 x 256 channels (WINOGRAD_MAX_WEIGHTS).
+   images), nor layers with more than 256 x 256 channels (WINOGRAD_MAX_WEIGHTS), nor, in a
+   model whose weights do not stay in the caches (WEIGHTS_IN_CACHE), layers whose transformed
+   weights outweigh their activations (WINOGRAD_WEIGHT_RATIO).
 3b. the same convs with C_in, C_out >= 64 on maps of at most 8x8 an image
    (WINOGRAD_F2_MAX_PIXELS) that rule 3 does not take, with at least 16 2x2 output tiles over
    the batch -> "winograd_f2": F(2x2, 3x3) does 16 multiplies per 2x2 tile where direct does
@@ -48,6 +50,18 @@ WINOGRAD_MIN_PIXELS = 256
 # chunk of tiles; from 256 -> 512 channels up (19 MB+) that traffic outweighs the saved FMAs
 # (measured, 2 threads, VGG-19: 28x28x512 layers 12.6 ms Winograd vs 5.3 ms direct)
 WINOGRAD_MAX_WEIGHTS = 256 * 256
+# F(4x4, 3x3)'s transformed weights (36 * C_in * C_out floats) at most this many times the
+# input and output activations ((C_in + C_out) * pixels over the batch): the direct kernel,
+# whose threads each keep their rows of the maps in their own caches, does better where the
+# weights, 4x the direct kernel's, dominate the traffic (measured, 2 threads, per layer:
+# ResNet-50's 28x28x128 layers, ratio 2.9, 0.87-0.97 ms Winograd vs 0.77-0.81 ms direct, the
+# network 5% faster; SqueezeNet's 27x27 32->128 expand convs, ratio 1.3, 25-32% slower direct)
+WINOGRAD_WEIGHT_RATIO = 2
+# model weights (conv and gemm, bytes) up to which they stay in the caches from one inference
+# to the next, and rule 3's ratio does not apply: CIFAR VGG's (8 MB) 16x16 layers, ratio 3-9,
+# ran 30% faster Winograd than direct; Inception-v1 (26 MB) and DenseNet-121 (30 MB) ran as
+# fast or faster with the ratio
+WEIGHTS_IN_CACHE = 16 << 20
 # rule 3b: output pixels an image up to which F(2x2, 3x3) serves the convs rule 3 leaves, and
 # the channels it needs
 WINOGRAD_F2_MAX_PIXELS = 64
@@ -63,7 +77,9 @@ def _tiles(hw: tuple[int, ...], m: int = 4) -> int:
     return -(-hw[0] // m) * -(-hw[1] // m)
 
 
-def choose_kernel(node: Node) -> str:
+def choose_kernel(node: Node, streams_weights: bool = True) -> str:
+    """The family for `node`; `streams_weights`: the model's weights do not stay in the caches
+    between inferences (`weights_stream`), which rule 3's weight ratio is about."""
     if node.op == "gemm":
         return "gemm"  # Rule 1
     a, w = node.attrs, node.inputs[1].type.shape
@@ -75,8 +91,10 @@ def choose_kernel(node: Node) -> str:
     if (plain and len(w) == 4 and w[2:] == (3, 3) and a["dilations"] == (1, 1)
             and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS
             and c_in * c_out <= WINOGRAD_MAX_WEIGHTS):
-        if (batch * _tiles(hw) >= WINOGRAD_MIN_TILES
-                and batch * math.prod(hw) >= WINOGRAD_MIN_PIXELS):
+        pixels = batch * math.prod(hw)
+        if (batch * _tiles(hw) >= WINOGRAD_MIN_TILES and pixels >= WINOGRAD_MIN_PIXELS
+                and (not streams_weights or 36 * c_in * c_out
+                     <= WINOGRAD_WEIGHT_RATIO * (c_in + c_out) * pixels)):
             return "winograd"  # Rule 3
         if (math.prod(hw) <= WINOGRAD_F2_MAX_PIXELS
                 and min(c_in, c_out) >= WINOGRAD_F2_MIN_CHANNELS
@@ -85,9 +103,17 @@ def choose_kernel(node: Node) -> str:
     return "direct"  # Rule 4
 
 
+def weights_stream(graph: Graph) -> bool:
+    """Whether the conv and gemm weights (as given, before packing) exceed WEIGHTS_IN_CACHE."""
+    total = sum(node.inputs[1].type.nbytes for node in graph.nodes
+                if node.op in ("conv", "gemm") and len(node.inputs) > 1)
+    return total > WEIGHTS_IN_CACHE
+
+
 def choose_kernel_family(graph: Graph) -> bool:
     changed = False
+    streams = weights_stream(graph)
     for node in graph.nodes:
         if node.op in ("conv", "gemm"):
-            changed |= annotate(graph, node, kernel=choose_kernel(node))
+            changed |= annotate(graph, node, kernel=choose_kernel(node, streams))
     return changed

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from graphcnn.passes.kernel_family import choose_kernel_family
+from graphcnn.passes.kernel_family import WEIGHTS_IN_CACHE, choose_kernel_family, weights_stream
 from graphcnn.passes.util import annotation
 from pass_cases import check_pass, const, conv_graph
 
@@ -43,6 +43,28 @@ def test_rule3_pixels_and_tiles_count_over_the_batch(size, batch, family):
     g = Graph("t")
     x = g.add_input("x", (batch, 64, size, size))
     g.set_outputs([g.apply("conv", [x, const(g, (64, 64, 3, 3), 1)], {"pads": (1, 1, 1, 1)})])
+    out = check_pass(g, choose_kernel_family)
+    assert annotation(out, out.nodes[0], "kernel") == family
+
+
+def _conv_and_big_gemm(c_in: int, c_out: int, size: int, gemm_floats: int) -> Graph:
+    """A 3x3 conv and, beside it, a gemm whose weights bring the model to ~gemm_floats."""
+    g = Graph("t")
+    x = g.add_input("x", (1, c_in, size, size))
+    y = g.apply("conv", [x, const(g, (c_out, c_in, 3, 3), 1)], {"pads": (1, 1, 1, 1)})
+    z = g.add_input("z", (1, 1024))
+    g.set_outputs([y, g.apply("gemm", [z, const(g, (1024, gemm_floats // 1024), 2)])])
+    return g
+
+
+@pytest.mark.parametrize("c_in,size,streams,family", [
+    (128, 28, True, "direct"),      # ResNet-50's 28x28 layers: weights 2.9x the activations
+    (128, 28, False, "winograd"),   # the same layer in a model whose weights stay in cache
+    (32, 27, True, "winograd"),     # SqueezeNet's expand convs: 1.3x
+])
+def test_rule3_weight_ratio_when_weights_stream(c_in, size, streams, family):
+    g = _conv_and_big_gemm(c_in, 128, size, (WEIGHTS_IN_CACHE // 4 + 4096) if streams else 4096)
+    assert weights_stream(g) is streams
     out = check_pass(g, choose_kernel_family)
     assert annotation(out, out.nodes[0], "kernel") == family
 
