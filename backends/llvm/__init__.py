@@ -13,8 +13,9 @@ pipeline (compile_graph), so a hit costs verifying and hashing the graph and loa
 object, nothing else.
 
 Threads: a persistent pool of (threads - 1) pthreads per compiled model, driven from the
-generated code; each kernel's tasks are claimed in chunks, and every task sums in a fixed
-order, so results are bit-identical for any thread count (see threads.py). Input policy: the
+generated code; each kernel's tasks are claimed in chunks, each thread's own share (home) first,
+and every task sums in a fixed order, so results are bit-identical for any thread count (see
+threads.py). Input policy: the
 CompiledModel base (float64 rejected, non-contiguous copied). Outputs are freshly allocated
 per call.
 """

@@ -2,7 +2,8 @@
 
 Each buffer lives from the node that writes it to the last node that reads it (views extend
 the life of the buffer they alias). Two buffers may share bytes only if their lives do not
-overlap, inclusively: a kernel never writes an output over one of its own inputs. Offsets are
+overlap, inclusively: a kernel never writes an output over one of its own inputs (except a conv
+onto the residual it adds, merged by lower._residuals_in_place before planning). Offsets are
 chosen greedily, largest buffer first, each at the best-fitting (smallest sufficient) gap among
 the buffers already placed whose lives overlap its own; offsets and sizes are 64-byte aligned.
 The arena is allocated once per compiled model; nothing is allocated per call.

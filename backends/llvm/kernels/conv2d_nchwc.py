@@ -27,8 +27,12 @@ hold the groups of its channels (`group_input_blocks`; a block straddling two gr
 groups' inputs, its weights zero outside each channel's own group), taken from a per-group table
 (start, count) at run time; a register tile only joins output blocks with the same range.
 
-Work split: task t = (image, output-channel group, row tile); tasks write disjoint outputs
-with a fixed summation order, so any split of [0, num_tasks) gives bit-identical results.
+Work split: a task is (image, output-channel group, row tile), numbered channel-major (threads'
+shares are channel groups, each thread reads the whole input) or, for a conv whose weights are
+small against its activations, spatially (shares are image rows, each thread reads all the
+weights and keeps its rows in its caches for the next layer; SPATIAL_WEIGHT_RATIO). Tasks write
+disjoint outputs with a fixed summation order, so any split of [0, num_tasks) gives
+bit-identical results.
 """
 
 from __future__ import annotations
