@@ -15,9 +15,8 @@ object, nothing else.
 Threads: a persistent pool of (threads - 1) pthreads per compiled model, driven from the
 generated code; each kernel's tasks are claimed in chunks, each thread's own share (home) first,
 and every task sums in a fixed order, so results are bit-identical for any thread count (see
-threads.py). Input policy: the
-CompiledModel base (float64 rejected, non-contiguous copied). Outputs are freshly allocated
-per call.
+threads.py). Input policy: the CompiledModel base (float64 rejected, non-contiguous copied).
+Outputs are freshly allocated per call.
 """
 from __future__ import annotations
 

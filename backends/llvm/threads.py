@@ -20,8 +20,9 @@ Each home counter holds the job's generation in its high 32 bits and the home's 
 task in its low 32 bits. A claim is a CAS that expects the generation it started from, so a
 worker that falls behind can never claim a task of a later job with stale job fields; before
 rewriting the job fields the caller closes the job word and every home (index all ones), so a
-stale read of them always meets a failing CAS. Workers wait for the job word to open. The caller counts finished tasks (`done`) and returns when all are done: no lock,
-no condition variable and no system call per kernel.
+stale read of them always meets a failing CAS. Workers wait for the job word to open. The
+caller counts finished tasks (`done`) and returns when all are done: no lock, no condition
+variable and no system call per kernel.
 
 Hand-off between kernels is the cost that matters at batch 1 (a ResNet runs ~70 kernels of
 10-500 us each, and waking a sleeping thread costs 5-100 us, more on a virtual machine). So the
@@ -258,7 +259,7 @@ class Pool:
         b.cbranch(b.icmp_unsigned("<", visit, count, name="more.homes"), home_hdr, out)
         b.position_at_end(home_hdr)
         home = b.urem(b.add(tid, visit, name="h.sum"), count, name="home")
-        slot = b.gep(self.homes, [_i64(0), home, _i64(0)], name="slot")
+        slot = self._home(b, home)
         home_end = b.udiv(b.mul(b.add(home, _i64(1), name="h1"), n, name="h1n"), count,
                           name="home.end")
         b.branch(check)
@@ -460,7 +461,8 @@ class Pool:
             b.store(_i64(0), g)
         b.store(b.call(self.getpid, [], name="pid"), self.owner)
         # count only the workers that started (pthread_create can fail, e.g. EAGAIN under a
-        # thread limit): handles[1 .. started) are exactly the ones shutdown joins
+        # thread limit): handles[1 .. started) are exactly the ones shutdown joins, and each
+        # worker's id, its home slice, is its slot: the ids are 1 .. count-1 with no gap
         started = b.alloca(I64, name="started")
         b.store(_i64(1), started)
         with _range(b, 1, total, "spawn"):
