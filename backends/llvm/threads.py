@@ -304,7 +304,11 @@ class Pool:
         scratch = b.bitcast(b.alloca(mask_ty, name="scratch"), I8P, name="scratch.p")
         b.call(self.memset, [allowed, ir.Constant(I8, 0), _i64(CPU_SET_BYTES), ir.Constant(I1, 0)])
         b.call(self.getaffinity, [ir.Constant(I32, 0), _i64(CPU_SET_BYTES), allowed])
-        b.store(_i64(0), seen)
+        # the job published last before this worker started is not its to claim: a pool started
+        # again (after shutdown, maybe with another thread count) would otherwise rerun the
+        # unclaimed part of that job's homes as cut for the new count, on memory long freed
+        b.store(b.lshr(b.load_atomic(self.job_word, SEQ, 8, name="c0"), _i64(32), name="g0"),
+                seen)
         blocks = {n: worker.append_basic_block(n) for n in (
             "top", "wait", "go", "job", "idle", "poll", "sleep", "sleep.hdr", "sleep.wait",
             "sleep.out", "exit")}
