@@ -5,8 +5,9 @@ module (pool, tasks, the emit/ kernels LLVM vectorises) at O2, the kernel module
 hand-vectorised kernels/ plans "lean" (SSA construction and clean-up only), the Winograd ones
 at O1. Two target machines: the JIT one (large code model, so the weights arena may live
 anywhere in the address space) and the AOT one (position-independent code for a shared
-library). Each module is verified before optimisation. Modules compile in forked children (ObjectBuilder), the kernel modules as soon as
-lowering has finished each, so LLVM works while Python still lowers the rest of the graph.
+library). Each module is verified before optimisation. Modules compile in forked children
+(ObjectBuilder), the kernel modules as soon as lowering has finished each, so LLVM works while
+Python still lowers the rest of the graph.
 """
 from __future__ import annotations
 

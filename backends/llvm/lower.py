@@ -193,9 +193,10 @@ def _residuals_in_place(nodes: list[Node], index: dict[int, int],
         if not residual_in_place(n, annotations, vector_width):
             continue
         out_key, res_key = id(n.outputs[0]), holder(id(root(n.inputs[3])))
+        # no buffer of its own: a graph input or output, a constant, or a concat's slice
         out, res = buffers.get(out_key), buffers.get(res_key)
-        if (out is None or res is None or out_key in slices or res_key in slices
-                or res_key in concat_buffers or res.last != index[id(n)] or res.size != out.size
+        if (out is None or res is None or res_key in concat_buffers
+                or res.last != index[id(n)] or res.size != out.size
                 or holder(id(root(n.inputs[0]))) == res_key):
             continue
         res.last = max(res.last, out.last)

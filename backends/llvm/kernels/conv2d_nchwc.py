@@ -578,8 +578,8 @@ class Conv2dNCHWcPlan:
         channel groups and row tiles to order."""
         g, t = self.geometry, self.tiling
         weights = 4 * self.ocb * self._w_vec_stride
-        acts = 4 * self.n * (self.icb * self.in_block * g.h * g.w
-                             + (2 if self.residual else 1) * self.ocb * self.out_block * g.oh * g.ow)
+        outputs = (2 if self.residual else 1) * self.ocb * self.out_block * g.oh * g.ow
+        acts = 4 * self.n * (self.icb * self.in_block * g.h * g.w + outputs)
         return (self.ocb > t.ocn and len(t.heights) > 1
                 and weights <= SPATIAL_WEIGHT_RATIO * acts)
 
