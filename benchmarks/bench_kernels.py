@@ -26,20 +26,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 
+# the kernel tests' JIT (tests/backends/llvm/jit.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "backends" / "llvm"))
 try:
-    from graphcnn.backends.llvm.kernels import _emit
+    from graphcnn.backends.llvm import builder as irb
+    from graphcnn.backends.llvm.codegen import target_machine, vector_width
     from graphcnn.backends.llvm.kernels.conv2d_nchwc import Conv2dNCHWcPlan, to_nchwc
     from graphcnn.backends.llvm.kernels.depthwise import DepthwiseConv2dNCHWcPlan
     from graphcnn.backends.llvm.kernels.gemm import GemmPlan
 except ImportError:  # a source checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from backends.llvm.kernels import _emit
+    from backends.llvm import builder as irb
+    from backends.llvm.codegen import target_machine, vector_width
     from backends.llvm.kernels.conv2d_nchwc import Conv2dNCHWcPlan, to_nchwc
     from backends.llvm.kernels.depthwise import DepthwiseConv2dNCHWcPlan
     from backends.llvm.kernels.gemm import GemmPlan
+from jit import JitModule, new_module
 
 VP = ctypes.c_void_p
 
@@ -135,24 +141,24 @@ def time_alternating(fns: list[Callable[[], object]], rounds: int, budget: float
 def measure_peak(tm, threads: int = 1) -> float:
     """GFLOP/s of 24 independent <vw x float> FMA chains on one core, or in total on `threads`
     cores running the loop at once (ctypes releases the GIL during the call)."""
-    vw = _emit.host_vector_width()
-    module = _emit.new_module("peak", tm)
-    fn = ir.Function(module, ir.FunctionType(_emit.F32, [_emit.I64]), "peak")
+    vw = vector_width("host")
+    module = new_module("peak", tm)
+    fn = ir.Function(module, ir.FunctionType(irb.F32, [irb.I64]), "peak")
     fn.args[0].name = "iterations"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    accs = [_emit.entry_alloca(b, _emit.vec_type(vw), f"acc{i}") for i in range(24)]
+    accs = [irb.entry_alloca(b, irb.vec_type(vw), f"acc{i}") for i in range(24)]
     for i, acc in enumerate(accs):
-        b.store(_emit.splat(1e-3 * i, vw), acc)
-    with _emit.for_range(b, 0, fn.args[0], name="it"):
+        b.store(irb.splat(1e-3 * i, vw), acc)
+    with irb.for_range(b, 0, fn.args[0], name="it"):
         for i, acc in enumerate(accs):
             value = b.load(acc, name=f"acc{i}.v")
-            b.store(_emit.fma(b, value, _emit.splat(0.999, vw), _emit.splat(1e-4, vw),
+            b.store(irb.fma(b, value, irb.splat(0.999, vw), irb.splat(1e-4, vw),
                               f"fma{i}"), acc)
     total = b.load(accs[0], name="sum0")
     for i, acc in enumerate(accs[1:], 1):
         total = b.fadd(total, b.load(acc, name=f"acc{i}.out"), name=f"sum{i}")
-    b.ret(b.extract_element(total, ir.Constant(_emit.I32, 0), name="lane0"))
-    jit = _emit.JitModule(module)
+    b.ret(b.extract_element(total, ir.Constant(irb.I32, 0), name="lane0"))
+    jit = JitModule(module)
     peak = jit.function("peak", ctypes.c_float, ctypes.c_int64)
     iterations = 2_000_000
 
@@ -288,12 +294,12 @@ def main() -> None:
     rounds = args.rounds or (5 if args.quick else 9)
     layers = [la for la in LAYERS if args.only in la.name and (not args.quick or la.name in QUICK)]
 
-    tm = _emit.host_target_machine()
-    vw = _emit.host_vector_width()
+    tm = target_machine("host")
+    vw = vector_width("host")
     peak = measure_peak(tm)
     both = measure_peak(tm, threads=2)
     sgemm = measure_numpy_sgemm()
-    print(f"CPU {_emit.llvm.get_host_cpu_name()}, vector width {vw}, one thread")
+    print(f"CPU {llvm.get_host_cpu_name()}, vector width {vw}, one thread")
     print(f"measured fp32 peak (FMA loop): {peak:.1f} GFLOP/s;  numpy sgemm 1024^3: "
           f"{sgemm:.1f} GFLOP/s ({100 * sgemm / peak:.0f}% of peak)")
     # what two threads can reach at most: on these virtual machines two busy cores do not
@@ -301,13 +307,13 @@ def main() -> None:
     print(f"the same FMA loop on 2 threads at once: {both:.1f} GFLOP/s in total "
           f"({both / peak:.2f}x one thread)\n")
 
-    module = _emit.new_module("bench", tm)
+    module = new_module("bench", tm)
     runners = []
     for i, layer in enumerate(layers):
         make = gemm_runner if isinstance(layer, GemmLayer) else conv_runner
         runners.append((layer, make(layer, vw, module, f"layer{i}")))
     start = time.perf_counter()
-    jit = _emit.JitModule(module)
+    jit = JitModule(module)
     print(f"(compiled {len(layers)} kernels in {time.perf_counter() - start:.1f} s)\n")
 
     header = (f"| {'layer':36} | {'tile':10} | {'GFLOP':>6} | {'ours ms':>8} | {'GFLOP/s':>7} "

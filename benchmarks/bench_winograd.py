@@ -13,12 +13,18 @@ from __future__ import annotations
 import argparse
 import ctypes
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-from graphcnn.backends.llvm.kernels import _emit
+from graphcnn.backends.llvm.codegen import plan_pipeline
 from graphcnn.backends.llvm.kernels.conv2d_nchwc import Conv2dNCHWcPlan, to_nchwc
 from graphcnn.backends.llvm.kernels.winograd import WinogradConv2dNCHWcPlan
+
+# the kernel tests' JIT (tests/backends/llvm/jit.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "backends" / "llvm"))
+from jit import JitModule, new_module
 
 LAYERS = [("56x56x64->64", 56, 64), ("28x28x128->128", 28, 128), ("14x14x256->256", 14, 256),
           ("7x7x512->512", 7, 512), ("224x224x64->64", 224, 64),
@@ -54,9 +60,9 @@ def main() -> None:
         plans = [Conv2dNCHWcPlan.create(**kw), WinogradConv2dNCHWcPlan.create(**kw)]
         jits = []  # each plan compiled with its own pipeline, as in a model
         for i, plan in enumerate(plans):
-            module = _emit.new_module(f"bench_winograd{i}")
+            module = new_module(f"bench_winograd{i}")
             plan.emit(module, f"k{i}")
-            jits.append(_emit.JitModule(module, _emit.plan_pipeline(plan)))
+            jits.append(JitModule(module, plan_pipeline(plan)))
         x = to_nchwc(rng.standard_normal((1, c, hw, hw)).astype(np.float32), plans[0].in_block)
         bound = 1.0 / np.sqrt(9 * c)
         weight = rng.uniform(-bound, bound, (c, c, 3, 3)).astype(np.float32)

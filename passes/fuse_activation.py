@@ -3,11 +3,12 @@
 Rules as data: (consumer op, producer op, rewrite). Each applies when the producer's output has
 one use (and is not a graph output) and the producer's epilogue has room for it.
 1. add(conv(x, w[, b]), c)  -> conv(x, w, b + c)          c constant, per-channel (C,1,..,1) shape
-2. relu / leaky_relu / clip / sigmoid (conv(...)) -> conv[activation=...](...)
+2. act(conv(...)) -> conv[activation=act](...) for every epilogue-fusible activation of the
+   activation table (relu, leaky_relu, clip, sigmoid, ...)
    (relu6 is clip(0, 6); a conv carrying a residual takes the activation after the residual
    add, which is exactly act(conv + b + r)).
-3. relu / leaky_relu / clip / sigmoid (gemm(...)) -> gemm[activation=...](...)
-4. relu / leaky_relu / clip / sigmoid (batch_norm(...)) -> batch_norm[activation=...](...)
+3. act(gemm(...)) -> gemm[activation=act](...)
+4. act(batch_norm(...)) -> batch_norm[activation=act](...)
    (pre-activation networks: DenseNet's BN + ReLU before each conv becomes one pass over the
    data); on a blocked batch_norm only activations with act(0) = 0, which keep its zero
    padding lanes zero.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcnn.ir import Graph, Node
-from graphcnn.ops import FUSIBLE_ACTIVATIONS, activation_at_zero, as_epilogue
+from graphcnn.ops import FUSIBLE_ACTIVATIONS, as_epilogue, preserves_zero
 
 from .util import adopt_name, replace_node, single_private_use
 
@@ -67,7 +68,7 @@ def fuse_into_epilogue(graph: Graph, act: Node) -> bool:  # Rules 2, 3, 4
         return False
     kind, params = as_epilogue(act.op, act.attrs)
     if (producer.op == "batch_norm" and producer.attrs["layout"] == "NCHWc"
-            and activation_at_zero(kind, params) != 0.0):
+            and not preserves_zero(kind, params)):
         return False
     y = graph.apply(producer.op, list(producer.inputs),
                     {**producer.attrs, "activation": kind, "activation_params": params},

@@ -16,10 +16,13 @@ leaving it (shared by all its NCHW consumers).
    with block `block`, or, for C_in < block (an image's 3 channels), one block of C_in
    channels, which pads nothing (one channel: a reshape, the same bytes). A depthwise conv
    needs input block = output block. A residual input gets a twin with the output block.
-2. relu, leaky_relu, clip with min <= 0 <= max run on the twin: they map the zero-padded
-   channels to zero. sigmoid (0 -> 0.5) ends the region.
-3. add of two twins of the same blocked shape runs blocked (0 + 0 = 0).
-4. max/avg/sum pools and global pools (2-D) run blocked with layout="NCHWc" (per-channel).
+2. an activation that is zero-preserving for its params (the activation table: relu,
+   leaky_relu, clip with min <= 0 <= max, ...) runs on the twin: it maps the zero-padded
+   channels to zero. One with act(0) != 0 (sigmoid: 0 -> 0.5) ends the region.
+3. a zero-preserving binary elementwise op (add, mul, sum: f(0, 0) = 0) of twins of the same
+   blocked shape, its inputs of one logical shape, runs blocked.
+4. the blockable pools of the pool table (max/avg/sum pools and global pools) run blocked
+   with layout="NCHWc" (per-channel).
 5. concat on axis 1 runs blocked when all inputs have twins with the same block and every
    input's channel count is a multiple of it (no padding inside the result).
 5b. batch_norm with constant parameters and no fused activation or one with act(0) = 0 runs
@@ -34,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcnn.ir import Graph, Node, Value
-from graphcnn.ops import activation_at_zero
+from graphcnn.ops import ACTIVATIONS, BINARY_OPS, BLOCKED_POOLS, preserves_zero
 from graphcnn.ops.layout import grouped_overhead
 
 from .dce import eliminate_dead_code
@@ -45,9 +48,6 @@ MIN_BLOCKED_CHANNELS = 4  # the narrowest vector the conv kernels take
 # ShuffleNet's g=3 1x1 convs: 1.0-1.6x, and blocked they run ~2x faster than the NCHW kernel
 # without the layout changes around them; ResNeXt's 4-channel groups (4x) stay NCHW
 MAX_GROUPED_OVERHEAD = 2.0
-ZERO_PRESERVING = frozenset({"relu", "leaky_relu", "clip"})
-BLOCKED_POOLS = frozenset({"max_pool", "avg_pool", "sum_pool", "global_avg_pool",
-                           "global_max_pool"})
 
 
 class _Blocker:
@@ -125,9 +125,10 @@ class _Blocker:
         twins = [self.twin.get(id(v)) for v in node.inputs]
         if any(t is None for t in twins) or len({t.type.shape for t in twins}) != 1:
             return
-        if node.op == "add" and node.inputs[0].shape != node.inputs[1].shape:
+        if node.op in BINARY_OPS and len({v.shape for v in node.inputs}) != 1:
             return
-        if node.op == "clip" and not node.attrs["min"] <= 0 <= node.attrs["max"]:
+        act = ACTIVATIONS.get(node.op)
+        if act is not None and not act.preserves_zero(act.params(node.attrs)):
             return
         self.rebuild(node, twins)
 
@@ -150,8 +151,7 @@ class _Blocker:
         params = node.inputs[1:]
         if (t is None or node.attrs["layout"] != "NCHW" or t.type.rank != 5
                 or not all(p.is_constant for p in params)
-                or activation_at_zero(node.attrs["activation"],
-                                      node.attrs["activation_params"]) != 0.0):
+                or not preserves_zero(node.attrs["activation"], node.attrs["activation_params"])):
             return
         channels = t.type.shape[1] * t.type.shape[-1]
         padded = []
@@ -172,7 +172,8 @@ def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
     for node in list(graph.nodes):
         if node.op == "conv":
             blocker.conv(node)
-        elif node.op in ZERO_PRESERVING or node.op == "add":
+        elif node.op in ACTIVATIONS or (node.op in BINARY_OPS
+                                        and BINARY_OPS[node.op].zero_preserving):
             blocker.elementwise(node)
         elif node.op in BLOCKED_POOLS:
             blocker.pool(node)

@@ -1,6 +1,6 @@
 """LLVM module -> optimised object code for the host CPU (or a portable x86-64 baseline).
 
-Every module compiles with a named pipeline of kernels/_emit.py (which says why): the main
+Every module compiles with a named pipeline (PIPELINES, below, which says why): the main
 module (pool, tasks, the emit/ kernels LLVM vectorises) at O2, the kernel modules of the
 hand-vectorised kernels/ plans "lean" (SSA construction and clean-up only), the Winograd ones
 at O1. Two target machines: the JIT one (large code model, so the weights arena may live
@@ -20,8 +20,6 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 
 from graphcnn.errors import CompileError
-
-from .kernels._emit import MODEL_PIPELINE, PipelinedModule, optimize
 
 _initialized = False
 CHILD_TIMEOUT_S = 120.0  # silence from a forked compile child before giving up on it
@@ -56,6 +54,8 @@ def vector_width(cpu: str) -> int:
 
 
 def target_machine(cpu: str, aot: bool = False) -> llvm.TargetMachine:
+    """JIT: the large code model, so the weights arena may live anywhere in the address space;
+    AOT: position-independent code for a shared library."""
     name, features = cpu_and_features(cpu)
     target = llvm.Target.from_triple(llvm.get_process_triple())
     if aot:
@@ -63,6 +63,46 @@ def target_machine(cpu: str, aot: bool = False) -> llvm.TargetMachine:
                                             codemodel="default")
     return target.create_target_machine(cpu=name, features=features, opt=3,
                                         codemodel="jitdefault", jit=True)
+
+
+# Optimisation pipelines, by name (new pass manager).
+# - "lean": SROA (accumulator allocas become registers), loop rotation, instcombine, simplifycfg:
+#   the kernels/ plans are vectorised, register-tiled and unrolled by hand, so that is all they
+#   need, for a fraction of O1's compile time.
+# - "O1": the Winograd plans' (their transforms' many live vectors need LLVM's scheduling).
+# - "O2": the main module's (the emit/ kernels are scalar loops left to LLVM's vectorisers).
+LEAN, O1, O2 = "lean", "O1", "O2"
+KERNEL_PIPELINE = LEAN   # a kernels/ plan's unless its class says otherwise (`pipeline`)
+MODEL_PIPELINE = O2      # the main module's
+PIPELINES = (LEAN, O1, O2)
+PipelinedModule = tuple[ir.Module, str]  # a module and the pipeline it compiles with
+
+
+def plan_pipeline(plan: object) -> str:
+    """The pipeline a kernels/ plan's module compiles with: its class attribute `pipeline`,
+    else KERNEL_PIPELINE."""
+    return getattr(plan, "pipeline", KERNEL_PIPELINE)
+
+
+def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, pipeline: str = KERNEL_PIPELINE
+             ) -> None:
+    """Run the named pipeline (see PIPELINES) over `mod`; unrolling only at O2 (at O1 it
+    cost compile time and changed no object)."""
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}; known: {PIPELINES}")
+    pto = llvm.create_pipeline_tuning_options(speed_level=2 if pipeline == O2 else 1)
+    pto.loop_vectorization = pto.slp_vectorization = pipeline != LEAN
+    pto.loop_unrolling = pipeline == O2
+    pb = llvm.create_pass_builder(tm, pto)
+    if pipeline != LEAN:
+        pb.getModulePassManager().run(mod, pb)
+        return
+    mpm = llvm.create_new_module_pass_manager()
+    mpm.add_sroa_pass()
+    mpm.add_loop_rotate_pass()
+    mpm.add_instruction_combine_pass()
+    mpm.add_simplify_cfg_pass()
+    mpm.run(mod, pb)
 
 
 class ObjectBuilder:
@@ -180,7 +220,7 @@ def _prepared(module: ir.Module, cpu: str, aot: bool) -> str:
 
 def compile_object(module: ir.Module, cpu: str, aot: bool = False,
                    pipeline: str = MODEL_PIPELINE) -> bytes:
-    """Verify, optimise (`pipeline`, kernels/_emit.PIPELINES) and emit object code."""
+    """Verify, optimise (`pipeline`, one of PIPELINES) and emit object code."""
     return _compile_text(_prepared(module, cpu, aot), module.name, cpu, aot, pipeline)
 
 

@@ -29,10 +29,10 @@ from graphcnn.errors import CompileError, GraphcnnError, where
 from graphcnn.ir import Graph, Node, Value
 
 from . import memory, threads
+from .codegen import MODEL_PIPELINE, PipelinedModule
 from .emit import EMITTERS, VIEW_OPS, EmitContext, Location
 from .emit.conv import POOLED, fast_plan, residual_in_place
 from .emit.elementwise import emit_copy
-from .kernels._emit import MODEL_PIPELINE, PipelinedModule
 from .kernels.conv2d_rows import RowConv2dPlan
 
 I8P = ir.IntType(8).as_pointer()

@@ -51,6 +51,8 @@ from contextlib import contextmanager
 
 from llvmlite import ir
 
+from .builder import for_range
+
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
 I8P = I8.as_pointer()
@@ -393,14 +395,14 @@ class Pool:
                 top = b.shl(gen, _i64(32), name="gen.hi")
                 closed = b.or_(top, _i64(CLOSED), name="closed")
                 b.store_atomic(closed, self.job_word, SEQ, 8)
-                with _range(b, 0, count, "close") as h:
+                with for_range(b, 0, count, name="close") as h:
                     b.store_atomic(closed, self._home(b, h), SEQ, 8)
                 b.store(fn, self.job_fn)
                 b.store(env, self.job_env)
                 b.store_atomic(n, self.job_n, SEQ, 8)
                 b.store_atomic(step, self.job_step, SEQ, 8)
                 b.store_atomic(_i64(0), self.done, SEQ, 8)
-                with _range(b, 0, count, "open") as h:  # home h: [h * n / count, ...)
+                with for_range(b, 0, count, name="open") as h:  # home h: [h * n / count, ...)
                     start = b.udiv(b.mul(h, n, name="hn"), count, name="home.start")
                     b.store_atomic(b.or_(top, start, name="home.open"), self._home(b, h), SEQ, 8)
                 b.store_atomic(top, self.job_word, SEQ, 8)  # open: workers may claim
@@ -469,7 +471,7 @@ class Pool:
         # worker's id, its home slice, is its slot: the ids are 1 .. count-1 with no gap
         started = b.alloca(I64, name="started")
         b.store(_i64(1), started)
-        with _range(b, 1, total, "spawn"):
+        with for_range(b, 1, total, name="spawn"):
             k = b.load(started, name="k")
             slot = b.gep(self.handles, [_i64(0), k], name="handle")
             rc = b.call(self.p_create, [slot, ir.Constant(I8P, None), self.worker,
@@ -488,7 +490,7 @@ class Pool:
         b.store_atomic(_i64(1), self.quit, SEQ, 8)
         with self._locked(b):
             b.call(self.bcast_fn, [self._ptr(b, self.start_cv)])
-        with _range(b, 1, count, "join") as i:
+        with for_range(b, 1, count, name="join") as i:
             handle = b.load(b.gep(self.handles, [_i64(0), i], name="handle.p"), name="handle")
             b.call(self.p_join, [handle, ir.Constant(I8P.as_pointer(), None)])
         b.store(_i64(1), self.nthreads)
@@ -500,30 +502,3 @@ def emit_pool(module: ir.Module) -> Pool:
     """Define the pool globals, the worker, init/shutdown (exported), gc_parallel_for and the
     run_begin/run_end hooks `run` calls around its kernels."""
     return Pool(module)
-
-
-class _range:
-    """for (i = lo; i < hi; ++i) over i64 with a runtime bound (a tiny for_range)."""
-
-    def __init__(self, b: ir.IRBuilder, lo: int, hi: ir.Value, name: str):
-        self.b, self.lo, self.hi, self.name = b, lo, hi, name
-
-    def __enter__(self) -> ir.Value:
-        b, name = self.b, self.name
-        self.pre = b.block
-        self.hdr = b.append_basic_block(f"{name}.hdr")
-        self.body = b.append_basic_block(f"{name}.body")
-        self.end = b.append_basic_block(f"{name}.end")
-        b.branch(self.hdr)
-        b.position_at_end(self.hdr)
-        self.i = b.phi(I64, name=name)
-        self.i.add_incoming(_i64(self.lo), self.pre)
-        b.cbranch(b.icmp_signed("<", self.i, self.hi, name=f"{name}.c"), self.body, self.end)
-        b.position_at_end(self.body)
-        return self.i
-
-    def __exit__(self, *exc) -> None:
-        b = self.b
-        self.i.add_incoming(b.add(self.i, _i64(1), name=f"{self.name}.n"), b.block)
-        b.branch(self.hdr)
-        b.position_at_end(self.end)

@@ -2,7 +2,8 @@
 
 Opset 19 is fixed so exported files mean the same thing everywhere: it has AveragePool with
 dilations and the input forms of Pad / Clip / Squeeze / Unsqueeze / Reshape. Every op exports
-exactly, as a table of one small function per op:
+exactly, as a table of one small function per op (the activations, binary elementwise ops and
+pools from their op tables' ONNX mappings):
 
 - fused epilogues (conv or gemm carrying residual / activation, a conv's max pool) become
   Conv / Gemm followed by Add, the activation node and MaxPool;
@@ -24,6 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from graphcnn.errors import UnsupportedOpError
 from graphcnn.ir import Graph, Node, Value
+from graphcnn.ops import ACTIVATIONS, BINARY_OPS, POOL_OPS, get_activation
 from graphcnn.ops.pool import pool_output_shape
 from graphcnn.ops.tensor import channel_shuffle_sources
 
@@ -65,30 +67,39 @@ def _ints(values) -> np.ndarray:
 
 
 # ----- fused epilogue and layout helpers ---------------------------------------------------------
+def _activation(e: Emitter, name: str, params: tuple, x: str, out: str | None, hint: str) -> str:
+    """The ONNX node of a table activation (graphcnn.ops.ACTIVATIONS) with `params`: its
+    attributes, or constant inputs from the mapping's `inputs_since` opset on (Clip)."""
+    onx = get_activation(name).onnx
+    if onx is None or onx.versions[0] > OPSET:
+        raise UnsupportedOpError(f"node {hint!r}: activation {name!r} has no ONNX op at opset "
+                                 f"{OPSET}", {name: [hint]})
+    inputs, attrs = [x], {}
+    if onx.inputs_since is not None and OPSET >= onx.inputs_since:
+        inputs += [e.const(np.array(p, np.float32), f"{name}_{key}")
+                   for (key, _), p in zip(onx.attrs, params)]
+    else:
+        attrs = {key: float(p) for (key, _), p in zip(onx.attrs, params)}
+    return e.add(onx.op_type, inputs, out, hint=hint, **attrs)
+
+
 def _epilogue(e: Emitter, node: Node, y: str, out: str | None, residual: str | None = None) -> str:
     """Append residual add, activation and a conv's max pool after `y`; the last node writes
     `out` (or a fresh name)."""
-    steps: list[tuple[str, list[str], dict]] = []
+    steps: list[Callable[[str, str | None], str]] = []
     if residual is not None:
-        steps.append(("Add", [residual], {}))
-    act, params = node.attrs["activation"], node.attrs["activation_params"]
-    if act == "relu":
-        steps.append(("Relu", [], {}))
-    elif act == "sigmoid":
-        steps.append(("Sigmoid", [], {}))
-    elif act == "leaky_relu":
-        steps.append(("LeakyRelu", [], {"alpha": float(params[0])}))
-    elif act == "clip":
-        lo = e.const(np.array(params[0], np.float32), "clip_min")
-        hi = e.const(np.array(params[1], np.float32), "clip_max")
-        steps.append(("Clip", [lo, hi], {}))
+        steps.append(lambda x, o: e.add("Add", [x, residual], o, hint=node.name))
+    act, params = node.attrs["activation"], tuple(node.attrs["activation_params"])
+    if act != "none":
+        steps.append(lambda x, o: _activation(e, act, params, x, o, node.name))
     pool = node.attrs.get("pool")  # a conv's fused max pool: window = stride
     if pool:
-        steps.append(("MaxPool", [], {"kernel_shape": list(pool), "strides": list(pool)}))
+        steps.append(lambda x, o: e.add("MaxPool", [x], o, hint=node.name,
+                                        kernel_shape=list(pool), strides=list(pool)))
     if not steps:
         return e.add("Identity", [y], out) if out else y
-    for i, (op, extra, attrs) in enumerate(steps):
-        y = e.add(op, [y] + extra, out if i == len(steps) - 1 else None, hint=node.name, **attrs)
+    for i, step in enumerate(steps):
+        y = step(y, out if i == len(steps) - 1 else None)
     return y
 
 
@@ -274,10 +285,13 @@ def _with_const_input(onnx_op: str, make: Callable[[Node], np.ndarray], hint: st
     return export
 
 
-def _clip(e: Emitter, node: Node) -> None:
-    lo = e.const(np.array(node.attrs["min"], np.float32), "clip_min")
-    hi = e.const(np.array(node.attrs["max"], np.float32), "clip_max")
-    e.add("Clip", [node.inputs[0].name, lo, hi], node.outputs[0].name)
+def _activation_op(name: str) -> Callable[[Emitter, Node], None]:
+    act = ACTIVATIONS[name]
+
+    def export(e: Emitter, node: Node) -> None:
+        _activation(e, name, act.params(node.attrs), node.inputs[0].name, node.outputs[0].name,
+                    node.name)
+    return export
 
 
 def _pad(e: Emitter, node: Node) -> None:
@@ -312,26 +326,19 @@ def _from_blocked_op(e: Emitter, node: Node) -> None:
 
 EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "conv": _conv,
-    "max_pool": _pool("MaxPool"),
-    "avg_pool": _pool("AveragePool"),
+    **{name: (_global_pool(p.onnx) if p.is_global else _pool(p.onnx))
+       for name, p in POOL_OPS.items() if p.onnx is not None},
     "sum_pool": _sum_pool,
-    "global_avg_pool": _global_pool("GlobalAveragePool"),
-    "global_max_pool": _global_pool("GlobalMaxPool"),
     "gemm": _gemm,
     "matmul": _simple("MatMul"),
-    "relu": _simple("Relu"),
-    "sigmoid": _simple("Sigmoid"),
-    "leaky_relu": _simple("LeakyRelu", lambda n: {"alpha": float(n.attrs["alpha"])}),
-    "clip": _clip,
+    **{name: _activation_op(name) for name, act in ACTIVATIONS.items() if act.onnx is not None},
     "softmax": _simple("Softmax", lambda n: {"axis": n.attrs["axis"]}),
     "flatten": _simple("Flatten", lambda n: {"axis": n.attrs["axis"]}),
     "reshape": _with_const_input("Reshape", lambda n: _ints(n.attrs["shape"]), "shape",
                                  lambda n: {"allowzero": int(0 in n.attrs["shape"])}),
     "transpose": _simple("Transpose", lambda n: {"perm": list(n.attrs["perm"])}),
     "concat": _simple("Concat", lambda n: {"axis": n.attrs["axis"]}),
-    "add": _simple("Add"),
-    "mul": _simple("Mul"),
-    "sum": _simple("Sum"),
+    **{name: _simple(op.onnx.op_type) for name, op in BINARY_OPS.items()},
     "batch_norm": _batch_norm,
     "lrn": _simple("LRN", lambda n: {"size": n.attrs["size"], "alpha": float(n.attrs["alpha"]),
                                      "beta": float(n.attrs["beta"]), "bias": float(n.attrs["bias"])}),

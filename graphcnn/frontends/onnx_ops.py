@@ -9,11 +9,10 @@ importer implements; a node at another version is reported unsupported.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..ir import Value
+from ..ops import ACTIVATIONS, BINARY_OPS, Activation, Binary
 from .onnx_context import Context, importer
 
 # ----- shared helpers -------------------------------------------------------------------------
@@ -150,32 +149,28 @@ def global_max_pool(ctx: Context) -> Value:
 # ----- activations ---------------------------------------------------------------------------
 
 
-@importer("Relu", (6, 13, 14))
-def relu(ctx: Context) -> Value:
-    return ctx.emit("relu", [ctx.input(0)])
+def _activation(act: Activation) -> None:
+    """Register the importer of a table activation (graphcnn.ops.ACTIVATIONS) from its ONNX
+    mapping: params from attributes, or from constant inputs at opsets >= inputs_since."""
+    onx = act.onnx
+
+    def fn(ctx: Context) -> Value:
+        params = []
+        for k, (key, default) in enumerate(onx.attrs):
+            if onx.inputs_since is not None and ctx.version >= onx.inputs_since:
+                data = ctx.const(k + 1, key)
+                params.append(default if data is None else _scalar(ctx, data, key))
+            else:
+                params.append(float(ctx.attr(key, default)))
+        return ctx.emit(act.name, [ctx.input(0)],
+                        {key: p for (key, _), p in zip(act.attrs, params)})
+
+    importer(onx.op_type, onx.versions, [key for key, _ in onx.attrs], notes=onx.notes)(fn)
 
 
-@importer("Sigmoid", (6, 13))
-def sigmoid(ctx: Context) -> Value:
-    return ctx.emit("sigmoid", [ctx.input(0)])
-
-
-@importer("LeakyRelu", (6, 16), ("alpha",))
-def leaky_relu(ctx: Context) -> Value:
-    return ctx.emit("leaky_relu", [ctx.input(0)], {"alpha": float(ctx.attr("alpha", 0.01))})
-
-
-@importer("Clip", (6, 11, 12, 13), ("min", "max"),
-          notes="opset >= 11: min/max inputs must be constants")
-def clip(ctx: Context) -> Value:
-    lo, hi = -math.inf, math.inf
-    if ctx.version < 11:
-        lo, hi = float(ctx.attr("min", lo)), float(ctx.attr("max", hi))
-    else:
-        lo_data, hi_data = ctx.const(1, "min"), ctx.const(2, "max")
-        lo = lo if lo_data is None else _scalar(ctx, lo_data, "min")
-        hi = hi if hi_data is None else _scalar(ctx, hi_data, "max")
-    return ctx.emit("clip", [ctx.input(0)], {"min": lo, "max": hi})
+for _act in ACTIVATIONS.values():
+    if _act.onnx is not None:
+        _activation(_act)
 
 
 @importer("Softmax", (1, 11, 13), ("axis",),
@@ -315,33 +310,32 @@ def dropout(ctx: Context) -> list[Value]:
 # ----- arithmetic ------------------------------------------------------------------------------
 
 
-def _binary(ctx: Context, op: str) -> Value:
-    a, b = ctx.input(0), ctx.input(1)
-    if ctx.version < 7 and ctx.attr("broadcast", 0) and ctx.has_attr("axis"):
-        # legacy broadcasting: b's dims line up with a's starting at `axis`
-        axis = int(ctx.attr("axis"))
-        rank = a.type.rank
-        axis = axis + rank if axis < 0 else axis
-        trailing = rank - axis - b.type.rank
-        if axis < 0 or trailing < 0:
-            raise ctx.shape_error(f"cannot broadcast {b.type} into {a.type} at axis {axis}")
-        b = ctx.emit("reshape", [b], {"shape": b.shape + (1,) * trailing}, suffix="/broadcast")
-    return ctx.emit(op, [a, b])
+def _binary(op: Binary) -> None:
+    """Register the importer of a table binary op (graphcnn.ops.BINARY_OPS) from its ONNX
+    mapping; below `legacy_broadcast_before`, b's dims line up with a's starting at `axis`."""
+    onx = op.onnx
+
+    def fn(ctx: Context) -> Value:
+        if op.variadic:
+            return ctx.emit(op.name, [v for v in ctx.inputs if v is not None])
+        a, b = ctx.input(0), ctx.input(1)
+        if (onx.legacy_broadcast_before is not None and ctx.version < onx.legacy_broadcast_before
+                and ctx.attr("broadcast", 0) and ctx.has_attr("axis")):
+            axis = int(ctx.attr("axis"))
+            rank = a.type.rank
+            axis = axis + rank if axis < 0 else axis
+            trailing = rank - axis - b.type.rank
+            if axis < 0 or trailing < 0:
+                raise ctx.shape_error(f"cannot broadcast {b.type} into {a.type} at axis {axis}")
+            b = ctx.emit("reshape", [b], {"shape": b.shape + (1,) * trailing},
+                         suffix="/broadcast")
+        return ctx.emit(op.name, [a, b])
+
+    importer(onx.op_type, onx.versions, notes=onx.notes)(fn)
 
 
-@importer("Add", (6, 7, 13, 14), notes="opset 6: legacy broadcast/axis attributes")
-def add(ctx: Context) -> Value:
-    return _binary(ctx, "add")
-
-
-@importer("Mul", (6, 7, 13, 14), notes="opset 6: legacy broadcast/axis attributes")
-def mul(ctx: Context) -> Value:
-    return _binary(ctx, "mul")
-
-
-@importer("Sum", (6, 8, 13))
-def sum_(ctx: Context) -> Value:
-    return ctx.emit("sum", [v for v in ctx.inputs if v is not None])
+for _op in BINARY_OPS.values():
+    _binary(_op)
 
 
 # ----- normalisation ---------------------------------------------------------------------------

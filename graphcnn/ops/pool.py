@@ -9,12 +9,35 @@ channel axis, so the windows are computed on the equivalent (N, Cb*b, *S) tensor
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..ir import TensorType
 from .conv import spatial_defaults, window_output_size, windows
 from .layout import LAYOUTS, blockable
 from .registry import REQUIRED, OpDef, register, require
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One pool op: what it reduces, whether over every spatial position, its ONNX op type
+    (None: no ONNX op, exported another way) and whether it runs on the blocked layout."""
+
+    name: str
+    reduce: str  # "max" | "avg" | "sum"
+    is_global: bool
+    onnx: str | None
+    blockable: bool = True  # per-channel: layout="NCHWc" runs on the blocked twin
+
+
+POOL_OPS: dict[str, Pool] = {p.name: p for p in (
+    Pool("max_pool", "max", False, "MaxPool"),
+    Pool("avg_pool", "avg", False, "AveragePool"),
+    Pool("sum_pool", "sum", False, None),  # a depthwise ones-kernel conv in ONNX
+    Pool("global_avg_pool", "avg", True, "GlobalAveragePool"),
+    Pool("global_max_pool", "max", True, "GlobalMaxPool"),
+)}
 
 POOL_ATTRS = {"kernel_shape": REQUIRED, "strides": None, "pads": None, "dilations": None,
               "ceil_mode": False, "layout": "NCHW"}

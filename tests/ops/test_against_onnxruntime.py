@@ -10,7 +10,7 @@ import pytest
 
 import graphcnn as gc
 from graphcnn.ir import Graph
-from graphcnn.ops import OPS
+from graphcnn.ops import ACTIVATIONS, OPS
 
 Case = tuple[Graph, list[np.ndarray]]
 
@@ -48,8 +48,10 @@ def channel_shuffle_case(r: np.random.Generator) -> Case:
 
 
 
-EPILOGUES = [("none", ()), ("relu", ()), ("leaky_relu", (0.1,)), ("clip", (-0.5, 0.7)),
-             ("sigmoid", ())]
+# every fused activation of the table: explicit params where it takes some, else its defaults
+EPILOGUE_PARAMS = {"leaky_relu": (0.1,), "clip": (-0.5, 0.7), "hard_sigmoid": (0.3, 0.4)}
+EPILOGUES = [("none", ())] + [(name, EPILOGUE_PARAMS.get(name, tuple(d for _, d in a.attrs)))
+                              for name, a in ACTIVATIONS.items() if a.fusible]
 
 
 def conv_case(rng) -> Case:
@@ -261,6 +263,8 @@ GENERATORS: dict[str, tuple[Callable, int]] = {
     "from_blocked": (lambda r: single_op("from_blocked", r, [(1, 2, 3, 3, 4)], (),
                                          {"channels": int(r.integers(5, 9))}), 3),
 }
+for _name in ACTIVATIONS:  # a new activation gets draws with its default attributes
+    GENERATORS.setdefault(_name, (unary_case(_name), 3))
 CASES = [(op, i) for op, (_, count) in GENERATORS.items() for i in range(count)]
 
 

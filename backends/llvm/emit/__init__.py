@@ -2,10 +2,9 @@
 `EMITTERS` (op name -> emitter). See base.py for the task ABI every emitter produces."""
 from __future__ import annotations
 
+from graphcnn.ops import VIEWS as VIEW_OPS  # computes nothing: the output aliases the input
+
 from . import conv, elementwise, linear, normalization, pool, tensor  # noqa: F401
 from .base import EMITTERS, EmitContext, Location, Task
-
-# ops that compute nothing: their output aliases their input's buffer
-VIEW_OPS = frozenset({"flatten", "reshape", "squeeze", "unsqueeze", "identity", "dropout"})
 
 __all__ = ["EMITTERS", "VIEW_OPS", "EmitContext", "Location", "Task"]

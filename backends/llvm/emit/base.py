@@ -14,9 +14,8 @@ Emitters register by op name (`@emitter("relu", ...)`), one module per op family
 """
 from __future__ import annotations
 
-import math
 import mmap
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -25,21 +24,9 @@ from llvmlite import ir
 
 from graphcnn.ir import Node, Value
 
-from ..kernels._emit import (
-    F32,
-    F32P,
-    I32,
-    I64,
-    VOID,
-    PipelinedModule,
-    for_range,
-    i64,
-    plan_pipeline,
-    splat,
-    vec_type,
-)
+from ..builder import F32P, I8P, I64, VOID, for_range, i64
+from ..codegen import PipelinedModule, plan_pipeline
 
-I8P = ir.IntType(8).as_pointer()
 TASK_TYPE = ir.FunctionType(VOID, [I8P, I64, I64])
 
 # op name -> emitter(ctx, node) -> None (the emitter calls ctx.add_task)
@@ -74,10 +61,9 @@ class Location:
 
 
 # kernels/ plans go to separate modules, one open module per pipeline, of about this many LLVM
-# instructions (~0.15 s of LLVM "lean"): a module full enough is handed over
-# (`on_kernel_module`, e.g. to a forked compile in codegen.py) while lowering goes on, so LLVM
-# runs alongside the Python lowering, and small chunks keep the tail after lowering short
-# (ResNet-50: ~12k instructions "lean", ~3.6k at O1 for its two Winograd plans)
+# instructions: a module full enough is handed over (`on_kernel_module`, e.g. to a forked
+# compile in codegen.py) while lowering goes on, so LLVM runs alongside the Python lowering,
+# and small chunks keep the tail after lowering short
 KERNEL_CHUNK_INSTRUCTIONS = 4000
 
 
@@ -111,7 +97,7 @@ class EmitContext:
         """The function for a kernels/ plan, emitted once per distinct plan: plans are frozen
         dataclasses of every compile-time constant, and weights/buffers are arguments, so
         layers of the same shape share one function (ResNet-50: 53 convs, far fewer shapes).
-        The body goes to the open kernel module of the plan's pipeline (_emit.plan_pipeline),
+        The body goes to the open kernel module of the plan's pipeline (codegen.plan_pipeline),
         the main module gets a declaration."""
         fn = self._kernels.get(plan)
         if fn is None:
@@ -160,9 +146,8 @@ class EmitContext:
         """The arena as one 64-byte aligned uint8 array (no bytes copy: ResNet-50's is ~100 MB).
 
         The memory is an anonymous mmap (page aligned, zero filled): numpy asks for transparent
-        huge pages on big arrays, and where the kernel then compacts memory synchronously on
-        each fault, filling a fresh 100 MB array took ~0.2 s against ~0.05 s here. Only the
-        chunks are copied; the padding between them is already zero."""
+        huge pages on big arrays, which can make the kernel compact memory on each fault. Only
+        the chunks are copied; the padding between them is already zero."""
         total = max(self.weights_bytes, 64)
         try:
             blob = np.frombuffer(mmap.mmap(-1, total), dtype=np.uint8)
@@ -230,142 +215,4 @@ def _ident(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._" else "_" for c in name)
 
 
-# ----- loops and arithmetic ------------------------------------------------------------------
-def as_i64(x: ir.Value | int) -> ir.Value:
-    return i64(x) if isinstance(x, int) else x
-
-
-def vec_loop(b: ir.IRBuilder, start: ir.Value | int, stop: ir.Value | int, width: int,
-             body: Callable[[ir.Value, int], None], name: str = "v") -> None:
-    """Run `body(index, w)` with w = width over the largest multiple of `width` from start, then
-    with w = 1 over the tail: the vector main loop plus its scalar tail."""
-    if isinstance(start, int) and isinstance(stop, int):
-        main_end: ir.Value | int = start + (stop - start) // width * width
-        if main_end > start:
-            with for_range(b, start, main_end, step=width, name=f"{name}.vec") as i:
-                body(i, width)
-        if stop > main_end:
-            with for_range(b, main_end, stop, name=f"{name}.tail") as i:
-                body(i, 1)
-        return
-    start, stop = as_i64(start), as_i64(stop)
-    count = b.sub(stop, start, name=f"{name}.count")
-    main = b.sub(count, b.urem(count, i64(width), name=f"{name}.rem"), name=f"{name}.main")
-    main_end = b.add(start, main, name=f"{name}.mainend")
-    with for_range(b, start, main_end, step=width, name=f"{name}.vec") as i:
-        body(i, width)
-    with for_range(b, main_end, stop, name=f"{name}.tail") as i:
-        body(i, 1)
-
-
-def gep(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str) -> ir.Value:
-    if isinstance(offset, int) and offset == 0:
-        return ptr
-    return b.gep(ptr, [as_i64(offset)], name=name)
-
-
-def load(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, width: int, name: str
-         ) -> ir.Value:
-    """Load `width` consecutive floats at ptr + offset as a <width x float>."""
-    p = b.bitcast(gep(b, ptr, offset, f"{name}.p"), vec_type(width).as_pointer(), name=f"{name}.vp")
-    return b.load(p, name=name, align=4)
-
-
-def store(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, offset: ir.Value | int, name: str
-          ) -> None:
-    p = b.bitcast(gep(b, ptr, offset, f"{name}.p"), value.type.as_pointer(), name=f"{name}.vp")
-    b.store(value, p, align=4)
-
-
-def load_scalar(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str) -> ir.Value:
-    return b.load(gep(b, ptr, offset, f"{name}.p"), name=name, align=4)
-
-
-def splat_value(b: ir.IRBuilder, scalar: ir.Value, width: int, name: str) -> ir.Value:
-    one = b.insert_element(ir.Constant(vec_type(1), ir.Undefined), scalar, ir.Constant(I32, 0),
-                           name=f"{name}.ins")
-    if width == 1:
-        return one
-    return b.shuffle_vector(one, ir.Constant(vec_type(1), ir.Undefined),
-                            ir.Constant(ir.VectorType(I32, width), [0] * width), name=name)
-
-
-def intrinsic(b: ir.IRBuilder, base: str, args: Sequence[ir.Value], name: str) -> ir.Value:
-    """Call an overloaded float intrinsic (llvm.sqrt, llvm.pow, llvm.maxnum, ...)."""
-    ty = args[0].type
-    suffix = f"v{ty.count}f32" if isinstance(ty, ir.VectorType) else "f32"
-    fname = f"{base}.{suffix}"
-    fn = b.module.globals.get(fname) or ir.Function(
-        b.module, ir.FunctionType(ty, [ty] * len(args)), fname)
-    return b.call(fn, list(args), name=name)
-
-
-def hsum(b: ir.IRBuilder, v: ir.Value, name: str) -> ir.Value:
-    """Horizontal sum of a float vector (pairwise tree)."""
-    lanes = [b.extract_element(v, ir.Constant(I32, i), name=f"{name}.e{i}")
-             for i in range(v.type.count)]
-    while len(lanes) > 1:
-        lanes = [b.fadd(lanes[i], lanes[i + 1], name=f"{name}.t") if i + 1 < len(lanes)
-                 else lanes[i] for i in range(0, len(lanes), 2)]
-    return lanes[0]
-
-
-def hreduce(b: ir.IRBuilder, v: ir.Value, op: Callable, name: str) -> ir.Value:
-    lanes = [b.extract_element(v, ir.Constant(I32, i), name=f"{name}.e{i}")
-             for i in range(v.type.count)]
-    acc = lanes[0]
-    for lane in lanes[1:]:
-        acc = op(acc, lane)
-    return acc
-
-
-def decompose(b: ir.IRBuilder, index: ir.Value, dims: Sequence[int], name: str
-              ) -> list[ir.Value]:
-    """Row-major multi-index of `index` over `dims` (constant sizes)."""
-    out: list[ir.Value] = []
-    rest = index
-    for k in range(len(dims) - 1, 0, -1):
-        out.append(b.urem(rest, i64(dims[k]), name=f"{name}{k}"))
-        rest = b.udiv(rest, i64(dims[k]), name=f"{name}.q{k}")
-    out.append(rest)
-    return out[::-1]
-
-
-def dot_index(b: ir.IRBuilder, idx: Sequence[ir.Value], strides: Sequence[int], name: str
-              ) -> ir.Value:
-    """sum(idx[k] * strides[k]) in i64; zero strides emit nothing."""
-    total: ir.Value | None = None
-    for k, (x, s) in enumerate(zip(idx, strides)):
-        if not s:
-            continue
-        term = x if s == 1 else b.mul(x, i64(s), name=f"{name}.m{k}")
-        total = term if total is None else b.add(total, term, name=f"{name}.a{k}")
-    return total if total is not None else i64(0)
-
-
-def strides_of(shape: Sequence[int]) -> list[int]:
-    out, acc = [], 1
-    for d in reversed(shape):
-        out.append(acc)
-        acc *= d
-    return out[::-1]
-
-
-def prod(xs: Sequence[int]) -> int:
-    return math.prod(xs)
-
-
-__all__ = ["EMITTERS", "F32", "F32P", "I64", "EmitContext", "Location", "Task", "emitter",
-           "splat", "vec_type"]  # re-exported type helpers for the emitter modules
-
-
-def window_index(b: ir.IRBuilder, out: ir.Value, tap: ir.Value, stride: int, dilation: int,
-                 pad: int, size: int, name: str) -> tuple[ir.Value, ir.Value]:
-    """The input coordinate out*stride + tap*dilation - pad that a window tap reads, and
-    whether it lies inside [0, size) (outside it is padding)."""
-    idx = b.add(b.mul(out, i64(stride), name=f"{name}.s"),
-                b.sub(b.mul(tap, i64(dilation), name=f"{name}.k"), i64(pad), name=f"{name}.p"),
-                name=name)
-    ok = b.and_(b.icmp_signed(">=", idx, i64(0), name=f"{name}.ge"),
-                b.icmp_signed("<", idx, i64(size), name=f"{name}.lt"), name=f"{name}.ok")
-    return idx, ok
+__all__ = ["EMITTERS", "EmitContext", "Location", "Task", "emitter"]

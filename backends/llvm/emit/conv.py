@@ -14,24 +14,27 @@ from llvmlite import ir
 
 from graphcnn.ir import Node
 
-from ..kernels._emit import apply_activation, entry_alloca, fma, for_range, i64, vec_type
+from ..builder import (
+    apply_activation,
+    decompose,
+    entry_alloca,
+    fma,
+    for_range,
+    gep,
+    i64,
+    load,
+    splat_value,
+    store,
+    vec_loop,
+    vec_type,
+    window_index,
+)
 from ..kernels.conv2d_nchwc import Conv2dNCHWcPlan
 from ..kernels.conv2d_rows import MAX_OUT_CHANNELS as ROW_CONV_MAX_CHANNELS
 from ..kernels.conv2d_rows import RowConv2dPlan
 from ..kernels.depthwise import DepthwiseConv2dNCHWcPlan
 from ..kernels.winograd import WinogradConv2dNCHWcPlan
-from .base import (
-    EmitContext,
-    Task,
-    decompose,
-    emitter,
-    gep,
-    load,
-    splat_value,
-    store,
-    vec_loop,
-    window_index,
-)
+from .base import EmitContext, Task, emitter
 
 FAST_BLOCKS = (4, 8, 16)
 

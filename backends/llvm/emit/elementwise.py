@@ -1,4 +1,5 @@
-"""Elementwise kernels: activations, broadcasting add/mul/sum, copies.
+"""Elementwise kernels: the activations and binary ops of the op tables (graphcnn.ops.activation,
+graphcnn.ops.elementwise), each through its table's vector expression, and copies.
 
 Broadcasting: the output shape and each input's strides (0 on broadcast dims) are merged into
 (outer rows) x (inner run), the inner run contiguous for every input that is not broadcast along
@@ -12,13 +13,13 @@ from collections.abc import Callable, Sequence
 from llvmlite import ir
 
 from graphcnn.ir import Node, Value
+from graphcnn.ops import ACTIVATIONS, BINARY_OPS
 
-from ..kernels._emit import apply_activation
-from .base import (
-    EmitContext,
+from ..builder import (
+    LLVMVectorMath,
+    apply_activation,
     decompose,
     dot_index,
-    emitter,
     load,
     prod,
     splat_value,
@@ -26,14 +27,7 @@ from .base import (
     strides_of,
     vec_loop,
 )
-
-# op -> activation name of the shared epilogue code, and its params from the attrs
-ACTIVATIONS: dict[str, Callable[[dict], tuple[str, tuple]]] = {
-    "relu": lambda a: ("relu", ()),
-    "leaky_relu": lambda a: ("leaky_relu", (a["alpha"],)),
-    "clip": lambda a: ("clip", (a["min"], a["max"])),
-    "sigmoid": lambda a: ("sigmoid", ()),
-}
+from .base import EmitContext, emitter
 
 
 def broadcast_plan(out_shape: Sequence[int], in_shapes: Sequence[Sequence[int]]
@@ -96,22 +90,25 @@ def emit_map(ctx: EmitContext, node: Node, inputs: Sequence[Value], out: Value,
         vec_loop(b, 0, inner, ctx.vw, body, "e")
 
 
-@emitter("relu", "leaky_relu", "clip", "sigmoid")
+@emitter(*ACTIVATIONS)
 def emit_activation(ctx: EmitContext, node: Node) -> None:
-    act, params = ACTIVATIONS[node.op](node.attrs)
+    act = ACTIVATIONS[node.op]
+    params = act.params(node.attrs)
     emit_map(ctx, node, node.inputs, node.outputs[0],
-             lambda b, xs, name: apply_activation(b, xs[0], act, params, name),
-             work_per=20 if act == "sigmoid" else 1)
+             lambda b, xs, name: apply_activation(b, xs[0], act.name, params, name),
+             work_per=act.cost)
 
 
-@emitter("add", "mul", "sum")
-def emit_arith(ctx: EmitContext, node: Node) -> None:
+@emitter(*BINARY_OPS)
+def emit_binary(ctx: EmitContext, node: Node) -> None:
+    op = BINARY_OPS[node.op]
+
     def combine(b: ir.IRBuilder, xs: list[ir.Value], name: str) -> ir.Value:
         acc = xs[0]
-        for k, x in enumerate(xs[1:]):  # left to right, as the reference sums
-            acc = (b.fmul if node.op == "mul" else b.fadd)(acc, x, name=f"{name}.{k}")
+        for k, x in enumerate(xs[1:]):  # left to right, as the reference folds
+            acc = op.vector(LLVMVectorMath(b, x.type.count, f"{name}.{k}"), acc, x)
         return acc
-    emit_map(ctx, node, node.inputs, node.outputs[0], combine)
+    emit_map(ctx, node, node.inputs, node.outputs[0], combine, work_per=op.cost)
 
 
 def emit_copy(ctx: EmitContext, node: Node, src: Value, dst: Value) -> None:

@@ -13,21 +13,23 @@ from llvmlite import ir
 
 from graphcnn.ir import Node, Value
 
-from ..kernels._emit import apply_activation, fma, for_range, i64, splat
-from ..kernels.gemm import GemmPlan
-from .base import (
-    EmitContext,
-    Task,
+from ..builder import (
+    apply_activation,
     decompose,
     dot_index,
-    emitter,
+    fma,
+    for_range,
     gep,
+    i64,
     load,
     load_scalar,
+    splat,
     splat_value,
     store,
     vec_loop,
 )
+from ..kernels.gemm import GemmPlan
+from .base import EmitContext, Task, emitter
 
 
 def _gemm_row(b: ir.IRBuilder, a_row: ir.Value, a_stride: int, bmat: ir.Value, b_trans: bool,

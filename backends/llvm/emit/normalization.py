@@ -12,29 +12,26 @@ from llvmlite import ir
 
 from graphcnn.ir import Node
 
-from ..kernels._emit import (
+from ..builder import (
     F32,
     apply_activation,
     entry_alloca,
     fmax,
     for_range,
-    i64,
-    splat,
-    vexp,
-)
-from .base import (
-    EmitContext,
-    emitter,
     gep,
     hreduce,
     hsum,
+    i64,
     intrinsic,
     load,
     load_scalar,
+    splat,
     splat_value,
     store,
     vec_loop,
+    vexp,
 )
+from .base import EmitContext, emitter
 
 
 @emitter("softmax")
@@ -143,7 +140,7 @@ def _power(b: ir.IRBuilder, base: ir.Value, beta: float, wd: int) -> ir.Value:
     """base ** beta (base > 0) for LRN. The betas networks use go through square roots, each a
     correctly rounded vector sqrt: 0.75 (AlexNet, Inception) as t * sqrt(t) with t =
     sqrt(base), 0.5, 1. Any other beta takes llvm.pow, which LLVM expands into one powf call
-    per lane: that way Inception-v1's two LRNs took ~17% of its time."""
+    per lane (slow: only for betas no common network uses)."""
     if beta == 1.0:
         return base
     if beta in (0.5, 0.75):

@@ -22,32 +22,30 @@ import numpy as np
 from llvmlite import ir
 
 from graphcnn.ir import Node
+from graphcnn.ops import POOL_OPS
 
-from ..kernels._emit import (
+from ..builder import (
     F32,
     const_table,
+    decompose,
     entry_alloca,
     fmax,
     for_range,
-    i64,
-    linear,
-    load_table,
-    splat,
-    vec_type,
-)
-from .base import (
-    EmitContext,
-    decompose,
-    emitter,
     gep,
     hreduce,
     hsum,
+    i64,
+    linear,
     load,
+    load_table,
+    splat,
     splat_value,
     store,
     vec_loop,
+    vec_type,
     window_index,
 )
+from .base import EmitContext, emitter
 from .conv import as_3d, valid_range
 
 
@@ -67,7 +65,7 @@ def _table(ctx: EmitContext, name: str, values, ty=F32) -> ir.GlobalVariable:
     return g
 
 
-@emitter("max_pool", "avg_pool", "sum_pool")
+@emitter(*(name for name, p in POOL_OPS.items() if not p.is_global))
 def emit_pool(ctx: EmitContext, node: Node) -> None:
     a = node.attrs
     x, y = node.inputs[0], node.outputs[0]
@@ -84,13 +82,14 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
     pd, ph, pw = as_3d(a["pads"][:nd], nd, 0)
     ed, eh, ew = as_3d(a["pads"][nd:], nd, 0)
     ld, lh, lw = as_3d(a["dilations"], nd, 1)
-    is_max = node.op == "max_pool"
+    kind = POOL_OPS[node.op].reduce
+    is_max = kind == "max"
     vw = ctx.vw
 
     def combine(b: ir.IRBuilder, acc: ir.Value, v: ir.Value, name: str) -> ir.Value:
         return fmax(b, acc, v, name) if is_max else b.fadd(acc, v, name=name)
 
-    if node.op == "avg_pool":
+    if kind == "avg":
         inc = a["count_include_pad"]
         cnt_d = _counts(od, dd, kd, sd, pd, ed, ld, inc)
         cnt_h = _counts(oh, hh, kh, sh, ph, eh, lh, inc)
@@ -105,7 +104,7 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
         geometry = _Windows((dd, hh, ww), (od, oh, ow), (kd, kh, kw), (sd, sh, sw), (pd, ph, pw),
                             (ld, lh, lw))
         _emit_blocked(ctx, node, geometry, blk, combine, float("-inf") if is_max else 0.0,
-                      (tab_dh, tab_w) if node.op == "avg_pool" else None)
+                      (tab_dh, tab_w) if kind == "avg" else None)
         return
     with ctx.task(node, n * c * od * oh, work) as (b, env, t):
         tn_c, tod, toh = decompose(b, t, [n * c, od, oh], "t")
@@ -150,7 +149,7 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
                                     acc = load(b, row, ri, wd, f"a{k}")
                                     store(b, combine(b, acc, v, f"c{k}"), row, ri, f"s{k}")
                                 vec_loop(b, 0, blk, vw, body, f"blk{k}")
-        if node.op == "avg_pool":
+        if kind == "avg":
             dh = b.add(b.mul(tod, i64(oh), name="dh.d"), toh, name="dh")
             f_dh = b.load(b.gep(tab_dh, [i64(0), dh], name="cdh.p"), name="cdh")
 
@@ -257,7 +256,7 @@ def _tap_range(ctx: EmitContext, b: ir.IRBuilder, node: Node, g: _Windows, axis:
                             f"k{axis}.{i}") for i in range(2))
 
 
-@emitter("global_avg_pool", "global_max_pool")
+@emitter(*(name for name, p in POOL_OPS.items() if p.is_global))
 def emit_global_pool(ctx: EmitContext, node: Node) -> None:
     x, y = node.inputs[0], node.outputs[0]
     blocked = node.attrs["layout"] == "NCHWc"
@@ -265,7 +264,7 @@ def emit_global_pool(ctx: EmitContext, node: Node) -> None:
     xs = x.type.shape[:-1] if blocked else x.type.shape
     n, c = xs[:2]
     spatial = int(np.prod(xs[2:]))
-    is_max = node.op == "global_max_pool"
+    is_max = POOL_OPS[node.op].reduce == "max"
     vw = ctx.vw
     with ctx.task(node, n * c, x.type.size) as (b, env, t):
         src = gep(b, ctx.ptr(b, env, x, "in"), b.mul(t, i64(spatial * blk), name="src.off"),

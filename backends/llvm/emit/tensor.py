@@ -13,19 +13,23 @@ from llvmlite import ir
 from graphcnn.ir import Node
 from graphcnn.ops.tensor import channel_shuffle_sources
 
-from ..kernels._emit import F32, const_table, for_range, i64, load_table, splat
-from .base import (
-    EmitContext,
+from ..builder import (
+    F32,
+    const_table,
     decompose,
     dot_index,
-    emitter,
+    for_range,
     gep,
+    i64,
     load,
     load_scalar,
+    load_table,
+    splat,
     store,
     strides_of,
     vec_loop,
 )
+from .base import EmitContext, emitter
 
 
 @emitter("transpose")
@@ -69,8 +73,8 @@ def emit_channel_shuffle(ctx: EmitContext, node: Node) -> None:
     """Plain layout: each output channel plane is a copy of its source plane. Blocked: a task
     is a strip of pixels of one image; per pixel every input block is loaded once and each
     output block is assembled from the few input blocks its lanes come from by constant
-    two-vector shuffles (vpermt2ps), padding lanes taken from a zero vector. (A masked gather
-    per output vector was 3-4x slower.)"""
+    two-vector shuffles (vpermt2ps), padding lanes taken from a zero vector (cheaper than a
+    gather per output vector)."""
     x, y = node.inputs[0], node.outputs[0]
     c = node.attrs["channels"]
     sources = channel_shuffle_sources(c, node.attrs["groups"])

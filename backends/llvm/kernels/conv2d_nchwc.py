@@ -47,10 +47,10 @@ from functools import cached_property
 import numpy as np
 from llvmlite import ir
 
-from graphcnn.ops import activation_at_zero
+from graphcnn.ops import preserves_zero
 from graphcnn.ops.layout import from_blocked, group_input_blocks, to_blocked
 
-from ._emit import (
+from ..builder import (
     I64,
     apply_activation,
     broadcast,
@@ -60,33 +60,28 @@ from ._emit import (
     entry_alloca,
     fma,
     for_range,
+    gep,
     i64,
     lane_mask,
     linear,
+    load,
     load_table,
-    load_vec,
-    offset_ptr,
     prefetch,
     splat,
-    store_vec,
+    store,
     udiv_rem,
     vec_type,
     zero_buffer,
 )
 
 # Software prefetch distance in the packed weight stream (floats): four channel blocks (4 KB)
-# ahead at ib = 16. In a network every layer's weights come from memory once per inference
-# (ResNet-50's 100 MB do not stay in any cache between calls), and one block ahead (256) was
-# too short for that: 1024 ran ResNet-50 and VGG-19 4-5% faster (two and three compiles of
-# each, alternated in one process), single layers in a hot cache within 1%. Against no
-# prefetch at all, one block ahead had measured +5-13% on 7x7/1x1 ResNet layers.
+# ahead at ib = 16, far enough to hide memory latency, since a network's weights do not stay
+# in any cache between inferences.
 W_PREFETCH_FLOATS = 1024
 # A conv takes the spatial task order (threads split the image, each reads all the weights)
 # when its packed weights are at most this many times its activations (input + output, and the
 # residual it reads), else the channel order (threads split the output channels, each reads
-# the whole input). ResNet-50, 2 threads, per layer: spatial made the 1x1 convs on 56x56,
-# 28x28 and 14x14 maps (weights up to 1.7x their activations) 5-42% faster, the network 9.6%;
-# its 7x7 layers (weights 8-20x) ran 10-24% slower; the 3x3 ones on 14x14 (6x) even.
+# the whole input): each thread then streams the smaller of the two from memory.
 SPATIAL_WEIGHT_RATIO = 2.0
 KERNEL_ARGS = ("inp", "w", "bias", "res", "out", "task_begin", "task_end")
 TILE_ARGS = ("inp", "w", "bias", "res", "out", "ih0", "kh_lo", "kh_hi", "icb_count")
@@ -296,7 +291,7 @@ def emit_row_bases(b: ir.IRBuilder, in_k: ir.Value, ih0: ir.Value, kh: ir.Value,
     for r in range(height):
         ih = linear(b, f"ih{r}", (ih0, 1), (kh, dilation_h), const=r * stride_h)
         inside = b.icmp_unsigned("<", ih, image_h, name=f"row_inside{r}")  # 0 <= ih < H
-        real = offset_ptr(b, in_k, linear(b, f"row{r}.off", (row_floats, r * stride_h)),
+        real = gep(b, in_k, linear(b, f"row{r}.off", (row_floats, r * stride_h)),
                           f"row{r}")
         bases.append(b.select(inside, real, zeros, name=f"row_sel{r}"))
     return bases
@@ -381,14 +376,14 @@ class TaskLoop:
                 group_in = linear(b, "group_in", (group, self.in_group_stride))
             in_off = linear(b, "in_off", (n, self.in_image_stride), (group_in, 1),
                             (ih0, g.w * ib))
-            in_rows = offset_ptr(b, inp, in_off, "in_rows")
-            w_group = offset_ptr(b, w, group, "w_group", scale=self.w_group_stride)
-            bias_group = offset_ptr(b, bias, group, "bias_group", scale=ocn * vw)
+            in_rows = gep(b, inp, in_off, "in_rows")
+            w_group = gep(b, w, group, "w_group", scale=self.w_group_stride)
+            bias_group = gep(b, bias, group, "bias_group", scale=ocn * vw)
             # ((n * out_blocks + group * ocn) * OH + oh0) * OW * vw
             out_off = linear(b, "out_off", (n, self.out_blocks * g.oh * g.ow * vw),
                              (group, ocn * g.oh * g.ow * vw), (oh0, g.ow * vw))
-            out_rows = offset_ptr(b, out, out_off, "out_rows")
-            res_rows = offset_ptr(b, res, out_off, "res_rows")
+            out_rows = gep(b, out, out_off, "out_rows")
+            res_rows = gep(b, res, out_off, "res_rows")
             sizes = ([b.gep(const_table(module, f"{fn.name}.sizes", self.tile_sizes),
                             [i64(0), i64(0)], inbounds=True, name="sizes")]
                      if self.tile_sizes else [])
@@ -401,9 +396,9 @@ class TaskLoop:
                         in_col = linear(b, "in_col", (ow0, g.stride[1] * ib),
                                         const=-g.pads[1] * ib)
                         out_col = linear(b, "out_col", (ow0, vw))
-                        b.call(kernel, [offset_ptr(b, in_rows, in_col, "in_tile"), w_group,
-                                        bias_group, offset_ptr(b, res_rows, out_col, "res_tile"),
-                                        offset_ptr(b, out_rows, out_col, "out_tile"),
+                        b.call(kernel, [gep(b, in_rows, in_col, "in_tile"), w_group,
+                                        bias_group, gep(b, res_rows, out_col, "res_tile"),
+                                        gep(b, out_rows, out_col, "out_tile"),
                                         ih0, kh_lo, kh_hi, icb_count, *sizes])
 
             self._emit_dispatch(b, row_tile, group, emit_tiles)
@@ -553,7 +548,7 @@ class Conv2dNCHWcPlan:
     def mask_last_group(self) -> bool:
         """Padding output lanes are 0 + 0 before the activation; mask them only if act(0) != 0."""
         return (self.c_out % self.out_block != 0
-                and activation_at_zero(self.activation, self.activation_params) != 0.0)
+                and not preserves_zero(self.activation, self.activation_params))
 
     @property
     def _w_vec_stride(self) -> int:
@@ -606,8 +601,7 @@ class Conv2dNCHWcPlan:
                      ) -> tuple[np.ndarray, np.ndarray]:
         """(C_out, C_in, KH, KW) -> (OCB, ICB, KH, KW, ib, ob); bias -> (OCB*ob,), zero-padded.
         `copy=False` may give the packed weights as a strided view of `weight`: the backend's
-        weights arena copies it once, in place (a contiguous copy first took ~0.15 s and
-        100 MB more for ResNet-50)."""
+        weights arena copies it once, in place (no second full-size copy of big models)."""
         g, ib, ob = self.geometry, self.in_block, self.out_block
         expected = (self.c_out, self.c_in // self.groups, g.kh, g.kw)
         if weight.shape != expected:
@@ -727,12 +721,12 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
              ic: ir.Value) -> None:
         ic_w = b.mul(ic, i64(vw), name="ic_w")
         w_c = [b.gep(w_kw[o], [ic_w], name=f"w_c{o}") for o in range(ocn)]
-        wv = [load_vec(b, w_c[o], 0, vw, f"w{o}") for o in range(ocn)]
+        wv = [load(b, w_c[o], 0, vw, f"w{o}") for o in range(ocn)]
         for o in range(ocn):
             prefetch(b, w_c[o], W_PREFETCH_FLOATS, f"w{o}.pf")
         for r, j in pixels:
             base, offset = sources[r, j]
-            x = broadcast(b, offset_ptr(b, base, ic, f"in{r}_{j}"), offset, vw, f"x{r}_{j}")
+            x = broadcast(b, gep(b, base, ic, f"in{r}_{j}"), offset, vw, f"x{r}_{j}")
             for o in range(ocn):
                 acc = accs[o, r, j]
                 b.store(fma(b, wv[o], x, b.load(acc, name=f"{acc.name}.v"), f"fma{o}_{r}_{j}"),
@@ -741,18 +735,18 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
     def reduce_block(icb: ir.Value, channels: int, tag: str) -> None:
         in_b = b.gep(inp, [b.mul(icb, in_block_stride, name=f"inb_{tag}.off")],
                      name=f"in_{tag}")
-        w_b = offset_ptr(b, w, icb, f"w_{tag}", scale=spec.kh * spec.kw * ib * vw)
+        w_b = gep(b, w, icb, f"w_{tag}", scale=spec.kh * spec.kw * ib * vw)
         with for_range(b, kh_lo, kh_hi, name=f"kh_{tag}") as kh:
             kh_rows = b.mul(kh, i64(spec.dilation[0]), name=f"khr_{tag}")
             in_k = b.gep(in_b, [b.mul(kh_rows, in_row_stride, name=f"ink_{tag}.off")],
                          name=f"ink_{tag}")
             rows = emit_row_bases(b, in_k, ih0, kh, height, spec.stride[0], spec.dilation[0],
                                   in_h, in_row_stride, zeros)
-            w_k = offset_ptr(b, w_b, kh, f"wk_{tag}", scale=spec.kw * ib * vw)
+            w_k = gep(b, w_b, kh, f"wk_{tag}", scale=spec.kw * ib * vw)
             with for_range(b, 0, spec.kw, name=f"kw_{tag}") as kw:
                 kw_off = linear(b, "kw_off", (kw, spec.dilation[1] * ib))
-                row_kw = [offset_ptr(b, row, kw_off, f"rowkw{r}") for r, row in enumerate(rows)]
-                w_kw0 = offset_ptr(b, w_k, kw, f"wkw_{tag}", scale=ib * vw)
+                row_kw = [gep(b, row, kw_off, f"rowkw{r}") for r, row in enumerate(rows)]
+                w_kw0 = gep(b, w_k, kw, f"wkw_{tag}", scale=ib * vw)
                 w_kw = [b.gep(w_kw0, [w_vec_offsets[o]], name=f"wkw{o}_{tag}") if o else w_kw0
                         for o in range(ocn)]
                 # Pixel (r, j) reads base + ic + offset; border pixels get their own base.
@@ -762,7 +756,7 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
                                     b.icmp_signed("<", kw, i64(hi), name=f"col_hi{j}"),
                                     name=f"col_inside{j}")
                     for r in range(height):
-                        real = offset_ptr(b, row_kw[r], j * spec.stride[1] * ib, f"col{r}_{j}")
+                        real = gep(b, row_kw[r], j * spec.stride[1] * ib, f"col{r}_{j}")
                         sel = b.select(inside, real, zeros, name=f"col_sel{r}_{j}")
                         sources[r, j] = (sel, 0)
                 with for_range(b, 0, channels, name=f"ic_{tag}") as ic:
@@ -776,17 +770,17 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
         reduce_block(blocks, spec.tail, "tail")
 
     for o in range(ocn):
-        bias_v = load_vec(b, bias, o * vw, vw, f"bias{o}")
+        bias_v = load(b, bias, o * vw, vw, f"bias{o}")
         mask_lanes = spec.mask_lanes if o == ocn - 1 else None
         for r in range(height):
             out_r = linear(b, f"orr{o}_{r}", (out_block_stride, o), (out_row_stride, r))
             for j in range(width):
                 offset = linear(b, f"oof{o}_{r}_{j}", (out_r, 1), const=j * vw)
-                res_v = (load_vec(b, res, offset, vw, f"res{o}_{r}_{j}") if spec.residual
+                res_v = (load(b, res, offset, vw, f"res{o}_{r}_{j}") if spec.residual
                          else None)
                 value = emit_epilogue(b, b.load(accs[o, r, j], name=f"sum{o}_{r}_{j}"),
                                       bias_v, res_v, spec.activation, spec.activation_params,
                                       mask_lanes, f"y{o}_{r}_{j}")
-                store_vec(b, value, out, offset, f"out{o}_{r}_{j}")
+                store(b, value, out, offset, f"out{o}_{r}_{j}")
     b.ret_void()
     return fn

@@ -28,7 +28,7 @@ Fused max pool (`pool` 2: a 2x2 stride-2 max pool after the activation, floor mo
 fuses conv -> max_pool into it): a register tile holds the pool's two output rows; the epilogue
 takes bias and activation of each, their lane-wise max, then the max of lane pairs (2j, 2j+1)
 by two shuffles, and transposes only the V/2 pooled pixels. The full-size conv output is never
-written (LeNet-5 b64: the network 16% faster than conv + max_pool kernels).
+written, which saves a store and a reload of the largest tensor.
 
 Work split: task = (image, strip of consecutive row tiles); every output value is one task's
 fixed-order sum and overlapping tiles recompute identical values, so any split of the tasks
@@ -43,9 +43,9 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
-from graphcnn.ops import activation_at_zero
+from graphcnn.ops import preserves_zero
 
-from ._emit import (
+from ..builder import (
     I32,
     apply_activation,
     broadcast,
@@ -56,13 +56,13 @@ from ._emit import (
     fma,
     fmax,
     for_range,
+    gep,
     i64,
     linear,
     load_masked,
     load_table,
-    offset_ptr,
     splat,
-    store_vec,
+    store,
     udiv_rem,
     vec_type,
     zero_buffer,
@@ -183,8 +183,7 @@ class RowConv2dPlan:
             raise ValueError(f"row conv: output width {width} not in "
                              f"[{vector_width}, {vector_width * MAX_CHUNKS}]")
         # accumulators: the registers less C_out weight broadcasts and the input vectors in
-        # flight (LeNet's 6 channels: 12 accumulators; 24 spilled and ran 12% slower). A
-        # pooled tile holds the pool's two rows.
+        # flight (more would spill). A pooled tile holds the pool's two rows.
         budget = vector_registers(vector_width) - 4 - c_out
         if pool:
             rows = 2
@@ -262,8 +261,7 @@ class RowConv2dPlan:
         acc_slot = entry_alloca(b, ir.ArrayType(vec_type(vw), n_acc), "acc")
         slots = [b.gep(acc_slot, [i64(0), i64(k)], name=f"acc{k}") for k in range(n_acc)]
         biases = [broadcast(b, bias, c, vw, f"bias{c}") for c in range(co)]
-        pad_lanes = activation_at_zero(self.activation, self.activation_params) != 0.0 \
-            and co < ob
+        pad_lanes = not preserves_zero(self.activation, self.activation_params) and co < ob
         keep = ir.Constant(ir.VectorType(ir.IntType(1), vw), [i % ob < co for i in range(vw)])
 
         with for_range(b, task_begin, task_end, name="task") as task:
@@ -272,8 +270,8 @@ class RowConv2dPlan:
             t_lo = b.udiv(b.mul(strip, i64(row_tiles)), i64(self.strips), name="t_lo")
             t_hi = b.udiv(b.mul(b.add(strip, i64(1)), i64(row_tiles)), i64(self.strips),
                           name="t_hi")
-            in_img = offset_ptr(b, inp, img, "in_img", scale=self.c_in * g.h * g.w)
-            out_img = offset_ptr(b, out, img, "out_img", scale=self.oh * self.ow * ob)
+            in_img = gep(b, inp, img, "in_img", scale=self.c_in * g.h * g.w)
+            out_img = gep(b, out, img, "out_img", scale=self.oh * self.ow * ob)
             with for_range(b, t_lo, t_hi, name="rt") as rt:
                 oh0, kh_lo, kh_hi = (load_table(b, table, linear(b, f"{f}.i", (rt, 3), const=k),
                                                 f)
@@ -301,8 +299,8 @@ class RowConv2dPlan:
                 for p in range(len(cols)):
                     b.store(splat(0.0, vw), slot(c, r, p))
         with for_range(b, 0, self.c_in, name=f"ic.{tag}") as ic:
-            plane = offset_ptr(b, in_img, ic, f"plane.{tag}", scale=g.h * g.w)
-            w_ic = offset_ptr(b, w, ic, f"w_ic.{tag}", scale=g.kh * g.kw * co)
+            plane = gep(b, in_img, ic, f"plane.{tag}", scale=g.h * g.w)
+            w_ic = gep(b, w, ic, f"w_ic.{tag}", scale=g.kh * g.kw * co)
             # a runtime loop over the kernel rows that touch the image: it skips the rows
             # of zeros at the borders, and keeps LLVM from hoisting every tap's weights out
             # of the row loop (a single-channel input makes them invariant) and spilling them
@@ -311,9 +309,9 @@ class RowConv2dPlan:
                 for r in range(rows):
                     ih = linear(b, f"ih.{r}", (oh0, 1), (kh, g.dilation[0]), const=r - pt)
                     inside = b.icmp_unsigned("<", ih, i64(g.h), name=f"in.{r}")
-                    real = offset_ptr(b, plane, ih, f"row.{r}", scale=g.w)
+                    real = gep(b, plane, ih, f"row.{r}", scale=g.w)
                     row_ptrs.append(b.select(inside, real, zeros, name=f"rowsel.{r}"))
-                w_kh = offset_ptr(b, w_ic, kh, f"w_kh.{tag}", scale=g.kw * co)
+                w_kh = gep(b, w_ic, kh, f"w_kh.{tag}", scale=g.kw * co)
                 for j in range(g.kw):
                     wv = [broadcast(b, w_kh, j * co + c, vw, f"w{j}.{c}") for c in range(co)]
                     for p, ow0 in enumerate(cols):
@@ -329,7 +327,7 @@ class RowConv2dPlan:
             return
         for r in range(rows):
             oh = b.add(oh0, i64(r), name=f"oh.{r}")
-            out_row = offset_ptr(b, out_img, oh, f"orow.{r}", scale=g.ow * ob)
+            out_row = gep(b, out_img, oh, f"orow.{r}", scale=g.ow * ob)
             for p, ow0 in enumerate(cols):
                 chans = [b.fadd(b.load(slot(c, r, p)), biases[c], name=f"yb{c}")
                          for c in range(co)]
@@ -339,7 +337,7 @@ class RowConv2dPlan:
                                          f"act{k}")
                     if keep is not None:
                         v = b.select(keep, v, splat(0.0, vw), name=f"pad{k}")
-                    store_vec(b, v, out_row, ow0 * ob + k * vw, f"y{k}")
+                    store(b, v, out_row, ow0 * ob + k * vw, f"y{k}")
 
     def _emit_pooled_epilogue(self, b: ir.IRBuilder, cols: list[int], oh0: ir.Value,
                               out_img: ir.Value, slot, biases: list[ir.Value]) -> None:
@@ -348,7 +346,7 @@ class RowConv2dPlan:
         is bit-identical), the two rows' max, the max of lane pairs (2j, 2j+1), whose V/2
         results fill the low half of the transposed block."""
         vw, ob, co = self.vector_width, self.out_block, self.c_out
-        out_row = offset_ptr(b, out_img, b.udiv(oh0, i64(2), name="ph"), "prow",
+        out_row = gep(b, out_img, b.udiv(oh0, i64(2), name="ph"), "prow",
                              scale=self.ow * ob)
         evens = ir.Constant(ir.VectorType(I32, vw), [2 * i % vw for i in range(vw)])
         odds = ir.Constant(ir.VectorType(I32, vw), [(2 * i + 1) % vw for i in range(vw)])
@@ -368,4 +366,4 @@ class RowConv2dPlan:
             # the V/2 pooled pixels' vectors; padding channels are zeros already (activation
             # ran on the real channels only)
             for k, v in enumerate(blocks[:ob // 2]):
-                store_vec(b, v, out_row, ow0 // 2 * ob + k * vw, f"py{k}")
+                store(b, v, out_row, ow0 // 2 * ob + k * vw, f"py{k}")

@@ -20,16 +20,16 @@ from functools import cached_property
 import numpy as np
 from llvmlite import ir
 
-from ._emit import (
+from ..builder import (
     check_activation,
     define_kernel,
     entry_alloca,
     fma,
     for_range,
-    load_vec,
-    offset_ptr,
+    gep,
+    load,
     splat,
-    store_vec,
+    store,
     vec_type,
 )
 from .conv2d_nchwc import (
@@ -157,23 +157,23 @@ class DepthwiseConv2dNCHWcPlan:
             b.store(splat(0.0, vw), acc)
 
         with for_range(b, kh_lo, kh_hi, name="kh") as kh:
-            in_k = offset_ptr(b, inp, kh, "in_k", scale=g.dilation[0] * g.w * vw)
-            w_k = offset_ptr(b, w, kh, "w_k", scale=g.kw * vw)
-            wv = [load_vec(b, w_k, k * vw, vw, f"w{k}") for k in range(g.kw)]
+            in_k = gep(b, inp, kh, "in_k", scale=g.dilation[0] * g.w * vw)
+            w_k = gep(b, w, kh, "w_k", scale=g.kw * vw)
+            wv = [load(b, w_k, k * vw, vw, f"w{k}") for k in range(g.kw)]
             for j in range(width):
                 for k in valid_kw.get(j, range(g.kw)):
                     offset = (j * g.stride[1] + k * g.dilation[1]) * vw
-                    x = load_vec(b, in_k, offset, vw, f"x{j}_{k}")
+                    x = load(b, in_k, offset, vw, f"x{j}_{k}")
                     acc = b.load(accs[j], name=f"acc{j}.v")
                     b.store(fma(b, x, wv[k], acc, f"fma{j}_{k}"), accs[j])
 
         last_lanes = self.channels - (self.cb - 1) * self.block
-        bias_v = load_vec(b, bias, 0, vw, "bias")
+        bias_v = load(b, bias, 0, vw, "bias")
         for j in range(width):
-            res_v = load_vec(b, res, j * vw, vw, f"res{j}") if self.residual else None
+            res_v = load(b, res, j * vw, vw, f"res{j}") if self.residual else None
             value = emit_epilogue(b, b.load(accs[j], name=f"sum{j}"), bias_v, res_v,
                                   self.activation, self.activation_params,
                                   last_lanes if mask else None, f"y{j}")
-            store_vec(b, value, out, j * vw, f"out{j}")
+            store(b, value, out, j * vw, f"out{j}")
         b.ret_void()
         return fn

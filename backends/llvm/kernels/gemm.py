@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
-from ._emit import (
+from ..builder import (
     apply_activation,
     broadcast,
     check_activation,
@@ -30,12 +30,12 @@ from ._emit import (
     entry_alloca,
     fma,
     for_range,
+    gep,
     i64,
     linear,
+    load,
     load_partial,
     load_table,
-    load_vec,
-    offset_ptr,
     prefetch,
     splat,
     store_partial,
@@ -161,10 +161,10 @@ class GemmPlan:
             group, row_tile = udiv_rem(b, task, self.row_tiles, "task")
             m0 = load_table(b, table, row_tile, "m0")
             n0 = linear(b, "n0", (group, nr * vw))
-            a_tile = offset_ptr(b, a, m0, "a_tile", scale=1 if self.trans_a else self.k)
-            b_group = offset_ptr(b, bp, group, "b_group", scale=nr * self.k * vw)
-            y_tile = offset_ptr(b, y, linear(b, "y_off", (m0, self.n), (n0, 1)), "y_tile")
-            c_tile = offset_ptr(b, c, self._c_offset(b, m0, n0), "c_tile")
+            a_tile = gep(b, a, m0, "a_tile", scale=1 if self.trans_a else self.k)
+            b_group = gep(b, bp, group, "b_group", scale=nr * self.k * vw)
+            y_tile = gep(b, y, linear(b, "y_off", (m0, self.n), (n0, 1)), "y_tile")
+            c_tile = gep(b, c, self._c_offset(b, m0, n0), "c_tile")
 
             def call(mr: int, last: bool) -> None:
                 b.call(kernels[(mr, last)], [a_tile, b_group, c_tile, y_tile])
@@ -208,11 +208,11 @@ class GemmPlan:
                 b.store(splat(0.0, vw), accs[i, v])
 
         with for_range(b, 0, k, name="kk") as kk:
-            b_k = offset_ptr(b, bp, kk, "b_k", scale=vw)
-            panel = [load_vec(b, b_k, v * k * vw, vw, f"b{v}") for v in range(nr)]
+            b_k = gep(b, bp, kk, "b_k", scale=vw)
+            panel = [load(b, b_k, v * k * vw, vw, f"b{v}") for v in range(nr)]
             for v in range(nr):  # B streams from memory for small m: keep requests in flight
                 prefetch(b, b_k, v * k * vw + B_PREFETCH_FLOATS, f"b{v}.pf")
-            a_k = offset_ptr(b, a, kk, "a_k", scale=self.m if self.trans_a else 1)
+            a_k = gep(b, a, kk, "a_k", scale=self.m if self.trans_a else 1)
             for i in range(mr):
                 x = broadcast(b, a_k, i if self.trans_a else i * k, vw, f"a{i}")
                 for v in range(nr):

@@ -24,10 +24,16 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from graphcnn.backends.llvm.kernels._emit import (
+from graphcnn.backends.llvm.kernels.conv2d_nchwc import (
+    KERNEL_ARGS,
+    Conv2dNCHWcPlan,
+    emit_epilogue,
+)
+from llvmlite import ir
+
+from ..builder import (
     F32,
     F32P,
-    O1,
     broadcast,
     define_kernel,
     entry_alloca,
@@ -36,18 +42,13 @@ from graphcnn.backends.llvm.kernels._emit import (
     i64,
     lane_mask,
     linear,
-    load_vec,
+    load,
     splat,
-    store_vec,
+    store,
     udiv_rem,
     zero_buffer,
 )
-from graphcnn.backends.llvm.kernels.conv2d_nchwc import (
-    KERNEL_ARGS,
-    Conv2dNCHWcPlan,
-    emit_epilogue,
-)
-from llvmlite import ir
+from ..codegen import O1
 
 SCRATCH_BUDGET = 640 * 1024     # bytes of transformed input per task (stack alloca)
 REG_TILES = 8                   # tiles per GEMM register tile: 8 independent FMA chains
@@ -171,7 +172,7 @@ class WinogradConv2dNCHWcPlan:
     direct: Conv2dNCHWcPlan     # geometry, blocks, epilogue: validated by the colleague's plan
     m: int                      # output tile side (4 -> F(4x4,3x3), 2 -> F(2x2,3x3))
     # LLVM's O1, not the "lean" pipeline of the other plans: the transforms' 36 live vectors
-    # spilled more without it, F(4x4) 3-16% slower on maps of 32x32 and less (_emit.py)
+    # need its scheduling to spill less (codegen.PIPELINES)
     pipeline: ClassVar[str] = O1
 
     @classmethod
@@ -344,14 +345,14 @@ class WinogradConv2dNCHWcPlan:
                             off = linear(b, f"off{i}{j}", (ih, g_.w * ib), (iw, ib))
                             p = b.select(ok, b.gep(base, [off], name=f"p{i}{j}"), zeros,
                                          name=f"ps{i}{j}")
-                            row.append(load_vec(b, p, 0, ib, f"x{i}{j}"))
+                            row.append(load(b, p, 0, ib, f"x{i}{j}"))
                         grid.append(row)
                     v = _transform_2d(b, bt, grid, "bt")
                     for i in range(a):
                         for j in range(a):
                             off = linear(b, f"vo{i}{j}", (kt, aa * ci_all), (icb, ib),
                                          const=(i * a + j) * ci_all)
-                            store_vec(b, v[i][j], v_buf, off, f"vs{i}{j}")
+                            store(b, v[i][j], v_buf, off, f"vs{i}{j}")
             # (2) GEMM: weights U[pos][ocb] (C_in x ob) stay in L1 across the chunk's tile
             # groups; per group T accumulators, one weight vector + T broadcasts per step.
             with for_range(b, ocb_lo, ocb_hi, step=o_reg, name="ocb") as ocb:
@@ -366,7 +367,7 @@ class WinogradConv2dNCHWcPlan:
                         v_row = linear(b, "vrow", (grp, t_reg * aa * ci_all), (pos, ci_all))
                         with for_range(b, 0, ci_all, name="ci") as ci:
                             woff = linear(b, "woff", (w_row, 1), (ci, ob))
-                            wv = [load_vec(b, w, b.add(woff, i64(o * ci_all * ob)), ob, f"wv{o}")
+                            wv = [load(b, w, b.add(woff, i64(o * ci_all * ob)), ob, f"wv{o}")
                                   for o in range(o_reg)]
                             vo = b.add(v_row, ci, name="vo")
                             for t in range(t_reg):
@@ -377,13 +378,13 @@ class WinogradConv2dNCHWcPlan:
                                     b.store(acc, slots[t][o])
                         for t in range(t_reg):
                             for o in range(o_reg):
-                                store_vec(b, b.load(slots[t][o]), m_buf,
+                                store(b, b.load(slots[t][o]), m_buf,
                                           linear(b, "mo", (grp, t_reg * aa * ob), (pos, ob),
                                                  const=(o * k_tiles + t) * aa * ob), f"ms{t}")
                 # (3) output transform + epilogue of every tile of the chunk
                 for o in range(o_reg):
                     ocb_o = b.add(ocb, i64(o), name="ocbo")
-                    bias_v = load_vec(b, bias, linear(b, "bo", (ocb_o, ob)), ob, "bias")
+                    bias_v = load(b, bias, linear(b, "bo", (ocb_o, ob)), ob, "bias")
                     is_last = b.icmp_unsigned("==", ocb_o, i64(ocb_n - 1), name="last")
                     out_blk = linear(b, "oblk", (ocb_o, self.oh * self.ow * ob))
                     # a runtime loop over the chunk's tiles, not unrolled by T like the
@@ -392,7 +393,7 @@ class WinogradConv2dNCHWcPlan:
                     with for_range(b, 0, b.mul(n_grp, i64(t_reg)), name="okt") as kt:
                         m_off = linear(b, "mgo", (kt, aa * ob), const=o * k_tiles * aa * ob)
                         mg_base = b.gep(m_buf, [m_off], name="mgb")
-                        mg = [[load_vec(b, mg_base, (i * a + j) * ob, ob, f"mg{i}{j}")
+                        mg = [[load(b, mg_base, (i * a + j) * ob, ob, f"mg{i}{j}")
                                for j in range(a)] for i in range(a)]
                         y = _transform_2d(b, at, mg, "at")
                         tile = b.add(tile0, kt, name="otile")
@@ -412,7 +413,7 @@ class WinogradConv2dNCHWcPlan:
                                 with b.if_then(ok):
                                     off = linear(b, f"oo{i}{j}", (out_img, 1),
                                                  (oy, self.ow * ob), (ox, ob))
-                                    r = (load_vec(b, res, off, ob, f"res{i}{j}")
+                                    r = (load(b, res, off, ob, f"res{i}{j}")
                                          if d.residual else None)
                                     val = emit_epilogue(b, y[i][j], bias_v, r, d.activation,
                                                         d.activation_params, None,
@@ -420,6 +421,6 @@ class WinogradConv2dNCHWcPlan:
                                     if d.mask_last_group:
                                         masked = lane_mask(b, val, d.c_out % ob, f"mk{i}{j}")
                                         val = b.select(is_last, masked, val)
-                                    store_vec(b, val, out, off, f"os{i}{j}")
+                                    store(b, val, out, off, f"os{i}{j}")
         b.ret_void()
         return fn

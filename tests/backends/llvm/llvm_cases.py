@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcnn.ir import Graph
+from graphcnn.ops import ACTIVATIONS
 
 RNG = np.random.default_rng(1234)
 EXACT, SUMMED = 1e-5, 1e-4
@@ -292,3 +293,5 @@ CASES: dict[str, list] = {
     "from_blocked": [("drop-lanes", lambda: single("from_blocked", [(2, 2, 3, 4, 4)],
                                                    {"channels": 7}), EXACT)],
 }
+for _name in ACTIVATIONS:  # a new activation gets a case with its default attributes
+    CASES.setdefault(_name, [("odd", lambda n=_name: single(n, [(5, 41)]), EXACT)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from graphcnn.backends.llvm import threads
-from graphcnn.backends.llvm.emit.base import load, store, vec_loop
+from graphcnn.backends.llvm.builder import load, store, vec_loop
 from graphcnn.backends.llvm.emit.elementwise import broadcast_plan
 from llvmlite import ir
 

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import llvmlite.binding as llvm
 import numpy as np
 import pytest
 from llvmlite import ir
@@ -19,7 +20,7 @@ from llvmlite import ir
 from graphcnn.ops.conv import max_pool_windows
 
 try:
-    from graphcnn.backends.llvm.kernels import _emit
+    from graphcnn.backends.llvm import builder as irb
     from graphcnn.backends.llvm.kernels.conv2d_nchwc import (
         Conv2dNCHWcPlan,
         Tiling,
@@ -30,7 +31,7 @@ try:
     from graphcnn.backends.llvm.kernels.gemm import GemmPlan
 except ImportError:  # a source checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    from backends.llvm.kernels import _emit
+    from backends.llvm import builder as irb
     from backends.llvm.kernels.conv2d_nchwc import (
         Conv2dNCHWcPlan,
         Tiling,
@@ -39,6 +40,7 @@ except ImportError:  # a source checkout without the package installed
     )
     from backends.llvm.kernels.depthwise import DepthwiseConv2dNCHWcPlan
     from backends.llvm.kernels.gemm import GemmPlan
+from jit import JitModule, new_module
 
 VP = ctypes.c_void_p
 I64 = ctypes.c_int64
@@ -196,11 +198,11 @@ GEMM_CASES = ([{"m": 1, "n": 1000, "k": 512, "has_c": True},
 
 class Compiled:
     def __init__(self, plans: list, argtypes: tuple) -> None:
-        module = _emit.new_module("test_fast_kernels")
+        module = new_module("test_fast_kernels")
         for i, plan in enumerate(plans):
             plan.emit(module, f"k{i}")
         self.plans = plans
-        self.jit = _emit.JitModule(module)
+        self.jit = JitModule(module)
         self.functions = [self.jit.function(f"k{i}", None, *argtypes) for i in range(len(plans))]
 
 
@@ -409,10 +411,10 @@ def test_rejects_bad_arguments() -> None:
 
 def test_for_range_ir_text() -> None:
     module = ir.Module(name="t")
-    fn = ir.Function(module, ir.FunctionType(_emit.VOID, [_emit.I64]), "f")
+    fn = ir.Function(module, ir.FunctionType(irb.VOID, [irb.I64]), "f")
     fn.args[0].name = "n"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    with _emit.for_range(b, 0, fn.args[0], name="row"):
+    with irb.for_range(b, 0, fn.args[0], name="row"):
         pass
     b.ret_void()
     text = " ".join(str(module).split())
@@ -421,7 +423,7 @@ def test_for_range_ir_text() -> None:
             'br i1 %"row.cond", label %"row.body", label %"row.end" '
             'row.body: %"row.next" = add i64 %"row", 1 br label %"row.header" '
             'row.end: ret void') in text
-    llvm_module = _emit.llvm.parse_assembly(text)
+    llvm_module = llvm.parse_assembly(text)
     llvm_module.verify()
 
 
@@ -442,7 +444,7 @@ def test_plans_of_different_sizes_share_tile_kernels() -> None:
     specs = [{p.tile_spec(key) for key in p.task_loop.tile_keys()} for p in kernels.plans]
     assert specs[0] == specs[1] == specs[2] != specs[3]  # 14 columns, 13 columns
     assert specs[4] == specs[5]
-    module = _emit.new_module("shared")
+    module = new_module("shared")
     for i, plan in enumerate(kernels.plans):
         plan.emit(module, f"k{i}")
     tiles = [f.name for f in module.functions if f.name.startswith("nchwc.tile.")]
@@ -454,18 +456,18 @@ def test_plans_of_different_sizes_share_tile_kernels() -> None:
 
 def test_one_trip_loop_is_its_body() -> None:
     module = ir.Module(name="t")
-    fn = ir.Function(module, ir.FunctionType(_emit.VOID, [_emit.F32P]), "f")
+    fn = ir.Function(module, ir.FunctionType(irb.VOID, [irb.F32P]), "f")
     fn.args[0].name = "p"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    with _emit.for_range(b, 3, 4, name="once") as i:
-        _emit.store_vec(b, _emit.splat(1.0, 4), fn.args[0], i, "st")
+    with irb.for_range(b, 3, 4, name="once") as i:
+        irb.store(b, irb.splat(1.0, 4), fn.args[0], i, "st")
     b.ret_void()
     assert [bb.name for bb in fn.blocks] == ["entry"]  # no header, body or exit block
     assert 'getelementptr float, float* %"p", i64 3' in str(module)
 
 
 def test_emitted_values_are_named() -> None:
-    module = _emit.new_module("names")
+    module = new_module("names")
     Conv2dNCHWcPlan.create(n=1, c_in=5, h=6, w=6, c_out=20, kh=3, kw=3, pads=(1, 1, 1, 1),
                            activation="sigmoid", residual=True).emit(module, "conv")
     Conv2dNCHWcPlan.create(n=1, c_in=5, h=3, w=3, c_out=20, kh=3, kw=3, pads=(1, 1, 1, 1),
@@ -478,19 +480,19 @@ def test_emitted_values_are_named() -> None:
     text = str(module)
     anonymous = [line for line in text.splitlines() if line.strip().startswith('%".')]
     assert not anonymous, anonymous[:5]
-    _emit.llvm.parse_assembly(text).verify()
+    llvm.parse_assembly(text).verify()
 
 
 def test_vexp_accuracy() -> None:
-    module = _emit.new_module("exp")
-    fn = _emit.define_kernel(module, "vexp", 2, 0, ("x", "y"))
+    module = new_module("exp")
+    fn = irb.define_kernel(module, "vexp", 2, 0, ("x", "y"))
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    with _emit.for_range(b, 0, 64, name="i") as i:
-        off = b.mul(i, _emit.i64(16))
-        x = _emit.load_vec(b, fn.args[0], off, 16, "x")
-        _emit.store_vec(b, _emit.vexp(b, x, "e"), fn.args[1], off, "y")
+    with irb.for_range(b, 0, 64, name="i") as i:
+        off = b.mul(i, irb.i64(16))
+        x = irb.load(b, fn.args[0], off, 16, "x")
+        irb.store(b, irb.vexp(b, x, "e"), fn.args[1], off, "y")
     b.ret_void()
-    jit = _emit.JitModule(module)
+    jit = JitModule(module)
     f = jit.function("vexp", None, VP, VP)
     x = np.linspace(-87, 88, 1024, dtype=np.float32)
     y = np.empty_like(x)

@@ -7,8 +7,9 @@ import time
 
 import numpy as np
 import pytest
+from graphcnn.backends.llvm import builder as irb
 from graphcnn.backends.llvm import threads
-from graphcnn.backends.llvm.kernels import _emit
+from jit import JitModule, new_module
 from llvmlite import ir
 
 I64 = ir.IntType(64)
@@ -19,7 +20,7 @@ def _pool_module() -> ir.Module:
     """The pool; a task whose env is i64 [n, spin, runs[n], ran_by[n]]: it counts its runs in
     runs[task], records the thread that ran it (pthread_self) in ran_by[task], and spins `spin`
     pause rounds first; and `drive(env, n)`: one run of one job of n tasks."""
-    m = _emit.new_module("pool")
+    m = new_module("pool")
     pool = threads.emit_pool(m)
     self_fn = ir.Function(m, ir.FunctionType(I64, []), "pthread_self")
     pause = m.globals["llvm.x86.sse2.pause"]
@@ -30,8 +31,8 @@ def _pool_module() -> ir.Module:
     n = b.load(words, name="n")
     spin = b.load(b.gep(words, [ir.Constant(I64, 1)]), name="spin")
     me = b.call(self_fn, [])
-    with _emit.for_range(b, begin, end, name="t") as t:
-        with _emit.for_range(b, 0, spin, name="spin"):
+    with irb.for_range(b, begin, end, name="t") as t:
+        with irb.for_range(b, 0, spin, name="spin"):
             b.call(pause, [])
         b.atomic_rmw("add", b.gep(words, [b.add(t, ir.Constant(I64, 2))]),
                      ir.Constant(I64, 1), "monotonic")
@@ -56,7 +57,7 @@ def _run(drive, n: int, spin: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def pool():
-    jit = _emit.JitModule(_pool_module())
+    jit = JitModule(_pool_module())
     fns = (jit.function("drive", None, ctypes.c_void_p, ctypes.c_int64),
            jit.function("graphcnn_init_threads", ctypes.c_int64, ctypes.c_int64),
            jit.function("graphcnn_shutdown_threads", None))

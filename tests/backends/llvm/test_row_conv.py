@@ -2,14 +2,17 @@
 choice for LeNet's first layer in a compiled network."""
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import pytest
-from graphcnn.backends.llvm.kernels import _emit
+from graphcnn.backends.llvm import builder as irb
 from graphcnn.backends.llvm.kernels.conv2d_rows import (
     RowConv2dPlan,
     blocked_transpose,
     row_chunks,
 )
+from jit import JitModule, new_module
 from llvm_cases import record_plans
 from llvmlite import ir
 from test_fast_kernels import (
@@ -24,8 +27,8 @@ from test_fast_kernels import (
 
 import graphcnn as gc
 
-VP = _emit.ctypes.c_void_p
-I64 = _emit.ctypes.c_int64
+VP = ctypes.c_void_p
+I64 = ctypes.c_int64
 
 
 def random_row_case(rng: np.random.Generator) -> ConvCase:
@@ -101,14 +104,14 @@ def test_row_chunks_cover_the_row_once_or_overlap_at_the_end() -> None:
 
 @pytest.mark.parametrize("channels,width", [(8, 16), (4, 16), (8, 8), (4, 8), (2, 4)])
 def test_blocked_transpose_is_the_nchwc_order(channels: int, width: int) -> None:
-    module = _emit.new_module("transpose")
-    fn = _emit.define_kernel(module, "t", 2, 0, ("x", "y"))
+    module = new_module("transpose")
+    fn = irb.define_kernel(module, "t", 2, 0, ("x", "y"))
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    vectors = [_emit.load_vec(b, fn.args[0], c * width, width, f"v{c}") for c in range(channels)]
+    vectors = [irb.load(b, fn.args[0], c * width, width, f"v{c}") for c in range(channels)]
     for k, v in enumerate(blocked_transpose(b, vectors, width, "tr")):
-        _emit.store_vec(b, v, fn.args[1], k * width, f"s{k}")
+        irb.store(b, v, fn.args[1], k * width, f"s{k}")
     b.ret_void()
-    jit = _emit.JitModule(module)  # owns the code: keep it alive while calling
+    jit = JitModule(module)  # owns the code: keep it alive while calling
     f = jit.function("t", None, VP, VP)
     x = np.arange(channels * width, dtype=np.float32).reshape(channels, width)
     y = np.empty(channels * width, np.float32)

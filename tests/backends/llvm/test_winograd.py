@@ -5,7 +5,6 @@ import ctypes
 
 import numpy as np
 import pytest
-from graphcnn.backends.llvm.kernels import _emit
 from graphcnn.backends.llvm.kernels.conv2d_nchwc import from_nchwc, to_nchwc
 from graphcnn.backends.llvm.kernels.winograd import (
     L2_BYTES,
@@ -18,6 +17,7 @@ from graphcnn.backends.llvm.kernels.winograd import (
     transforms,
     winograd_conv_numpy,
 )
+from jit import JitModule, new_module
 
 
 def _case(rng: np.random.Generator, n: int, ci: int, co: int, h: int, w: int):
@@ -117,10 +117,10 @@ KERNEL_CASES = [
 @pytest.fixture(scope="module")
 def kernels():
     plans = [WinogradConv2dNCHWcPlan.create(kh=3, kw=3, **kw) for kw in KERNEL_CASES]
-    module = _emit.new_module("test_winograd")
+    module = new_module("test_winograd")
     for i, plan in enumerate(plans):
         plan.emit(module, f"k{i}")
-    jit = _emit.JitModule(module, WinogradConv2dNCHWcPlan.pipeline)
+    jit = JitModule(module, WinogradConv2dNCHWcPlan.pipeline)
     fns = [jit.function(f"k{i}", None, *(VP,) * 5, ctypes.c_int64, ctypes.c_int64)
            for i in range(len(plans))]
     return plans, fns, jit

@@ -1,29 +1,29 @@
-"""Small llvmlite helpers shared by the fast kernels (conv2d_nchwc, depthwise, gemm).
+"""The IR-builder helpers every llvm emitter and kernel uses (emit/*, kernels/*, threads.py).
 
-Everything here emits into a caller-owned `ir.IRBuilder`; every emitted value gets a name.
-The small JIT harness at the bottom (`JitModule`) is what the kernel tests and benchmarks
-use; the backend proper has its own runtime.
+Everything here emits into a caller-owned `ir.IRBuilder`, and every emitted value gets a name:
+types and constants, functions and loops (`for_range`, `vec_loop`), memory (`gep`, `load`,
+`store` and their partial / masked / broadcast forms), arithmetic (`fma`, `intrinsic`, `vexp`),
+index math, and the activations of graphcnn.ops.activation through `LLVMVectorMath`, the llvm
+side of the table's backend-neutral vector-math interface.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-import llvmlite.binding as llvm
 from llvmlite import ir
+
+from graphcnn.ops.activation import EPILOGUE_ACTIVATIONS, get_activation
 
 F32 = ir.FloatType()
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 F32P = F32.as_pointer()
+I8P = ir.IntType(8).as_pointer()
 VOID = ir.VoidType()
-
-# Fused epilogue activations -> number of parameters (leaky_relu: alpha; clip: min, max).
-ACTIVATIONS = {"none": 0, "relu": 0, "leaky_relu": 1, "clip": 2, "sigmoid": 0}
 
 
 def vec_type(width: int) -> ir.VectorType:
@@ -34,9 +34,13 @@ def i64(value: int) -> ir.Constant:
     return ir.Constant(I64, value)
 
 
+def as_i64(x: ir.Value | int) -> ir.Value:
+    return i64(x) if isinstance(x, int) else x
+
+
 def splat(value: float, width: int) -> ir.Constant:
-    """<width x float> of `value`. Memoised (constants are immutable and module-independent):
-    building one wraps every lane, ~60 us, and a ResNet-50 lowering asks for ~3500."""
+    """<width x float> of `value`. Memoised: constants are immutable and module-independent,
+    and building one wraps every lane (a big model asks for thousands)."""
     return _splat(float(value).hex(), width)  # hex: -0.0 and 0.0 are different constants
 
 
@@ -46,14 +50,14 @@ def _splat(value_hex: str, width: int) -> ir.Constant:
 
 
 def check_activation(activation: str, params: Sequence[float]) -> tuple[float, ...]:
-    """Validate an activation name and its parameters; return the parameters as a tuple."""
-    if activation not in ACTIVATIONS:
+    """Validate an epilogue activation name and its parameters; return the parameters."""
+    if activation not in EPILOGUE_ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; expected one of "
-                         f"{sorted(ACTIVATIONS)}")
+                         f"{sorted(EPILOGUE_ACTIVATIONS)}")
     params = tuple(float(p) for p in params)
-    if len(params) != ACTIVATIONS[activation]:
-        raise ValueError(f"activation {activation!r} takes {ACTIVATIONS[activation]} "
-                         f"parameters, got {params}")
+    want = EPILOGUE_ACTIVATIONS[activation][1]
+    if len(params) != want:
+        raise ValueError(f"activation {activation!r} takes {want} parameters, got {params}")
     return params
 
 
@@ -105,7 +109,8 @@ def udiv_rem(b: ir.IRBuilder, x: ir.Value, divisor: int, name: str) -> tuple[ir.
 @contextmanager
 def for_range(b: ir.IRBuilder, start: ir.Value | int, stop: ir.Value | int, step: int = 1,
               name: str = "i") -> Iterator[ir.Value]:
-    """`for (i = start; i < stop; i += step)` over i64; yields the induction variable.
+    """`for (i = start; i < stop; i += step)` over i64 (signed compare); yields the induction
+    variable.
 
     A loop of constant bounds with one trip is no loop: the body is emitted once with `i` the
     constant `start` (a one-channel block's channel loop in the stem conv)."""
@@ -164,12 +169,35 @@ def load_table(b: ir.IRBuilder, table: ir.GlobalVariable, index: ir.Value, name:
     return b.load(b.gep(table, [i64(0), index], inbounds=True, name=f"{name}.ptr"), name=name)
 
 
+def vec_loop(b: ir.IRBuilder, start: ir.Value | int, stop: ir.Value | int, width: int,
+             body: Callable[[ir.Value, int], None], name: str = "v") -> None:
+    """Run `body(index, w)` with w = width over the largest multiple of `width` from start, then
+    with w = 1 over the tail: the vector main loop plus its scalar tail."""
+    if isinstance(start, int) and isinstance(stop, int):
+        main_end: ir.Value | int = start + (stop - start) // width * width
+        if main_end > start:
+            with for_range(b, start, main_end, step=width, name=f"{name}.vec") as i:
+                body(i, width)
+        if stop > main_end:
+            with for_range(b, main_end, stop, name=f"{name}.tail") as i:
+                body(i, 1)
+        return
+    start, stop = as_i64(start), as_i64(stop)
+    count = b.sub(stop, start, name=f"{name}.count")
+    main = b.sub(count, b.urem(count, i64(width), name=f"{name}.rem"), name=f"{name}.main")
+    main_end = b.add(start, main, name=f"{name}.mainend")
+    with for_range(b, start, main_end, step=width, name=f"{name}.vec") as i:
+        body(i, width)
+    with for_range(b, main_end, stop, name=f"{name}.tail") as i:
+        body(i, 1)
+
+
 # ----------------------------------------------------------------------------------------------
 # Memory
 
 
-def offset_ptr(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str,
-               scale: int = 1) -> ir.Value:
+def gep(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str, scale: int = 1
+        ) -> ir.Value:
     """float* + offset * scale (elements). Not `inbounds`: border tiles form base pointers
     outside the tensor (only in-image elements are ever loaded through them)."""
     if isinstance(offset, int):
@@ -182,30 +210,37 @@ def offset_ptr(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str
     return b.gep(ptr, [offset], name=name)
 
 
-def load_vec(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, width: int,
-             name: str) -> ir.Value:
-    """Unaligned-safe vector load (callers only guarantee float alignment)."""
-    p = offset_ptr(b, ptr, offset, f"{name}.p")
+def load(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, width: int, name: str
+         ) -> ir.Value:
+    """`width` consecutive floats at ptr + offset as a <width x float>; unaligned-safe (callers
+    only guarantee float alignment)."""
+    p = gep(b, ptr, offset, f"{name}.p")
     return b.load(b.bitcast(p, vec_type(width).as_pointer(), name=f"{name}.vp"), name=name,
                   align=4)
 
 
-def store_vec(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, offset: ir.Value | int,
-              name: str) -> None:
-    p = offset_ptr(b, ptr, offset, f"{name}.p")
+def store(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, offset: ir.Value | int,
+          name: str) -> None:
+    p = gep(b, ptr, offset, f"{name}.p")
     b.store(value, b.bitcast(p, value.type.as_pointer(), name=f"{name}.vp"), align=4)
+
+
+def load_scalar(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str) -> ir.Value:
+    return b.load(gep(b, ptr, offset, f"{name}.p"), name=name, align=4)
 
 
 def broadcast(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, width: int,
               name: str) -> ir.Value:
     """Load one float and splat it; x86 folds this into an embedded-broadcast FMA operand."""
-    scalar = b.load(offset_ptr(b, ptr, offset, f"{name}.p"), name=f"{name}.s", align=4)
-    return splat_value(b, scalar, width, name)
+    return splat_value(b, load_scalar(b, ptr, offset, f"{name}.s"), width, name)
 
 
 def splat_value(b: ir.IRBuilder, scalar: ir.Value, width: int, name: str) -> ir.Value:
+    """<width x float> of a runtime float (width 1: the one-lane vector)."""
     one = b.insert_element(ir.Constant(vec_type(1), ir.Undefined), scalar, ir.Constant(I32, 0),
                            name=f"{name}.ins")
+    if width == 1:
+        return one
     return b.shuffle_vector(one, ir.Constant(vec_type(1), ir.Undefined),
                             ir.Constant(ir.VectorType(I32, width), [0] * width), name=name)
 
@@ -215,7 +250,7 @@ def prefetch(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str) 
     i8p = ir.IntType(8).as_pointer()
     fn = b.module.globals.get("llvm.prefetch.p0i8") or ir.Function(
         b.module, ir.FunctionType(VOID, [i8p, I32, I32, I32]), "llvm.prefetch.p0i8")
-    address = b.bitcast(offset_ptr(b, ptr, offset, f"{name}.p"), i8p, name=name)
+    address = b.bitcast(gep(b, ptr, offset, f"{name}.p"), i8p, name=name)
     b.call(fn, [address, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
 
 
@@ -223,10 +258,10 @@ def load_partial(b: ir.IRBuilder, ptr: ir.Value, offset: int, width: int, lanes:
                  name: str) -> ir.Value:
     """Load the first `lanes` floats into a vector (rest zero) without touching memory past them."""
     if lanes == width:
-        return load_vec(b, ptr, offset, width, name)
+        return load(b, ptr, offset, width, name)
     value = ir.Constant(vec_type(width), [0.0] * width)
     for lane in range(lanes):
-        scalar = b.load(offset_ptr(b, ptr, offset + lane, f"{name}.p{lane}"),
+        scalar = b.load(gep(b, ptr, offset + lane, f"{name}.p{lane}"),
                         name=f"{name}.s{lane}", align=4)
         value = b.insert_element(value, scalar, ir.Constant(I32, lane), name=f"{name}.i{lane}")
     return value
@@ -239,7 +274,7 @@ def load_masked(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int,
     or past a buffer as long as every lane kept is inside it."""
     width = len(mask)
     if all(mask):
-        return load_vec(b, ptr, offset, width, name)
+        return load(b, ptr, offset, width, name)
     if not any(mask):
         return splat(0.0, width)
     ty = vec_type(width)
@@ -247,7 +282,7 @@ def load_masked(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int,
     fn = b.module.globals.get(fname) or ir.Function(
         b.module, ir.FunctionType(ty, [ty.as_pointer(), I32, ir.VectorType(ir.IntType(1), width),
                                        ty]), fname)
-    p = b.bitcast(offset_ptr(b, ptr, offset, f"{name}.p"), ty.as_pointer(), name=f"{name}.vp")
+    p = b.bitcast(gep(b, ptr, offset, f"{name}.p"), ty.as_pointer(), name=f"{name}.vp")
     return b.call(fn, [p, ir.Constant(I32, 4), ir.Constant(ir.VectorType(ir.IntType(1), width),
                                                                list(mask)), splat(0.0, width)],
                   name=name)
@@ -258,19 +293,19 @@ def store_partial(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, offset: ir.Va
     """Store the first `lanes` lanes of a vector (row-major tails, e.g. GEMM's last panel)."""
     width = value.type.count
     if lanes == width:
-        store_vec(b, value, ptr, offset, name)
+        store(b, value, ptr, offset, name)
         return
-    base = offset_ptr(b, ptr, offset, f"{name}.base")
+    base = gep(b, ptr, offset, f"{name}.base")
     for lane in range(lanes):
         scalar = b.extract_element(value, ir.Constant(I32, lane), name=f"{name}.e{lane}")
-        b.store(scalar, offset_ptr(b, base, lane, f"{name}.p{lane}"), align=4)
+        b.store(scalar, gep(b, base, lane, f"{name}.p{lane}"), align=4)
 
 
 # ----------------------------------------------------------------------------------------------
 # Arithmetic
 
 
-def _intrinsic(module: ir.Module, base: str, ty: ir.Type, n_args: int) -> ir.Function:
+def _declare(module: ir.Module, base: str, ty: ir.Type, n_args: int) -> ir.Function:
     """Declare (once) an overloaded float intrinsic such as llvm.fma.v16f32."""
     suffix = f"v{ty.count}f32" if isinstance(ty, ir.VectorType) else "f32"
     name = f"{base}.{suffix}"
@@ -279,17 +314,14 @@ def _intrinsic(module: ir.Module, base: str, ty: ir.Type, n_args: int) -> ir.Fun
     return ir.Function(module, ir.FunctionType(ty, [ty] * n_args), name)
 
 
+def intrinsic(b: ir.IRBuilder, base: str, args: Sequence[ir.Value], name: str) -> ir.Value:
+    """Call an overloaded float intrinsic (llvm.sqrt, llvm.pow, llvm.maxnum, ...)."""
+    return b.call(_declare(b.module, base, args[0].type, len(args)), list(args), name=name)
+
+
 def fma(b: ir.IRBuilder, x: ir.Value, y: ir.Value, acc: ir.Value, name: str) -> ir.Value:
     """x * y + acc, one rounding (llvm.fma.vNf32 -> vfmadd231ps)."""
-    return b.call(_intrinsic(b.module, "llvm.fma", x.type, 3), [x, y, acc], name=name)
-
-
-def _unary(b: ir.IRBuilder, intrinsic: str, x: ir.Value, name: str) -> ir.Value:
-    return b.call(_intrinsic(b.module, intrinsic, x.type, 1), [x], name=name)
-
-
-def _binary(b: ir.IRBuilder, intrinsic: str, x: ir.Value, y: ir.Value, name: str) -> ir.Value:
-    return b.call(_intrinsic(b.module, intrinsic, x.type, 2), [x, y], name=name)
+    return intrinsic(b, "llvm.fma", [x, y, acc], name)
 
 
 def fmax(b: ir.IRBuilder, x: ir.Value, y: ir.Value, name: str) -> ir.Value:
@@ -298,19 +330,19 @@ def fmax(b: ir.IRBuilder, x: ir.Value, y: ir.Value, name: str) -> ir.Value:
 
 
 def vmax(b: ir.IRBuilder, x: ir.Value, y: ir.Value, name: str) -> ir.Value:
-    return _binary(b, "llvm.maxnum", x, y, name)
+    return intrinsic(b, "llvm.maxnum", [x, y], name)
 
 
 def vmin(b: ir.IRBuilder, x: ir.Value, y: ir.Value, name: str) -> ir.Value:
-    return _binary(b, "llvm.minnum", x, y, name)
+    return intrinsic(b, "llvm.minnum", [x, y], name)
 
 
 def vexp(b: ir.IRBuilder, x: ir.Value, name: str) -> ir.Value:
     """exp(x) for float vectors, ~1 ulp on [-87, 88]: 2^n * p(r), r = x - n*ln2 (Cephes expf)."""
     width = x.type.count
     x = vmin(b, vmax(b, x, splat(-87.0, width), f"{name}.lo"), splat(88.0, width), f"{name}.cl")
-    n = _unary(b, "llvm.rint", b.fmul(x, splat(1 / math.log(2), width), name=f"{name}.xl2"),
-               f"{name}.n")
+    n = intrinsic(b, "llvm.rint", [b.fmul(x, splat(1 / math.log(2), width),
+                                            name=f"{name}.xl2")], f"{name}.n")
     # Two-step Cody-Waite reduction keeps r accurate for |n| up to 127.
     r = fma(b, n, splat(-0.693359375, width), x, f"{name}.r0")
     r = fma(b, n, splat(2.12194440e-4, width), r, f"{name}.r")
@@ -328,26 +360,66 @@ def vexp(b: ir.IRBuilder, x: ir.Value, name: str) -> ir.Value:
     return b.fmul(p, b.bitcast(bits, x.type, name=f"{name}.pow2"), name=name)
 
 
+class LLVMVectorMath:
+    """graphcnn.ops.activation.VectorMath on <width x float> values: each call emits the one
+    instruction it names (names `name.<op><k>`), so a table expression costs exactly its
+    operations."""
+
+    def __init__(self, b: ir.IRBuilder, width: int, name: str):
+        self.b, self.width, self.name, self._k = b, width, name, 0
+
+    def _n(self, op: str) -> str:
+        self._k += 1
+        return f"{self.name}.{op}{self._k}"
+
+    def const(self, value: float) -> ir.Constant:
+        return splat(value, self.width)
+
+    def zero(self) -> ir.Constant:
+        return splat(0.0, self.width)
+
+    def add(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.fadd(x, y, name=self._n("add"))
+
+    def sub(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.fsub(x, y, name=self._n("sub"))
+
+    def mul(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.fmul(x, y, name=self._n("mul"))
+
+    def div(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.fdiv(x, y, name=self._n("div"))
+
+    def neg(self, x: ir.Value) -> ir.Value:
+        return self.b.fneg(x, name=self._n("neg"))
+
+    def max(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return vmax(self.b, x, y, self._n("max"))
+
+    def min(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return vmin(self.b, x, y, self._n("min"))
+
+    def exp(self, x: ir.Value) -> ir.Value:
+        return vexp(self.b, x, self._n("exp"))
+
+    def gt(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.fcmp_ordered(">", x, y, name=self._n("gt"))
+
+    def ge(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.fcmp_ordered(">=", x, y, name=self._n("ge"))
+
+    def select(self, cond: ir.Value, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.select(cond, x, y, name=self._n("sel"))
+
+
 def apply_activation(b: ir.IRBuilder, x: ir.Value, activation: str, params: Sequence[float],
                      name: str) -> ir.Value:
-    """The fused epilogue activations; numpy semantics as in the op table."""
-    width = x.type.count
+    """A fused epilogue or elementwise activation on a float vector: the table's vector
+    expression (graphcnn.ops.activation.ACTIVATIONS), numpy semantics as in the op table."""
     if activation == "none":
         return x
-    if activation == "relu":
-        return vmax(b, x, splat(0.0, width), name)
-    if activation == "leaky_relu":
-        scaled = b.fmul(x, splat(params[0], width), name=f"{name}.neg")
-        positive = b.fcmp_ordered(">", x, splat(0.0, width), name=f"{name}.pos")
-        return b.select(positive, x, scaled, name=name)
-    if activation == "clip":
-        low = vmax(b, x, splat(params[0], width), f"{name}.lo")
-        return vmin(b, low, splat(params[1], width), name)
-    if activation == "sigmoid":
-        e = vexp(b, b.fneg(x, name=f"{name}.negx"), f"{name}.exp")
-        return b.fdiv(splat(1.0, width), b.fadd(e, splat(1.0, width), name=f"{name}.den"),
-                      name=name)
-    raise ValueError(f"unknown activation {activation!r}")
+    return get_activation(activation).vector(LLVMVectorMath(b, x.type.count, name), x,
+                                             tuple(params))
 
 
 def lane_mask(b: ir.IRBuilder, x: ir.Value, lanes: int, name: str) -> ir.Value:
@@ -360,101 +432,71 @@ def lane_mask(b: ir.IRBuilder, x: ir.Value, lanes: int, name: str) -> ir.Value:
 
 
 # ----------------------------------------------------------------------------------------------
-# Host target and a minimal JIT (tests, benchmarks)
+# Reductions and index math
 
 
-def host_target_machine(opt: int = 3) -> llvm.TargetMachine:
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                        features=llvm.get_host_cpu_features().flatten(),
-                                        opt=opt, codemodel="jitdefault", jit=True)
+def hsum(b: ir.IRBuilder, v: ir.Value, name: str) -> ir.Value:
+    """Horizontal sum of a float vector (pairwise tree)."""
+    lanes = [b.extract_element(v, ir.Constant(I32, i), name=f"{name}.e{i}")
+             for i in range(v.type.count)]
+    while len(lanes) > 1:
+        lanes = [b.fadd(lanes[i], lanes[i + 1], name=f"{name}.t") if i + 1 < len(lanes)
+                 else lanes[i] for i in range(0, len(lanes), 2)]
+    return lanes[0]
 
 
-def host_vector_width() -> int:
-    """Floats per vector register on this CPU: 16 (AVX-512), 8 (AVX/AVX2) or 4 (SSE)."""
-    features = llvm.get_host_cpu_features()
-    if features.get("avx512f"):
-        return 16
-    if features.get("avx2") or features.get("avx"):
-        return 8
-    return 4
+def hreduce(b: ir.IRBuilder, v: ir.Value, op: Callable, name: str) -> ir.Value:
+    lanes = [b.extract_element(v, ir.Constant(I32, i), name=f"{name}.e{i}")
+             for i in range(v.type.count)]
+    acc = lanes[0]
+    for lane in lanes[1:]:
+        acc = op(acc, lane)
+    return acc
 
 
-def new_module(name: str, tm: llvm.TargetMachine | None = None) -> ir.Module:
-    module = ir.Module(name=name)
-    tm = tm or host_target_machine()
-    module.triple = tm.triple
-    module.data_layout = str(tm.target_data)
-    return module
+def decompose(b: ir.IRBuilder, index: ir.Value, dims: Sequence[int], name: str
+              ) -> list[ir.Value]:
+    """Row-major multi-index of `index` over `dims` (constant sizes)."""
+    out: list[ir.Value] = []
+    rest = index
+    for k in range(len(dims) - 1, 0, -1):
+        out.append(b.urem(rest, i64(dims[k]), name=f"{name}{k}"))
+        rest = b.udiv(rest, i64(dims[k]), name=f"{name}.q{k}")
+    out.append(rest)
+    return out[::-1]
 
 
-# Optimisation pipelines, by name (new pass manager).
-# - "lean": SROA (the accumulator allocas become SSA registers), loop rotation, instcombine,
-#   simplifycfg. The kernels/ plans are vectorised, register-tiled and unrolled by hand, so
-#   that is all they need: against O1 their layers ran within noise (one thread, alternated,
-#   bit-identical outputs) and the zoo's networks within the noise of two builds of the same
-#   code (+-4%), for a tenth of the IR-pass time (ResNet-50's kernel modules: 0.76 -> 0.08 s),
-#   about half their LLVM time. Loop rotation is in for the Winograd kernels (4-6% slower
-#   lean without it), although they now take O1 (below).
-# - "O1", "O2": LLVM's default pipelines at that speed level, loop + SLP vectorisation on.
-#   The Winograd plans need O1: their transforms ran 3-16% slower "lean" on maps of 32x32 and
-#   less (the transform's 36 live vectors spill more). The rest of a model (the emit/
-#   kernels, scalar loops left to LLVM's vectoriser) needs O2: DenseNet-121 ran 8% slower with
-#   its module at O1; O3 bought nothing over O2 for ~6% more LLVM time.
-# Unrolling is off at O1: it cost ~10% of the kernel modules' IR time and changed no object.
-LEAN, O1, O2 = "lean", "O1", "O2"
-KERNEL_PIPELINE = LEAN   # a kernels/ plan's unless its class says otherwise (`pipeline`)
-MODEL_PIPELINE = O2      # the main module's
-PIPELINES = (LEAN, O1, O2)
-PipelinedModule = tuple[ir.Module, str]  # a module and the pipeline it compiles with
+def dot_index(b: ir.IRBuilder, idx: Sequence[ir.Value], strides: Sequence[int], name: str
+              ) -> ir.Value:
+    """sum(idx[k] * strides[k]) in i64; zero strides emit nothing."""
+    total: ir.Value | None = None
+    for k, (x, s) in enumerate(zip(idx, strides)):
+        if not s:
+            continue
+        term = x if s == 1 else b.mul(x, i64(s), name=f"{name}.m{k}")
+        total = term if total is None else b.add(total, term, name=f"{name}.a{k}")
+    return total if total is not None else i64(0)
 
 
-def plan_pipeline(plan: object) -> str:
-    """The pipeline a kernels/ plan's module compiles with: its class attribute `pipeline`,
-    else KERNEL_PIPELINE."""
-    return getattr(plan, "pipeline", KERNEL_PIPELINE)
+def strides_of(shape: Sequence[int]) -> list[int]:
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
 
 
-def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, pipeline: str = KERNEL_PIPELINE
-             ) -> None:
-    """Run the named pipeline (see PIPELINES) over `mod`."""
-    if pipeline not in PIPELINES:
-        raise ValueError(f"unknown pipeline {pipeline!r}; known: {PIPELINES}")
-    pto = llvm.create_pipeline_tuning_options(speed_level=2 if pipeline == O2 else 1)
-    pto.loop_vectorization = pto.slp_vectorization = pipeline != LEAN
-    pto.loop_unrolling = pipeline == O2
-    pb = llvm.create_pass_builder(tm, pto)
-    if pipeline != LEAN:
-        pb.getModulePassManager().run(mod, pb)
-        return
-    mpm = llvm.create_new_module_pass_manager()
-    mpm.add_sroa_pass()
-    mpm.add_loop_rotate_pass()
-    mpm.add_instruction_combine_pass()
-    mpm.add_simplify_cfg_pass()
-    mpm.run(mod, pb)
+def prod(xs: Sequence[int]) -> int:
+    return math.prod(xs)
 
 
-class JitModule:
-    """Verify, optimise (`pipeline`, see PIPELINES) and MCJIT-compile an `ir.Module`; look up
-    functions by name."""
-
-    def __init__(self, module: ir.Module, pipeline: str = KERNEL_PIPELINE) -> None:
-        # A fresh target machine each time: the MCJIT engine takes ownership of it.
-        self.tm = host_target_machine()
-        self.mod = llvm.parse_assembly(str(module))
-        self.mod.verify()
-        optimize(self.mod, self.tm, pipeline)
-        self.engine = llvm.create_mcjit_compiler(self.mod, self.tm)
-        self.engine.finalize_object()
-
-    def function(self, name: str, restype: type | None, *argtypes: type) -> ctypes._CFuncPtr:
-        address = self.engine.get_function_address(name)
-        if not address:
-            raise KeyError(f"no function {name!r} in the JIT module")
-        return ctypes.CFUNCTYPE(restype, *argtypes)(address)
-
-    def assembly(self) -> str:
-        return self.tm.emit_assembly(self.mod)
+def window_index(b: ir.IRBuilder, out: ir.Value, tap: ir.Value, stride: int, dilation: int,
+                 pad: int, size: int, name: str) -> tuple[ir.Value, ir.Value]:
+    """The input coordinate out*stride + tap*dilation - pad that a window tap reads, and
+    whether it lies inside [0, size) (outside it is padding)."""
+    idx = b.add(b.mul(out, i64(stride), name=f"{name}.s"),
+                b.sub(b.mul(tap, i64(dilation), name=f"{name}.k"), i64(pad), name=f"{name}.p"),
+                name=name)
+    ok = b.and_(b.icmp_signed(">=", idx, i64(0), name=f"{name}.ge"),
+                b.icmp_signed("<", idx, i64(size), name=f"{name}.lt"), name=f"{name}.ok")
+    return idx, ok
