@@ -231,6 +231,12 @@ class Sigmoid(Layer):
     op = "sigmoid"
 
 
+class Hardswish(Layer):
+    """x * relu6(x + 3) / 6, as PyTorch's nn.Hardswish (ONNX HardSwish)."""
+
+    op = "hard_swish"
+
+
 class Identity(Layer):
     op = "identity"
 

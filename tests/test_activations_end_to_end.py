@@ -60,3 +60,17 @@ def test_llvm_reference_onnxruntime_agree(name, seed):
     ort = gc.compile(graph, target="onnxruntime")(x)
     assert rel_l2(native, ref) <= 1e-5, f"llvm vs reference: {rel_l2(native, ref):.2e}"
     assert rel_l2(ort, ref) <= 1e-5, f"onnxruntime vs reference: {rel_l2(ort, ref):.2e}"
+
+
+def test_dsl_hardswish_is_pytorchs():
+    """gc.Hardswish (PyTorch's nn.Hardswish): x * relu6(x + 3) / 6, on every target."""
+    model = gc.Sequential(gc.Conv2d(3, 8, 3, padding=1, seed=0), gc.Hardswish())
+    graph = model.build((1, 3, 10, 10))
+    assert [n.op for n in graph.nodes][-1] == "hard_swish"
+    x = (np.random.default_rng(5).standard_normal((1, 3, 10, 10)) * 4).astype(np.float32)
+    conv = gc.Sequential(gc.Conv2d(3, 8, 3, padding=1, seed=0)).build((1, 3, 10, 10))
+    c = gc.compile(conv, target="reference")(x).astype(np.float64)
+    want = c * np.clip(c + 3, 0, 6) / 6
+    for target in ("reference", "llvm", "onnxruntime"):
+        got = gc.compile(graph, target=target)(x)
+        assert rel_l2(got, want) <= 1e-6, target

@@ -104,6 +104,20 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
 
 
+def _hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    return np.maximum(np.float32(0), np.minimum(np.float32(1),
+                                                x * np.float32(alpha) + np.float32(beta)))
+
+
+def _hard_swish(x: np.ndarray) -> np.ndarray:
+    return x * _hard_sigmoid(x, 1 / 6, 0.5)
+
+
+def _hard_sigmoid_vec(m: VectorMath, x: Any, alpha: float, beta: float) -> Any:
+    t = m.add(m.mul(x, m.const(alpha)), m.const(beta))
+    return m.max(m.min(t, m.const(1.0)), m.zero())
+
+
 # ----- the table ------------------------------------------------------------------------------
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in (
     Activation("relu", _relu, lambda m, x, p: m.max(x, m.zero()),
@@ -124,6 +138,15 @@ ACTIVATIONS: dict[str, Activation] = {a.name: a for a in (
                lambda m, x, p: m.div(m.const(1.0), m.add(m.exp(m.neg(x)), m.const(1.0))),
                OnnxActivation("Sigmoid", (6, 13)), zero_preserving=False, cost=20,
                doc="1 / (1 + exp(-x))"),
+    Activation("hard_sigmoid", _hard_sigmoid, lambda m, x, p: _hard_sigmoid_vec(m, x, *p),
+               OnnxActivation("HardSigmoid", (6, 22), (("alpha", 0.2), ("beta", 0.5))),
+               attrs=(("alpha", 0.2), ("beta", 0.5)),
+               zero_preserving=lambda p: p[1] <= 0, cost=2,
+               doc="max(0, min(1, alpha * x + beta))"),
+    Activation("hard_swish", _hard_swish,
+               lambda m, x, p: m.mul(x, _hard_sigmoid_vec(m, x, 1 / 6, 0.5)),
+               OnnxActivation("HardSwish", (14, 22)), cost=3,
+               doc="x * max(0, min(1, x / 6 + 0.5))"),
 )}
 
 # the fused epilogue that computes nothing

@@ -45,7 +45,8 @@ from jit import JitModule, new_module
 VP = ctypes.c_void_p
 I64 = ctypes.c_int64
 ACTIVATIONS = [("none", ()), ("relu", ()), ("leaky_relu", (0.1,)), ("clip", (-0.5, 0.7)),
-               ("clip", (0.2, 6.0)), ("sigmoid", ())]
+               ("clip", (0.2, 6.0)), ("sigmoid", ()), ("hard_sigmoid", (0.3, 0.4)),
+               ("hard_swish", ())]
 
 
 def ptr(array: np.ndarray | None) -> VP | None:
@@ -69,6 +70,10 @@ def activate(x: np.ndarray, activation: str, params: tuple[float, ...]) -> np.nd
         return np.clip(x, params[0], params[1])
     if activation == "sigmoid":
         return 1 / (1 + np.exp(-x))
+    if activation == "hard_sigmoid":
+        return np.clip(params[0] * x + params[1], 0, 1)
+    if activation == "hard_swish":
+        return x * np.clip(x / 6 + 0.5, 0, 1)
     return x
 
 
