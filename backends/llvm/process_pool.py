@@ -108,9 +108,12 @@ def pool_object() -> bytes:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        except OSError:
+            return obj
+        try:
             with os.fdopen(fd, "wb") as f:
                 f.write(hashlib.sha256(obj).digest() + obj)
             os.replace(tmp, path)
         except OSError:
-            pass
+            Path(tmp).unlink(missing_ok=True)
     return obj

@@ -211,3 +211,30 @@ def test_ten_models_share_one_pool(tmp_path):
     assert first == "3 [2, 3, 4, 2, 3, 4, 1, 2, 3, 4]"  # largest threads - 1 workers
     same, total = second.split()
     assert same == "1" and float(total) > 0  # the same workers serve the new model
+
+
+def test_models_called_from_several_threads_at_once():
+    """Four Python threads calling two models (threads=2, one pool) at once: whichever run
+    holds the pool, every output equals the single-threaded one."""
+    import threading
+
+    import graphcnn as gc
+
+    gc.manual_seed(6)
+    graph = gc.Sequential(gc.Conv2d(8, 32, 3, padding=1), gc.ReLU()).build((2, 8, 16, 16))
+    x = np.random.default_rng(2).standard_normal((2, 8, 16, 16)).astype(np.float32)
+    want = gc.compile(graph, target="llvm", threads=1)(x)
+    models = [gc.compile(graph, target="llvm", threads=2) for _ in range(2)]
+    bad = []
+
+    def calls(model):
+        for _ in range(30):
+            if not np.array_equal(model(x), want):
+                bad.append(1)
+
+    workers = [threading.Thread(target=calls, args=(models[k % 2],)) for k in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not bad
