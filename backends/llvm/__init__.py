@@ -12,10 +12,10 @@ options, CPU); gc.compile looks it up on the graph as the user gave it, before t
 pipeline (compile_graph), so a hit costs verifying and hashing the graph and loading the
 object, nothing else.
 
-Threads: a persistent pool of (threads - 1) pthreads per compiled model, driven from the
-generated code; each kernel's tasks are claimed in chunks, each thread's own share (home) first,
-and every task sums in a fixed order, so results are bit-identical for any thread count (see
-threads.py). Input policy: the CompiledModel base (float64 rejected, non-contiguous copied).
+Threads: one persistent native pool per process (process_pool.py), shared by every model and
+sized by the largest `threads=` asked; each kernel's tasks are claimed in chunks, each thread's
+own share (home) first, and every task sums in a fixed order, so results are bit-identical for
+any thread count (see threads.py). Input policy: the CompiledModel base (float64 rejected, non-contiguous copied).
 Outputs are freshly allocated per call.
 """
 from __future__ import annotations

@@ -5,6 +5,11 @@ weights: an assembler stub `.incbin`s the weights arena into .rodata under the s
 references. `cc -shared` (a C compiler at export time only) links the two objects with
 libpthread and libm. The header beside it (`libnet.so` -> `libnet.h`) declares the entry point
 and the thread-pool functions, and gives input/output shapes and the workspace size as macros.
+
+Threads: there is no Python process to share a pool with, so the library links its own copy of
+the pool (threads.pool_module(aot=True), hidden symbols: two libraries in one process never
+share or interpose each other's pool). It starts on first use, graphcnn_init_threads(n); until
+then the library runs single-threaded.
 """
 from __future__ import annotations
 
@@ -18,8 +23,9 @@ from pathlib import Path
 from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
 
-from .codegen import compile_objects, cpu_and_features, vector_width
+from .codegen import MODEL_PIPELINE, compile_objects, cpu_and_features, vector_width
 from .lower import lower
+from .threads import pool_module
 
 
 def find_cc() -> str | None:
@@ -52,7 +58,8 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
     stem = re.sub(r"\W", "_", path.name.split(".")[0].removeprefix("lib")) or "net"
     symbol = f"graphcnn_weights_{stem}"
     lowered = lower(graph.copy(), vector_width(cpu), symbol, rewrites)
-    objects = compile_objects(lowered.modules, cpu, aot=True)
+    objects = compile_objects([*lowered.modules, (pool_module(aot=True), MODEL_PIPELINE)], cpu,
+                              aot=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         object_files = []

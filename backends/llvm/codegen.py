@@ -139,19 +139,18 @@ class ObjectBuilder:
 
 def compile_objects(modules: list[PipelinedModule], cpu: str, aot: bool = False,
                     builder: ObjectBuilder | None = None) -> list[bytes]:
-    """compile_object for each (module, pipeline): the first (the main module) here, the
-    kernel modules in forked child processes running alongside; modules already submitted to
-    `builder` are collected, not compiled again. A child also prints its module to LLVM
-    assembly (~0.05-0.1 s for a 0.5 MB kernel module), so that is not done serially before the
-    forks. Without fork, or if a child fails, the remaining modules compile here, one after
-    another."""
+    """compile_object for each (module, pipeline), each in a forked child process, all running
+    alongside; modules already submitted to `builder` are collected, not compiled again. A
+    child also prints its module to LLVM assembly (~0.05-0.1 s for a 0.5 MB kernel module), so
+    that is not done serially before the forks. The main module compiles in a child too:
+    llvmlite's pass builder leaks its instrumentation callbacks (~0.2 MB a module), which a
+    long-lived process compiling models would accumulate. Without fork, or if a child fails,
+    the remaining modules compile here, one after another."""
     b = builder or ObjectBuilder(cpu, aot)
     try:
-        for module, pipeline in modules[1:]:
+        for module, pipeline in modules:
             b.submit(module, pipeline)
-        main, main_pipeline = modules[0]
-        objects = [compile_object(main, cpu, aot, main_pipeline)]
-        objects += [b.collect(module, pipeline) for module, pipeline in modules[1:]]
+        objects = [b.collect(module, pipeline) for module, pipeline in modules]
     finally:
         b.close()
     return objects

@@ -354,18 +354,18 @@ def _lower(graph: Graph, vector_width: int, weights_symbol: str, rewrites: bool,
     clock = _profile_clock(module, len(ctx.tasks)) if profile else None
     parallel = [threads.worth_parallel(t.num_tasks, t.work, t.op) for t in ctx.tasks]
     if any(parallel):
-        b.call(pool.run_begin, [])
+        count = b.call(pool.run_begin, [], name="threads")
     for k, task in enumerate(ctx.tasks):
         start = clock(b, None, k) if clock else None
         n = ir.Constant(ir.IntType(64), task.num_tasks)
         if parallel[k]:
-            b.call(pool.parallel_for, [task.fn, env_p, n])
+            b.call(pool.parallel_for, [task.fn, env_p, n, count])
         else:
             b.call(task.fn, [env_p, ir.Constant(ir.IntType(64), 0), n])
         if clock:
             clock(b, start, k)
     if any(parallel):
-        b.call(pool.run_end, [])
+        b.call(pool.run_end, [count])
     b.ret_void()
     kernels = [{"node": t.node, "op": t.op, "fn": t.fn.name, "tasks": t.num_tasks,
                 "work": t.work} for t in ctx.tasks]

@@ -2,14 +2,16 @@
 
 At construction: the object file is added to an MCJIT engine (the same path for a fresh
 compile and a cache hit — no LLVM optimisation or codegen on a hit), the weights arena symbol
-is bound to a 64-byte aligned numpy buffer, the workspace arena is allocated once, the ctypes
-pointer tables for inputs and outputs are built once, and the thread pool is started.
+is bound to a 64-byte aligned numpy buffer and the calls into the process-wide thread pool to
+its functions (process_pool.py; the pool grows to this model's thread count if it has fewer),
+the workspace arena is allocated once, and the ctypes pointer tables for inputs and outputs are
+built once.
 
 Per call: input pointers are written into the prepared table, outputs are *allocated fresh*
 (np.empty) so a returned array is never overwritten by a later call, then `run` is called once
 (ctypes releases the GIL). A lock serialises calls from several Python threads, since they
-share the workspace. When the model is garbage collected a finalizer joins the pool threads
-before the engine (and its code) is released.
+share the workspace. Dropping the model releases its engine, code and arenas; the pool stays
+for the next model (no thread runs a model's code once its call has returned).
 
 On a cache hit of gc.compile the pass pipeline did not run: the model is built from the
 caller's graph (a copy; its inputs and outputs equal the optimised graph's, which the cache
@@ -21,7 +23,6 @@ import ctypes
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 
 import llvmlite.binding as llvm
@@ -32,6 +33,8 @@ from graphcnn.ir import Graph
 from graphcnn.runtime import CompiledModel
 
 from .codegen import init_llvm, target_machine
+from .process_pool import shared_pool
+from .threads import THREADS_SYMBOL
 
 RUN_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 PROFILE_WARMUP_S = 0.05  # untimed calls before `profile` times its runs
@@ -70,13 +73,6 @@ def _address(array: np.ndarray) -> int:
     return array.ctypes.data
 
 
-def _shutdown(owner_pid: int, shutdown_fn, *keep_alive) -> None:
-    # joins the workers; keep_alive holds the engine and arenas until now. A forked child has
-    # no workers to join (and runs every chunk itself: claiming never waits for absent threads)
-    if os.getpid() == owner_pid:
-        shutdown_fn()
-
-
 class LLVMModel(CompiledModel):
     target = "llvm"
 
@@ -102,6 +98,7 @@ class LLVMModel(CompiledModel):
         ws_ptr = self._workspace.ctypes.data
         self._ws_ptr = ctypes.c_void_p(ws_ptr + (-ws_ptr) % 64)
 
+        pool = shared_pool()  # its functions are process symbols before the model links
         engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine(cpu))
         for part in ([obj] if isinstance(obj, bytes) else obj):  # main + kernel modules
             engine.add_object_file(llvm.ObjectFileRef.from_data(part))
@@ -110,12 +107,9 @@ class LLVMModel(CompiledModel):
             engine.finalize_object()
         self._engine = engine
         self._run = RUN_TYPE(engine.get_function_address("run"))
-        init = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(
-            engine.get_function_address("graphcnn_init_threads"))
-        shutdown = ctypes.CFUNCTYPE(None)(engine.get_function_address("graphcnn_shutdown_threads"))
-        self.threads = int(init(threads))
-        self._finalizer = weakref.finalize(self, _shutdown, os.getpid(), shutdown, engine,
-                                           self._weights, self._workspace)
+        self.threads = min(threads, pool.ensure(threads)) if threads > 1 else 1
+        ctypes.c_int64.from_address(engine.get_global_value_address(THREADS_SYMBOL)).value = \
+            self.threads
 
         self._in_table = (ctypes.c_void_p * max(1, len(self.input_names)))()
         self._out_table = (ctypes.c_void_p * max(1, len(self.output_names)))()
@@ -209,10 +203,6 @@ class LLVMModel(CompiledModel):
                 self._out_table[j] = _address(y)
             self._run(self._in_address, self._out_address, self._ws_ptr)
         return outs
-
-    def close(self) -> None:
-        """Join the worker threads now (also done automatically on garbage collection)."""
-        self._finalizer()
 
     def export_library(self, path: str | os.PathLike) -> str:
         """Write `path` (a shared library) and the C header beside it; returns the header path."""

@@ -43,10 +43,19 @@ def test_broadcast_plan_merges_contiguous_dims():
 
 
 def test_pool_ir_uses_pthreads_and_condition_variables():
-    m = ir.Module("p")
-    threads.emit_pool(m)
-    text = str(m)
+    text = str(threads.pool_module())
     for name in ("pthread_create", "pthread_join", "pthread_cond_wait",
-                 "pthread_cond_broadcast", "graphcnn_init_threads", "graphcnn_shutdown_threads",
-                 "gc_parallel_for"):
+                 "pthread_cond_broadcast", *threads.POOL_SYMBOLS):
         assert name in text
+    assert "graphcnn_init_threads" not in text  # the C entry points are the AOT library's
+
+
+def test_aot_pool_is_hidden_and_model_only_declares_it():
+    aot = str(threads.pool_module(aot=True))
+    for name in threads.POOL_SYMBOLS:
+        assert 'define hidden' in aot and f'@"{name}"' in aot
+    assert 'define i64 @"graphcnn_init_threads"' in aot
+    m = ir.Module("model")
+    threads.emit_pool(m)
+    model = str(m)
+    assert "pthread_create" not in model and 'declare void @"graphcnn_pool_for"' in model
