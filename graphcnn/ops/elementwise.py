@@ -5,7 +5,7 @@ from functools import reduce
 
 import numpy as np
 
-from ..ir import TensorType
+from ..tensor_type import TensorType
 from .registry import OpDef, register, require
 
 
