@@ -21,3 +21,15 @@ def compile_for(target: str, graph, **options):
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; targets are {sorted(TARGETS)}")
     return importlib.import_module(TARGETS[target]).compile(graph, **options)
+
+
+def available_targets() -> list[str]:
+    """Targets this installation can run (llvm needs llvmlite, onnxruntime its package)."""
+    found = []
+    for target, module in TARGETS.items():
+        try:
+            if hasattr(importlib.import_module(module), "compile"):
+                found.append(target)
+        except ImportError:
+            continue
+    return found

@@ -58,8 +58,7 @@ from .errors import (
 from .ir import Graph, Node, TensorType, Value
 from .runtime import CompiledModel
 from .verify import verify
-
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def to_onnx(graph: Graph, **options):
@@ -135,6 +134,7 @@ __all__ = [
     "UnsupportedOpError",
     "Value",
     "ZeroPad2d",
+    "__version__",
     "add",
     "compile",
     "concat",

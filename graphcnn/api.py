@@ -6,10 +6,9 @@ from typing import Any
 from .errors import CompileError
 from .hugepages import no_huge_page_advice
 from .ir import Graph
+from .opt_levels import DEFAULT_OPT_LEVEL
 from .runtime import CompiledModel
 from .verify import verify
-
-DEFAULT_OPT_LEVEL = 2  # the fastest level that is exact for every target
 
 
 def optimize(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, **options: Any) -> Graph:

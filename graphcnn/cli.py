@@ -58,23 +58,6 @@ def random_inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
     return [rng.standard_normal(v.type.shape).astype(v.type.dtype) for v in graph.inputs]
 
 
-def available_targets() -> list[str]:
-    """Targets this installation can run (llvm needs llvmlite, onnxruntime its package)."""
-    from graphcnn.backends import TARGETS as ALL
-
-    found = []
-    for target in ALL:
-        try:
-            import importlib
-
-            module = importlib.import_module(ALL[target])
-            if hasattr(module, "compile"):
-                found.append(target)
-        except ImportError:
-            continue
-    return found
-
-
 # ----- commands ------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo

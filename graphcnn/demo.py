@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 
+from graphcnn.backends import available_targets
+
 from . import lesson
 from .api import compile
 
@@ -30,8 +32,6 @@ def _run(graph, target: str, x: np.ndarray, threads: int | None) -> np.ndarray:
 
 
 def run_demo(threads: int | None = None) -> int:
-    from .cli import available_targets
-
     targets = available_targets()
     ok = True
     print("graphcnn demo: the CNN lesson, compiled\n")

@@ -6,51 +6,17 @@ sync. Attributes are frozen; a changed node is a new node.
 """
 from __future__ import annotations
 
-import hashlib
-import math
-import os
-import threading
-import weakref
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import GraphError, ModelLoadError, ShapeError, where
+from .errors import GraphError, ShapeError, where
+from .ops import get_op
+from .printer import format_graph
+from .tensor_type import TensorType
 
-# numpy's canonical names of the numeric dtypes: TensorType keeps these as given
-_CANONICAL_DTYPES = frozenset(np.dtype(code).name for code in "?bBhHiIlLqQefdgFDG")
-_DTYPE_SHORT = {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "b1"}
-
-
-@dataclass(frozen=True)
-class TensorType:
-    """A static tensor type: a concrete shape and a numpy dtype name."""
-
-    shape: tuple[int, ...]
-    dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
-        if self.dtype not in _CANONICAL_DTYPES:  # spelled otherwise ("f4", np.float32, ...)
-            object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
-
-    @property
-    def rank(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * np.dtype(self.dtype).itemsize
-
-    def __str__(self) -> str:
-        return f"{_DTYPE_SHORT.get(self.dtype, self.dtype)}[{','.join(map(str, self.shape))}]"
+__all__ = ["FrozenDict", "Graph", "LazyData", "Node", "TensorType", "Value", "freeze"]
 
 
 class FrozenDict(dict):
@@ -82,18 +48,30 @@ def freeze(value: Any) -> Any:
     return value
 
 
+class LazyData(Protocol):
+    """Constant data produced on first use (e.g. read from a model file: a graph restored from
+    an import snapshot, graphcnn/frontends/file_data.py). `shape` and `dtype` describe the array
+    without producing it; `load()` gives the same read-only array on every call, from any
+    thread. A source may carry more facts about its bytes for other layers (graphcnn/digests.py
+    reads a recorded `digest`)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def load(self) -> np.ndarray: ...
+
+
 class Value:
     """An edge: produced by one node (or a graph input / constant), used by any number of nodes.
 
-    A constant's `data` is its array, or a `Deferred` loader not read yet (a graph restored from
-    an import snapshot, see graphcnn/frontends/onnx_snapshot.py): the first `.data` access reads
-    it; `is_constant`, shapes, digests and graph copies never do.
+    A constant's `data` is its array, or a LazyData not loaded yet (`pending`): the first
+    `.data` access loads it; `is_constant`, shapes, the verifier and graph copies never do.
     """
 
     __slots__ = ("_data", "_pending", "name", "producer", "type", "uses")
 
     def __init__(self, name: str, type: TensorType, producer: Node | None = None,
-                 data: np.ndarray | None = None, pending: Deferred | None = None):
+                 data: np.ndarray | None = None, pending: LazyData | None = None):
         self.name = name
         self.type = type
         self.producer = producer
@@ -116,9 +94,9 @@ class Value:
         self._pending = None  # a new array replaces any constant not read yet
 
     @property
-    def pending(self) -> Deferred | None:
-        """The loader this constant's bytes come from while this Value has not read them (a
-        copy of it may have: the loader then has them), else None."""
+    def pending(self) -> LazyData | None:
+        """The source this constant's data comes from while this Value has not loaded it (a
+        copy of it may have: the source then holds the array), else None."""
         return self._pending if self._data is None else None
 
     @property
@@ -143,86 +121,6 @@ class Value:
 
     def __repr__(self) -> str:
         return f"Value(%{self.name}: {self.type})"
-
-
-def file_identity(st: os.stat_result) -> list[int]:
-    """What says a file is unchanged: device, inode, size, mtime and ctime in ns (see
-    graphcnn/frontends/onnx_digests.py for why that is enough)."""
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
-class Deferred:
-    """A constant's bytes still in the model file they were imported from: little-endian
-    `dtype` data at [offset, offset + nbytes) of `path`, while the file keeps `identity`.
-
-    Loaded once, on first use (shared by every copy of the graph), into an array of its own,
-    read-only, its digest (recorded with the file, see constant_digests) remembered. A file
-    that changed since the import is a ModelLoadError: its bytes may no longer be the graph's.
-    """
-
-    __slots__ = ("_array", "_lock", "digest", "dtype", "identity", "nbytes", "offset", "path",
-                 "shape", "what")
-
-    def __init__(self, path: str, identity: Sequence[int], offset: int, nbytes: int,
-                 dtype: np.dtype, shape: tuple[int, ...], digest: bytes, what: str):
-        self.path, self.identity = path, list(identity)
-        self.offset, self.nbytes = offset, nbytes
-        self.dtype, self.shape = np.dtype(dtype), tuple(shape)
-        self.digest, self.what = digest, what
-        self._lock = threading.Lock()
-        self._array: np.ndarray | None = None
-
-    @property
-    def loaded(self) -> bool:
-        return self._array is not None
-
-    def load(self) -> np.ndarray:
-        with self._lock:
-            if self._array is None:
-                array = self._read()
-                array.setflags(write=False)
-                _DIGESTS.seed(array, self.digest)
-                self._array = array
-            return self._array
-
-    def _changed(self) -> ModelLoadError:
-        return ModelLoadError(f"model file {self.path!r} changed since it was imported, so "
-                              f"constant {self.what} (read on first use) may no longer be the "
-                              f"graph's: import the model again")
-
-    def _read(self) -> np.ndarray:
-        buf = np.empty(self.nbytes, np.uint8)
-        try:
-            with open(self.path, "rb", buffering=0) as f:
-                if file_identity(os.fstat(f.fileno())) != self.identity:
-                    raise self._changed()
-                f.seek(self.offset)
-                view, got = memoryview(buf), 0
-                while got < self.nbytes:
-                    n = f.readinto(view[got:])
-                    if not n:
-                        break
-                    got += n
-                if got != self.nbytes or file_identity(os.fstat(f.fileno())) != self.identity:
-                    raise self._changed()  # shrank, or written while being read
-        except OSError as e:
-            raise ModelLoadError(f"cannot read constant {self.what} from model file "
-                                 f"{self.path!r}: {e.strerror or e}") from None
-        little = buf.view(self.dtype.newbyteorder("<"))
-        if little.dtype != self.dtype or self.dtype.kind == "b":  # as the importer decodes
-            little = little.astype(self.dtype)
-        return little.reshape(self.shape)
-
-    def __deepcopy__(self, memo: dict) -> Deferred:
-        return self  # read-only once loaded: shared like constant arrays
-
-    def __reduce__(self):
-        return (Deferred, (self.path, self.identity, self.offset, self.nbytes, self.dtype,
-                           self.shape, self.digest, self.what))
-
-    def __repr__(self) -> str:
-        return (f"Deferred({self.what}: {self.dtype.name}{list(self.shape)} at "
-                f"{self.path!r}[{self.offset}:{self.offset + self.nbytes}])")
 
 
 class Node:
@@ -294,8 +192,6 @@ class Graph:
 
         Appended at the end, or inserted just before `before` (passes rewriting in place).
         """
-        from .ops import get_op  # the op table imports this module
-
         opdef = get_op(op, name)
         node = Node(self.unique_name(name or op), op, inputs, {})
         for v in inputs:
@@ -329,6 +225,67 @@ class Graph:
 
     def set_outputs(self, values: Iterable[Value]) -> None:
         self.outputs = list(values)
+
+    # ----- restoring a saved graph (loaders: names and types exactly as recorded) ------------
+    def _claim(self, names: Sequence[str], what: str) -> None:
+        """Reserve new names, all or none."""
+        for name in names:
+            if not isinstance(name, str) or name in self._names:
+                raise GraphError(f"{what}: name {name!r} is taken or not a string")
+        if len(set(names)) != len(names):
+            raise GraphError(f"{what}: names {list(names)} repeat")
+        self._names.update(names)
+
+    def restore_constant(self, name: str, type: TensorType, data: np.ndarray | LazyData
+                         ) -> Value:
+        """A constant named `name` of `type`, holding `data`: a read-only array of exactly that
+        type, or a LazyData describing one (loaded on first use). Unlike add_constant, nothing
+        is renamed, copied or converted."""
+        if isinstance(data, np.ndarray):
+            if data.flags.writeable:
+                raise GraphError(f"constant %{name}: its array must be read-only (shared)")
+            shape, dtype = data.shape, data.dtype
+        else:
+            shape, dtype = tuple(data.shape), np.dtype(data.dtype)
+        if shape != type.shape or dtype.name != type.dtype:
+            raise GraphError(f"constant %{name}: data {dtype.name}{list(shape)} is not {type}")
+        self._claim([name], f"constant %{name}")
+        if isinstance(data, np.ndarray):
+            return Value(name, type, data=data)
+        return Value(name, type, pending=data)
+
+    def restore_node(self, name: str, op: str, inputs: Sequence[Value], attrs: dict[str, Any],
+                     outputs: Sequence[tuple[str, TensorType]]) -> Node:
+        """Append a node as recorded: its name, `attrs` as its op's schema normalises them (a
+        GraphError otherwise) and its outputs' (name, type); the first output may share the
+        node's name, as add_node names it. Output types are taken as given, not inferred:
+        verify() checks them against the shape rule."""
+        opdef = get_op(op, name)
+        node = Node(name, op, inputs, attrs)
+        for v in node.inputs:
+            if not isinstance(v, Value):
+                raise GraphError(f"{where(node)}: input {v!r} is not a Value")
+        try:
+            normal = opdef.normalized(dict(node.attrs), [v.type for v in node.inputs])
+        except ShapeError as e:
+            raise ShapeError(f"{where(node)}: {e}") from None
+        if FrozenDict({k: freeze(v) for k, v in normal.items()}) != node.attrs:
+            raise GraphError(f"{where(node)}: attributes are not as the op's schema makes them")
+        names = [vname for vname, _ in outputs]
+        self._claim([name] + (names[1:] if names[:1] == [name] else names), where(node))
+        node.outputs = tuple(Value(vname, t, producer=node) for vname, t in outputs)
+        for i, v in enumerate(node.inputs):
+            v.uses.append((node, i))
+        self.nodes.append(node)
+        return node
+
+    def reserve_names(self, names: Iterable[str]) -> None:
+        """Keep `names` from unique_name (a restored graph's names that passes freed)."""
+        self._names.update(names)
+
+    def reserved_names(self) -> frozenset[str]:
+        """Every node and value name given out or reserved in this graph."""
+        return frozenset(self._names)
 
     # ----- rewiring (the only places that touch use lists) --------------------------------
     def replace_input(self, node: Node, index: int, new: Value) -> None:
@@ -429,132 +386,7 @@ class Graph:
         return new
 
     def __str__(self) -> str:
-        from .printer import format_graph
-
         return format_graph(self)
 
     def __repr__(self) -> str:
         return f"<Graph {self.name!r}: {len(self.nodes)} nodes>"
-
-
-# ----- constant digests ----------------------------------------------------------------------------
-class _Digests:
-    """sha256 digests of constant arrays, memoised per array object.
-
-    Compile caches key on every constant's bytes (~100 MB for ResNet-50), so a digest is computed
-    once per array and remembered while the array lives and stays read-only (constants are
-    read-only and shared between graph copies; an array made writeable again is re-hashed).
-    `prefetch` hashes in a background thread (hashlib releases the GIL on big buffers), so an
-    importer can start the work while the graph is still being built; `digests` hashes from the
-    other end of the list meanwhile, so the two threads meet in the middle.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._done: dict[int, tuple[weakref.ref, bytes]] = {}
-        self._running: dict[int, threading.Event] = {}
-        self._queue: deque[np.ndarray] = deque()
-        self._worker: threading.Thread | None = None
-        self._prune_at = 1024
-
-    def get(self, array: np.ndarray) -> bytes:
-        key = id(array)
-        while True:
-            with self._lock:
-                entry = self._done.get(key)
-                if entry is not None and entry[0]() is array and not array.flags.writeable:
-                    return entry[1]
-                event = self._running.get(key)
-                if event is None:
-                    event = self._running[key] = threading.Event()
-                    break
-            event.wait()  # another thread is hashing this array: take its result
-        digest = b""
-        try:
-            digest = _hash_array(array)
-        finally:
-            with self._lock:
-                del self._running[key]
-                if digest and not array.flags.writeable:
-                    self._remember(key, array, digest)
-            event.set()
-        return digest
-
-    def _remember(self, key: int, array: np.ndarray, digest: bytes) -> None:
-        # no weakref callback (it would take the lock from inside any deallocation, and a
-        # daemon thread frozen at exit may hold it); dead entries are pruned as the memo grows
-        self._done[key] = (weakref.ref(array), digest)
-        if len(self._done) > self._prune_at:
-            self._done = {k: e for k, e in self._done.items() if e[0]() is not None}
-            self._prune_at = max(1024, 2 * len(self._done))
-
-    def seed(self, array: np.ndarray, digest: bytes) -> None:
-        if not array.flags.writeable:
-            with self._lock:
-                self._remember(id(array), array, digest)
-
-    def _known(self, array: np.ndarray) -> bool:
-        entry = self._done.get(id(array))
-        return entry is not None and entry[0]() is array
-
-    def prefetch(self, arrays: Iterable[np.ndarray]) -> None:
-        with self._lock:
-            self._queue.extend(arrays)
-            if self._worker is None and self._queue:
-                self._worker = threading.Thread(target=self._drain, name="graphcnn-digests",
-                                                daemon=True)
-                self._worker.start()
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                if not self._queue:
-                    self._worker = None
-                    return
-                array = self._queue.popleft()
-            self.get(array)
-
-    def digests(self, arrays: Sequence[np.ndarray]) -> list[bytes]:
-        with self._lock:
-            big = [a for a in arrays if a.nbytes >= 1 << 16 and not self._known(a)]
-        if len(big) > 1:
-            self.prefetch(big)
-        out = [b""] * len(arrays)
-        for i in reversed(range(len(arrays))):
-            out[i] = self.get(arrays[i])
-        return out
-
-
-def _hash_array(array: np.ndarray) -> bytes:
-    h = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
-    h.update(np.ascontiguousarray(array).view(np.uint8))
-    return h.digest()
-
-
-_DIGESTS = _Digests()
-
-
-def constant_digests(values: Sequence[Value]) -> list[bytes]:
-    """sha256 of each constant's dtype, shape and bytes (memoised per array; see _Digests). A
-    constant not read yet (Deferred) gives the digest recorded with it, and stays unread."""
-    pending = [v.pending for v in values]
-    if not any(pending):
-        return _DIGESTS.digests([v.data for v in values])
-    out = [b"" if p is None else p.digest for p in pending]
-    arrays = [i for i, p in enumerate(pending) if p is None]
-    for i, digest in zip(arrays, _DIGESTS.digests([values[i].data for i in arrays])):
-        out[i] = digest
-    return out
-
-
-def prefetch_constant_digests(values: Iterable[Value]) -> None:
-    """Start hashing these constants in the background (an importer's hint that a compile, which
-    keys its cache on them, is likely to follow)."""
-    _DIGESTS.prefetch([v.data for v in values if v.pending is None and v.data is not None
-                       and v.data.nbytes >= 1 << 16])
-
-
-def seed_constant_digest(value: Value, digest: bytes) -> None:
-    """Remember a digest computed earlier for these very bytes (e.g. recorded for an unchanged
-    file), so it is not computed again; it must be what constant_digests would return."""
-    _DIGESTS.seed(value.data, digest)

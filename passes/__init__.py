@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import IO
 
 from graphcnn.ir import Graph
+from graphcnn.opt_levels import DEFAULT_OPT_LEVEL
 from graphcnn.verify import verify as verify_graph
 
 from .cancel_views import cancel_views
@@ -111,7 +112,7 @@ PASSES_PER_LEVEL = {level: pass_names(level) for level in OPT_LEVELS}
 LLVM_PASSES_PER_LEVEL = {level: pass_names(level, "llvm") for level in OPT_LEVELS}
 
 
-def optimize(graph: Graph, opt_level: int = 2, target: str | None = None, *,
+def optimize(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, target: str | None = None, *,
              block: int = DEFAULT_BLOCK, print_before: str | Iterable[str] | None = None,
              print_after: str | Iterable[str] | None = None,
              dump_dir: str | os.PathLike | None = None, timings: bool = False,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphcnn.ir import Graph, constant_digests
+from graphcnn.digests import constant_digests
+from graphcnn.ir import Graph
 
 
 def _merge_constants(graph: Graph) -> bool:  # Rule 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from graphcnn.backends import available_targets
 
 import graphcnn as gc
 from graphcnn import models
-from graphcnn.cli import available_targets
 
 SMALL_VERSIONS = {
     "lenet5": lambda: models.lenet5(batch=2),

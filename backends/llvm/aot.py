@@ -20,8 +20,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from graphcnn.passes import optimize
+
 from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
+from graphcnn.opt_levels import DEFAULT_OPT_LEVEL
 
 from .codegen import MODEL_PIPELINE, compile_objects, cpu_and_features, vector_width
 from .lower import lower
@@ -46,14 +49,12 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
     compile and unused: a C caller picks its thread count with graphcnn_init_threads(n), and
     the library is always built afresh (position-independent code, unlike the JIT cache).
     """
-    from graphcnn.api import DEFAULT_OPT_LEVEL, optimize
-
     cc = find_cc()
     if cc is None:
         raise CompileError("export_library needs a C compiler (cc) to link the shared library")
     if not _optimized:
         level = DEFAULT_OPT_LEVEL if opt_level is None else opt_level
-        graph = optimize(graph, opt_level=level) if level > 0 else graph.copy()
+        graph = optimize(graph.copy(), opt_level=level) if level > 0 else graph.copy()
     path = Path(path)
     stem = re.sub(r"\W", "_", path.name.split(".")[0].removeprefix("lib")) or "net"
     symbol = f"graphcnn_weights_{stem}"

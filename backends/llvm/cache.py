@@ -8,7 +8,7 @@ graphcnn, its passes and this backend, the CPU name and features and the code-af
   the graph, then looks the key up before optimising, so a hit skips the pass pipeline too
   (the optimised graph is derived lazily if the model is asked for it, see LLVMModel.graph);
 - `cache_key` hashes an already optimised graph (graphcnn.backends.llvm.compile called directly).
-Constant digests are memoised per array (graphcnn.ir.constant_digests) and may already be under
+Constant digests are memoised per array (graphcnn/digests.py) and may already be under
 way in the background when a compile starts (the ONNX importer prefetches them).
 
 An entry is three files under `$GRAPHCNN_CACHE_DIR` (default ~/.cache/graphcnn/llvm):
@@ -29,8 +29,9 @@ from pathlib import Path
 import llvmlite
 import numpy as np
 
-import graphcnn
-from graphcnn.ir import Graph, constant_digests
+from graphcnn import version
+from graphcnn.digests import constant_digests
+from graphcnn.ir import Graph
 
 _SOURCE_DIGEST: str | None = None
 _writers: dict[str, threading.Thread] = {}  # entries being written in the background, by key
@@ -49,7 +50,7 @@ def _source_roots() -> list[Path]:
     them may change the code, so it must not reuse stale objects."""
     import importlib.util
 
-    roots = [Path(graphcnn.__file__).parent, Path(__file__).parent]
+    roots = [Path(version.__file__).parent, Path(__file__).parent]
     spec = importlib.util.find_spec("graphcnn.passes")  # finds it without importing it
     if spec is not None and spec.submodule_search_locations:
         roots += [Path(p) for p in spec.submodule_search_locations]
@@ -91,7 +92,7 @@ def io_signature(graph: Graph) -> list:
 
 def _key(kind: str, graph: Graph, parts: list[str]) -> str:
     h = hashlib.sha256()
-    for part in [KEY_FORMAT, kind, fingerprint(graph), graphcnn.__version__,
+    for part in [KEY_FORMAT, kind, fingerprint(graph), version.__version__,
                  llvmlite.__version__, np.__version__, _source_digest(), *parts]:
         h.update(part.encode())
         h.update(b"\0")

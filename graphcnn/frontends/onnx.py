@@ -36,6 +36,7 @@ import numpy as np
 import onnx
 import onnx.defs
 
+from ..digests import prefetch_constant_digests
 from ..errors import (
     GraphcnnError,
     GraphError,
@@ -45,7 +46,7 @@ from ..errors import (
     UnsupportedOpError,
 )
 from ..hugepages import no_huge_page_advice
-from ..ir import Graph, TensorType, Value, prefetch_constant_digests
+from ..ir import Graph, TensorType, Value
 from ..verify import verify
 from . import onnx_digests, onnx_ops, onnx_snapshot  # noqa: F401  (onnx_ops fills the table)
 from .onnx_context import IMPORTERS, Context, NotConstant

@@ -1,8 +1,8 @@
 """Remembered constant digests of ONNX files: a compile from the cache must not re-hash the
 ~100 MB of weights of an unchanged file.
 
-Compile caches key on every constant's bytes (graphcnn.ir.constant_digests). For a model file
-the importer records each initializer's digest under the file's identity when it was read:
+Compile caches key on every constant's bytes (graphcnn.digests.constant_digests). For a model
+file the importer records each initializer's digest under the file's identity when it was read:
 device, inode, size, mtime and ctime in ns. ctime changes with every write or metadata change
 and cannot be set by a user (unlike mtime: `touch -d`, `tar`, `rsync -t`), and a replaced file
 has a new inode, so the identity changes whenever the content can have. A later import of a
@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ir import Value, constant_digests, file_identity, seed_constant_digest
+from ..digests import constant_digests, seed_constant_digest
+from ..ir import Value
+from .file_data import file_identity
 
 RACY_SECONDS = 0.05
 MIN_RECORD_BYTES = 8 << 20  # smaller models hash in a few ms: no record (and no clutter)
@@ -83,7 +85,8 @@ def _source() -> str:
     if _SOURCE is None:
         here = Path(__file__).parent
         h = hashlib.sha256(f"{np.__version__} ".encode() + _onnx_package())
-        for path in sorted(here.glob("onnx*.py")) + [here.parent / "ir.py"]:
+        core = [here.parent / name for name in ("ir.py", "tensor_type.py", "digests.py")]
+        for path in sorted(here.glob("onnx*.py")) + [here / "file_data.py"] + core:
             h.update(path.name.encode() + b"\0" + path.read_bytes())
         _SOURCE = h.hexdigest()
     return _SOURCE

@@ -13,11 +13,13 @@ checked in the recording one: it is only stored if decoding it gives the same gr
 (`canonical`).
 
 `load` (the fast path of graphcnn.from_onnx) rebuilds the graph from the snapshot if the file's
-identity, graphcnn's and onnx's source and the from_onnx arguments all match: Values and Nodes
-are made directly (no shape inference), and file constants become `Deferred` loaders, read on
-first use (a compile cache hit needs only their recorded digests). Everything in a record is
-checked (types, names, offsets within the file, dtypes, limits, op schemas, then verify()):
-anything off returns None and the caller imports the file the normal way.
+identity, graphcnn's and onnx's source and the from_onnx arguments all match, through the
+graph's own methods: nodes keep their recorded names and output types (Graph.restore_node,
+verify() checks them against the shape rules), and file constants become `Deferred` loaders
+(file_data.py), read on first use (a compile cache hit needs only their recorded digests).
+Everything in a record is checked (types, names, offsets within the file, dtypes, limits, op
+schemas, use lists in node order as the graph links them, then verify()): anything off returns
+None and the caller imports the file the normal way.
 
 This module must not import onnx (see test_onnx_snapshot.py).
 """
@@ -34,10 +36,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphcnnError
-from ..ir import Deferred, FrozenDict, Graph, Node, TensorType, Value, freeze
-from ..ops import OPS
+from ..ir import Graph, TensorType, Value
 from ..verify import verify
 from . import onnx_digests
+from .file_data import Deferred
 from .onnx_limits import DEFAULT_MAX_TENSOR_BYTES, DEFAULT_MAX_TOTAL_BYTES
 
 FORMAT = 1
@@ -127,7 +129,7 @@ def encode(graph: Graph, files: Mapping[int, tuple[np.ndarray, str, int, int]], 
               [[o.name, *_type(o), _uses(o, index)] for o in n.outputs]]
              for n in graph.nodes]
     snapshot = {"format": FORMAT, "args": args, "warnings": list(warned), "graph": {
-        "name": graph.name, "names": sorted(graph._names),
+        "name": graph.name, "names": sorted(graph.reserved_names()),
         "annotations": copy.deepcopy(graph.annotations),
         "inputs": [[v.name, *_type(v), _uses(v, index)] for v in graph.inputs],
         "constants": constants, "nodes": nodes, "outputs": [v.name for v in graph.outputs]}}
@@ -171,7 +173,7 @@ def canonical(graph: Graph, source=None) -> list:
         return (v.name, v.type.shape, v.type.dtype,
                 [(index.get(id(n), -1), i) for n, i in v.uses])
 
-    out = [repr(graph.name), sorted(graph._names), repr(graph.annotations),
+    out = [repr(graph.name), sorted(graph.reserved_names()), repr(graph.annotations),
            [value(v) for v in graph.inputs],
            [(value(v), source(v) if source else None) for v in graph.constants]]
     for n in graph.nodes:
@@ -213,7 +215,8 @@ def decode(snapshot: Any, path: str, identity: list[int], size: int, tensors: An
            ) -> Graph:
     """The Graph a snapshot describes, verified, or _Bad (or another error: a caller takes any
     as "no snapshot"). `tensors` and `digests`: the record's descriptions and digests of the
-    initializers, by name; `size`: the file's size."""
+    initializers, by name; `size`: the file's size. Built through the graph's own methods
+    (add_input, restore_constant, restore_node): output types as recorded, checked by verify."""
     if not isinstance(snapshot, dict) or snapshot.get("format") != FORMAT:
         raise _Bad("not a snapshot of this format")
     g, args = snapshot["graph"], snapshot["args"]
@@ -231,18 +234,16 @@ def decode(snapshot: Any, path: str, identity: list[int], size: int, tensors: An
     uses: list[tuple[Value, list]] = []
     types: dict[tuple, TensorType] = {}
 
-    def define(name: Any, type_: TensorType, stored_uses: Any, value: Value | None = None
-               ) -> Value:
-        name = _str(name)
-        if name in values or name not in names:
-            raise _Bad(f"value name {name!r} is a duplicate or not reserved")
-        values[name] = value = value or Value(name, type_)
+    def define(value: Value, stored_uses: Any) -> None:
+        if value.name not in names:
+            raise _Bad(f"value name {value.name!r} is not reserved")
+        values[value.name] = value
         uses.append((value, _list(stored_uses)))
-        return value
 
     for entry in _list(g["inputs"]):
         name, shape, dtype, stored = _list(entry, 4)
-        graph.inputs.append(define(name, _tensor_type(shape, dtype, types), stored))
+        t = _tensor_type(shape, dtype, types)
+        define(graph.add_input(_str(name), t.shape, t.dtype), stored)
     total = 0
     for entry in _list(g["constants"]):
         name, shape, dtype, source, stored = _list(entry, 5)
@@ -262,66 +263,45 @@ def decode(snapshot: Any, path: str, identity: list[int], size: int, tensors: An
             digest = bytes.fromhex(_str(digests[tname]))
             if len(digest) != 32:
                 raise _Bad("digest")
-            loader = Deferred(path, identity, offset, nbytes, np.dtype(t.dtype), t.shape, digest,
-                              f"%{name} (initializer {tname!r})")
-            value = Value(_str(name), t, pending=loader)
+            data = Deferred(path, identity, offset, nbytes, np.dtype(t.dtype), t.shape, digest,
+                            f"%{name} (initializer {tname!r})")
         elif kind == "inline":
             _, text = _list(source, 2)
             raw = base64.b64decode(_str(text), validate=True)
             if len(raw) != nbytes:
                 raise _Bad(f"constant {name!r}: {len(raw)} bytes for {t}")
             dtype = np.dtype(t.dtype)
-            array = np.frombuffer(raw, dtype.newbyteorder("<")).astype(dtype).reshape(t.shape)
-            array.setflags(write=False)
-            value = Value(_str(name), t, data=array)
+            data = np.frombuffer(raw, dtype.newbyteorder("<")).astype(dtype).reshape(t.shape)
+            data.setflags(write=False)
         else:
             raise _Bad(f"constant {name!r}: source {kind!r}")
-        define(name, t, stored, value)
-    node_names: set[str] = set()
+        define(graph.restore_constant(_str(name), t, data), stored)
     for entry in _list(g["nodes"]):
         name, op, inputs, attrs, outputs = _list(entry, 5)
         name = _str(name)
-        if _str(op) not in OPS or name not in names or name in node_names or \
-                not isinstance(attrs, dict):
-            raise _Bad(f"node {name!r}: unknown op {op!r}, or a name not reserved or repeated")
-        node_names.add(name)
+        if name not in names or not isinstance(attrs, dict):
+            raise _Bad(f"node {name!r}: a name not reserved, or attributes not a dict")
         ins = []
         for i in _list(inputs):
             if _str(i) not in values:
                 raise _Bad(f"node {name!r}: input {i!r} is not defined before it")
             ins.append(values[i])
-        node = Node(name, op, ins, {})
-        node.attrs = FrozenDict({_str(k): freeze(v) for k, v in attrs.items()})
-        normal = OPS[op].normalized(dict(node.attrs), [v.type for v in ins])
-        if FrozenDict({k: freeze(v) for k, v in normal.items()}) != node.attrs:
-            raise _Bad(f"node {name!r}: attributes not as its op's schema makes them")
-        outs = []
+        outs, stored_uses = [], []
         for out in _list(outputs):
             oname, shape, dtype, stored = _list(out, 4)
-            value = Value(_str(oname), _tensor_type(shape, dtype, types), producer=node)
-            outs.append(define(oname, None, stored, value))
-        node.outputs = tuple(outs)
-        graph.nodes.append(node)
-    graph.outputs = [values[_str(n)] for n in _list(g["outputs"])]
-    # use lists: exactly the nodes' inputs, in the stored order
-    given = 0
+            outs.append((_str(oname), _tensor_type(shape, dtype, types)))
+            stored_uses.append(stored)
+        node = graph.restore_node(name, _str(op), ins, {_str(k): v for k, v in attrs.items()},
+                                  outs)
+        for value, stored in zip(node.outputs, stored_uses):
+            define(value, stored)
+    graph.set_outputs([values[_str(n)] for n in _list(g["outputs"])])
+    # use lists: as the graph linked them (node order), which is what the import records
+    index = {id(n): i for i, n in enumerate(graph.nodes)}
     for value, stored in uses:
-        if len(stored) % 2:
-            raise _Bad("use list")
-        pairs = []
-        for k in range(0, len(stored), 2):
-            ni, ii = _int(stored[k]), _int(stored[k + 1])
-            if not (0 <= ni < len(graph.nodes) and 0 <= ii < len(graph.nodes[ni].inputs)) or \
-                    graph.nodes[ni].inputs[ii] is not value:
-                raise _Bad(f"use list of %{value.name}")
-            pairs.append((graph.nodes[ni], ii))
-        if len({(id(n), i) for n, i in pairs}) != len(pairs):
-            raise _Bad(f"use list of %{value.name} repeats a use")
-        value.uses = pairs
-        given += len(pairs)
-    if given != sum(len(n.inputs) for n in graph.nodes):
-        raise _Bad("use lists miss uses")
-    graph._names = names
+        if not all(type(x) is int for x in stored) or _uses(value, index) != stored:
+            raise _Bad(f"use list of %{value.name}")
+    graph.reserve_names(names)
     graph.annotations = annotations
     verify(graph)
     return graph

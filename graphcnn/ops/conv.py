@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..ir import TensorType
+from ..tensor_type import TensorType
 from .activation import EPILOGUE_ATTRS, apply_activation, check_epilogue
 from .layout import LAYOUTS, blocked_shape, from_blocked, to_blocked, unblocked_type
 from .registry import OpDef, register, require

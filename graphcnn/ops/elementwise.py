@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import TensorType
+from ..tensor_type import TensorType
 from .activation import VectorMath
 from .registry import OpDef, register, require
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import TensorType
+from ..tensor_type import TensorType
 from .registry import REQUIRED, OpDef, register, require
 
 LAYOUTS = ("NCHW", "NCHWc")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import TensorType
+from ..tensor_type import TensorType
 from .activation import EPILOGUE_ATTRS, apply_activation, check_epilogue
 from .elementwise import broadcast_shapes
 from .registry import OpDef, register, require

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import TensorType
+from ..tensor_type import TensorType
 from .activation import EPILOGUE_ATTRS, apply_activation, check_epilogue
 from .layout import LAYOUTS, blockable
 from .registry import OpDef, norm_axis, register, require, same

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir import TensorType
+from ..tensor_type import TensorType
 from .conv import spatial_defaults, window_output_size, windows
 from .layout import LAYOUTS, blockable
 from .registry import REQUIRED, OpDef, register, require

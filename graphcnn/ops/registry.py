@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError, UnsupportedOpError
-from ..ir import TensorType
+from ..tensor_type import TensorType
 
 REQUIRED = object()  # marks an attribute without default
 

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..ir import TensorType
+from ..tensor_type import TensorType
 from .layout import LAYOUTS, from_blocked, to_blocked
 from .registry import REQUIRED, OpDef, norm_axis, register, require, same
 

@@ -150,82 +150,128 @@ def test_verifier_rejects_undefined_output():
         gc.verify(g)
 
 
-# ----- constants read on first use (ir.Deferred) ------------------------------------------------
-def deferred_graph(tmp_path, dtype=np.float32) -> tuple[Graph, np.ndarray, object]:
-    """small_graph with its weight as a Deferred over a file holding it at offset 5."""
-    want = np.random.default_rng(1).standard_normal((3, 2, 3, 3)).astype(dtype)
-    path = tmp_path / "weights.bin"
-    path.write_bytes(b"head!" + want.astype(want.dtype.newbyteorder("<")).tobytes() + b"tail")
-    from graphcnn.ir import Deferred, _hash_array, file_identity
+# ----- lazily loaded constants (the ir.LazyData hook) -------------------------------------------
+class Lazy:
+    """The smallest LazyData: an array made on first load, counted."""
 
-    loader = Deferred(str(path), file_identity(path.stat()), 5, want.nbytes, want.dtype,
-                      want.shape, _hash_array(want), "%w")
-    g = Graph("deferred")
+    def __init__(self, array: np.ndarray):
+        self.shape, self.dtype, self._array, self.loads = array.shape, array.dtype, array, 0
+
+    def load(self) -> np.ndarray:
+        self.loads += 1
+        self._array.setflags(write=False)
+        return self._array
+
+
+def lazy_graph() -> tuple[Graph, Lazy]:
+    want = np.random.default_rng(1).standard_normal((3, 2, 3, 3)).astype(np.float32)
+    source = Lazy(want)
+    g = Graph("lazy")
     x = g.add_input("x", (1, 2, 6, 6))
-    w = Value(g.unique_name("w"), TensorType(want.shape, want.dtype.name), pending=loader)
+    w = g.restore_constant("w", TensorType(want.shape), source)
     g.set_outputs([g.apply("conv", [x, w], {"pads": (1, 1, 1, 1)}, name="conv")])
-    return g, want, loader
+    return g, source
 
 
-def test_deferred_constant_is_read_once_on_first_use(tmp_path):
-    from graphcnn.ir import constant_digests
-
-    g, want, loader = deferred_graph(tmp_path)
+def test_lazy_constant_is_loaded_once_on_first_use():
+    g, source = lazy_graph()
     c = g.copy()
     w = g.constants[0]
-    assert w.is_constant and w.pending is loader and c.constants[0].pending is loader
+    assert w.is_constant and w.pending is source and c.constants[0].pending is source
     gc.verify(g)
     gc.verify(c)
-    assert constant_digests(c.constants) == [loader.digest]
-    assert not loader.loaded  # copies, verify and digests read nothing
-    np.testing.assert_array_equal(c.constants[0].data, want)
-    assert loader.loaded and w.pending is loader  # g's value still defers to the loader...
-    assert w.data is c.constants[0].data  # ...which read the file once for both
-    assert not w.data.flags.writeable and w.data.dtype == want.dtype
-    assert constant_digests([w]) == [loader.digest]
-    w.data = np.zeros_like(want)  # setting data drops the loader
+    assert "const %w: f32[3,2,3,3]" in str(g)
+    assert source.loads == 0  # copies, verify and printing load nothing
+    assert c.constants[0].data is source._array and source.loads == 1
+    assert c.constants[0].pending is None and w.pending is source  # per Value
+    assert w.data is source._array
+    w.data = np.zeros((3, 2, 3, 3), np.float32)  # setting data drops the source
     assert w.pending is None and not w.data.any()
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.int64, np.int8, np.uint16])
-def test_deferred_constant_dtypes(tmp_path, dtype):
-    from graphcnn.ir import constant_digests
-
-    _, want, loader = deferred_graph(tmp_path, dtype)
-    got = loader.load()
-    assert got.dtype == want.dtype and got.shape == want.shape
-    np.testing.assert_array_equal(got, want)
-    v = Value("v", TensorType(want.shape, want.dtype.name), data=got)
-    assert constant_digests([v]) == [loader.digest]
-
-
-def test_deferred_constant_of_a_changed_file_is_a_model_load_error(tmp_path):
-    g, _, loader = deferred_graph(tmp_path)
-    path = tmp_path / "weights.bin"
-    data = path.read_bytes()
-    path.write_bytes(data[:-1] + b"X")  # same size, new content
-    with pytest.raises(gc.ModelLoadError, match=r"weights\.bin.*changed since it was imported.*%w"):
-        g.constants[0].data  # noqa: B018
-    assert g.constants[0].pending is loader  # still pending: a later access fails the same way
-
-
-def test_deferred_constant_past_the_end_of_its_file_is_a_model_load_error(tmp_path):
-    from graphcnn.ir import Deferred, file_identity
-
-    path = tmp_path / "short.bin"
-    path.write_bytes(b"\0" * 10)
-    loader = Deferred(str(path), file_identity(path.stat()), 4, 8, np.dtype(np.float32), (2,),
-                      b"\0" * 32, "%c")
-    with pytest.raises(gc.ModelLoadError, match="short.bin"):
-        loader.load()
-    path.unlink()
-    with pytest.raises(gc.ModelLoadError, match="cannot read constant %c"):
-        loader.load()
-
-
-def test_verify_checks_a_deferred_constant_against_its_declared_shape(tmp_path):
-    g, _, loader = deferred_graph(tmp_path)
+def test_verify_checks_a_lazy_constant_against_its_declared_shape():
+    g, _ = lazy_graph()
     g.constants[0].type = TensorType((3, 2, 3, 4))
     with pytest.raises(gc.GraphError, match="differs from type"):
         gc.verify(g)
-    assert not loader.loaded
+
+
+def test_ir_core_keeps_no_loader_digest_or_thread():
+    """File reading lives in graphcnn/frontends/file_data.py, digests in graphcnn/digests.py."""
+    from graphcnn import ir
+
+    for name in ("Deferred", "constant_digests", "file_identity", "_Digests"):
+        assert not hasattr(ir, name), name
+
+
+# ----- restoring a saved graph (restore_constant, restore_node, reserve_names) -------------------
+def restored_copy(g: Graph) -> Graph:
+    """`g` rebuilt through the restore methods, as a loader does."""
+    new = Graph(g.name)
+    vmap = {}
+    for v in g.inputs:
+        vmap[id(v)] = new.add_input(v.name, v.type.shape, v.type.dtype)
+    for v in g.constants:
+        vmap[id(v)] = new.restore_constant(v.name, v.type, v.data)
+    for n in g.nodes:
+        twin = new.restore_node(n.name, n.op, [vmap[id(v)] for v in n.inputs], dict(n.attrs),
+                                [(o.name, o.type) for o in n.outputs])
+        vmap.update((id(o), t) for o, t in zip(n.outputs, twin.outputs))
+    new.set_outputs([vmap[id(v)] for v in g.outputs])
+    new.reserve_names(g.reserved_names())
+    return new
+
+
+def test_restore_rebuilds_the_same_graph_with_its_names():
+    g = small_graph()
+    g.unique_name("freed")  # a name a pass gave out and no longer uses
+    new = restored_copy(g)
+    gc.verify(new)
+    assert str(new) == str(g) and new.reserved_names() == g.reserved_names()
+    assert new.unique_name("freed") == "freed_1"
+    conv, relu = new.nodes
+    assert conv.outputs[0].uses == [(relu, 0)] and relu.inputs[0] is conv.outputs[0]
+    assert new.constants[0].data is g.constants[0].data  # as given: no copy
+
+
+def test_restore_node_takes_recorded_types_and_verify_checks_them():
+    g = Graph("t")
+    x = g.add_input("x", (1, 4))
+    g.set_outputs(g.restore_node("r", "relu", [x], {}, [("r", TensorType((1, 5)))]).outputs)
+    with pytest.raises(gc.GraphError, match="differ from the op's shape rule"):
+        gc.verify(g)
+
+
+RESTORE_REJECTS = {  # what add_node would never make -> the error's words
+    "taken node name": (("x", "relu", ["x"], {}, [("y", "t")]), "name 'x' is taken"),
+    "taken output name": (("r", "relu", ["x"], {}, [("x", "t")]), "name 'x' is taken"),
+    "repeated outputs": (("r", "relu", ["x"], {}, [("a", "t"), ("a", "t")]), "repeat"),
+    "attrs not normal": (("p", "max_pool", ["x"], {"kernel_shape": (2, 2)}, [("p", "t")]),
+                         "not as the op's schema makes them"),
+    "unknown attr": (("r", "relu", ["x"], {"alpha": 1}, [("r", "t")]), "unknown attribute"),
+    "unknown op": (("u", "no_such_op", ["x"], {}, [("u", "t")]), "unknown op"),
+    "not a value": (("r", "relu", ["nope"], {}, [("r", "t")]), "is not a Value"),
+}
+
+
+@pytest.mark.parametrize("case", RESTORE_REJECTS, ids=list(RESTORE_REJECTS))
+def test_restore_node_rejects_what_add_node_would_never_make(case):
+    g = Graph("t")
+    x = g.add_input("x", (1, 2, 6, 6))
+    (name, op, inputs, attrs, outputs), words = RESTORE_REJECTS[case]
+    inputs = [x if i == "x" else i for i in inputs]
+    outputs = [(o, TensorType((1, 2, 6, 6))) for o, _ in outputs]
+    with pytest.raises(gc.GraphcnnError, match=words):
+        g.restore_node(name, op, inputs, attrs, outputs)
+    assert g.nodes == [] and g.reserved_names() == {"x"} and x.uses == []  # nothing half made
+
+
+@pytest.mark.parametrize("data", [np.zeros((2, 3), np.float32),  # writeable: not shareable
+                                  np.zeros((3, 2), np.float32), np.zeros((2, 3), np.float64)])
+def test_restore_constant_takes_only_read_only_data_of_its_type(data):
+    g = Graph("t")
+    if data.dtype == np.float64 or data.shape != (2, 3):
+        data.setflags(write=False)
+    with pytest.raises(gc.GraphError, match="%c"):
+        g.restore_constant("c", TensorType((2, 3)), data)
+    assert g.reserved_names() == frozenset()

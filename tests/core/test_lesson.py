@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from graphcnn.backends import available_targets
 
 import graphcnn as gc
 from graphcnn import lesson
-from graphcnn.cli import available_targets
 
 TARGETS = available_targets()
 

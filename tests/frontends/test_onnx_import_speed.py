@@ -14,12 +14,12 @@ from onnx import helper as h
 from onnx import numpy_helper
 
 import graphcnn as gc
-from graphcnn import ir
+from graphcnn import digests
+from graphcnn.digests import constant_digests
 from graphcnn.errors import ModelLoadError
 from graphcnn.frontends import onnx as frontend
 from graphcnn.frontends import onnx_digests, onnx_wire
 from graphcnn.frontends.onnx_safety import load_model, load_model_split
-from graphcnn.ir import constant_digests
 
 RNG = np.random.default_rng(7)
 
@@ -172,12 +172,12 @@ def test_import_prefetches_the_digests_a_compile_needs(tmp_path):
 # ----- remembered digests of unchanged files (onnx_digests; `records`: conftest.py) --------------
 def counting_hashes(monkeypatch) -> list[int]:
     calls = [0]
-    real = ir._hash_array
+    real = digests._hash_array
 
     def count(array):
         calls[0] += 1
         return real(array)
-    monkeypatch.setattr(ir, "_hash_array", count)
+    monkeypatch.setattr(digests, "_hash_array", count)
     return calls
 
 
@@ -209,7 +209,7 @@ def test_replaced_file_is_hashed_again(records, monkeypatch):
     got = constant_digests(graph.constants)
     assert calls[0] > 0
     monkeypatch.undo()
-    fresh = [ir._hash_array(v.data) for v in graph.constants]
+    fresh = [digests._hash_array(v.data) for v in graph.constants]
     assert got == fresh
 
 

@@ -18,11 +18,12 @@ from onnx import helper as h
 from onnx import numpy_helper
 
 import graphcnn as gc
-from graphcnn import ir
+from graphcnn import digests
+from graphcnn.digests import constant_digests
 from graphcnn.errors import ModelLoadError
 from graphcnn.frontends import onnx as frontend
 from graphcnn.frontends import onnx_digests, onnx_snapshot
-from graphcnn.ir import constant_digests
+from graphcnn.frontends.file_data import Deferred
 
 RNG = np.random.default_rng(11)
 
@@ -62,12 +63,12 @@ def model(seed: int = 0, batch: int | str = 1) -> onnx.ModelProto:
 def loads(monkeypatch) -> list[int]:
     """Counts the constants read from model files (Deferred loads)."""
     count = [0]
-    real = ir.Deferred._read
+    real = Deferred._read
 
     def read(self):
         count[0] += 1
         return real(self)
-    monkeypatch.setattr(ir.Deferred, "_read", read)
+    monkeypatch.setattr(Deferred, "_read", read)
     return count
 
 
@@ -112,7 +113,7 @@ def test_snapshot_restores_the_imported_graph_without_reading_weights(records, l
     same(copy, slow)  # the copy shares the loaded arrays
     assert loads[0] == files
     # the digest seeded at load is the one of the bytes read
-    assert [ir._hash_array(v.data) for v in fast.constants] == constant_digests(slow.constants)
+    assert [digests._hash_array(v.data) for v in fast.constants] == constant_digests(slow.constants)
 
 
 def test_fast_path_does_not_import_onnx(records):

@@ -12,7 +12,8 @@ from llvm_cases import rnd
 
 import graphcnn as gc
 from graphcnn import api
-from graphcnn.ir import Graph, constant_digests, prefetch_constant_digests
+from graphcnn.digests import constant_digests, prefetch_constant_digests
+from graphcnn.ir import Graph
 
 backend = importlib.import_module("graphcnn.backends.llvm")
 cache = importlib.import_module("graphcnn.backends.llvm.cache")
