@@ -158,6 +158,9 @@ def _return_freed_memory() -> None:
     trim(0)
 
 
+LLVMModel.compiler = staticmethod(compile)
+
+
 def export_library(graph: Graph, path: str | os.PathLike, **options: Any) -> str:
     """gc.compile(graph, target="llvm") then write `path` (.so) + header; returns the header path.
     Options: opt_level, cpu."""

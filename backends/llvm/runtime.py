@@ -75,6 +75,9 @@ def _address(array: np.ndarray) -> int:
 
 class LLVMModel(CompiledModel):
     target = "llvm"
+    # the backend's compile(), for the instrumented build `profile` makes; set by the package
+    # (backends/llvm/__init__.py), which imports this module, so this one need not import it
+    compiler: Callable[..., LLVMModel] | None = None
 
     def __init__(self, graph: Graph, obj: bytes | list[bytes], weights, manifest: dict, threads: int,
                  cpu: str, options: dict, from_cache: bool, instrumented: bool = False,
@@ -155,9 +158,7 @@ class LLVMModel(CompiledModel):
         kernels (compiled once, on first use): [{node, op, seconds, flops, tasks}]."""
         if self._profile_counters is None:
             if self._instrumented is None:
-                from . import compile as compile_llvm
-
-                self._instrumented = compile_llvm(self.graph, threads=self._requested_threads,
+                self._instrumented = LLVMModel.compiler(self.graph, threads=self._requested_threads,
                                                   cache=False, cpu=self.cpu, profile=True,
                                                   **self.options)
             return self._instrumented.profile(*inputs, runs=runs)

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx_backend_api as onnx_backend
 import pytest
 from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper
+from onnx_backend_api import GraphcnnBackend
 
 from graphcnn.errors import InputError
-from graphcnn.frontends import onnx_backend
-from graphcnn.frontends.onnx_backend import GraphcnnBackend
 
 
 def conv_relu_model():

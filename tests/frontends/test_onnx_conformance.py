@@ -2,17 +2,17 @@
 
 Selected: the node cases (`collect_testcases()`), the pytorch-* model folders of the onnx
 wheel and its "light" real models (model-zoo networks, 224x224, marked slow) whose ops are all in the import table and whose inputs/outputs are float32
-(graphcnn.frontends.onnx_conformance.in_op_set). Every selected case passes at its own tolerance,
+(tests/onnx_conformance.py: in_op_set). Every selected case passes at its own tolerance,
 except the ones in EXCLUDED, each with its reason; an excluded case must still fail with a typed
 UnsupportedOpError (so the list cannot go stale silently).
 """
 from __future__ import annotations
 
 import pytest
+from onnx_conformance import run_case, selected_cases
 
 from graphcnn.errors import UnsupportedOpError
 from graphcnn.frontends.onnx import from_onnx
-from graphcnn.frontends.onnx_conformance import run_case, selected_cases
 
 _RUNTIME_FOLD = "uses a helper op graphcnn only constant-folds ({}) on a runtime input"
 _RUNTIME_CLIP = "Clip min/max given as runtime inputs; graphcnn's clip bounds are static"

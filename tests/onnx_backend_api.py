@@ -1,7 +1,8 @@
 """graphcnn as an ONNX backend (`onnx.backend.base.Backend`), so ONNX's own test runner and
-tools that speak the backend API can drive it:
+tools that speak the backend API can drive it; a test harness over from_onnx + gc.compile (it
+sits above the front door, so it lives with the tests, not in the frontend):
 
-    from graphcnn.frontends.onnx_backend import GraphcnnBackend
+    from onnx_backend_api import GraphcnnBackend  # tests/ on sys.path: tests/frontends/conftest.py
     rep = GraphcnnBackend.prepare(model, device="CPU", target="llvm")
     outputs = rep.run([x])                      # a tuple-like of numpy arrays, in output order
 
@@ -18,9 +19,10 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
-from ..errors import InputError
-from ..runtime import CompiledModel
-from .onnx import from_onnx
+import graphcnn as gc
+from graphcnn.errors import InputError
+from graphcnn.frontends.onnx import from_onnx
+from graphcnn.runtime import CompiledModel
 
 TARGETS = ("reference", "llvm")
 _IMPORT_OPTIONS = ("input_shapes", "max_tensor_bytes", "max_total_bytes", "base_dir", "name")
@@ -65,8 +67,6 @@ class GraphcnnBackend(Backend):
     @classmethod
     def prepare(cls, model: onnx.ModelProto | str | bytes, device: str = "CPU",
                 **kwargs: Any) -> GraphcnnRep:
-        import graphcnn as gc
-
         if not cls.supports_device(device):
             raise InputError(f"device {device!r} is not supported; graphcnn runs on 'CPU'")
         target = kwargs.pop("target", "reference")

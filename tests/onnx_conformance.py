@@ -7,7 +7,7 @@ beside the file).
 
 A case is *selected* when every node's op type is in the import table and every graph input and
 output is float32 (graphcnn computes in float32). Used by tests/frontends/test_onnx_conformance.py
-and tools/gen_onnx_support.py.
+and tools/gen_onnx_support.py (both put tests/ on sys.path, so they share one RESULTS).
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .onnx import DEFAULT_DOMAINS, IMPORTERS, from_onnx
+import graphcnn as gc
+from graphcnn.frontends.onnx import DEFAULT_DOMAINS, IMPORTERS, from_onnx
 
 MODEL_FOLDERS = ("pytorch-converted", "pytorch-operator")
 MODEL_RTOL, MODEL_ATOL = 1e-3, 1e-7  # onnx's BackendTest defaults for model folders
@@ -136,8 +137,6 @@ def run_case(case: Case, target: str, **compile_options: Any) -> None:
 
 
 def _run_case(case: Case, target: str, **compile_options: Any) -> None:
-    import graphcnn as gc
-
     graph = from_onnx(case.model_path or case.model)
     compiled = gc.compile(graph, target=target, **compile_options)
     for inputs, expected in case.data_sets:
