@@ -15,8 +15,8 @@ object, nothing else.
 Threads: one persistent native pool per process (process_pool.py), shared by every model and
 sized by the largest `threads=` asked; each kernel's tasks are claimed in chunks, each thread's
 own share (home) first, and every task sums in a fixed order, so results are bit-identical for
-any thread count (see threads.py). Input policy: the CompiledModel base (float64 rejected, non-contiguous copied).
-Outputs are freshly allocated per call.
+any thread count (see threads.py). Input policy: the CompiledModel base (float64 rejected,
+non-contiguous copied). Outputs are freshly allocated per call.
 """
 from __future__ import annotations
 

@@ -3,11 +3,12 @@
 Loaded once per process, on the first model's load, into an MCJIT engine that lives until
 exit. Its object code is compiled once per CPU and pool source and kept beside the compile cache
 (`pool-<key>.o`, the object behind its sha256, checked before it is loaded), since compiling it
-takes ~0.2 s, several times a cached model's load. Its graphcnn_pool_* functions are registered as process symbols, so each model's object
-code resolves its calls to them when it is loaded. `ensure(threads)` grows the pool to the
-largest thread count asked so far and returns how many threads run (a model asking for fewer
-uses only that many; see threads.py). The workers are joined at interpreter exit. A forked
-child inherits the pool's code but not its workers: its models run single-threaded.
+takes several times a cached model's load. Its graphcnn_pool_* functions are registered as
+process symbols, so each model's object code resolves its calls to them when it is loaded.
+`ensure(threads)` grows the pool to the largest thread count asked so far and returns how many
+threads run (a model asking for fewer uses only that many; see threads.py). The workers are
+joined at interpreter exit. A forked child inherits the pool's code but not its workers: its
+models run single-threaded.
 """
 from __future__ import annotations
 

@@ -125,7 +125,10 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, pads, dilations, groups: int)
         wg = w[g * og:(g + 1) * og]
         xg = win[:, g * cg:(g + 1) * cg]
         # contract channel + kernel taps: (N, *out, og)
-        parts.append(np.tensordot(xg, wg, axes=([1] + k_axes, [1] + list(range(2, 2 + nd)))))
+        # in float64: every output channel then rounds to float32 alike, whatever order BLAS
+        # sums it in (channels with equal weights must give equal outputs, e.g. ONNX's light models)
+        parts.append(np.tensordot(xg.astype(np.float64), wg.astype(np.float64),
+                                  axes=([1] + k_axes, [1] + list(range(2, 2 + nd)))))
     y = np.concatenate(parts, axis=-1) if groups > 1 else parts[0]
     return np.ascontiguousarray(np.moveaxis(y, -1, 1)).astype(x.dtype, copy=False)
 
