@@ -45,5 +45,5 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
             # hit skips the passes as well as lowering and code generation
             from graphcnn.backends.llvm import compile_graph
 
-            return compile_graph(graph, opt_level, pipeline, **options)
+            return compile_graph(graph, opt_level, **options)
         return compile_for(target, pipeline(graph), **options)

@@ -13,11 +13,13 @@ Levels:
      view cancellation, CSE, dead code
   2  level 1 + batch-norm folding, pad folding, epilogue fusion (bias, residual, activation),
      concat prefix reuse, in-place concat marks; for target "llvm" also the strided-1x1 split,
-     the channel-shuffle op, the blocked layout (dense heads reading it directly) and the
-     kernel-family choice
+     the channel-shuffle op, the blocked layout (dense heads reading it directly)
   3  level 2, with the cleanup + fusion passes run a second time after the layout choice
-Other targets ("reference", "onnxruntime", None) never get llvm-specific passes, so exported
-ONNX stays standard.
+Target "llvm" ends every level, 0 included, with the rewrites its kernels need (`_lowering`):
+max pools fused into the row kernel, blocked convs no blocked kernel takes back to NCHW, and
+the kernel family of every conv, gemm and matmul, which the backend's plan stage builds. Other
+targets ("reference", "onnxruntime", None) never get llvm-specific passes, so exported ONNX
+stays standard. `block` is the llvm target's vector width, the layout's block.
 """
 from __future__ import annotations
 
@@ -41,9 +43,11 @@ from .fold_batch_norm import fold_batch_norm
 from .fold_constants import fold_constants
 from .fold_pad import fold_pad
 from .fuse_activation import fuse_conv_activation
+from .fuse_conv_pool import fuse_conv_pool
 from .fuse_residual import fuse_residual_add
 from .kernel_family import choose_kernel_family
 from .layout import DEFAULT_BLOCK, choose_layout
+from .legalize_convs import legalize_convs
 from .manager import Pass, PassError, PassManager, PassReport, restore_output_names
 from .remove_identity import remove_identity
 from .split_strided_1x1 import split_strided_1x1
@@ -79,7 +83,17 @@ def _llvm(block: int) -> list[Pass]:
         Pass("fuse-channel-shuffle", fuse_channel_shuffle),  # before layout: it runs blocked
         Pass("choose-layout", functools.partial(choose_layout, block=block)),  # after fusion
         Pass("dense-reads-blocked", read_blocked_features),  # after layout: from_blocked exist
-        Pass("choose-kernel-family", choose_kernel_family),  # sees the final conv shapes
+    ]
+
+
+def _lowering(block: int) -> list[Pass]:
+    """What the llvm backend needs of every graph, after all other rewrites."""
+    return [
+        Pass("fuse-conv-pool", functools.partial(fuse_conv_pool, vector_width=block)),
+        Pass("legalize-convs", functools.partial(legalize_convs, vector_width=block)),
+        # last: the families of the final nodes, which the backend's plan stage builds
+        Pass("choose-kernel-family", functools.partial(choose_kernel_family,
+                                                       vector_width=block)),
     ]
 
 
@@ -89,17 +103,17 @@ def pipeline(opt_level: int = 2, target: str | None = None, block: int = DEFAULT
     if opt_level not in OPT_LEVELS:
         raise ValueError(f"opt_level must be one of {OPT_LEVELS}, got {opt_level!r}")
     llvm = target in LLVM_TARGETS
+    lowering = _lowering(block) if llvm else []
     if opt_level == 0:
-        return []
+        return lowering
     if opt_level == 1:
-        return _cleanup()
+        return _cleanup() + lowering
     passes = _cleanup() + _fusion()
     if llvm:
         passes += _llvm(block)
     if opt_level == 3:
         passes += _cleanup() + _fusion()
-        if llvm:
-            passes.append(Pass("choose-kernel-family", choose_kernel_family))
+    passes += lowering
     passes.append(Pass("mark-concat-inplace", mark_concat_inplace))  # last: needs final producers
     return passes
 

@@ -3,14 +3,25 @@
     cm = gc.compile(graph, target="llvm", threads=None, cache=True, cpu="host")
     cm(x); cm.memory_bytes; cm.weights_bytes; cm.export_library("libnet.so")
 
-Pipeline: lower.py (graph -> one LLVM module: kernels from emit/ and kernels/, the static memory
-plan of memory.py, the thread pool of threads.py, the `run` entry) -> codegen.py (verify, a
-named pass pipeline per module, object code for the host CPU; kernel modules compile in forked
-children while lowering goes on) -> runtime.py (MCJIT-load the object, one ctypes call per
-inference) or aot.py (shared library + C header). cache.py keeps object code per (graph,
-options, CPU); gc.compile looks it up on the graph as the user gave it, before the pass
-pipeline (compile_graph), so a hit costs verifying and hashing the graph and loading the
-object, nothing else.
+Stages, top to bottom:
+0. passes: the llvm target's pass pipeline (graphcnn.passes.optimize, run once by `compile`,
+   `compile_graph` or aot.py through target_pipeline.optimized) does every graph rewrite: fusion,
+   blocked layout, strided-1x1 split, channel shuffle, pool fusion, conv legalisation and the
+   kernel family of each conv, gemm and matmul;
+1. plan.py: graph -> kernel steps, the kernels/ plan (tile sizes, task split, cost) of each
+   node's family; the one place a plan is built;
+2. place.py: steps -> buffer locations: the caller's inputs and outputs, views on their source,
+   in-place concat slices, residuals written over in place, the workspace arena by liveness
+   (memory.py);
+3. emit/model.py: steps + locations -> one LLVM module with `run` (emit/ per op family, the
+   kernels/ plans in kernel modules of their own, the thread pool of threads.py); lower.py
+   drives 1-3;
+4. codegen.py: verify, a named pass pipeline per module, object code for the CPU (kernel
+   modules compile in forked children while emission goes on), then runtime.py (MCJIT-load the
+   object, one ctypes call per inference) or aot.py (shared library + C header).
+cache.py keeps object code per (graph, options, CPU); gc.compile looks it up on the graph as
+the user gave it, before the pass pipeline (compile_graph), so a hit costs verifying and
+hashing the graph and loading the object, nothing else.
 
 Threads: one persistent native pool per process (process_pool.py), shared by every model and
 sized by the largest `threads=` asked; each kernel's tasks are claimed in chunks, each thread's
@@ -23,7 +34,6 @@ from __future__ import annotations
 import ctypes
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 from graphcnn.errors import CompileError
@@ -32,6 +42,7 @@ from graphcnn.ir import Graph
 from . import cache as compile_cache
 from .codegen import cpu_and_features, vector_width
 from .runtime import LLVMModel, default_threads
+from .target_pipeline import optimized
 
 
 def _checked_threads(threads: int | None, options: dict) -> int:
@@ -49,23 +60,23 @@ def _code_options(cpu: str, rewrites: bool, profile: bool) -> dict:
 
 def compile(graph: Graph, threads: int | None = None, cache: bool = True, cpu: str = "host",
             rewrites: bool = True, profile: bool = False, **options: Any) -> LLVMModel:
-    """Compile an (already optimised) graph to native code; see the module docstring.
+    """Compile a graph to native code; see the module docstring.
 
     threads: worker count (default: all cores this process may use); cache: reuse object code
     (cache.py); cpu: "host" (default), "generic" (portable x86-64) or an LLVM CPU name;
-    rewrites: run the level-2 llvm pass pipeline first (fusion, blocked layout) if the graph
-    did not get it;
+    rewrites: run the level-2 llvm pass pipeline (fusion, blocked layout) on the graph, else
+    only the rewrites the kernels need;
     profile: an instrumented build timing every kernel (see LLVMModel.profile).
     """
     threads = _checked_threads(threads, options)
-    return _build(graph, threads, cache, cpu, rewrites, profile, lower_rewrites=rewrites)
+    return _build(optimized(graph, 0, rewrites, cpu), threads, cache, cpu, rewrites, profile)
 
 
-def compile_graph(graph: Graph, opt_level: int, pipeline: Callable[[Graph], Graph],
-                  threads: int | None = None, cache: bool = True, cpu: str = "host",
-                  rewrites: bool = True, profile: bool = False, **options: Any) -> LLVMModel:
-    """gc.compile's llvm path: `graph` as the user gave it (verified), `pipeline(graph)` the
-    optimised copy at `opt_level` (the pass pipeline for target "llvm").
+def compile_graph(graph: Graph, opt_level: int, threads: int | None = None, cache: bool = True,
+                  cpu: str = "host", rewrites: bool = True, profile: bool = False,
+                  **options: Any) -> LLVMModel:
+    """gc.compile's llvm path: `graph` as the user gave it (verified), compiled after the llvm
+    pass pipeline at `opt_level` (`optimized`).
 
     The cache is looked up on the graph *before* the pipeline (cache.source_key), so a hit
     skips the passes as well as lowering and code generation; the model's `graph` (the
@@ -85,24 +96,19 @@ def compile_graph(graph: Graph, opt_level: int, pipeline: Callable[[Graph], Grap
             obj, weights, manifest = hit
             model = LLVMModel(source, obj, weights, manifest, threads, cpu,
                               {"rewrites": rewrites}, True, profile,
-                              derive_graph=lambda: pipeline(source))
+                              derive_graph=lambda: optimized(source, opt_level, rewrites, cpu))
             model.compile_seconds = time.perf_counter() - start
             return model
-    work = pipeline(graph)
-    from graphcnn.passes.layout import DEFAULT_BLOCK  # imported by the pipeline already
-
-    # lowering with rewrites on runs the level-2 pipeline again, which is idempotent: skip it
-    # when the graph just got that very pipeline (same level, same layout block)
-    again = rewrites and not (opt_level == 2 and vector_width(cpu) == DEFAULT_BLOCK)
+    work = optimized(graph, opt_level, rewrites, cpu)
     if key is not None and compile_cache.io_signature(work) != compile_cache.io_signature(graph):
         key = None  # a hit could not rebuild the model from the user's graph: key it optimised
-    model = _build(work, threads, cache, cpu, rewrites, profile, lower_rewrites=again, key=key)
+    model = _build(work, threads, cache, cpu, rewrites, profile, key=key)
     model.compile_seconds = time.perf_counter() - start
     return model
 
 
 def _build(graph: Graph, threads: int, cache: bool, cpu: str, rewrites: bool, profile: bool,
-           lower_rewrites: bool, key: str | None = None) -> LLVMModel:
+           key: str | None = None) -> LLVMModel:
     """The optimised `graph` to a model: the cache entry `key` (default: the optimised graph's
     own key) if there is one, else lowering and code generation (stored under `key`)."""
     options = _code_options(cpu, rewrites, profile)
@@ -125,8 +131,8 @@ def _build(graph: Graph, threads: int, cache: bool, cpu: str, rewrites: bool, pr
         builder = ObjectBuilder(cpu)
         try:
             with gc_paused():
-                lowered = lower(graph.copy(), vector_width(cpu), symbol, lower_rewrites,
-                                profile, on_kernel_module=builder.submit)
+                lowered = lower(graph, vector_width(cpu), symbol, profile,
+                                on_kernel_module=builder.submit)
                 obj = compile_objects(lowered.modules, cpu, builder=builder)
         finally:
             builder.close()
@@ -169,4 +175,4 @@ def export_library(graph: Graph, path: str | os.PathLike, **options: Any) -> str
     return export(graph, path, **options)
 
 
-__all__ = ["LLVMModel", "compile", "compile_graph", "export_library"]
+__all__ = ["LLVMModel", "compile", "compile_graph", "export_library", "optimized"]

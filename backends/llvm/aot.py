@@ -20,14 +20,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from graphcnn.passes import optimize
-
 from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
 from graphcnn.opt_levels import DEFAULT_OPT_LEVEL
 
 from .codegen import MODEL_PIPELINE, compile_objects, cpu_and_features, vector_width
 from .lower import lower
+from .target_pipeline import optimized
 from .threads import pool_module
 
 
@@ -54,11 +53,11 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
         raise CompileError("export_library needs a C compiler (cc) to link the shared library")
     if not _optimized:
         level = DEFAULT_OPT_LEVEL if opt_level is None else opt_level
-        graph = optimize(graph.copy(), opt_level=level) if level > 0 else graph.copy()
+        graph = optimized(graph, level, rewrites, cpu)
     path = Path(path)
     stem = re.sub(r"\W", "_", path.name.split(".")[0].removeprefix("lib")) or "net"
     symbol = f"graphcnn_weights_{stem}"
-    lowered = lower(graph.copy(), vector_width(cpu), symbol, rewrites)
+    lowered = lower(graph, vector_width(cpu), symbol)
     objects = compile_objects([*lowered.modules, (pool_module(aot=True), MODEL_PIPELINE)], cpu,
                               aot=True)
     with tempfile.TemporaryDirectory() as tmp:

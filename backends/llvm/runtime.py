@@ -66,8 +66,8 @@ def weights_array(blob) -> np.ndarray:
 
 def _address(array: np.ndarray) -> int:
     """The data address of a C-contiguous array. Through the buffer protocol for a writable
-    one (~0.3 us; `array.ctypes.data` builds a ctypes interface object, ~0.9 us, which was a
-    tenth of a LeNet-5 batch-1 call), else through numpy's interface."""
+    one (`array.ctypes.data` builds a ctypes interface object, about three times slower and
+    a visible share of a small model's call), else through numpy's interface."""
     if array.flags.writeable and array.nbytes:
         return ctypes.addressof(ctypes.c_char.from_buffer(array))
     return array.ctypes.data
@@ -178,10 +178,10 @@ class LLVMModel(CompiledModel):
 
     def __call__(self, *inputs):
         """The common call spelled out: one C-contiguous ndarray of the exact shape and dtype
-        into a one-output model. Python's work right after a native run, whose data has
-        evicted the interpreter's from the caches, costs ~3x its microbenchmark: this path
-        took a LeNet-5 batch-1 call from 17.1 to 14.8 us (the run itself: 11.7 us). Every
-        other call goes through the generic checks (CompiledModel.__call__): same policy."""
+        into a one-output model, with the fewest Python steps: right after a native run, whose
+        data has evicted the interpreter's from the caches, each costs several times its
+        microbenchmark, a visible share of a small model's call. Every other call goes
+        through the generic checks (CompiledModel.__call__): same policy."""
         if self._single is not None and len(inputs) == 1:
             x = inputs[0]
             shape, dtype, out_shape, out_dtype = self._single

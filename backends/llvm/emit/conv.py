@@ -1,5 +1,6 @@
-"""Convolution: the fast blocked kernels (kernels/) where they apply, a generic direct conv
-for everything else (1-D/2-D/3-D, stride, padding, dilation, groups, fused epilogue).
+"""Convolution: a call of the blocked kernel plan plan.py chose (emit_fast), or for kernel
+family "generic" a direct conv on NCHW (1-D/2-D/3-D, stride, padding, dilation, groups, fused
+epilogue).
 
 Generic kernel: 1-D and 2-D convs are seen as 3-D with leading unit dims. A task is one output
 row (n, oc, od, oh). The row starts as the bias; for every input channel of the group and
@@ -30,13 +31,7 @@ from ..builder import (
     window_index,
 )
 from ..kernels.conv2d_nchwc import Conv2dNCHWcPlan
-from ..kernels.conv2d_rows import MAX_OUT_CHANNELS as ROW_CONV_MAX_CHANNELS
-from ..kernels.conv2d_rows import RowConv2dPlan
-from ..kernels.depthwise import DepthwiseConv2dNCHWcPlan
-from ..kernels.winograd import WinogradConv2dNCHWcPlan
 from .base import EmitContext, Task, emitter
-
-FAST_BLOCKS = (4, 8, 16)
 
 
 def as_3d(shape: tuple[int, ...], nd: int, fill: int) -> tuple[int, ...]:
@@ -49,51 +44,9 @@ def valid_range(out: int, size: int, stride: int, offset: int) -> tuple[int, int
     return (ok[0], ok[-1] + 1) if ok else (0, 0)
 
 
-POOLED = (2, 2)  # the fused max pool the row kernel takes (window = stride)
-WINOGRAD_TILES = {"winograd": 4, "winograd_f2": 2}  # kernel family -> output tile side m
-
-
-def fast_plan(node: Node, family: str = "direct", vector_width: int = 16):
-    """The kernels/ plan for a blocked 2-D conv it supports, else None. `family` is the pass
-    pipeline's kernel choice (passes/kernel_family.py); "winograd" (F(4x4)) and "winograd_f2"
-    (F(2x2)) fall back to the direct kernel for a shape the Winograd kernel does not take.
-    `vector_width`: the host's lanes (the row kernel's pixel vectors; the NCHWc kernels use the
-    block's). A conv with a fused max pool (attr `pool`) has a plan only from the row kernel."""
-    a = node.attrs
-    x, w = node.inputs[0].type.shape, node.inputs[1].type.shape
-    if a["layout"] != "NCHWc" or len(x) != 5 or a["out_block"] not in FAST_BLOCKS:
-        return None
-    if a["pool"] and a["pool"] != POOLED:
-        return None
-    ib, ob = x[-1], a["out_block"]
-    c_in, c_out = w[1] * a["groups"], w[0]
-    common = {"n": x[0], "c_in": c_in, "h": x[2], "w": x[3], "c_out": c_out, "kh": w[2],
-              "kw": w[3], "stride": tuple(a["strides"]), "dilation": tuple(a["dilations"]),
-              "pads": tuple(a["pads"][:4]), "vector_width": ob, "activation": a["activation"],
-              "activation_params": tuple(a["activation_params"]),
-              "residual": bool(a["residual"])}
-    if a["groups"] == 1 and ib == 1 and c_out <= ob <= ROW_CONV_MAX_CHANNELS:
-        try:  # planar input, few outputs
-            return RowConv2dPlan.create(in_block=ib, out_block=ob, pool=2 if a["pool"] else 0,
-                                        **{**common, "vector_width": vector_width})
-        except ValueError:
-            pass
-    if a["pool"]:
-        return None  # only the row kernel pools (lower.py unfuses a pool it does not take)
-    if a["groups"] == 1:
-        if family in WINOGRAD_TILES:
-            try:
-                return WinogradConv2dNCHWcPlan.create(in_block=ib, out_block=ob,
-                                                      m=WINOGRAD_TILES[family], **common)
-            except ValueError:
-                pass
-        return Conv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)
-    if a["groups"] == c_in == c_out and w[1] == 1 and ib == ob:
-        return DepthwiseConv2dNCHWcPlan.create(in_block=ib, out_block=ob, **common)
-    return Conv2dNCHWcPlan.create(in_block=ib, out_block=ob, groups=a["groups"], **common)
-
-
 def emit_fast(ctx: EmitContext, node: Node, plan) -> None:
+    """A blocked conv through its kernels/ plan (plan.py built it): weights packed into the
+    arena, one task calling the plan's kernel over [begin, end)."""
     x, w = node.inputs[0], node.inputs[1]
     bias = node.inputs[2].data if len(node.inputs) > 2 else None
     # the dense direct kernel's packing is a transpose: the arena copies the view once
@@ -114,37 +67,13 @@ def emit_fast(ctx: EmitContext, node: Node, plan) -> None:
     ctx.tasks.append(Task(fn, plan.num_tasks, plan.flops, node.name, node.op))
 
 
-def conv_plan(node: Node, annotations: dict, vector_width: int):
-    """The kernels/ plan `emit_conv` runs `node` with, or None (the generic loops)."""
-    if not node.inputs[1].is_constant or (len(node.inputs) > 2
-                                          and not node.inputs[2].is_constant):
-        return None
-    try:
-        return fast_plan(node, annotations.get(node.name, {}).get("kernel", "direct"),
-                         vector_width)
-    except ValueError:
-        return None
-
-
-# plans whose kernels read each residual element just before they write the output element
-# at the same place, and no other: the memory plan may put such a conv's output on its residual
-RESIDUAL_IN_PLACE = (Conv2dNCHWcPlan, DepthwiseConv2dNCHWcPlan, WinogradConv2dNCHWcPlan)
-
-
-def residual_in_place(node: Node, annotations: dict, vector_width: int) -> bool:
-    """Whether `node` (a conv adding a residual) may write its output over the residual."""
-    return (node.op == "conv" and bool(node.attrs.get("residual"))
-            and isinstance(conv_plan(node, annotations, vector_width), RESIDUAL_IN_PLACE))
-
-
 @emitter("conv")
 def emit_conv(ctx: EmitContext, node: Node) -> None:
-    plan = conv_plan(node, ctx.annotations, ctx.vw)
-    if plan is not None:
-        emit_fast(ctx, node, plan)
-        return
-    if node.attrs["layout"] != "NCHW":
-        raise NotImplementedError("blocked conv outside the fast kernels (legalised before)")
+    """Kernel family "generic": the NCHW loops (the blocked families run their plan through
+    emit_fast)."""
+    if node.attrs["layout"] != "NCHW" or node.attrs["pool"]:
+        raise NotImplementedError("a blocked or pooling conv outside the blocked kernels "
+                                  "(the llvm lowering passes rewrite those)")
     if is_pointwise(node):
         emit_pointwise(ctx, node)
         return

@@ -1,7 +1,8 @@
 """Dense layers: gemm (fused epilogue) and matmul (batched, broadcasting, 1-D operands).
 
-With a constant B the packed GEMM of kernels/gemm.py runs (B packed at compile time; a matmul
-whose constant B is 2-D is one GEMM over the flattened batch). Otherwise the generic kernel:
+Kernel family "gemm" (a constant B, passes/kernel_family.py) runs the packed GEMM plan of
+kernels/gemm.py (emit_gemm_plan: B packed at compile time; a matmul whose constant B is 2-D is
+one GEMM over the flattened batch). Family "generic", the emitters here:
 a task is one output row, accumulated as y[m, :] += A[m, k] * B[k, :] over k — a contiguous
 `<vw x float>` FMA loop — then alpha, beta * C (broadcast) and the activation.
 """
@@ -11,7 +12,7 @@ import math
 
 from llvmlite import ir
 
-from graphcnn.ir import Node, Value
+from graphcnn.ir import Node
 
 from ..builder import (
     apply_activation,
@@ -55,18 +56,12 @@ def _gemm_row(b: ir.IRBuilder, a_row: ir.Value, a_stride: int, bmat: ir.Value, b
                              "f1"), row, j, "acc")
 
 
-def _try_gemm_plan(ctx: EmitContext, node: Node, a_val: Value, b_data, m: int, n: int, k: int,
-                   trans_a: bool, trans_b: bool, alpha: float, beta: float, c_val: Value | None,
-                   act: str, params: tuple) -> bool:
-    try:
-        plan = GemmPlan.create(m=m, n=n, k=k, trans_a=trans_a, trans_b=trans_b, alpha=alpha,
-                               beta=beta, has_c=c_val is not None,
-                               c_shape=c_val.type.shape if c_val is not None else None,
-                               activation=act, activation_params=params,
-                               vector_width=ctx.vw if ctx.vw in (4, 8, 16) else 16)
-    except ValueError:
-        return False
-    b_off = ctx.add_weights(plan.pack_b(b_data))
+def emit_gemm_plan(ctx: EmitContext, node: Node, plan: GemmPlan) -> None:
+    """A gemm, or a matmul with a 2-D B, on the packed GEMM of its plan (kernel family "gemm",
+    plan.py): B packed into the weights arena once, one task calling the kernel."""
+    a_val = node.inputs[0]
+    c_val = node.inputs[2] if node.op == "gemm" and len(node.inputs) > 2 else None
+    b_off = ctx.add_weights(plan.pack_b(node.inputs[1].data))
     kernel = ctx.kernel(plan, node.name)
     fn = ctx.new_task_fn(node.name)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -77,7 +72,6 @@ def _try_gemm_plan(ctx: EmitContext, node: Node, a_val: Value, b_data, m: int, n
                     ctx.ptr(b, env, node.outputs[0], "y"), begin, end])
     b.ret_void()
     ctx.tasks.append(Task(fn, plan.num_tasks, plan.flops, node.name, node.op))
-    return True
 
 
 @emitter("gemm")
@@ -89,9 +83,6 @@ def emit_gemm(ctx: EmitContext, node: Node) -> None:
     m, k = av.type.shape[::-1] if ta else av.type.shape
     n = node.outputs[0].type.shape[1]
     act, params = a["activation"], tuple(a["activation_params"])
-    if bv.is_constant and _try_gemm_plan(ctx, node, av, bv.data, m, n, k, ta, tb, a["alpha"],
-                                         a["beta"], cv, act, params):
-        return
     b_trans = tb
     b_const_off = None
     if bv.is_constant and tb:  # transpose once at compile time: contiguous rows of op(B)
@@ -142,10 +133,6 @@ def emit_matmul(ctx: EmitContext, node: Node) -> None:
     pad_b = (1,) * (rank - len(batch_b)) + batch_b
     batch = tuple(max(x, z) for x, z in zip(pad_a, pad_b))
     nb = math.prod(batch)
-    # a constant 2-D B: the batch of A is contiguous rows, one GEMM over all of them
-    if bv.is_constant and len(sb) == 2 and _try_gemm_plan(
-            ctx, node, av, bv.data, nb * m, n, k, False, False, 1.0, 0.0, None, "none", ()):
-        return
     # strides of each batch dim (0 where broadcast) in elements
     str_a = _batch_strides(pad_a, batch, m * k)
     str_b = _batch_strides(pad_b, batch, k * n)

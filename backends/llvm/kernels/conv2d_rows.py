@@ -24,9 +24,9 @@ Epilogue: + bias per channel vector, then an in-register transpose (log2(ob) sta
 two-vector shuffles) turns ob channel vectors of V pixels into V*ob/V vectors of the NCHWc
 block's [pixel][channel] order, then activation, padding channels zeroed, stores.
 
-Fused max pool (`pool` 2: a 2x2 stride-2 max pool after the activation, floor mode; lower.py
-fuses conv -> max_pool into it): a register tile holds the pool's two output rows; the epilogue
-takes bias and activation of each, their lane-wise max, then the max of lane pairs (2j, 2j+1)
+Fused max pool (`pool` 2: a 2x2 stride-2 max pool after the activation, floor mode;
+passes/fuse_conv_pool.py fuses conv -> max_pool into it): a register tile holds the pool's two
+output rows; the epilogue takes bias and activation of each, their lane-wise max, then the max of lane pairs (2j, 2j+1)
 by two shuffles, and transposes only the V/2 pooled pixels. The full-size conv output is never
 written, which saves a store and a reload of the largest tensor.
 

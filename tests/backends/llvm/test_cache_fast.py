@@ -11,7 +11,7 @@ import pytest
 from llvm_cases import rnd
 
 import graphcnn as gc
-from graphcnn import api
+from graphcnn import passes
 from graphcnn.digests import constant_digests, prefetch_constant_digests
 from graphcnn.ir import Graph
 
@@ -33,7 +33,7 @@ def block(seed: int = 3) -> Graph:
 def no_passes(monkeypatch) -> None:
     def fail(*args, **kwargs):
         raise AssertionError("a cache hit must not run the pass pipeline")
-    monkeypatch.setattr(api, "optimize", fail)
+    monkeypatch.setattr(passes, "optimize", fail)
 
 
 def test_hit_skips_passes_and_matches_miss_bit_for_bit(monkeypatch):
@@ -221,8 +221,9 @@ def test_entry_whose_signature_differs_from_the_graph_runs_the_pipeline(monkeypa
     real = cache.io_signature
     monkeypatch.setattr(cache, "io_signature", lambda g: real(g) + [["changed"]])
     ran = []
-    real_optimize = api.optimize
-    monkeypatch.setattr(api, "optimize", lambda *a, **k: ran.append(1) or real_optimize(*a, **k))
+    real_optimize = passes.optimize
+    monkeypatch.setattr(passes, "optimize",
+                        lambda *a, **k: ran.append(1) or real_optimize(*a, **k))
     cm = gc.compile(graph, target="llvm")
     assert ran and cm._graph is not None
     np.testing.assert_array_equal(cm(x), want)

@@ -20,6 +20,11 @@ lower_mod = importlib.import_module("graphcnn.backends.llvm.lower")
 codegen = importlib.import_module("graphcnn.backends.llvm.codegen")
 
 
+def for_llvm(graph: Graph) -> Graph:
+    """A copy through the llvm pass pipeline (16 lanes), which lowering expects."""
+    return gc.optimize(graph, target="llvm", block=16)
+
+
 def twin_convs() -> gc.Graph:
     gc.manual_seed(3)
     return gc.Sequential(gc.Conv2d(16, 16, 3, padding=1), gc.ReLU(),
@@ -29,7 +34,7 @@ def twin_convs() -> gc.Graph:
 
 def test_same_shape_layers_share_one_kernel():
     graph = gc.optimize(twin_convs())
-    lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False)
+    lowered = lower_mod.lower(for_llvm(graph), 16, "graphcnn_weights_t")
     kernels = [f for m, _ in lowered.kernel_modules for f in m.functions
                if not f.is_declaration and f.linkage != "internal"]
     assert len(kernels) == 2  # the two 16->16 3x3 convs share one, the 1x1 has its own
@@ -47,10 +52,10 @@ def test_split_modules_link_and_match_reference():
 
 def test_compile_objects_without_fork_matches(monkeypatch):
     graph = gc.optimize(twin_convs())
-    lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False)
+    lowered = lower_mod.lower(for_llvm(graph), 16, "graphcnn_weights_t")
     forked = codegen.compile_objects(lowered.modules, "host")
     monkeypatch.setattr(codegen, "_fork_compile", lambda *a: None)
-    lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False)
+    lowered = lower_mod.lower(for_llvm(graph), 16, "graphcnn_weights_t")
     serial = codegen.compile_objects(lowered.modules, "host")
     assert len(forked) == len(serial) == len(lowered.modules)
     assert all(isinstance(o, bytes) and o for o in forked)
@@ -75,7 +80,7 @@ def test_each_module_compiles_with_its_pipeline(monkeypatch):
     monkeypatch.setattr(codegen, "_fork_compile", lambda *a: None)  # all here: spied on
     monkeypatch.setattr(codegen, "compile_object", spy)
     graph = gc.optimize(winograd_then_direct())
-    lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False)
+    lowered = lower_mod.lower(for_llvm(graph), 16, "graphcnn_weights_t")
     codegen.compile_objects(lowered.modules, "host")
     assert pipelines.pop(lowered.module.name) == codegen.MODEL_PIPELINE == "O2"
     kernels = {pipeline: [f.name for f in m.functions
@@ -146,7 +151,7 @@ def test_kernel_modules_handed_over_complete_and_in_order(monkeypatch):
     monkeypatch.setattr(base, "KERNEL_CHUNK_INSTRUCTIONS", 1)  # one module per kernel
     graph = gc.optimize(twin_convs())
     handed: list[tuple[object, str]] = []
-    lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False,
+    lowered = lower_mod.lower(for_llvm(graph), 16, "graphcnn_weights_t",
                               on_kernel_module=lambda m, p: handed.append((m, str(m))))
     assert [m for m, _ in handed] == [m for m, _ in lowered.kernel_modules]
     assert lowered.kernel_modules == lowered.modules[1:]
@@ -195,7 +200,7 @@ def test_failed_lowering_reaps_submitted_children(monkeypatch):
 
 def test_collect_without_submit_compiles_here():
     graph = gc.optimize(twin_convs())
-    lowered = lower_mod.lower(graph.copy(), 16, "graphcnn_weights_t", True, False)
+    lowered = lower_mod.lower(for_llvm(graph), 16, "graphcnn_weights_t")
     builder = codegen.ObjectBuilder("host")
     obj = builder.collect(*lowered.kernel_modules[0])
     assert isinstance(obj, bytes) and obj

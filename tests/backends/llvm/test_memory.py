@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from graphcnn.backends.llvm import lower, memory
+from graphcnn.backends.llvm import memory, place
 
 import graphcnn as gc
 
@@ -42,7 +42,7 @@ def test_overlapping_lives_do_not_share():
 
 # ----------------------------------------------------------------------------------------------
 # A conv adding a residual writes its output over the residual when it is the residual's last
-# reader (lower._residuals_in_place)
+# reader (place._residuals_in_place)
 
 
 def _block_graph(residual_is_input: bool, residual_read_later: bool):
@@ -67,7 +67,7 @@ def test_residual_conv_in_place(monkeypatch, residual_is_input, residual_read_la
     assert sum(n.attrs.get("residual", False) for n in fused.graph.nodes) >= 1
     got = fused(x)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    monkeypatch.setattr(lower, "residual_in_place", lambda *args: False)
+    monkeypatch.setattr(place, "residual_in_place", lambda *args: False)
     apart = gc.compile(graph, target="llvm", threads=2, cache=False)
     np.testing.assert_array_equal(apart(x), got)
     # in place only when the residual is neither the conv's input nor read after it
