@@ -40,3 +40,7 @@ class CompileError(GraphcnnError):
 def where(node) -> str:
     """'node conv_3 (conv)' for messages; accepts anything with .name and .op."""
     return f"node {node.name!r} ({node.op})"
+
+
+class CacheIntegrityWarning(UserWarning):
+    """A compile-cache entry or directory that failed its checks and was not used."""
