@@ -42,5 +42,10 @@ def where(node) -> str:
     return f"node {node.name!r} ({node.op})"
 
 
+class InvalidOptionError(CompileError, ValueError):
+    """A compile option out of its range (opt_level, cpu); the message lists the valid ones.
+    Also a ValueError, which such errors were before."""
+
+
 class CacheIntegrityWarning(UserWarning):
     """A compile-cache entry or directory that failed its checks and was not used."""
