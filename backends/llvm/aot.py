@@ -24,7 +24,7 @@ from graphcnn.passes import optimize
 
 from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
-from graphcnn.opt_levels import DEFAULT_OPT_LEVEL
+from graphcnn.opt_levels import DEFAULT_OPT_LEVEL, check_opt_level
 
 from .codegen import MODEL_PIPELINE, compile_objects, cpu_and_features, vector_width
 from .lower import lower
@@ -53,7 +53,7 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
     if cc is None:
         raise CompileError("export_library needs a C compiler (cc) to link the shared library")
     if not _optimized:
-        level = DEFAULT_OPT_LEVEL if opt_level is None else opt_level
+        level = check_opt_level(DEFAULT_OPT_LEVEL if opt_level is None else opt_level)
         graph = optimize(graph.copy(), opt_level=level) if level > 0 else graph.copy()
     path = Path(path)
     stem = re.sub(r"[^A-Za-z0-9_]", "_", path.name.split(".")[0].removeprefix("lib")) or "net"
