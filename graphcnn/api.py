@@ -6,7 +6,7 @@ from typing import Any
 from .errors import CompileError
 from .hugepages import no_huge_page_advice
 from .ir import Graph
-from .opt_levels import DEFAULT_OPT_LEVEL
+from .opt_levels import DEFAULT_OPT_LEVEL, check_opt_level
 from .runtime import CompiledModel
 from .verify import verify
 
@@ -34,6 +34,7 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
     verify(graph)
     if opt_level is None:
         opt_level = 0 if target == "reference" else DEFAULT_OPT_LEVEL
+    check_opt_level(opt_level)
 
     def pipeline(g: Graph) -> Graph:
         # the pipeline knows the target: layout and kernel choices are made for llvm only

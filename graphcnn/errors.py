@@ -40,3 +40,12 @@ class CompileError(GraphcnnError):
 def where(node) -> str:
     """'node conv_3 (conv)' for messages; accepts anything with .name and .op."""
     return f"node {node.name!r} ({node.op})"
+
+
+class InvalidOptionError(CompileError, ValueError):
+    """A compile option out of its range (opt_level, cpu); the message lists the valid ones.
+    Also a ValueError, which such errors were before."""
+
+
+class CacheIntegrityWarning(UserWarning):
+    """A compile-cache entry or directory that failed its checks and was not used."""

@@ -28,8 +28,9 @@ import os
 from collections.abc import Iterable
 from typing import IO
 
+from graphcnn.errors import InvalidOptionError
 from graphcnn.ir import Graph
-from graphcnn.opt_levels import DEFAULT_OPT_LEVEL
+from graphcnn.opt_levels import DEFAULT_OPT_LEVEL, OPT_LEVELS
 from graphcnn.verify import verify as verify_graph
 
 from .cancel_views import cancel_views
@@ -52,7 +53,6 @@ from .manager import Pass, PassError, PassManager, PassReport, restore_output_na
 from .remove_identity import remove_identity
 from .split_strided_1x1 import split_strided_1x1
 
-OPT_LEVELS = (0, 1, 2, 3)
 LLVM_TARGETS = frozenset({"llvm"})
 
 
@@ -101,7 +101,7 @@ def pipeline(opt_level: int = 2, target: str | None = None, block: int = DEFAULT
              ) -> list[Pass]:
     """The passes `optimize` runs for a level and target, in order."""
     if opt_level not in OPT_LEVELS:
-        raise ValueError(f"opt_level must be one of {OPT_LEVELS}, got {opt_level!r}")
+        raise InvalidOptionError(f"opt_level must be one of {OPT_LEVELS}, got {opt_level!r}")
     llvm = target in LLVM_TARGETS
     lowering = _lowering(block) if llvm else []
     if opt_level == 0:

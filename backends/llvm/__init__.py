@@ -86,7 +86,7 @@ def compile_graph(graph: Graph, opt_level: int, threads: int | None = None, cach
     threads = _checked_threads(threads, options)
     start = time.perf_counter()
     key = None
-    if cache:
+    if cache and compile_cache.enabled():
         cpu_name, features = cpu_and_features(cpu)
         key = compile_cache.source_key(graph, opt_level, cpu_name, features,
                                        _code_options(cpu, rewrites, profile))
@@ -112,7 +112,7 @@ def _build(graph: Graph, threads: int, cache: bool, cpu: str, rewrites: bool, pr
     """The optimised `graph` to a model: the cache entry `key` (default: the optimised graph's
     own key) if there is one, else lowering and code generation (stored under `key`)."""
     options = _code_options(cpu, rewrites, profile)
-    if cache and key is None:
+    if cache and key is None and compile_cache.enabled():
         cpu_name, features = cpu_and_features(cpu)
         key = compile_cache.cache_key(graph, cpu_name, features, options)
     hit = compile_cache.load(key) if cache else None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
-from graphcnn.opt_levels import DEFAULT_OPT_LEVEL
+from graphcnn.opt_levels import DEFAULT_OPT_LEVEL, check_opt_level
 
 from .codegen import MODEL_PIPELINE, compile_objects, cpu_and_features, vector_width
 from .lower import lower
@@ -52,10 +52,10 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
     if cc is None:
         raise CompileError("export_library needs a C compiler (cc) to link the shared library")
     if not _optimized:
-        level = DEFAULT_OPT_LEVEL if opt_level is None else opt_level
+        level = check_opt_level(DEFAULT_OPT_LEVEL if opt_level is None else opt_level)
         graph = optimized(graph, level, rewrites, cpu)
     path = Path(path)
-    stem = re.sub(r"\W", "_", path.name.split(".")[0].removeprefix("lib")) or "net"
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", path.name.split(".")[0].removeprefix("lib")) or "net"
     symbol = f"graphcnn_weights_{stem}"
     lowered = lower(graph, vector_width(cpu), symbol)
     objects = compile_objects([*lowered.modules, (pool_module(aot=True), MODEL_PIPELINE)], cpu,
@@ -82,12 +82,34 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
     return str(header)
 
 
+def c_string(text: str) -> str:
+    """`text` as a C string literal that reads back as its UTF-8 bytes: printable ASCII as is
+    (but backslash and quote escaped, and `?` escaped so no trigraph forms), every other byte
+    (newline, control, non-ASCII) a three-digit octal escape, so no name can end the literal,
+    start a preprocessor line or close a comment."""
+    out = []
+    for byte in text.encode("utf-8", "surrogatepass"):
+        ch = chr(byte)
+        if ch in '\\"?':
+            out.append("\\" + ch)
+        elif 0x20 <= byte < 0x7F:
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
 def c_header(graph: Graph, stem: str, workspace_bytes: int, cpu: str) -> str:
+    """The header: names only as C identifiers (`stem` is one) or escaped string literals."""
+    if not re.fullmatch(r"[A-Za-z0-9_]+", stem):
+        raise CompileError(f"library stem {stem!r} is not a C identifier")
     guard = f"GRAPHCNN_{stem.upper()}_H"
     cpu_name, _ = cpu_and_features(cpu)
     lines = [
-        f"/* {stem}: graph {graph.name!r} compiled by graphcnn for CPU {cpu_name}. */",
+        f"/* {stem}: a graph compiled by graphcnn; its name and CPU are the macros below. */",
         f"#ifndef {guard}", f"#define {guard}", "",
+        f"#define GRAPHCNN_GRAPH_NAME {c_string(graph.name)}",
+        f"#define GRAPHCNN_CPU {c_string(cpu_name)}",
         "/* Call: float* in[NUM_INPUTS], out[NUM_OUTPUTS] (dense row-major float32, sizes below),",
         "   a workspace of WORKSPACE_BYTES (64-byte aligned, e.g. aligned_alloc(64, ...)), reused",
         "   across calls. Calls sharing a workspace must not overlap. Optional: start the thread",
@@ -100,7 +122,7 @@ def c_header(graph: Graph, stem: str, workspace_bytes: int, cpu: str) -> str:
     for kind, values in (("INPUT", graph.inputs), ("OUTPUT", graph.outputs)):
         for i, v in enumerate(values):
             shape = ", ".join(str(d) for d in v.type.shape)
-            lines += [f"#define GRAPHCNN_{kind}_{i}_NAME \"{v.name}\"",
+            lines += [f"#define GRAPHCNN_{kind}_{i}_NAME {c_string(v.name)}",
                       f"#define GRAPHCNN_{kind}_{i}_RANK {len(v.type.shape)}",
                       f"#define GRAPHCNN_{kind}_{i}_SHAPE {{{shape}}}",
                       f"#define GRAPHCNN_{kind}_{i}_SIZE {v.type.size}"]

@@ -14,8 +14,11 @@ way in the background when a compile starts (the ONNX importer prefetches them).
 An entry is three files under `$GRAPHCNN_CACHE_DIR` (default ~/.cache/graphcnn/llvm):
 `<key>.o` (the object files, back to back), `<key>.weights` (the packed-weights arena, raw
 float32 bytes) and `<key>.json` (a small manifest: symbol, sizes, the model's input/output
-signature). No pickle. Writes go to a temporary file then `os.replace`, manifest last, so a
-reader never sees a half-written entry.
+signature, and xxh3 digests of the object code, the weights and the manifest itself). No
+pickle. Writes go to a temporary file then `os.replace`, manifest last, so a reader never sees
+a half-written entry. A load checks every field and digest before anything is used, and
+deletes a bad entry with a CacheIntegrityWarning (cache_integrity.py); `GRAPHCNN_CACHE=off`
+turns the cache off, and a directory others may write to is not used.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import json
 import os
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import llvmlite
@@ -31,12 +35,30 @@ import numpy as np
 
 from graphcnn import version
 from graphcnn.digests import constant_digests
+from graphcnn.errors import CacheIntegrityWarning
 from graphcnn.ir import Graph
+
+from .cache_integrity import (
+    MAX_OBJECT_BYTES,
+    BadEntry,
+    check_manifest,
+    digest,
+    dir_is_safe,
+    manifest_digest,
+    read_regular,
+    read_weights,
+    seal,
+)
 
 _SOURCE_DIGEST: str | None = None
 _writers: dict[str, threading.Thread] = {}  # entries being written in the background, by key
 _writers_lock = threading.Lock()
 KEY_FORMAT = "2"  # bump when the key's recipe changes
+
+
+def enabled() -> bool:
+    """False when the environment says GRAPHCNN_CACHE=off (or 0, false, no)."""
+    return os.environ.get("GRAPHCNN_CACHE", "").strip().lower() not in ("off", "0", "false", "no")
 
 
 def cache_dir() -> Path:
@@ -97,8 +119,8 @@ def _key(kind: str, graph: Graph, parts: list[str]) -> str:
         h.update(part.encode())
         h.update(b"\0")
     constants = graph.constants
-    for digest in constant_digests(constants):
-        h.update(digest)
+    for const_digest in constant_digests(constants):
+        h.update(const_digest)
     return h.hexdigest()
 
 
@@ -121,28 +143,62 @@ def weights_symbol(graph: Graph) -> str:
 
 
 def load(key: str) -> tuple[list[bytes], np.ndarray, dict] | None:
-    """(object code, weights arena, manifest) or None. The arena is a read-only memory map of
-    the file (page aligned, read lazily, shared page cache; os.replace by a later store leaves
-    the mapped inode intact)."""
+    """(object code, weights arena, manifest), or None for no entry, a refused cache directory
+    or a bad entry. A bad entry (see _checked_entry) is deleted with a CacheIntegrityWarning,
+    never executed, so the caller compiles afresh. The weights are read into private memory,
+    so another process truncating the file cannot fault a live model."""
     _wait_for_writer(key)
     d = cache_dir()
+    if not enabled() or not dir_is_safe(d):
+        return None
     try:
-        manifest = json.loads((d / f"{key}.json").read_text())
-        obj = (d / f"{key}.o").read_bytes()
-        path = d / f"{key}.weights"
-        size = path.stat().st_size
-        weights = np.memmap(path, dtype=np.uint8, mode="r") if size else \
-            np.zeros(0, np.uint8)
-    except (OSError, ValueError):
+        manifest_bytes = read_regular(d / f"{key}.json")
+    except FileNotFoundError:
         return None
-    if manifest.get("key") != key or len(obj) != manifest.get("object_bytes") or \
-            len(weights) != manifest.get("weights_file_bytes"):
-        return None  # a torn or foreign entry: recompile
-    sizes = manifest.get("object_sizes", [len(obj)])
-    if sum(sizes) != len(obj):
+    except (OSError, BadEntry) as e:
+        _discard(d, key, f"manifest unreadable: {e}")
         return None
+    try:
+        return _checked_entry(d, key, manifest_bytes)
+    except FileNotFoundError:
+        _discard(d, key, "object or weights file missing")
+        return None
+    except (OSError, BadEntry) as e:
+        _discard(d, key, str(e))
+        return None
+
+
+def _checked_entry(d: Path, key: str, manifest_bytes: bytes
+                   ) -> tuple[list[bytes], np.ndarray, dict]:
+    """Parse and check the manifest fields, read the object code and weights, and check them
+    against the manifest's sizes and digests; raises BadEntry naming what is wrong."""
+    try:
+        manifest = json.loads(manifest_bytes)
+    except (ValueError, RecursionError) as e:
+        raise BadEntry(f"manifest is not JSON: {e}") from None
+    check_manifest(manifest, key)
+    obj = read_regular(d / f"{key}.o", manifest["object_bytes"], MAX_OBJECT_BYTES)
+    weights = read_weights(d / f"{key}.weights", manifest["weights_file_bytes"])
+    if digest(obj) != manifest["object_digest"]:
+        raise BadEntry("object code digest differs from the manifest's")
+    if digest(weights) != manifest["weights_digest"]:
+        raise BadEntry("weights digest differs from the manifest's")
+    if manifest_digest(manifest) != manifest["manifest_digest"]:
+        raise BadEntry("manifest fields differ from those the entry was written with")
+    sizes = manifest["object_sizes"]
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     return [obj[a:a + n] for a, n in zip(starts, sizes)], weights, manifest
+
+
+def _discard(d: Path, key: str, reason: str) -> None:
+    """Delete a bad entry (so the next compile stores a good one) and say so."""
+    for suffix in (".json", ".o", ".weights"):
+        try:
+            (d / f"{key}{suffix}").unlink()
+        except OSError:
+            pass
+    warnings.warn(f"graphcnn compile cache: entry {key[:16]} in {d} is bad ({reason}); "
+                  "deleted it, compiling afresh", CacheIntegrityWarning, stacklevel=4)
 
 
 def _atomic_write(path: Path, data) -> None:
@@ -165,6 +221,8 @@ def store(key: str, objects: list[bytes], weights: np.ndarray, manifest: dict,
     take ~0.2 s to write; the model is runnable meanwhile and `weights` is read-only). A load of
     the same key waits for it, `flush()` waits for all, and the thread is no daemon: the
     interpreter finishes the entry before it exits."""
+    if not enabled():
+        return
     d = cache_dir()  # now: the environment may change before the writer runs
     if not background:
         _store(d, key, objects, weights, manifest)
@@ -194,13 +252,16 @@ def _wait_for_writer(key: str) -> None:
 def _store(d: Path, key: str, objects: list[bytes], weights: np.ndarray, manifest: dict
            ) -> None:
     obj = b"".join(objects)
-    manifest = {**manifest, "object_sizes": [len(o) for o in objects]}
+    manifest = seal({**manifest, "object_sizes": [len(o) for o in objects], "key": key,
+                     "object_bytes": len(obj), "weights_file_bytes": len(weights)},
+                    obj, weights)
     try:
-        d.mkdir(parents=True, exist_ok=True)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        d.mkdir(mode=0o700, exist_ok=True)
+        if not dir_is_safe(d):
+            return
         _atomic_write(d / f"{key}.o", obj)
         _atomic_write(d / f"{key}.weights", weights)
-        manifest = {**manifest, "key": key, "object_bytes": len(obj),
-                    "weights_file_bytes": len(weights)}
         _atomic_write(d / f"{key}.json", json.dumps(manifest, indent=1).encode())
     except OSError:
         pass

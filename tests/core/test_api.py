@@ -62,3 +62,15 @@ def test_non_contiguous_input_is_copied(graph, x):
 def test_unknown_target():
     with pytest.raises(gc.CompileError, match="unknown target"):
         gc.compile(gc.Sequential(gc.ReLU()).build((1, 2)), target="tpu")
+
+
+@pytest.mark.parametrize("target", ["llvm", "reference", "onnxruntime"])
+@pytest.mark.parametrize("level", [9, 7, -1, "2", 2.0, True])
+def test_opt_level_out_of_range_is_a_typed_error_naming_the_levels(graph, target, level):
+    from graphcnn.errors import InvalidOptionError
+
+    with pytest.raises(InvalidOptionError, match=r"opt_level must be one of \(0, 1, 2, 3\)") as e:
+        gc.compile(graph, target=target, opt_level=level)
+    assert isinstance(e.value, gc.CompileError) and isinstance(e.value, ValueError)
+    with pytest.raises(gc.CompileError, match=r"\(0, 1, 2, 3\)"):
+        gc.optimize(graph, opt_level=9)

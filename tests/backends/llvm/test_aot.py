@@ -78,3 +78,67 @@ def test_compiled_model_exports(tmp_path):
     cm.export_library(tmp_path / "libm2.so")
     assert (tmp_path / "libm2.so").stat().st_size > cm.weights_bytes
     assert "GRAPHCNN_WORKSPACE_BYTES" in (tmp_path / "libm2.h").read_text()
+
+
+HOSTILE_NAMES = ['x"\n#error injected', "*/ int injected; /*", "??=??/ \\ é\t\0end"]
+
+NAMES_PROGRAM = r"""
+#include <stdio.h>
+#include "libnet.h"
+
+static void hex(const char* s, unsigned long n) {
+    for (unsigned long i = 0; i < n; i++) printf("%02x", (unsigned char)s[i]);
+    printf("\n");
+}
+
+int main(void) {
+    /* sizeof keeps the bytes after an embedded NUL */
+    hex(GRAPHCNN_GRAPH_NAME, sizeof(GRAPHCNN_GRAPH_NAME) - 1);
+    hex(GRAPHCNN_INPUT_0_NAME, sizeof(GRAPHCNN_INPUT_0_NAME) - 1);
+    hex(GRAPHCNN_OUTPUT_0_NAME, sizeof(GRAPHCNN_OUTPUT_0_NAME) - 1);
+    return 0;
+}
+"""
+
+
+def hostile_graph(name: str, graph_name: str | None = None) -> gc.Graph:
+    g = gc.Graph(name if graph_name is None else graph_name)
+    x = g.add_input(name, (2, 3))
+    y = g.apply("relu", [x])
+    y.name = name + "*/"
+    g.set_outputs([y])
+    return g
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=["quote-newline", "comment-end", "trigraph"])
+def test_hostile_names_in_the_header_are_escaped(tmp_path, name):
+    """A name cannot end its string literal, start a preprocessor line or close a comment:
+    the header compiles (cc -fsyntax-only, warnings as errors for trigraphs) and the names
+    read back byte for byte."""
+    from graphcnn.backends.llvm.aot import c_header
+
+    cc = find_cc()
+    graph = hostile_graph(name)
+    (tmp_path / "libnet.h").write_text(c_header(graph, "net", 64, "generic"))
+    (tmp_path / "main.c").write_text(NAMES_PROGRAM)
+    check = subprocess.run([cc, "-fsyntax-only", "-Wall", "-Werror", "-trigraphs",
+                            str(tmp_path / "main.c")], capture_output=True, text=True,
+                           check=False)
+    assert check.returncode == 0, check.stderr
+    subprocess.run([cc, "-o", str(tmp_path / "names"), str(tmp_path / "main.c")], check=True)
+    lines = subprocess.run([str(tmp_path / "names")], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert [bytes.fromhex(h).decode() for h in lines] == [name, name, name + "*/"]
+
+
+def test_export_library_with_a_hostile_input_name(tmp_path):
+    graph = hostile_graph(HOSTILE_NAMES[0], graph_name="hostile")
+    header = export_library(graph, tmp_path / "libnet.so")
+    (tmp_path / "main.c").write_text(NAMES_PROGRAM)
+    subprocess.run([find_cc(), "-o", str(tmp_path / "names"), str(tmp_path / "main.c"),
+                    f"-I{tmp_path}"], check=True)
+    lines = subprocess.run([str(tmp_path / "names")], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert bytes.fromhex(lines[1]).decode() == HOSTILE_NAMES[0]
+    with open(header) as f:
+        assert "#error" not in [line.split(" ")[0] for line in f.read().splitlines()]

@@ -236,3 +236,39 @@ def test_gc_paused_restores_the_collector_state():
         assert not collector.isenabled()  # a caller's own choice is kept
     finally:
         collector.enable()
+
+
+def test_unknown_cpu_is_a_compile_error_listing_valid_names():
+    """LLVM aborts the process on an unknown CPU name, so this runs in a child: a crash fails
+    the test instead of killing pytest."""
+    import subprocess
+    import sys
+
+    script = (
+        "import graphcnn as gc\n"
+        "g = gc.Sequential(gc.Conv2d(1, 2, 3, seed=0), gc.ReLU()).build((1, 1, 6, 6))\n"
+        "for cache in (True, False):\n"
+        "    try:\n"
+        "        gc.compile(g, target='llvm', cpu='notacpu', cache=cache)\n"
+        "    except gc.CompileError as e:\n"
+        "        print(type(e).__name__, e)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert line.startswith("InvalidOptionError unknown cpu 'notacpu'; valid: 'host', ")
+        assert "'generic'" in line and "haswell" in line.split("valid:")[1]
+
+
+def test_known_cpu_names_come_from_llvm_and_compile():
+    names = codegen.known_cpus()
+    assert "x86-64" in names and "notacpu" not in names and len(names) > 20
+    assert codegen.known_cpus() is names  # asked once per process
+    with pytest.raises(CompileError, match="cpu must be a str"):
+        codegen.cpu_and_features(3)
+    graph = gc.Sequential(gc.Conv2d(2, 4, 3, seed=0), gc.ReLU()).build((1, 2, 7, 7))
+    x = rnd(1, 2, 7, 7)
+    cm = gc.compile(graph, target="llvm", cpu="x86-64", cache=False)
+    assert rel_l2(cm(x), interpret(graph, [x])[0]) < 1e-5
