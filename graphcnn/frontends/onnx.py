@@ -188,9 +188,10 @@ class _Importer:
         self._remember(graph)
         return graph
 
-    def _warn(self, message: str) -> None:
+    def _warn(self, message: str, depth: int = 0) -> None:
+        """Warn at graphcnn.from_onnx's caller; `depth`: calls between run() and here."""
         self.warned.append(message)  # an import snapshot repeats them
-        warnings.warn(message, stacklevel=5)
+        warnings.warn(message, stacklevel=5 + depth)
 
     def _check_declared(self, g: onnx.GraphProto, initializers: dict, names: list[str],
                         env: dict[str, Value]) -> None:
@@ -426,7 +427,8 @@ class _Importer:
                     out.append(int(d.dim_value))
                 elif i == 0:
                     self._warn(f"input {vi.name!r}: symbolic batch dim "
-                               f"{d.dim_param or '?'!r} set to 1 (pass input_shapes to choose)")
+                               f"{d.dim_param or '?'!r} set to 1 (pass input_shapes to choose)",
+                               depth=2)
                     out.append(1)
                 else:
                     raise ShapeError(f"input {vi.name!r}: dim {i} ({d.dim_param or 'unknown'!r})"

@@ -165,3 +165,9 @@ def test_declared_shapes_that_agree_and_symbolic_dims_pass():
 def test_strict_must_be_a_bool():
     with pytest.raises(TypeError, match="strict"):
         gc.from_onnx(_relu(), strict="no")
+
+
+def test_relaxed_rule_warnings_point_at_the_caller():
+    with pytest.warns(UserWarning, match="strict=False") as caught:
+        gc.from_onnx(_conv_stridez(), strict=False)
+    assert caught[0].filename == __file__
