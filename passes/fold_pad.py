@@ -3,8 +3,9 @@
 pad(x) here means a constant-mode pad with non-negative pads that leaves N and C alone (only
 spatial dims padded); the consumer then reads x with its own pads grown by the pad's.
 1. conv(pad(x, value=0)) -> conv(x) {pads += pad}              (NCHW conv: zeros are conv's padding)
-2. max_pool(pad(x, value=-inf)) -> max_pool(x) {pads += pad}   (max_pool pads with -inf; any other
-   value could win the max and is not folded), ceil_mode off.
+2. max_pool(pad(x, value=-inf)) -> max_pool(x) {pads += pad}   (a max window starts from the
+   lowest float, so -inf padding never wins; any other value could and is not folded),
+   ceil_mode off.
 3. sum_pool(pad(x, value=0)) -> sum_pool(x) {pads += pad}, ceil_mode off.
 4. avg_pool(pad(x, value=0)) -> avg_pool(x) {pads += pad, count_include_pad=True} when the pool
    counts its own pads already or has none (the explicit zeros were counted as input), ceil_mode

@@ -2,7 +2,8 @@
 
 1. conv(x) with a 1x1 kernel, strides s != (1, 1), no pads, dilation 1, groups 1, NCHW
    -> conv(max_pool(x) {kernel 1x1, strides s}, stride 1)
-   The 1x1 max_pool is an exact subsample (a window of one cell). It pays when the conv has at
+   The 1x1 max_pool is an exact subsample (a window of one cell; only a -inf becomes the lowest
+   float, where every max window starts). It pays when the conv has at
    least MIN_OUT_CHANNELS output channels: the subsample copies C_in*Ho*Wo values once, 1/C_out
    of the conv's C_in*C_out*Ho*Wo multiply-adds, and the stride-1 conv is a plain GEMM over
    contiguous pixels (packed B with unit stride, the GEMM kernel family) instead of a gather.

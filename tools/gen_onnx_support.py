@@ -136,6 +136,12 @@ def render(targets: Sequence[str]) -> str:
         ("- Input shapes come from the model or `input_shapes={name: shape}`; a symbolic batch dim "
         "becomes 1 with a warning, any other symbolic dim is a `ShapeError` naming the input."),
         "- Initializers (also those listed as graph inputs, as old exporters do) are constants.",
+        ("- Strict by default, like onnx.checker: unknown, missing required or mistyped attributes "
+        "(against onnx's own op schema at the model's opset), an empty graph, a graph without "
+        "outputs, and declared output/value_info shapes or dtypes that contradict the import are "
+        "`ModelLoadError`s naming the node, op and attribute; `strict=False` accepts them with one "
+        "warning per relaxed rule. Invalid UTF-8 in any name, op type, domain or attribute string "
+        "is a `ModelLoadError`."),
         (f"- `max_tensor_bytes` (default {DEFAULT_MAX_TENSOR_BYTES}) caps any one tensor, "
         f"constant or intermediate; `max_total_bytes` (default {DEFAULT_MAX_TOTAL_BYTES}) all "
         "constants together."),

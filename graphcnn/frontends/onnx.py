@@ -19,7 +19,9 @@ The steps, in order (each names what it rejects):
 
 Options: `max_tensor_bytes`, `max_total_bytes` (size limits, see onnx_safety.Limits),
 `base_dir` (where external data may be read from when the model is given as bytes or a proto),
-`name` (the graph's name).
+`name` (the graph's name), `strict` (True: what onnx.checker refuses and declared types that
+contradict the import are ModelLoadErrors, see onnx_strict; False: accepted with one warning per
+relaxed rule).
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ from .onnx_safety import (
     np_dtype,
     tensor_to_array,
 )
+from .onnx_strict import Rules, check_attributes, check_declared, check_graph
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 PARALLEL_DECODE_BYTES = 8 << 20  # below this the threads cost more than they save
@@ -67,19 +70,22 @@ PARALLEL_DECODE_BYTES = 8 << 20  # below this the threads cost more than they sa
 def from_onnx(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = None, *,
               max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
               max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, base_dir: str | None = None,
-              name: str | None = None) -> Graph:
+              name: str | None = None, strict: bool = True) -> Graph:
     """Import an ONNX model (a path, the file's bytes, or an onnx.ModelProto) as a Graph.
 
     `input_shapes` ({input name: shape}) fixes inputs whose shapes are symbolic in the model.
-    Raises ModelLoadError (unreadable or malicious file), GraphError (malformed graph),
-    ShapeError (shapes that do not fit, naming the node), UnsupportedOpError (every unsupported
-    op of the model at once).
+    `strict=False` accepts what onnx.checker refuses (onnx_strict) with a warning per relaxed
+    rule. Raises ModelLoadError (unreadable, malicious or invalid file), GraphError (malformed
+    graph), ShapeError (shapes that do not fit, naming the node), UnsupportedOpError (every
+    unsupported op of the model at once).
     """
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
     with no_huge_page_advice():  # the file's buffer and the decoded weights (hugepages.py)
         loaded = load_model_split(model, base_dir)
         limits = Limits(max_tensor_bytes=max_tensor_bytes, max_total_bytes=max_total_bytes)
         try:
-            return _Importer(loaded, limits, dict(input_shapes or {}), name).run()
+            return _Importer(loaded, limits, dict(input_shapes or {}), name, strict).run()
         finally:
             loaded.release()
 
@@ -123,8 +129,9 @@ def node_names(nodes: Sequence[onnx.NodeProto]) -> list[str]:
 
 class _Importer:
     def __init__(self, loaded: LoadedModel, limits: Limits,
-                 input_shapes: dict[str, Sequence[int]], name: str | None):
+                 input_shapes: dict[str, Sequence[int]], name: str | None, strict: bool = True):
         self.loaded = loaded
+        self.rules = Rules(strict)
         self.proto = loaded.proto
         self.base_dir = loaded.base_dir
         self.limits = limits
@@ -141,6 +148,7 @@ class _Importer:
     def run(self) -> Graph:
         opset = model_opset(self.proto)
         g = self.proto.graph
+        check_graph(g, self.rules)
         if len(g.sparse_initializer):
             raise UnsupportedOpError("sparse initializers are not supported",
                                      {"sparse_initializer": [t.name for t in g.sparse_initializer]})
@@ -165,6 +173,7 @@ class _Importer:
             self._import_node(graph, g.node[i], names[i], versions[i], env, poisoned)
         if self.unsupported:
             raise self._unsupported_error()
+        self._check_declared(g, initializers, names, env)
         outputs = []
         for vi in g.output:
             outputs.append(env[vi.name])
@@ -174,8 +183,27 @@ class _Importer:
             verify(graph)
         except GraphError as e:
             raise GraphError(f"imported graph is malformed: {e}") from None
+        for message in self.rules.warnings():
+            self._warn(message)
         self._remember(graph)
         return graph
+
+    def _warn(self, message: str, depth: int = 0) -> None:
+        """Warn at graphcnn.from_onnx's caller; `depth`: calls between run() and here."""
+        self.warned.append(message)  # an import snapshot repeats them
+        warnings.warn(message, stacklevel=5 + depth)
+
+    def _check_declared(self, g: onnx.GraphProto, initializers: dict, names: list[str],
+                        env: dict[str, Value]) -> None:
+        """Strict rule 6 (onnx_strict) over the graph's outputs, value_info and the inputs
+        that initializers fill."""
+        makers = {out: f"node {name!r} ({node.op_type})"
+                  for node, name in zip(g.node, names) for out in node.output if out}
+        makers.update({tname: f"initializer {tname!r}" for tname in initializers})
+        declared = [("graph output", vi) for vi in g.output] + \
+            [("value_info", vi) for vi in g.value_info] + \
+            [("graph input", vi) for vi in g.input if vi.name in initializers]
+        check_declared(declared, env, lambda n: makers.get(n, "the graph input"), self.rules)
 
     def _remember(self, graph: Graph) -> None:
         """Record the initializers' digests for an unchanged file, with an import snapshot of
@@ -191,7 +219,8 @@ class _Importer:
         if self._self_contained():
             args = onnx_snapshot.arguments(self.input_shapes, {
                 "max_tensor_bytes": self.limits.max_tensor_bytes,
-                "max_total_bytes": self.limits.max_total_bytes, "name": self.name})
+                "max_total_bytes": self.limits.max_total_bytes, "name": self.name,
+                "strict": self.rules.strict})
             if args is not None:
                 snapshot = onnx_snapshot.encode(graph, self.from_file, args, self.warned,
                                                 loaded.path, loaded.stat)
@@ -317,6 +346,9 @@ class _Importer:
             version = since_version(node.op_type, node.domain, opset)
             versions.append(version)
             spec = IMPORTERS.get(node.op_type)
+            if version is not None:  # an ONNX op: its attributes as its schema says
+                check_attributes(node, f"node {name!r} ({node.op_type})",
+                                 onnx.defs.get_schema(node.op_type, opset, ""), self.rules)
             if node.domain not in DEFAULT_DOMAINS:
                 self._flag(f"{node.domain}.{node.op_type}", name, "custom domain")
             elif spec is None or version is None:
@@ -394,10 +426,9 @@ class _Importer:
                 if d.HasField("dim_value"):
                     out.append(int(d.dim_value))
                 elif i == 0:
-                    message = (f"input {vi.name!r}: symbolic batch dim {d.dim_param or '?'!r} "
-                               f"set to 1 (pass input_shapes to choose)")
-                    self.warned.append(message)
-                    warnings.warn(message, stacklevel=4)
+                    self._warn(f"input {vi.name!r}: symbolic batch dim "
+                               f"{d.dim_param or '?'!r} set to 1 (pass input_shapes to choose)",
+                               depth=2)
                     out.append(1)
                 else:
                     raise ShapeError(f"input {vi.name!r}: dim {i} ({d.dim_param or 'unknown'!r})"

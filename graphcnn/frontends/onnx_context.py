@@ -19,6 +19,7 @@ from ..errors import ShapeError, UnsupportedOpError
 from ..ir import Graph, TensorType, Value
 from ..ops import get_op
 from .onnx_safety import Limits, tensor_to_array
+from .onnx_strict import as_typed
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Context:
         proto = self._attr_protos().get(key)
         if proto is None:
             return default
+        proto = as_typed(proto)  # strict=False: read from where the data is
         if proto.type == onnx.AttributeProto.TENSOR:
             return proto.t
         value = onnx.helper.get_attribute_value(proto)

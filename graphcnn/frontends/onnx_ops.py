@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ModelLoadError
 from ..ir import Value
 from ..ops import ACTIVATIONS, BINARY_OPS, Activation, Binary
 from .onnx_context import Context, importer
@@ -353,6 +354,9 @@ def batch_norm(ctx: Context) -> Value:
     if len(params) != 4 or any(p is None for p in params):
         raise ctx.shape_error("takes (X, scale, B, mean, var)")
     eps = float(ctx.attr("epsilon", 1e-5))
+    if not eps >= 0:  # onnxruntime: NaN in every channel whose var + epsilon <= 0
+        raise ModelLoadError(f"{ctx.where}: attribute 'epsilon' = {eps} must be >= 0 (it is "
+                             f"added to the variance under a square root)")
     if ctx.version < 9 and not ctx.attr("spatial", 1) and params[0].type.rank > 1:
         # per-activation statistics: y = x * a + b with a, b of shape (C, D1, ..., Dn)
         if not all(p.is_constant for p in params):

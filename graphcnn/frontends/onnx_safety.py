@@ -13,6 +13,9 @@ Rules:
    stays inside the model's directory; offset and length inside the file; exactly the tensor's
    byte size is read.
 5. All constants together must fit `max_total_bytes`.
+6. Every text field of the model (names, op types, domains, attribute strings, external-data
+   keys, ...) is valid UTF-8 (protobuf hands invalid UTF-8 out as bytes), checked right after
+   parsing; an external-data location has no NUL byte.
 """
 from __future__ import annotations
 
@@ -121,6 +124,7 @@ def load_model_split(model, base_dir: str | None = None) -> LoadedModel:
     from .onnx_wire import split_initializers
 
     if isinstance(model, onnx.ModelProto):
+        check_text(model, "<ModelProto>")
         return LoadedModel(model, base_dir)
     if isinstance(model, (bytes, bytearray, memoryview)):
         data, what = bytes(model), "<bytes>"
@@ -170,7 +174,71 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
     if not proto.HasField("graph"):
         raise ModelLoadError(f"{what} is not an ONNX model (no graph; truncated or another "
                              f"format?)")
+    check_text(proto, what)
     return proto
+
+
+# per message type: its text fields and its message fields, as (name, repeated)
+_LAYOUTS: dict[str, tuple[list[tuple[str, bool]], list[tuple[str, bool]]]] = {}
+# bytes fields that ONNX defines as UTF-8 text: an attribute's STRING(S) values
+_TEXT_BYTES = {"onnx.AttributeProto": (("s", False), ("strings", True))}
+
+
+def _layout(descriptor) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    layout = _LAYOUTS.get(descriptor.full_name)
+    if layout is None:
+        text, messages = [], []
+        for f in descriptor.fields:
+            repeated = getattr(f, "is_repeated", None)  # protobuf >= 5; `label` before
+            repeated = f.label == f.LABEL_REPEATED if repeated is None else repeated
+            if f.type == f.TYPE_STRING:
+                text.append((f.name, repeated))
+            elif f.type == f.TYPE_MESSAGE:
+                messages.append((f.name, repeated))
+        layout = _LAYOUTS[descriptor.full_name] = (text, messages)
+    return layout
+
+
+def _part(message, name: str, index: int | None) -> str:
+    """How an error names a part of the model: a node by its name and op type when those are
+    text, anything else by its field path."""
+    at = name if index is None else f"{name}[{index}]"
+    if isinstance(message, onnx.NodeProto) and isinstance(message.name, str) and \
+            isinstance(message.op_type, str):
+        return f"{at} (node {message.name!r}, {message.op_type})"
+    return at
+
+
+def _utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def check_text(message, where: str = "model") -> None:
+    """Rule 6: every string field of `message` and the messages in it is a str, and every
+    attribute string valid UTF-8."""
+    text, messages = _layout(message.DESCRIPTOR)
+    for name, repeated in text:
+        values = getattr(message, name)
+        for value in values if repeated else (values,):
+            if not isinstance(value, str):
+                raise ModelLoadError(f"{where}: {name} {bytes(value)!r} is not valid UTF-8")
+    for name, repeated in _TEXT_BYTES.get(message.DESCRIPTOR.full_name, ()):
+        values = getattr(message, name)
+        for value in values if repeated else (values,):
+            if not _utf8(value):
+                raise ModelLoadError(f"{where}: attribute {message.name!r} string {value!r} "
+                                     f"is not valid UTF-8")
+    for name, repeated in messages:
+        if repeated:
+            for i, part in enumerate(getattr(message, name)):
+                check_text(part, f"{where}.{_part(part, name, i)}")
+        elif message.HasField(name):
+            part = getattr(message, name)
+            check_text(part, f"{where}.{_part(part, name, None)}")
 
 
 def tensor_to_array(t: TensorProto, limits: Limits, base_dir: str | None,
@@ -218,6 +286,9 @@ def read_external(t: TensorProto, nbytes: int, base_dir: str | None, what: str) 
     """Rule 4."""
     info = {e.key: e.value for e in t.external_data}
     location = info.get("location", "")
+    if "\0" in location:
+        raise ModelLoadError(f"{what}: external data location {location!r} contains a NUL "
+                             f"byte")
     if base_dir is None:
         raise ModelLoadError(f"{what}: external data {location!r} but the model was not loaded "
                              f"from a file (pass base_dir=...)")

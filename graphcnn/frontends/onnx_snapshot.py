@@ -46,7 +46,7 @@ FORMAT = 1
 MAX_INLINE_BYTES = 4 << 20  # at most this many bytes of constants stored in the JSON itself
 DTYPES = frozenset({"float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8",
                     "uint16", "uint32", "uint64", "bool"})  # onnx_safety's decodable types
-_OPTIONS = frozenset({"max_tensor_bytes", "max_total_bytes", "name", "base_dir"})
+_OPTIONS = frozenset({"max_tensor_bytes", "max_total_bytes", "name", "base_dir", "strict"})
 
 
 class _Bad(Exception):
@@ -71,6 +71,9 @@ def arguments(input_shapes: Any, options: Mapping[str, Any]) -> dict | None:
     name = options.get("name")
     if name is not None and not isinstance(name, str):
         return None
+    strict = options.get("strict", True)
+    if not isinstance(strict, bool):
+        return None
     try:
         shapes = {}
         if input_shapes is not None:
@@ -84,7 +87,7 @@ def arguments(input_shapes: Any, options: Mapping[str, Any]) -> dict | None:
                 "max_tensor_bytes": _int(options.get("max_tensor_bytes",
                                                      DEFAULT_MAX_TENSOR_BYTES)),
                 "max_total_bytes": _int(options.get("max_total_bytes", DEFAULT_MAX_TOTAL_BYTES)),
-                "name": name}
+                "name": name, "strict": strict}
     except (_Bad, TypeError):
         return None
 

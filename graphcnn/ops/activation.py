@@ -123,7 +123,7 @@ ACTIVATIONS: dict[str, Activation] = {a.name: a for a in (
     Activation("relu", _relu, lambda m, x, p: m.max(x, m.zero()),
                OnnxActivation("Relu", (6, 13, 14)), doc="max(x, 0)"),
     Activation("leaky_relu", _leaky_relu,
-               lambda m, x, p: m.select(m.gt(x, m.zero()), x, m.mul(x, m.const(p[0]))),
+               lambda m, x, p: m.select(m.ge(x, m.zero()), x, m.mul(x, m.const(p[0]))),
                OnnxActivation("LeakyRelu", (6, 16), (("alpha", 0.01),)),
                attrs=(("alpha", 0.01),), doc="x if x >= 0 else alpha * x"),
     Activation("clip", _clip, lambda m, x, p: m.min(m.max(x, m.const(p[0])), m.const(p[1])),

@@ -26,6 +26,8 @@ register(OpDef("softmax", {"axis": -1}, lambda a, t: same(t[0]), _softmax,
 def _bn_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
     x = t[0]
     require(x.rank >= 2, f"batch_norm input must be (N, C, ...), got {x}")
+    require(a["epsilon"] >= 0, f"attribute epsilon {a['epsilon']} must be >= 0 (and not NaN): "
+            f"var + epsilon is under a square root")
     for name, p in zip(("scale", "bias", "mean", "var"), t[1:]):
         require(p.shape == (x.shape[1],), f"{name} {p} must be ({x.shape[1]},) for input {x}")
     return same(x)

@@ -3,6 +3,9 @@
 Window placement follows ONNX (and PyTorch): pads are all-begins then all-ends; with ceil_mode the
 last window may hang over the end but must start inside input + begin pad. Average pooling divides
 by the window's cells inside input + pads (count_include_pad) or inside the input alone.
+Max pooling starts from the lowest float, as onnxruntime's loop does: a window entirely in
+padding (dilation, ceil_mode) gives -3.4028235e38, and so does a window of -inf inputs (as in
+onnxruntime's 1-D and 3-D pools; its 2-D kernel keeps -inf in windows clear of padding).
 Sum pooling has no ONNX op; it is the sum over the same window (zero padding).
 With layout="NCHWc" the input and output are blocked (N, Cb, *S, b): the block is one more
 channel axis, so the windows are computed on the equivalent (N, Cb*b, *S) tensor.
@@ -95,8 +98,9 @@ def _reduce_axes(nd: int) -> tuple[int, ...]:
 
 
 def _max_pool(a: dict, x: np.ndarray) -> np.ndarray:
+    # onnxruntime's loop starts from the lowest float: a window entirely in padding gives it
     win, _, _ = _padded_windows(a, x, -np.inf)
-    return win.max(axis=_reduce_axes(x.ndim - 2))
+    return np.maximum(win.max(axis=_reduce_axes(x.ndim - 2)), np.finfo(x.dtype).min)
 
 
 def _sum_pool(a: dict, x: np.ndarray) -> np.ndarray:

@@ -353,6 +353,32 @@ def _not_a_model(tmp):
     return 42, {}
 
 
+def _bad_utf8(marker: bytes, as_proto: bool = False) -> Case:
+    """The model with `marker` (a name, op type, domain or attribute string in it) made
+    invalid UTF-8 (protobuf parses it)."""
+    def build(tmp):
+        nodes = [h.make_node("Add", ["xin", "wts"], ["s"], name="nadd"),
+                 h.make_node("MaxPool", ["s"], ["p"], name="npool", kernel_shape=[1, 1],
+                             auto_pad="NOTSET"),
+                 h.make_node("Relu", ["p"], ["y"], name="nrelu")]
+        graph = h.make_graph(nodes, "gname", [vi("xin", [1, 1, 2, 2])], [vi("y", [1, 1, 2, 2])],
+                             initializer=[weight("wts", (1, 1, 2, 2))])
+        model = h.make_model(graph, opset_imports=[h.make_opsetid("ai.onnx", 13)])
+        data = model.SerializeToString()
+        assert data.count(marker) >= 1
+        data = data.replace(marker, marker[:-1] + b"\xff")
+        if not as_proto:
+            return data, {}
+        proto = onnx.ModelProto()
+        proto.ParseFromString(data)
+        return proto, {}
+    return build
+
+
+def _ext_nul(tmp):
+    return save(tmp, relu_model([external("w", "w.bin\0../../etc/passwd")])), {}
+
+
 CORPUS: dict[str, tuple[Case, type[Exception], str | None]] = {
     "external_absolute_path": (_ext_absolute, ModelLoadError, "'w'"),
     "external_dotdot": (_ext_dotdot, ModelLoadError, "'w'"),
@@ -387,7 +413,7 @@ CORPUS: dict[str, tuple[Case, type[Exception], str | None]] = {
     "conv_missing_weight": (_conv_missing_weight, ShapeError, "'conv0'"),
     "conv_empty_weight_name": (_conv_empty_weight_name, ShapeError, "'conv0'"),
     "relu_two_inputs": (_relu_two_inputs, ShapeError, "'relu0'"),
-    "attribute_of_the_wrong_type": (_bad_attribute_type, ShapeError, "'conv0'"),
+    "attribute_of_the_wrong_type": (_bad_attribute_type, ModelLoadError, "'conv0'"),
     "conv_huge_pads": (_huge_pads_attribute, ShapeError, "'conv0'"),
     "gather_index_out_of_range": (_gather_out_of_range, ShapeError, "'gather'"),
     "reshape_runtime_shape": (_reshape_runtime_shape, UnsupportedOpError, "reshape"),
@@ -405,6 +431,17 @@ CORPUS: dict[str, tuple[Case, type[Exception], str | None]] = {
     "empty_file": (_empty_file, ModelLoadError, None),
     "missing_path": (_missing_path, ModelLoadError, "does-not-exist"),
     "not_a_model_object": (_not_a_model, ModelLoadError, "int"),
+    "utf8_graph_name": (_bad_utf8(b"gname"), ModelLoadError, "name b'gnam\\xff'"),
+    "utf8_op_type": (_bad_utf8(b"Relu"), ModelLoadError, "op_type b'Rel\\xff'"),
+    "utf8_node_name": (_bad_utf8(b"nrelu"), ModelLoadError, "name b'nrel\\xff'"),
+    "utf8_value_name": (_bad_utf8(b"xin"), ModelLoadError, "b'xi\\xff' is not valid UTF-8"),
+    "utf8_initializer_name": (_bad_utf8(b"wts"), ModelLoadError, "b'wt\\xff' is not"),
+    "utf8_attribute_name": (_bad_utf8(b"auto_pad"), ModelLoadError, "b'auto_pa\\xff' is not"),
+    "utf8_attribute_string": (_bad_utf8(b"NOTSET"), ModelLoadError,
+                              "attribute 'auto_pad' string b'NOTSE\\xff' is not valid UTF-8"),
+    "utf8_domain": (_bad_utf8(b"ai.onnx"), ModelLoadError, "domain b'ai.onn\\xff'"),
+    "utf8_in_a_proto": (_bad_utf8(b"Relu", as_proto=True), ModelLoadError, "<ModelProto>"),
+    "external_location_nul": (_ext_nul, ModelLoadError, "NUL"),
 }
 
 

@@ -3,7 +3,7 @@ the global pools, on NCHW or the blocked NCHWc layout.
 
 A task is one output row (n, c, od, oh); avg divides by the per-pixel count, a product of
 per-dimension counts computed at compile time.
-- NCHW: the row is initialised (-inf or 0), each kernel tap inside the image combines a shifted
+- NCHW: the row is initialised (max: the lowest float, as onnxruntime; or 0), each kernel tap inside the image combines a shifted
   input row into it: one contiguous `<vw x float>` loop over the output width when the width
   stride is 1, else a scalar loop.
 - NCHWc: an element is a `<blk x float>` vector, and each output pixel's window is reduced in
@@ -47,6 +47,8 @@ from ..builder import (
 )
 from .base import EmitContext, emitter
 from .conv import as_3d, valid_range
+
+MAX_INIT = float(np.finfo(np.float32).min)  # a max window starts here (graphcnn/ops/pool.py)
 
 
 def _counts(out: int, size: int, k: int, s: int, p0: int, p1: int, d: int, include_pad: bool
@@ -103,7 +105,7 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
     if blocked:
         geometry = _Windows((dd, hh, ww), (od, oh, ow), (kd, kh, kw), (sd, sh, sw), (pd, ph, pw),
                             (ld, lh, lw))
-        _emit_blocked(ctx, node, geometry, blk, combine, float("-inf") if is_max else 0.0,
+        _emit_blocked(ctx, node, geometry, blk, combine, MAX_INIT if is_max else 0.0,
                       (tab_dh, tab_w) if kind == "avg" else None)
         return
     with ctx.task(node, n * c * od * oh, work) as (b, env, t):
@@ -111,7 +113,7 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
         px = ctx.ptr(b, env, x, "in")
         po = ctx.ptr(b, env, y, "out")
         row = gep(b, po, b.mul(t, i64(row_len), name="row.off"), "row")
-        init = float("-inf") if is_max else 0.0
+        init = MAX_INIT if is_max else 0.0
         vec_loop(b, 0, row_len, vw, lambda i, wd: store(b, splat(init, wd), row, i, "init"),
                  "init")
         in_ch = gep(b, px, b.mul(tn_c, i64(dd * hh * ww * blk), name="inch.off"), "in_ch")
