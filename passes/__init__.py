@@ -28,9 +28,8 @@ import os
 from collections.abc import Iterable
 from typing import IO
 
-from graphcnn.errors import InvalidOptionError
 from graphcnn.ir import Graph
-from graphcnn.opt_levels import DEFAULT_OPT_LEVEL, OPT_LEVELS
+from graphcnn.opt_levels import DEFAULT_OPT_LEVEL, OPT_LEVELS, check_opt_level
 from graphcnn.verify import verify as verify_graph
 
 from .cancel_views import cancel_views
@@ -100,8 +99,7 @@ def _lowering(block: int) -> list[Pass]:
 def pipeline(opt_level: int = 2, target: str | None = None, block: int = DEFAULT_BLOCK
              ) -> list[Pass]:
     """The passes `optimize` runs for a level and target, in order."""
-    if opt_level not in OPT_LEVELS:
-        raise InvalidOptionError(f"opt_level must be one of {OPT_LEVELS}, got {opt_level!r}")
+    check_opt_level(opt_level)
     llvm = target in LLVM_TARGETS
     lowering = _lowering(block) if llvm else []
     if opt_level == 0:

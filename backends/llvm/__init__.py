@@ -84,9 +84,10 @@ def compile_graph(graph: Graph, opt_level: int, threads: int | None = None, cach
     entry under the same key.
     """
     threads = _checked_threads(threads, options)
+    cache = cache and compile_cache.enabled()
     start = time.perf_counter()
     key = None
-    if cache and compile_cache.enabled():
+    if cache:
         cpu_name, features = cpu_and_features(cpu)
         key = compile_cache.source_key(graph, opt_level, cpu_name, features,
                                        _code_options(cpu, rewrites, profile))
@@ -112,7 +113,8 @@ def _build(graph: Graph, threads: int, cache: bool, cpu: str, rewrites: bool, pr
     """The optimised `graph` to a model: the cache entry `key` (default: the optimised graph's
     own key) if there is one, else lowering and code generation (stored under `key`)."""
     options = _code_options(cpu, rewrites, profile)
-    if cache and key is None and compile_cache.enabled():
+    cache = cache and compile_cache.enabled()  # GRAPHCNN_CACHE=off: neither look up nor store
+    if cache and key is None:
         cpu_name, features = cpu_and_features(cpu)
         key = compile_cache.cache_key(graph, cpu_name, features, options)
     hit = compile_cache.load(key) if cache else None

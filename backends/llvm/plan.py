@@ -32,21 +32,12 @@ FAMILY_OPS = frozenset({"conv", "gemm", "matmul"})  # ops whose kernel family a 
 
 @dataclass(frozen=True, eq=False)
 class Step:
-    """One node's kernel: `plan` is the kernels/ plan of `family`, or None for the emit/ loops."""
+    """One node's kernel: `plan` is the kernels/ plan of `family` (with its task split
+    `num_tasks` and cost `flops`), or None for the emit/ loops."""
 
     node: Node
     family: str | None
     plan: Any = None
-
-    @property
-    def num_tasks(self) -> int | None:
-        """The plan's task split (None: the emit/ kernel's own, chosen when emitted)."""
-        return self.plan.num_tasks if self.plan is not None else None
-
-    @property
-    def work(self) -> int | None:
-        """The plan's cost in flops (None: the emit/ kernel's own)."""
-        return self.plan.flops if self.plan is not None else None
 
 
 def _conv_args(node: Node) -> dict:
