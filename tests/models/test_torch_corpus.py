@@ -1,0 +1,108 @@
+"""The torch-exported corpus (tests/torch_corpus.py): every architecture of tests/torch_zoo.py,
+exported by both of PyTorch's ONNX exporters, imported, compiled natively and compared with
+onnxruntime running the same file.
+
+A model imports, compiles on llvm and matches onnxruntime at rel L2 <= 1e-4 (the reference
+interpreter too), or it is listed in UNSUPPORTED with exactly the ops its import reports missing:
+the list shrinks as ops land, and a listed model that starts importing fails the test, so the
+list cannot go stale. The default suite runs the narrow, small versions at the default opt level;
+the slow suite every opt level, and the published widths at full resolution.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[models]')")
+
+import onnxruntime as ort
+from torch_corpus import EXPORTERS, export
+from torch_zoo import ARCHITECTURES
+
+import graphcnn as gc
+from graphcnn.errors import UnsupportedOpError
+
+RTOL_L2 = 1e-4
+
+_INT64 = "input dtype int64"
+# (architecture, exporter) -> the op types its import reports unsupported
+UNSUPPORTED: dict[tuple[str, str], frozenset[str]] = {
+    **{(name, "dynamo"): frozenset({"ReduceMean"}) for name in (
+        "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2",
+        "densenet121", "inception_v3", "squeezenet1_1", "mobilenet_v2", "mobilenet_v3_large",
+        "mobilenet_v3_small", "mnasnet1_0", "efficientnet_b0", "regnet_y_400mf")},
+    ("googlenet", "dynamo"): frozenset({"ReduceMean", "Slice"}),
+    ("googlenet", "torchscript"): frozenset({"Slice"}),
+    ("shufflenet_v2_x1_0", "dynamo"): frozenset({"ReduceMean", "Split"}),
+    ("shufflenet_v2_x1_0", "torchscript"): frozenset({"ReduceMean", "Slice"}),
+    ("mnasnet1_0", "torchscript"): frozenset({"ReduceMean"}),
+    ("convnext_tiny", "dynamo"): frozenset({"Gelu", "LayerNormalization", "ReduceMean"}),
+    ("convnext_tiny", "torchscript"): frozenset({"Erf", "LayerNormalization"}),
+    ("fcn_resnet50", "dynamo"): frozenset({"Resize"}),
+    ("fcn_resnet50", "torchscript"): frozenset({"Resize"}),
+    ("lraspp_mobilenet_v3_large", "dynamo"): frozenset({"ReduceMean", "Resize"}),
+    ("lraspp_mobilenet_v3_large", "torchscript"): frozenset({"Resize"}),
+    ("unet", "dynamo"): frozenset({"ConvTranspose"}),
+    ("unet", "torchscript"): frozenset({"ConvTranspose"}),
+    ("text_cnn", "dynamo"): frozenset({"ReduceMax", _INT64}),
+    ("text_cnn", "torchscript"): frozenset({"ReduceMax", _INT64}),
+}
+
+CASES = [(name, exporter) for name in ARCHITECTURES for exporter in EXPORTERS]
+
+
+def _rel_l2(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.linalg.norm(got.astype(np.float64) - want) / max(np.linalg.norm(want), 1e-30))
+
+
+def _onnxruntime(path, inputs) -> list[np.ndarray]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {i.name: x for i, x in zip(session.get_inputs(), inputs)})
+
+
+def _check(name: str, exporter: str, opt_levels: tuple[int | None, ...],
+           width: float | None = None, size: int | None = None) -> None:
+    e = export(name, exporter, width=width, size=size)
+    want = _onnxruntime(e.path, e.inputs)
+    # the file itself is right: onnxruntime agrees with torch
+    assert _rel_l2(want[0], e.expected[0]) <= RTOL_L2
+    missing = UNSUPPORTED.get((name, exporter))
+    if missing is not None:
+        with pytest.raises(UnsupportedOpError) as info:
+            gc.from_onnx(str(e.path))
+        assert set(info.value.ops) == missing, f"{name} ({exporter}): unsupported ops changed"
+        return
+    graph = gc.from_onnx(str(e.path))
+    targets = [("reference", None)] + [("llvm", level) for level in opt_levels]
+    for target, level in targets:
+        options = {} if level is None else {"opt_level": level}
+        got = gc.compile(graph, target=target, **options)(*e.inputs)
+        got = list(got) if isinstance(got, tuple) else [got]
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape
+            err = _rel_l2(g, w)
+            assert err <= RTOL_L2, f"{name} ({exporter}) on {target} O{level}: rel L2 {err:.2e}"
+
+
+@pytest.mark.parametrize("name,exporter", CASES, ids=[f"{n}-{e}" for n, e in CASES])
+def test_corpus_model(name, exporter):
+    _check(name, exporter, opt_levels=(None,))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,exporter", CASES, ids=[f"{n}-{e}" for n, e in CASES])
+def test_corpus_model_every_opt_level(name, exporter):
+    _check(name, exporter, opt_levels=(0, 1, 3))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,exporter", CASES, ids=[f"{n}-{e}" for n, e in CASES])
+def test_corpus_model_full_size(name, exporter):
+    arch = ARCHITECTURES[name]
+    _check(name, exporter, opt_levels=(None,), width=1.0, size=arch.full_size)
+
+
+def test_every_listed_case_exists():
+    """UNSUPPORTED names only corpus cases."""
+    assert set(UNSUPPORTED) <= set(CASES)
