@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import CompileError
+from .errors import CompileError, InvalidOptionError, UnsupportedOpError
 from .hugepages import no_huge_page_advice
 from .ir import Graph
+from .ops.opaque import opaque_ops
 from .opt_levels import DEFAULT_OPT_LEVEL, check_opt_level
 from .runtime import CompiledModel
 from .verify import verify
@@ -21,20 +22,41 @@ def optimize(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, **options: Any) -
 
 
 def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
-            **options: Any) -> CompiledModel:
+            fallback: str | None = None, **options: Any) -> CompiledModel:
     """Compile a graph for a target: "llvm", "onnxruntime" or "reference".
 
     The reference target interprets the graph as given unless an opt_level is asked for; the
     others run the pass pipeline at `opt_level` (default: DEFAULT_OPT_LEVEL) first.
+
+    A graph imported with `from_onnx(..., unsupported="keep")` may hold `onnx_node`s (ONNX nodes
+    without a graphcnn op): the llvm target refuses them, listing every one, unless
+    `fallback="onnxruntime"`, which runs them on onnxruntime and the rest natively
+    (backends/fallback.py; `cm.placement` says where each node runs).
     """
     from graphcnn.backends import compile_for
 
     if not isinstance(graph, Graph):
         raise CompileError(f"compile() takes a gc.Graph, got {type(graph).__name__}")
+    if fallback not in (None, "onnxruntime"):
+        raise InvalidOptionError(f"fallback must be None or 'onnxruntime', got {fallback!r}")
     verify(graph)
     if opt_level is None:
         opt_level = 0 if target == "reference" else DEFAULT_OPT_LEVEL
     check_opt_level(opt_level)
+    opaque = opaque_ops(graph.nodes)
+    if target == "llvm" and opaque:
+        if fallback is None:
+            total = sum(len(v) for v in opaque.values())
+            listing = "; ".join(f"{op} x{len(names)} ({', '.join(names[:5])})"
+                                for op, names in sorted(opaque.items()))
+            raise UnsupportedOpError(
+                f"the llvm target has no kernels for {len(opaque)} ONNX op type(s) in {total} "
+                f"node(s): {listing}; compile with fallback='onnxruntime' to run them there",
+                opaque)
+        from graphcnn.backends.fallback import FallbackModel
+
+        with no_huge_page_advice():
+            return FallbackModel(graph, opt_level, **options)
 
     def pipeline(g: Graph) -> Graph:
         # the pipeline knows the target: layout and kernel choices are made for llvm only

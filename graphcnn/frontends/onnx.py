@@ -52,6 +52,7 @@ from ..ir import Graph, TensorType, Value
 from ..verify import verify
 from . import onnx_digests, onnx_ops, onnx_snapshot  # noqa: F401  (onnx_ops fills the table)
 from .onnx_context import IMPORTERS, Context, NotConstant
+from .onnx_opaque import import_opaque
 from .onnx_safety import (
     DEFAULT_MAX_TENSOR_BYTES,
     DEFAULT_MAX_TOTAL_BYTES,
@@ -70,22 +71,29 @@ PARALLEL_DECODE_BYTES = 8 << 20  # below this the threads cost more than they sa
 def from_onnx(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = None, *,
               max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
               max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, base_dir: str | None = None,
-              name: str | None = None, strict: bool = True) -> Graph:
+              name: str | None = None, strict: bool = True, unsupported: str = "error"
+              ) -> Graph:
     """Import an ONNX model (a path, the file's bytes, or an onnx.ModelProto) as a Graph.
 
     `input_shapes` ({input name: shape}) fixes inputs whose shapes are symbolic in the model.
     `strict=False` accepts what onnx.checker refuses (onnx_strict) with a warning per relaxed
-    rule. Raises ModelLoadError (unreadable, malicious or invalid file), GraphError (malformed
+    rule. `unsupported="keep"` imports the nodes graphcnn has no op for as `onnx_node`s that
+    run on onnxruntime (graphcnn/ops/opaque.py; compile with `fallback="onnxruntime"` for llvm),
+    and inputs of other dtypes as they are, instead of raising UnsupportedOpError. Raises
+    ModelLoadError (unreadable, malicious or invalid file), GraphError (malformed
     graph), ShapeError (shapes that do not fit, naming the node), UnsupportedOpError (every
     unsupported op of the model at once).
     """
     if not isinstance(strict, bool):
         raise TypeError(f"strict must be True or False, got {strict!r}")
+    if unsupported not in ("error", "keep"):
+        raise InputError(f"unsupported must be 'error' or 'keep', got {unsupported!r}")
     with no_huge_page_advice():  # the file's buffer and the decoded weights (hugepages.py)
         loaded = load_model_split(model, base_dir)
         limits = Limits(max_tensor_bytes=max_tensor_bytes, max_total_bytes=max_total_bytes)
         try:
-            return _Importer(loaded, limits, dict(input_shapes or {}), name, strict).run()
+            return _Importer(loaded, limits, dict(input_shapes or {}), name, strict,
+                             keep=unsupported == "keep").run()
         finally:
             loaded.release()
 
@@ -129,8 +137,11 @@ def node_names(nodes: Sequence[onnx.NodeProto]) -> list[str]:
 
 class _Importer:
     def __init__(self, loaded: LoadedModel, limits: Limits,
-                 input_shapes: dict[str, Sequence[int]], name: str | None, strict: bool = True):
+                 input_shapes: dict[str, Sequence[int]], name: str | None, strict: bool = True,
+                 keep: bool = False):
         self.loaded = loaded
+        self.keep = keep  # unsupported nodes become onnx_nodes (onnx_opaque)
+        self.opset = 0
         self.rules = Rules(strict)
         self.proto = loaded.proto
         self.base_dir = loaded.base_dir
@@ -146,7 +157,7 @@ class _Importer:
         self.record: tuple[dict[str, Value], dict | None] | None = None  # see _remember
 
     def run(self) -> Graph:
-        opset = model_opset(self.proto)
+        opset = self.opset = model_opset(self.proto)
         g = self.proto.graph
         check_graph(g, self.rules)
         if len(g.sparse_initializer):
@@ -231,7 +242,10 @@ class _Importer:
 
     def _self_contained(self) -> bool:
         """No tensor of the model (initializer, node attribute) lives in an external data
-        file, and no subgraph: the .onnx file's identity then covers everything imported."""
+        file, and no subgraph: the .onnx file's identity then covers everything imported.
+        Keep mode never snapshots (onnx_node attributes are not a snapshot's kind of data)."""
+        if self.keep:
+            return False
         external = onnx.TensorProto.EXTERNAL
         g = self.proto.graph
         if any(t.data_location == external for t in g.initializer):
@@ -395,6 +409,9 @@ class _Importer:
                 dtype = np_dtype(tt.elem_type, f"input {vi.name!r}")
             except ModelLoadError:
                 dtype = None
+            if self.keep and dtype is not None and dtype.name != "float32":
+                env[vi.name] = graph.add_input(vi.name, self._input_shape(vi), dtype.name)
+                continue
             if dtype is None or dtype.name != "float32":
                 kind = dtype.name if dtype is not None else str(tt.elem_type)
                 self._flag(f"input dtype {kind}", vi.name, "graphcnn computes in float32")
@@ -443,6 +460,9 @@ class _Importer:
     def _import_node(self, graph: Graph, node: onnx.NodeProto, name: str, version: int | None,
                      env: dict[str, Value], poisoned: set[str]) -> None:
         outs = [o for o in node.output if o]
+        if self.keep and name in self.skip and not any(i in poisoned for i in node.input if i):
+            self._keep_opaque(graph, node, name, env, poisoned)
+            return
         if name in self.skip or any(i in poisoned for i in node.input if i):
             poisoned.update(outs)
             return
@@ -453,12 +473,14 @@ class _Importer:
             result = spec.fn(ctx)
         except NotConstant as e:
             self._flag(node.op_type, name, f"{e.what} is not a constant (computed at run time)")
-            poisoned.update(outs)
+            self._keep_opaque(graph, node, name, env, poisoned) if self.keep else \
+                poisoned.update(outs)
             return
         except UnsupportedOpError as e:
             msg = str(e).removeprefix(f"{ctx.where}: ")
             self._flag(node.op_type, name, msg)
-            poisoned.update(outs)
+            self._keep_opaque(graph, node, name, env, poisoned) if self.keep else \
+                poisoned.update(outs)
             return
         except GraphcnnError as e:
             if self.unsupported:  # report the unsupported ops; this may be a consequence
@@ -480,6 +502,32 @@ class _Importer:
                 value = ctx.constant(value.data) if value.is_constant else \
                     ctx.emit("identity", [value])
             env[out] = self._named(value, out)
+
+    def _keep_opaque(self, graph: Graph, node: onnx.NodeProto, name: str,
+                     env: dict[str, Value], poisoned: set[str]) -> None:
+        """A flagged node as an onnx_node (keep mode): no longer unsupported. Helper nodes an
+        importer emitted before refusing the node are left for _drop_unused. A node whose
+        output types ONNX cannot infer stays unsupported."""
+        try:
+            values = import_opaque(graph, node, name, self.opset,
+                                   [env[i] if i else None for i in node.input])
+        except ShapeError as e:
+            if not any(name in names for names in self.unsupported.values()):
+                self._flag(node.op_type, name, "")
+            for op, names in self.unsupported.items():
+                if name in names:
+                    self.reasons[op].add(str(e).removeprefix(f"node {name!r} ({node.op_type}): "))
+            poisoned.update(o for o in node.output if o)
+            return
+        for out, value in zip(node.output, values):
+            if out and value is not None:
+                env[out] = self._named(value, out)
+        for op in list(self.unsupported):
+            if name in self.unsupported[op]:
+                self.unsupported[op].remove(name)
+                if not self.unsupported[op]:
+                    del self.unsupported[op]
+                    self.reasons.pop(op, None)
 
     @staticmethod
     def _named(value: Value, onnx_name: str) -> Value:

@@ -6,7 +6,17 @@ are derived from them, so passes and backends ask `op in ELEMENTWISE` instead of
 """
 from __future__ import annotations
 
-from . import activation, conv, elementwise, layout, linear, normalization, pool, tensor  # noqa: F401
+from . import (  # noqa: F401
+    activation,
+    conv,
+    elementwise,
+    layout,
+    linear,
+    normalization,
+    opaque,
+    pool,
+    tensor,
+)
 from .activation import (
     ACTIVATIONS,
     EPILOGUE_ACTIVATIONS,

@@ -90,6 +90,23 @@ def test_corpus_model(name, exporter):
     _check(name, exporter, opt_levels=(None,))
 
 
+_LISTED = sorted(UNSUPPORTED)
+
+
+@pytest.mark.slow  # a model with many kept nodes compiles one native subgraph per segment
+@pytest.mark.parametrize("name,exporter", _LISTED, ids=[f"{n}-{e}" for n, e in _LISTED])
+def test_corpus_model_with_fallback(name, exporter):
+    """What does not compile natively yet runs with fallback="onnxruntime", and matches."""
+    e = export(name, exporter)
+    want = _onnxruntime(e.path, e.inputs)
+    graph = gc.from_onnx(str(e.path), unsupported="keep")
+    cm = gc.compile(graph, target="llvm", fallback="onnxruntime")
+    kept = {n.attrs["op_type"] for n in graph.nodes if n.op == "onnx_node"}
+    assert kept and set(cm.placement.values()) == {"llvm", "onnxruntime"}
+    got = cm(*e.inputs)
+    assert _rel_l2(got, want[0]) <= RTOL_L2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name,exporter", CASES, ids=[f"{n}-{e}" for n, e in CASES])
 def test_corpus_model_every_opt_level(name, exporter):
