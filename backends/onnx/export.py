@@ -26,6 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from graphcnn.errors import UnsupportedOpError
 from graphcnn.ir import Graph, Node, Value
 from graphcnn.ops import ACTIVATIONS, BINARY_OPS, POOL_OPS, get_activation
+from graphcnn.ops.opaque import OPAQUE, node_proto
 from graphcnn.ops.pool import pool_output_shape
 from graphcnn.ops.tensor import channel_shuffle_sources
 
@@ -41,6 +42,7 @@ class Emitter:
         self.initializers: list[onnx.TensorProto] = []
         self.names = {v.name for v in graph.values()}
         self.counter = 0
+        self.domains: set[str] = set()  # custom domains of kept ONNX nodes
 
     def fresh(self, hint: str) -> str:
         while True:
@@ -324,7 +326,55 @@ def _from_blocked_op(e: Emitter, node: Node) -> None:
                   node.outputs[0].name)
 
 
+def _opaque(e: Emitter, node: Node) -> None:
+    """A kept ONNX node (graphcnn/ops/opaque.py), converted from the file's opset to OPSET by
+    onnx's version converter; a node it cannot convert is refused by name."""
+    proto = node_proto(node.attrs)
+    if node.attrs["opset"] != OPSET:
+        proto = _convert_opaque(node, proto)
+    present = iter(node.inputs)
+    names = [next(present).name if slot else "" for slot in proto.input]
+    outs = iter(node.outputs)
+    out_names = [next(outs).name if slot else "" for slot in proto.output]
+    del proto.input[:]
+    del proto.output[:]
+    proto.input.extend(names)
+    proto.output.extend(out_names)
+    e.nodes.append(proto)
+    if node.attrs["domain"] not in ("", "ai.onnx"):
+        e.domains.add(node.attrs["domain"])
+
+
+def _convert_opaque(node: Node, proto: onnx.NodeProto) -> onnx.NodeProto:
+    from onnx import version_converter
+
+    def info(name: str, v: Value) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, _ONNX_DTYPES[v.type.dtype], list(v.shape))
+
+    present = [slot for slot in proto.input if slot]
+    made = [slot for slot in proto.output if slot]
+    one = helper.make_model(helper.make_graph(
+        [proto], "one", [info(n, v) for n, v in zip(present, node.inputs)],
+        [info(n, v) for n, v in zip(made, node.outputs)]),
+        opset_imports=[helper.make_opsetid("", node.attrs["opset"])])
+    try:
+        converted = version_converter.convert_version(one, OPSET)
+    except (RuntimeError, ValueError, IndexError) as err:  # the converter's C++ assertions
+        raise UnsupportedOpError(
+            f"cannot export node {node.name!r} (ONNX {node.attrs['op_type']} at opset "
+            f"{node.attrs['opset']}) at opset {OPSET}: {err}",
+            {node.attrs["op_type"]: [node.name]}) from None
+    nodes = list(converted.graph.node)
+    if len(nodes) != 1:
+        raise UnsupportedOpError(
+            f"cannot export node {node.name!r} (ONNX {node.attrs['op_type']} at opset "
+            f"{node.attrs['opset']}) at opset {OPSET} as one node",
+            {node.attrs["op_type"]: [node.name]})
+    return nodes[0]
+
+
 EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
+    OPAQUE: _opaque,
     "conv": _conv,
     **{name: (_global_pool(p.onnx) if p.is_global else _pool(p.onnx))
        for name, p in POOL_OPS.items() if p.onnx is not None},
@@ -384,7 +434,8 @@ def to_onnx(graph: Graph, opset: int = OPSET, producer: str = "graphcnn") -> onn
         outputs.append(_value_info(v, name))
     g = helper.make_graph(e.nodes, graph.name, [_value_info(v) for v in graph.inputs], outputs,
                           initializer=e.initializers)
-    model = helper.make_model(g, producer_name=producer, opset_imports=[helper.make_opsetid("", opset)])
+    model = helper.make_model(g, producer_name=producer, opset_imports=[
+        helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in sorted(e.domains)])
     model.ir_version = IR_VERSION
     return model
 

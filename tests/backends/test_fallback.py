@@ -143,3 +143,33 @@ def test_kept_node_with_data_dependent_shape_is_a_shape_error_naming_it():
     with pytest.raises((UnsupportedOpError, ShapeError)) as info:
         gc.from_onnx(model, unsupported="keep")
     assert "nz" in str(info.value)
+
+
+def test_onnxruntime_target_exports_kept_nodes_at_its_opset():
+    """to_onnx converts a kept node from the file's opset 17 to the export opset."""
+    model = branchy_model()
+    graph = gc.from_onnx(model, unsupported="keep")
+    exported = gc.to_onnx(graph)
+    onnx.checker.check_model(exported, full_check=True)
+    assert {n.op_type for n in exported.graph.node} >= {"CumSum", "Hardmax"}
+    x = RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    got = gc.compile(graph, target="onnxruntime")(x)
+    np.testing.assert_allclose(got, _ort(model, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
+def test_kept_node_that_cannot_go_to_the_export_opset_is_refused_by_name():
+    """AffineGrid exists from opset 20 only: a kept AffineGrid-20 has no opset-19 form."""
+    nodes = [helper.make_node("AffineGrid", ["theta", "size"], ["grid"], name="grid")]
+    graph = helper.make_graph(
+        nodes, "grid", [helper.make_tensor_value_info("theta", TensorProto.FLOAT, [1, 2, 3])],
+        [helper.make_tensor_value_info("grid", TensorProto.FLOAT, [1, 4, 5, 2])],
+        [numpy_helper.from_array(np.array([1, 1, 4, 5], np.int64), "size")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    g = gc.from_onnx(model, unsupported="keep")
+    theta = RNG.standard_normal((1, 2, 3)).astype(np.float32)
+    np.testing.assert_allclose(gc.compile(g, target="reference")(theta),
+                               _ort(model, {"theta": theta})[0], rtol=1e-6, atol=1e-6)
+    kept = [n.name for n in g.nodes if n.op == "onnx_node"]
+    with pytest.raises(UnsupportedOpError) as info:
+        gc.to_onnx(g)
+    assert f"{kept[0]!r}" in str(info.value) and info.value.ops == {"AffineGrid": kept}
