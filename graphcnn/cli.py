@@ -13,22 +13,48 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import GraphcnnError, ModelLoadError
+from .errors import GraphcnnError, InputError, ModelLoadError
 from .ir import Graph
 
 TARGETS = ("llvm", "onnxruntime", "reference")
 
 
 # ----- loading models ------------------------------------------------------------------------
-def load_model(path: str) -> Graph:
-    """An .onnx file, or a DSL .py file defining `graph`, `build()` or `model` + `input_shape`."""
+def load_model(path: str, input_shapes: Sequence[str] = (), keep: bool = False) -> Graph:
+    """An .onnx file, or a DSL .py file defining `graph`, `build()` or `model` + `input_shape`.
+
+    `input_shapes`: --input-shape specs NAME=1x3x224x224 for an ONNX file's symbolic dims;
+    `keep`: import ONNX nodes without a graphcnn op as onnx_nodes (for --fallback)."""
     if not os.path.exists(path):
         raise ModelLoadError(f"{path}: no such file")
+    shapes = parse_input_shapes(input_shapes)
     if path.endswith(".py"):
+        if shapes:
+            raise InputError("--input-shape applies to .onnx files; a DSL file builds its own "
+                             "shapes")
         return load_dsl_file(path)
     from . import from_onnx
 
-    return from_onnx(path)
+    return from_onnx(path, input_shapes=shapes or None,
+                     **({"unsupported": "keep"} if keep else {}))
+
+
+def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """NAME=1x3x224x224 (repeatable) -> {NAME: (1, 3, 224, 224)}."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or min(shape) < 1:
+            raise InputError(f"--input-shape {spec!r}: write NAME=DIMxDIMx... with positive dims,"
+                             f" e.g. input=1x3x224x224")
+        if name in shapes:
+            raise InputError(f"--input-shape gives {name!r} twice")
+        shapes[name] = shape
+    return shapes
 
 
 def load_dsl_file(path: str) -> Graph:
@@ -54,8 +80,19 @@ def load_dsl_file(path: str) -> Graph:
 
 
 def random_inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
+    """Standard normal floats; integer inputs (token ids, indices) 0 or 1, valid for any table
+    of two rows or more; booleans at random."""
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal(v.type.shape).astype(v.type.dtype) for v in graph.inputs]
+    out = []
+    for v in graph.inputs:
+        dtype = np.dtype(v.type.dtype)
+        if dtype.kind in "iu":
+            out.append(rng.integers(0, 2, v.type.shape).astype(dtype))
+        elif dtype.kind == "b":
+            out.append(rng.random(v.type.shape) < 0.5)
+        else:
+            out.append(rng.standard_normal(v.type.shape).astype(dtype))
+    return out
 
 
 # ----- commands ------------------------------------------------------------------------------
@@ -66,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    graph = load_model(args.model)
+    graph = load_model(args.model, args.input_shape, keep=args.keep_unsupported)
     if args.opt:
         from . import optimize
 
@@ -103,9 +140,12 @@ def _read_inputs(graph: Graph, specs: Sequence[str], seed: int) -> list[np.ndarr
 def cmd_run(args: argparse.Namespace) -> int:
     from . import compile
 
-    graph = load_model(args.model)
+    graph = load_model(args.model, args.input_shape, keep=args.fallback is not None)
     inputs = _read_inputs(graph, args.input, args.seed)
-    cm = compile(graph, target=args.target, **({"threads": args.threads} if args.threads else {}))
+    options = {"threads": args.threads} if args.threads else {}
+    if args.fallback:
+        options["fallback"] = args.fallback
+    cm = compile(graph, target=args.target, **options)
     outs = cm(*inputs)
     outs = outs if isinstance(outs, tuple) else (outs,)
     np.set_printoptions(precision=5, suppress=True, threshold=64, edgeitems=4)
@@ -120,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from . import export_onnx
 
-    graph = load_model(args.model)
+    graph = load_model(args.model, args.input_shape)
     export_onnx(graph, args.output)
     print(f"wrote {args.output} ({len(graph.nodes)} nodes)")
     return 0
@@ -129,7 +169,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from graphcnn.backends.llvm import export_library
 
-    graph = load_model(args.model)
+    graph = load_model(args.model, args.input_shape)
     header = export_library(graph, args.output, **({"threads": args.threads} if args.threads else {}))
     print(f"wrote {args.output}" + (f" and {header}" if header else ""))
     return 0
@@ -138,7 +178,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_model
 
-    graph = load_model(args.model)
+    graph = load_model(args.model, args.input_shape)
     return bench_model(graph, threads=args.threads or 2, runs=args.runs, profile=not args.no_profile)
 
 
@@ -161,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--print-after", default=None, help="pass name or 'all'")
     s.add_argument("--dump-dir", default=None, help="write the IR after each pass here")
     s.add_argument("--timings", action="store_true", help="print per-pass timings")
+    s.add_argument("--keep-unsupported", action="store_true",
+                   help="show ONNX nodes without a graphcnn op as onnx_node instead of failing")
+    _input_shape_option(s)
     s.set_defaults(fn=cmd_show)
 
     s = sub.add_parser("run", help="run on random or given input, print outputs")
@@ -170,17 +213,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--seed", type=int, default=0, help="seed for random inputs")
     s.add_argument("--output", "-o", help="save the output(s) as .npy")
+    s.add_argument("--fallback", choices=["onnxruntime"], default=None,
+                   help="run ONNX nodes without a native kernel on onnxruntime (llvm target)")
+    _input_shape_option(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("export", help="a DSL model file to ONNX")
     s.add_argument("model")
     s.add_argument("-o", "--output", required=True)
+    _input_shape_option(s)
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("compile", help="AOT native shared library + C header")
     s.add_argument("model")
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--threads", type=int, default=None)
+    _input_shape_option(s)
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("bench", help="graphcnn vs onnxruntime side by side, per-layer profile")
@@ -188,8 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--runs", type=int, default=30)
     s.add_argument("--no-profile", action="store_true")
+    _input_shape_option(s)
     s.set_defaults(fn=cmd_bench)
     return p
+
+
+def _input_shape_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--input-shape", action="append", default=[], metavar="NAME=1x3x224x224",
+                   help="the shape of an input whose dims the ONNX file leaves symbolic "
+                        "(repeatable)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

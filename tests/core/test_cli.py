@@ -65,3 +65,46 @@ def test_dsl_file_without_a_model_is_explained(tmp_path, capsys):
     empty.write_text("x = 1\n")
     assert main(["show", str(empty)]) == 1
     assert "define `graph`" in capsys.readouterr().err
+
+
+def _symbolic_model(path) -> None:
+    """A conv over an input whose H and W are symbolic, plus a CumSum (no graphcnn op)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(3).standard_normal((2, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("CumSum", ["c", "axis"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "sym", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, "H", "W"])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(2, np.int64), "axis")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_input_shape_and_fallback(tmp_path, capsys):
+    path = tmp_path / "sym.onnx"
+    _symbolic_model(path)
+    assert main(["run", str(path), "--input-shape", "x=1x3x6x5"]) == 1
+    assert "CumSum" in capsys.readouterr().err  # unsupported without a fallback
+    out_file = tmp_path / "y.npy"
+    assert main(["run", str(path), "--input-shape", "x=1x3x6x5", "--fallback", "onnxruntime",
+                 "-o", str(out_file)]) == 0
+    assert "y: float32[1, 2, 6, 5]" in capsys.readouterr().out
+    import onnxruntime as ort
+
+    from graphcnn.cli import load_model, random_inputs
+    x = random_inputs(load_model(str(path), ["x=1x3x6x5"], keep=True))[0]
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    np.testing.assert_allclose(np.load(out_file), want, rtol=1e-5, atol=1e-5)
+    assert main(["show", str(path), "--input-shape", "x=1x3x4x4", "--keep-unsupported"]) == 0
+    assert "onnx_node" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec", ["x=1x3xHx5", "x", "=1x3", "x=1x0x4x4"])
+def test_bad_input_shape_is_a_clean_error(spec, tmp_path, capsys):
+    path = tmp_path / "sym.onnx"
+    _symbolic_model(path)
+    assert main(["show", str(path), "--input-shape", spec]) == 1
+    assert "--input-shape" in capsys.readouterr().err
