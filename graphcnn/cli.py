@@ -20,22 +20,24 @@ TARGETS = ("llvm", "onnxruntime", "reference")
 
 
 # ----- loading models ------------------------------------------------------------------------
-def load_model(path: str, input_shapes: Sequence[str] = (), keep: bool = False) -> Graph:
+def load_model(path: str, input_shapes: Sequence[str] = (), keep: bool = False,
+               batch: int | None = None) -> Graph:
     """An .onnx file, or a DSL .py file defining `graph`, `build()` or `model` + `input_shape`.
 
     `input_shapes`: --input-shape specs NAME=1x3x224x224 for an ONNX file's symbolic dims;
-    `keep`: import ONNX nodes without a graphcnn op as onnx_nodes (for --fallback)."""
+    `keep`: import ONNX nodes without a graphcnn op as onnx_nodes (for --fallback); `batch`:
+    re-bind the file's batch (--batch)."""
     if not os.path.exists(path):
         raise ModelLoadError(f"{path}: no such file")
     shapes = parse_input_shapes(input_shapes)
     if path.endswith(".py"):
-        if shapes:
-            raise InputError("--input-shape applies to .onnx files; a DSL file builds its own "
-                             "shapes")
+        if shapes or batch is not None:
+            raise InputError("--input-shape and --batch apply to .onnx files; a DSL file "
+                             "builds its own shapes")
         return load_dsl_file(path)
     from . import from_onnx
 
-    return from_onnx(path, input_shapes=shapes or None,
+    return from_onnx(path, input_shapes=shapes or None, batch=batch,
                      **({"unsupported": "keep"} if keep else {}))
 
 
@@ -103,7 +105,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    graph = load_model(args.model, args.input_shape, keep=args.keep_unsupported)
+    graph = load_model(args.model, args.input_shape, keep=args.keep_unsupported,
+                       batch=args.batch)
     if args.opt:
         from . import optimize
 
@@ -140,7 +143,8 @@ def _read_inputs(graph: Graph, specs: Sequence[str], seed: int) -> list[np.ndarr
 def cmd_run(args: argparse.Namespace) -> int:
     from . import compile
 
-    graph = load_model(args.model, args.input_shape, keep=args.fallback is not None)
+    graph = load_model(args.model, args.input_shape, keep=args.fallback is not None,
+                       batch=args.batch)
     inputs = _read_inputs(graph, args.input, args.seed)
     options = {"threads": args.threads} if args.threads else {}
     if args.fallback:
@@ -160,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from . import export_onnx
 
-    graph = load_model(args.model, args.input_shape)
+    graph = load_model(args.model, args.input_shape, batch=args.batch)
     export_onnx(graph, args.output)
     print(f"wrote {args.output} ({len(graph.nodes)} nodes)")
     return 0
@@ -169,7 +173,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from graphcnn.backends.llvm import export_library
 
-    graph = load_model(args.model, args.input_shape)
+    graph = load_model(args.model, args.input_shape, batch=args.batch)
     header = export_library(graph, args.output, **({"threads": args.threads} if args.threads else {}))
     print(f"wrote {args.output}" + (f" and {header}" if header else ""))
     return 0
@@ -178,7 +182,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_model
 
-    graph = load_model(args.model, args.input_shape)
+    graph = load_model(args.model, args.input_shape, batch=args.batch)
     return bench_model(graph, threads=args.threads or 2, runs=args.runs, profile=not args.no_profile)
 
 
@@ -245,6 +249,9 @@ def _input_shape_option(s: argparse.ArgumentParser) -> None:
     s.add_argument("--input-shape", action="append", default=[], metavar="NAME=1x3x224x224",
                    help="the shape of an input whose dims the ONNX file leaves symbolic "
                         "(repeatable)")
+    s.add_argument("--batch", type=int, default=None, metavar="N",
+                   help="re-bind the ONNX file's batch (static or symbolic) to N; refused "
+                        "where the graph does not compute each sample on its own")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,6 +51,7 @@ from ..hugepages import no_huge_page_advice
 from ..ir import Graph, TensorType, Value
 from ..verify import verify
 from . import onnx_digests, onnx_ops, onnx_snapshot  # noqa: F401  (onnx_ops fills the table)
+from .onnx_batch import check_batchwise
 from .onnx_context import IMPORTERS, Context, NotConstant
 from .onnx_opaque import import_opaque
 from .onnx_safety import (
@@ -71,15 +72,17 @@ PARALLEL_DECODE_BYTES = 8 << 20  # below this the threads cost more than they sa
 def from_onnx(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = None, *,
               max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES,
               max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, base_dir: str | None = None,
-              name: str | None = None, strict: bool = True, unsupported: str = "error"
-              ) -> Graph:
+              name: str | None = None, strict: bool = True, unsupported: str = "error",
+              batch: int | None = None) -> Graph:
     """Import an ONNX model (a path, the file's bytes, or an onnx.ModelProto) as a Graph.
 
     `input_shapes` ({input name: shape}) fixes inputs whose shapes are symbolic in the model.
     `strict=False` accepts what onnx.checker refuses (onnx_strict) with a warning per relaxed
     rule. `unsupported="keep"` imports the nodes graphcnn has no op for as `onnx_node`s that
     run on onnxruntime (graphcnn/ops/opaque.py; compile with `fallback="onnxruntime"` for llvm),
-    and inputs of other dtypes as they are, instead of raising UnsupportedOpError. Raises
+    and inputs of other dtypes as they are, instead of raising UnsupportedOpError. `batch=N`
+    re-binds the first dim of every input, static or symbolic, to N (onnx_batch: Reshapes that
+    hard-code the file's batch follow, and the graph is proved batch-wise or refused). Raises
     ModelLoadError (unreadable, malicious or invalid file), GraphError (malformed
     graph), ShapeError (shapes that do not fit, naming the node), UnsupportedOpError (every
     unsupported op of the model at once).
@@ -88,12 +91,15 @@ def from_onnx(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = Non
         raise TypeError(f"strict must be True or False, got {strict!r}")
     if unsupported not in ("error", "keep"):
         raise InputError(f"unsupported must be 'error' or 'keep', got {unsupported!r}")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or
+                              batch < 1):
+        raise InputError(f"batch must be a positive int, got {batch!r}")
     with no_huge_page_advice():  # the file's buffer and the decoded weights (hugepages.py)
         loaded = load_model_split(model, base_dir)
         limits = Limits(max_tensor_bytes=max_tensor_bytes, max_total_bytes=max_total_bytes)
         try:
             return _Importer(loaded, limits, dict(input_shapes or {}), name, strict,
-                             keep=unsupported == "keep").run()
+                             keep=unsupported == "keep", batch=batch).run()
         finally:
             loaded.release()
 
@@ -138,8 +144,10 @@ def node_names(nodes: Sequence[onnx.NodeProto]) -> list[str]:
 class _Importer:
     def __init__(self, loaded: LoadedModel, limits: Limits,
                  input_shapes: dict[str, Sequence[int]], name: str | None, strict: bool = True,
-                 keep: bool = False):
+                 keep: bool = False, batch: int | None = None):
         self.loaded = loaded
+        self.batch = batch  # re-bind every input's first dim (onnx_batch)
+        self.rebatch: tuple[int, int] | None = None  # (the file's batch, batch) once known
         self.keep = keep  # unsupported nodes become onnx_nodes (onnx_opaque)
         self.opset = 0
         self.rules = Rules(strict)
@@ -169,6 +177,8 @@ class _Importer:
         versions = self._check_ops(g, names, opset)
         graph = Graph(self.name or _graph_name(g.name))
         env: dict[str, Value] = {}
+        if self.batch is not None:
+            self.rebatch = (self._file_batch(g, initializers), self.batch)
         self._add_inputs(graph, g, initializers, env)
         for t in g.node:  # reserve ONNX value names so helper nodes never take them
             for out in t.output:
@@ -184,12 +194,14 @@ class _Importer:
             self._import_node(graph, g.node[i], names[i], versions[i], env, poisoned)
         if self.unsupported:
             raise self._unsupported_error()
-        self._check_declared(g, initializers, names, env)
         outputs = []
         for vi in g.output:
             outputs.append(env[vi.name])
         graph.set_outputs(outputs)
         _drop_unused(graph)
+        if self.rebatch is not None and self.rebatch[0] != self.rebatch[1]:
+            check_batchwise(graph, self.batch)  # before the declared shapes, which differ
+        self._check_declared(g, initializers, names, env)
         try:
             verify(graph)
         except GraphError as e:
@@ -214,7 +226,21 @@ class _Importer:
         declared = [("graph output", vi) for vi in g.output] + \
             [("value_info", vi) for vi in g.value_info] + \
             [("graph input", vi) for vi in g.input if vi.name in initializers]
+        if self.rebatch is not None:  # a declared first dim of the file's batch may be the new one
+            declared = [(kind, self._rebatched_info(vi)) for kind, vi in declared]
         check_declared(declared, env, lambda n: makers.get(n, "the graph input"), self.rules)
+
+    def _rebatched_info(self, vi: onnx.ValueInfoProto) -> onnx.ValueInfoProto:
+        """`vi` with a declared first dim equal to the file's batch made symbolic."""
+        tt = vi.type.tensor_type
+        if not (vi.type.HasField("tensor_type") and tt.HasField("shape") and tt.shape.dim and
+                tt.shape.dim[0].HasField("dim_value") and
+                tt.shape.dim[0].dim_value == self.rebatch[0]):
+            return vi
+        copy = onnx.ValueInfoProto()
+        copy.CopyFrom(vi)
+        copy.type.tensor_type.shape.dim[0].dim_param = "batch"
+        return copy
 
     def _remember(self, graph: Graph) -> None:
         """Record the initializers' digests for an unchanged file, with an import snapshot of
@@ -243,8 +269,9 @@ class _Importer:
     def _self_contained(self) -> bool:
         """No tensor of the model (initializer, node attribute) lives in an external data
         file, and no subgraph: the .onnx file's identity then covers everything imported.
-        Keep mode never snapshots (onnx_node attributes are not a snapshot's kind of data)."""
-        if self.keep:
+        Keep mode and a re-bound batch never snapshot (a snapshot's arguments do not record
+        them, and onnx_node attributes are not a snapshot's kind of data)."""
+        if self.keep or self.batch is not None:
             return False
         external = onnx.TensorProto.EXTERNAL
         g = self.proto.graph
@@ -420,10 +447,36 @@ class _Importer:
             self.limits.check_tensor(f"input {vi.name!r}", shape, 4, ShapeError)
             env[vi.name] = graph.add_input(vi.name, shape, "float32")
 
+    def _file_batch(self, g: onnx.GraphProto, initializers: dict) -> int:
+        """The static first dim the file's inputs share (1 where it is symbolic)."""
+        found = set()
+        for vi in g.input:
+            if vi.name in initializers:
+                continue
+            dims = list(vi.type.tensor_type.shape.dim)
+            if not dims:
+                raise ShapeError(f"batch={self.batch}: input {vi.name!r} has no first dim to "
+                                 f"re-bind")
+            found.add(int(dims[0].dim_value) if dims[0].HasField("dim_value") else 1)
+        if len(found) > 1:
+            raise ShapeError(f"batch={self.batch}: the inputs' first dims {sorted(found)} "
+                             f"differ; give each shape with input_shapes")
+        return found.pop() if found else 1
+
     def _input_shape(self, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
         tt = vi.type.tensor_type
         dims = list(tt.shape.dim) if tt.HasField("shape") else None
         given = self.input_shapes.get(vi.name)
+        if self.batch is not None and (given or dims):
+            # the batch replaces the first dim, of the given shape or of the file's
+            rest = given[1:] if given else [int(d.dim_value) if d.HasField("dim_value") else -1
+                                            for d in dims[1:]]
+            given = (self.batch, *rest)
+            if min(given) < 1:
+                raise ShapeError(f"input {vi.name!r}: dims after the batch are symbolic; "
+                                 f"pass input_shapes={{{vi.name!r}: (...)}}")
+            if dims is not None:
+                dims = [None, *dims[1:]]  # dim 0 is not compared
         if given is not None:
             shape = tuple(int(d) for d in given)
             if dims is not None:
@@ -431,7 +484,7 @@ class _Importer:
                     raise ShapeError(f"input_shapes[{vi.name!r}] = {list(shape)} has rank "
                                      f"{len(shape)} but the model's input has rank {len(dims)}")
                 for i, (d, s) in enumerate(zip(dims, shape)):
-                    if d.HasField("dim_value") and d.dim_value != s:
+                    if d is not None and d.HasField("dim_value") and d.dim_value != s:
                         raise ShapeError(f"input_shapes[{vi.name!r}] = {list(shape)} conflicts "
                                          f"with the model's static dim {i} = {d.dim_value}")
         elif dims is None:
@@ -467,7 +520,7 @@ class _Importer:
             poisoned.update(outs)
             return
         ctx = Context(graph, node, name, version, [env[i] if i else None for i in node.input],
-                      self.limits, self.base_dir)
+                      self.limits, self.base_dir, rebatch=self.rebatch)
         spec = IMPORTERS[node.op_type]
         try:
             result = spec.fn(ctx)

@@ -68,6 +68,7 @@ class Context:
     limits: Limits
     base_dir: str | None
     created: set[int] = field(default_factory=set)  # ids of Values made for this node
+    rebatch: tuple[int, int] | None = None  # (the file's batch, the new one): onnx_batch
     _attrs: dict[str, onnx.AttributeProto] | None = None
 
     # ----- reading the node -----------------------------------------------------------------

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import ModelLoadError
 from ..ir import Value
 from ..ops import ACTIVATIONS, BINARY_OPS, Activation, Binary
+from .onnx_batch import rebatched_shape
 from .onnx_context import Context, importer
 
 # ----- shared helpers -------------------------------------------------------------------------
@@ -221,7 +222,10 @@ def reshape(ctx: Context) -> Value:
     shape = ctx.const(1, "shape")
     if shape is None or shape.ndim != 1 or shape.dtype.kind not in "iu":
         raise ctx.shape_error("shape must be a 1-D integer tensor")
-    return ctx.emit("reshape", [ctx.input(0)], {"shape": [int(d) for d in shape],
+    target = [int(d) for d in shape]
+    if ctx.rebatch is not None:
+        target = rebatched_shape(target, ctx.input(0).shape, *ctx.rebatch)
+    return ctx.emit("reshape", [ctx.input(0)], {"shape": target,
                                                   "allowzero": int(ctx.attr("allowzero", 0))})
 
 

@@ -108,3 +108,15 @@ def test_bad_input_shape_is_a_clean_error(spec, tmp_path, capsys):
     _symbolic_model(path)
     assert main(["show", str(path), "--input-shape", spec]) == 1
     assert "--input-shape" in capsys.readouterr().err
+
+
+def test_batch_rebinds_the_file(tmp_path, capsys):
+    path = tmp_path / "sym.onnx"
+    _symbolic_model(path)
+    assert main(["run", str(path), "--input-shape", "x=1x3x6x5", "--fallback", "onnxruntime",
+                 "--batch", "1"]) == 0
+    capsys.readouterr()
+    # the kept CumSum is not provably per sample: a re-bound batch is refused, naming it
+    assert main(["run", str(path), "--input-shape", "x=1x3x6x5", "--fallback", "onnxruntime",
+                 "--batch", "2"]) == 1
+    assert "re-bind the batch" in capsys.readouterr().err

@@ -107,6 +107,26 @@ def test_corpus_model_with_fallback(name, exporter):
     assert _rel_l2(got, want[0]) <= RTOL_L2
 
 
+_NATIVE = [case for case in CASES if case not in UNSUPPORTED]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,exporter", _NATIVE, ids=[f"{n}-{e}" for n, e in _NATIVE])
+def test_corpus_model_rebound_batch(name, exporter):
+    """Exported at batch 1, imported at batch 3 (from_onnx(..., batch=3)): each sample as
+    onnxruntime computes it with the file as it is."""
+    e = export(name, exporter)
+    rng = np.random.default_rng(5)
+    x = np.concatenate([e.inputs[0]] * 3)
+    if x.dtype == np.float32:
+        x = x + rng.standard_normal(x.shape).astype(np.float32)
+    session = ort.InferenceSession(str(e.path), providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0].name
+    want = np.concatenate([session.run(None, {feed: x[i:i + 1]})[0] for i in range(3)])
+    got = gc.compile(gc.from_onnx(str(e.path), batch=3), target="llvm")(x)
+    assert _rel_l2(got, want) <= RTOL_L2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name,exporter", CASES, ids=[f"{n}-{e}" for n, e in CASES])
 def test_corpus_model_every_opt_level(name, exporter):

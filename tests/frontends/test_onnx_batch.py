@@ -1,0 +1,108 @@
+"""Re-binding a file's batch (`gc.from_onnx(path, batch=N)`, graphcnn/frontends/onnx_batch.py):
+the re-bound model computes each sample as the file does at its own batch (checked against
+onnxruntime running the original file sample by sample), and a graph that mixes samples is a
+ShapeError naming the node."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import graphcnn as gc
+from graphcnn.errors import InputError, ShapeError
+
+RNG = np.random.default_rng(11)
+
+
+def _model(nodes, inits, out_shape, in_shape=(1, 3, 8, 8), opset=17) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))],
+        [numpy_helper.from_array(a, n) for n, a in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def classifier(reshape_target, in_batch=1) -> onnx.ModelProto:
+    """conv -> relu -> global pool -> Reshape(hard-coded target) -> Gemm, at batch `in_batch`."""
+    inits = {"w": RNG.standard_normal((4, 3, 3, 3)).astype(np.float32),
+             "shape": np.array(reshape_target, np.int64),
+             "fw": RNG.standard_normal((5, 4)).astype(np.float32),
+             "fb": RNG.standard_normal(5).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+             helper.make_node("Reshape", ["p", "shape"], ["f"]),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1)]
+    return _model(nodes, inits, (in_batch, 5), (in_batch, 3, 8, 8))
+
+
+def _per_sample(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(None, {"x": x[i:i + 1]})[0] for i in range(len(x))])
+
+
+@pytest.mark.parametrize("target", [[1, 4], [1, -1], [-1, 4], [0, -1]])
+@pytest.mark.parametrize("backend", ["reference", "llvm"])
+def test_rebound_batch_matches_the_file_per_sample(target, backend):
+    model = classifier(target)
+    graph = gc.from_onnx(model, batch=6)
+    assert graph.inputs[0].shape == (6, 3, 8, 8) and graph.outputs[0].shape == (6, 5)
+    x = RNG.standard_normal((6, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(gc.compile(graph, target=backend)(x), _per_sample(model, x),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_symbolic_batch_is_rebound_too():
+    model = classifier([-1, 4])
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    graph = gc.from_onnx(model, batch=3)
+    assert graph.inputs[0].shape == (3, 3, 8, 8)
+
+
+@pytest.mark.parametrize("target,file_batch", [([3, -1], 1), ([1, -1], 2)])
+def test_reshape_that_moves_the_batch_is_refused_by_name(target, file_batch):
+    """A Reshape whose first entry is not the file's batch folds samples together (or the
+    channels into the batch): refused by name, never re-bound silently."""
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"], name="fold"),
+             helper.make_node("Relu", ["r"], ["y"], name="relu")]
+    in_shape = (file_batch, 3, 8, 8)
+    out = np.empty(in_shape).reshape(target).shape
+    model = _model(nodes, {"shape": np.array(target, np.int64)}, out, in_shape)
+    assert gc.from_onnx(model).outputs[0].shape == out  # the file as it is imports
+    with pytest.raises(ShapeError, match="fold"):
+        gc.from_onnx(model, batch=4)
+
+
+def test_node_mixing_samples_is_refused_by_name():
+    """Softmax over axis 0 normalises across the batch: no re-binding."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Softmax", ["r"], ["y"], axis=0, name="across")]
+    model = _model(nodes, {}, (1, 3, 8, 8))
+    with pytest.raises(ShapeError, match="across"):
+        gc.from_onnx(model, batch=4)
+
+
+def test_concat_with_a_constant_along_the_batch_is_refused():
+    """A constant concatenated on axis 1 has the file's batch 1: a shape error naming it."""
+    nodes = [helper.make_node("Concat", ["x", "tok"], ["y"], axis=1, name="cls")]
+    model = _model(nodes, {"tok": RNG.standard_normal((1, 1, 8, 8)).astype(np.float32)},
+                   (1, 4, 8, 8))
+    with pytest.raises(ShapeError, match="cls"):
+        gc.from_onnx(model, batch=4)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "8"])
+def test_batch_is_checked(bad):
+    with pytest.raises(InputError):
+        gc.from_onnx(classifier([1, 4]), batch=bad)
+
+
+def test_batch_applies_to_given_input_shapes():
+    """input_shapes gives the symbolic H/W; batch replaces its first dim and the file's."""
+    model = classifier([1, 4])
+    for d in (2, 3):
+        model.graph.input[0].type.tensor_type.shape.dim[d].dim_param = "HW"
+    graph = gc.from_onnx(model, input_shapes={"x": (1, 3, 10, 10)}, batch=5)
+    assert graph.inputs[0].shape == (5, 3, 10, 10) and graph.outputs[0].shape == (5, 5)
