@@ -6,7 +6,7 @@ are derived from them, so passes and backends ask `op in ELEMENTWISE` instead of
 """
 from __future__ import annotations
 
-from . import activation, conv, elementwise, layout, linear, normalization, pool, tensor  # noqa: F401
+from . import activation, conv, elementwise, indexing, layout, linear, normalization, pool, tensor  # noqa: F401
 from .activation import (
     ACTIVATIONS,
     EPILOGUE_ACTIVATIONS,

@@ -31,8 +31,8 @@ int main(int argc, char** argv) {
     float* in[] = {x};
     float* out[] = {y};
     graphcnn_init_threads(atoi(argv[3]));
-    run(in, out, ws);
-    run(in, out, ws);
+    if (run(in, out, ws) || run(in, out, ws))
+        return 3;
     graphcnn_shutdown_threads();
     f = fopen(argv[2], "wb");
     fwrite(y, sizeof(float), GRAPHCNN_OUTPUT_0_SIZE, f);
@@ -58,7 +58,8 @@ def test_c_program_calls_the_library(tmp_path, threads):
     header = export_library(graph, tmp_path / "libnet.so")
     assert header.endswith("libnet.h")
     text = (tmp_path / "libnet.h").read_text()
-    assert "void run(float** inputs, float** outputs, void* workspace);" in text
+    assert "int run(float** inputs, float** outputs, void* workspace);" in text
+    assert "#define GRAPHCNN_INPUT_0_CTYPE float" in text
     assert "#define GRAPHCNN_INPUT_0_SHAPE {2, 1, 28, 28}" in text
     (tmp_path / "main.c").write_text(PROGRAM)
     cc = find_cc()
