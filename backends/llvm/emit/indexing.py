@@ -34,7 +34,7 @@ I8 = ir.IntType(8)
 # the ops whose kernels here take every dtype of ELEMENT_TYPES (plan.py checks the others
 # read and write float32 only)
 ANY_DTYPE_OPS = frozenset({"gather", "slice", "split", "expand", "tile", "cast", "where",
-                           "argmax", "argmin"})
+                           "argmax", "argmin", "concat", "transpose"})
 
 
 def lanes_of(ctx: EmitContext, dtype: str) -> int:
