@@ -171,10 +171,8 @@ def expand(ctx: Context) -> Value:
     return ctx.emit("expand", [_data(ctx)], {"shape": padded})
 
 
-@importer("Tile", (1, 6, 13), notes="repeats must be a constant")
+@importer("Tile", (6, 13), notes="repeats must be a constant")
 def tile(ctx: Context) -> Value:
-    if ctx.version < 6:
-        raise ctx.unsupported("Tile-1 (tiles, axis inputs) is not supported")
     reps = _ints(ctx, 1, "repeats")
     if reps is None:
         raise ctx.shape_error("missing repeats")
