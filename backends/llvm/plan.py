@@ -21,6 +21,7 @@ from graphcnn.errors import CompileError, where
 from graphcnn.ir import Graph, Node
 
 from .emit import ANY_DTYPE_OPS, ELEMENT_TYPES, EMITTERS, VIEW_OPS
+from .emit.indexing import view_offsets
 from .kernels.conv2d_nchwc import Conv2dNCHWcPlan
 from .kernels.conv2d_rows import RowConv2dPlan
 from .kernels.depthwise import DepthwiseConv2dNCHWcPlan
@@ -149,8 +150,10 @@ def plan_step(node: Node, annotations: dict, vector_width: int) -> Step:
 
 
 def plan(graph: Graph, vector_width: int) -> list[Step]:
-    """One step per node that computes something (views alias their input), in graph order."""
+    """One step per node that computes something (views alias their input, and so do the
+    splits and slices that select contiguous parts of it: emit.indexing.view_offsets), in
+    graph order."""
     _check(graph)
     annotations = graph.annotations
     return [plan_step(node, annotations, vector_width) for node in graph.nodes
-            if node.op not in VIEW_OPS]
+            if node.op not in VIEW_OPS and view_offsets(node) is None]

@@ -136,3 +136,42 @@ def test_plan_refuses_non_float_values_into_float_kernels():
     g.set_outputs([g.apply("relu", [x])])
     with pytest.raises(gc.CompileError, match="float32 only"):
         gc.compile(g, target="llvm")
+
+
+def _split_graph(source: str) -> Graph:
+    """x (1, 4, 8, 8) -> split into channels 1 and 3 (views: 256-byte offsets) -> consumers;
+    x a graph input, a relu's result (workspace) or a constant."""
+    g = Graph(f"split_{source}")
+    x = g.add_input("x", (1, 4, 8, 8))
+    data = {"input": x, "workspace": g.apply("relu", [x]),
+            "constant": g.add_constant(np.random.default_rng(3).standard_normal(
+                (1, 4, 8, 8)).astype(np.float32), "k")}[source]
+    a, b = g.add_node("split", [data], {"axis": 1, "split": [1, 3]}).outputs
+    rows = g.apply("slice", [b], {"starts": [1], "ends": [3], "axes": [1]})  # a view of a view
+    g.set_outputs([g.apply("relu", [a]), g.apply("add", [rows, a]), b])
+    return g
+
+
+@pytest.mark.parametrize("source", ["input", "workspace", "constant"])
+def test_contiguous_split_and_slice_are_views(source):
+    """A split with outer dims of 1 and a slice of whole rows emit no kernel: their outputs
+    live in the input's buffer at their offsets; the results are the reference's."""
+    g = _split_graph(source)
+    x = np.random.default_rng(4).standard_normal((1, 4, 8, 8)).astype(np.float32)
+    want = gc.compile(g, target="reference")(x)
+    for level in (0, 2):
+        cm = gc.compile(g, target="llvm", opt_level=level, cache=False)
+        assert not {"split", "slice"} & {k["op"] for k in cm.kernels}
+        _same(list(cm(x)), list(want), f"-O{level}")
+
+
+def test_unaligned_or_strided_parts_are_copied():
+    g = Graph("copies")
+    x = g.add_input("x", (2, 5, 3))
+    parts = g.add_node("split", [x], {"axis": 1, "split": [2, 3]}).outputs  # outer dim 2
+    tail = g.apply("slice", [x], {"starts": [1], "ends": [2], "axes": [0]})  # 60-byte offset
+    g.set_outputs([*parts, tail])
+    cm = gc.compile(g, target="llvm", cache=False)
+    assert {"split", "slice"} <= {k["op"] for k in cm.kernels}
+    x_ = np.random.default_rng(5).standard_normal((2, 5, 3)).astype(np.float32)
+    _same(list(cm(x_)), list(gc.compile(g, target="reference")(x_)), "copies")

@@ -69,6 +69,13 @@ class Task:
 class Location:
     kind: str    # "input" | "output" | "workspace" | "weights"
     index: int   # input/output position, or byte offset in the workspace / weights arena
+    offset: int = 0  # bytes into the caller's input/output buffer (a split or slice view)
+
+    def shifted(self, nbytes: int) -> Location:
+        """The location `nbytes` further into the same buffer."""
+        if self.kind in ("input", "output"):
+            return Location(self.kind, self.index, self.offset + nbytes)
+        return Location(self.kind, self.index + nbytes)
 
 
 # kernels/ plans go to separate modules, one open module per pipeline, of about this many LLVM
@@ -206,7 +213,11 @@ class EmitContext:
         table = b.bitcast(b.load(b.gep(slots, [i64(field)], name=f"{name}.tp"),
                                  name=f"{name}.t"), F32P.as_pointer(), name=f"{name}.tab")
         p = b.load(b.gep(table, [i64(loc.index)], name=f"{name}.slot"),
-                   name=name if ty == F32 else f"{name}.f")
+                   name=name if ty == F32 and not loc.offset else f"{name}.f")
+        if loc.offset:
+            raw = b.gep(b.bitcast(p, I8P, name=f"{name}.i8"), [i64(loc.offset)],
+                        name=f"{name}.at")
+            return b.bitcast(raw, ty.as_pointer(), name=name)
         return p if ty == F32 else b.bitcast(p, ty.as_pointer(), name=name)
 
     def fail(self, b: ir.IRBuilder, env: ir.Value, code: int) -> None:

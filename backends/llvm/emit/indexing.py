@@ -26,6 +26,9 @@ from graphcnn.ops.indexing import split_offsets
 from ..builder import F32, I32, decompose, dot_index, entry_alloca, for_range, i64, strides_of
 from .base import EmitContext, element_type, emitter
 
+# a split or slice output is a view of its input only at a byte offset that keeps the 64-byte
+# alignment every buffer has (memory.ALIGN), so no kernel ever sees a less aligned pointer
+VIEW_ALIGN = 64
 # elements per task of a long row: big enough to amortise the task, small enough to split
 ROW_CHUNK = 4096
 I1 = ir.IntType(1)
@@ -125,6 +128,32 @@ def _row_tasks(b: ir.IRBuilder, t: ir.Value, inner: int, name: str
     end = b.add(first, i64(ROW_CHUNK), name=f"{name}.end")
     end = b.select(b.icmp_signed("<", end, i64(inner)), end, i64(inner), name=f"{name}.stop")
     return row, first, end, chunks
+
+
+def view_offsets(node: Node) -> list[int] | None:
+    """Byte offset of each output inside the input when a split or slice selects contiguous,
+    VIEW_ALIGN-aligned parts of it (a split whose outer dims are all 1; a slice whose dims
+    after the first it keeps more than one element of are whole and unit-stepped): its outputs
+    are then views of the input (place.py) and it emits nothing. Else None."""
+    if node.op not in ("split", "slice"):
+        return None
+    x = node.inputs[0]
+    shape, itemsize = x.type.shape, np.dtype(x.type.dtype).itemsize
+    strides = strides_of(shape)
+    if node.op == "split":
+        axis = node.attrs["axis"]
+        if math.prod(shape[:axis]) != 1:
+            return None
+        offsets = [k * strides[axis] * itemsize for k in split_offsets(node.attrs["split"])]
+    else:
+        out, steps = node.attrs["shape"], node.attrs["steps"]
+        first = next((d for d, n in enumerate(out) if n > 1), len(out))
+        if first < len(out) and steps[first] != 1:
+            return None
+        if any(out[d] != shape[d] or steps[d] != 1 for d in range(first + 1, len(out))):
+            return None
+        offsets = [sum(s * k for s, k in zip(strides, node.attrs["starts"])) * itemsize]
+    return offsets if all(o % VIEW_ALIGN == 0 for o in offsets) else None
 
 
 def emit_strided_copy(ctx: EmitContext, node: Node, src: Value, dst: Value,
@@ -351,4 +380,4 @@ def emit_arg(ctx: EmitContext, node: Node) -> None:
         _loop(b, 0, post, width, body, "arg")
 
 
-__all__ = ["ANY_DTYPE_OPS", "emit_copy_any", "emit_strided_copy", "merge_dims"]
+__all__ = ["ANY_DTYPE_OPS", "emit_copy_any", "emit_strided_copy", "merge_dims", "view_offsets"]

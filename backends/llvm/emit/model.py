@@ -64,10 +64,10 @@ def emit_model(graph: Graph, steps: list[Step], placement: Placement, vector_wid
     module = ir.Module(name=re.sub(r"[^\w.-]", "_", graph.name, flags=re.ASCII) or "model")
     ctx = EmitContext(module, vector_width, weights_symbol, graph.annotations, on_kernel_module)
     ctx.locations.update(placement.locations)
-    for view, constant in placement.constant_views:
+    for view, constant, offset in placement.constant_views:
         if id(constant) not in ctx.locations:
             ctx.locations[id(constant)] = Location("weights", ctx.add_weights(constant.data))
-        ctx.locations.setdefault(id(view), ctx.locations[id(constant)])
+        ctx.locations.setdefault(id(view), ctx.locations[id(constant)].shifted(offset))
     for step in steps:
         if id(step.node) not in placement.inplace_concats:  # those emit nothing
             emit_step(ctx, step)
