@@ -3,8 +3,9 @@
 Input policy (checked before any backend code runs):
 - names must be the graph's input names, all of them;
 - shapes must equal the compiled shapes exactly;
-- numpy arrays must already have the input's dtype (float32): a float64 array is rejected with
-  InputError rather than silently rounded; Python lists and scalars are converted;
+- numpy arrays must already have the input's dtype (float32, or int64/int32/bool for token ids
+  and masks): a float64 array, or int32 ids into an int64 input, is rejected with an InputError
+  naming the input rather than silently converted; Python lists and scalars are converted;
 - non-contiguous arrays are copied to C order (native code needs dense memory).
 """
 from __future__ import annotations

@@ -175,3 +175,16 @@ def test_unaligned_or_strided_parts_are_copied():
     assert {"split", "slice"} <= {k["op"] for k in cm.kernels}
     x_ = np.random.default_rng(5).standard_normal((2, 5, 3)).astype(np.float32)
     _same(list(cm(x_)), list(gc.compile(g, target="reference")(x_)), "copies")
+
+
+@pytest.mark.parametrize("op", ["argmax", "argmin"])
+@pytest.mark.parametrize("last", [0, 1])
+def test_arg_ops_pick_nan_as_numpy_does(op, last):
+    x = np.random.default_rng(6).standard_normal((4, 9, 20)).astype(np.float32)
+    x[0, 3, :] = np.nan
+    x[1, [2, 7], 5:] = np.nan
+    x[2, 0, ::2] = np.nan
+    for axis in (1, 2):
+        graph, _ = one(op, None, [x], {"axis": axis, "select_last_index": last})
+        want = gc.compile(graph, target="reference")(x)
+        np.testing.assert_array_equal(gc.compile(graph, target="llvm")(x), want)

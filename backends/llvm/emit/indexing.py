@@ -353,7 +353,8 @@ def emit_arg(ctx: EmitContext, node: Node) -> None:
     shape = x.type.shape
     pre, n, post = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
     is_float = x.type.dtype == "float32"
-    op = (">" if node.op == "argmax" else "<") + ("=" if node.attrs["select_last_index"] else "")
+    last = bool(node.attrs["select_last_index"])
+    op = (">" if node.op == "argmax" else "<") + ("=" if last else "")
     width = min(lanes_of(ctx, x.type.dtype), lanes_of(ctx, "int64"))
     with ctx.task(node, pre, x.type.size) as (b, env, t):
         xp, yp = ctx.ptr(b, env, x, "in"), ctx.ptr(b, env, y, "out")
@@ -370,8 +371,14 @@ def emit_arg(ctx: EmitContext, node: Node) -> None:
             with for_range(b, 1, n, name="k") as k:
                 cand = vload(b, xp, b.add(start, b.mul(k, i64(post)), name="s.k"), w, "c")
                 old = b.load(best, name="old")
-                beats = (b.fcmp_ordered(op, cand, old, name="beats") if is_float
-                         else b.icmp_signed(op, cand, old, name="beats"))
+                if is_float:  # NaN wins over numbers, as in numpy (the first, or the last)
+                    nan = b.fcmp_unordered("uno", cand, cand, name="c.nan")
+                    if not last:
+                        nan = b.and_(nan, b.fcmp_ordered("ord", old, old, name="o.num"),
+                                     name="nan")
+                    beats = b.or_(b.fcmp_ordered(op, cand, old, name="cmp"), nan, name="beats")
+                else:
+                    beats = b.icmp_signed(op, cand, old, name="beats")
                 b.store(b.select(beats, cand, old, name="nb"), best)
                 b.store(b.select(beats, vsplat(b, k, w, "ks"), b.load(where, name="ow"),
                                  name="nw"), where)
