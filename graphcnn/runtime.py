@@ -55,6 +55,9 @@ class CompiledModel:
         want = self.input_types[name]
         if not isinstance(x, np.ndarray):
             try:
+                if np.dtype(want.dtype).kind in "iub" and np.asarray(x).dtype.kind in "fc":
+                    raise InputError(f"input {name!r}: float values for a {want.dtype} input "
+                                     f"(token ids, masks): convert them explicitly")
                 x = np.asarray(x, dtype=want.dtype)
             except (TypeError, ValueError) as e:
                 raise InputError(f"input {name!r}: cannot convert to {want.dtype}: {e}") from None

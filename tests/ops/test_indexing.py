@@ -90,6 +90,9 @@ def test_wrong_input_dtype_is_an_input_error_naming_the_input():
         cm(np.zeros((2, 5), np.int32))
     with pytest.raises(InputError, match="'ids'.*float32"):
         cm(np.zeros((2, 5), np.float32))
+    with pytest.raises(InputError, match="'ids': float values"):  # not truncated to ids
+        cm([[0.5] * 5] * 2)
+    np.testing.assert_array_equal(cm([[1] * 5] * 2), cm(np.ones((2, 5), np.int64)))
 
 
 def _node(op: str, shape, attrs: dict, dtype: str = "float32", more=()) -> None:
