@@ -7,11 +7,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from indexing_cases import EMBEDDING, GENERATORS, one
 
 import graphcnn as gc
 from graphcnn.errors import InputError, ShapeError
 from graphcnn.ir import Graph
+from graphcnn.ops.indexing import slice_bounds
 
 DRAWS = [(op, i) for op, (_, count) in GENERATORS.items() for i in range(count)]
 DRAWS += [("embedding", i) for i in range(EMBEDDING[1])]
@@ -191,3 +194,27 @@ def test_arg_ops_pick_nan_as_numpy_does(op, last):
         graph, _ = one(op, None, [x], {"axis": axis, "select_last_index": last})
         want = gc.compile(graph, target="reference")(x)
         np.testing.assert_array_equal(gc.compile(graph, target="llvm")(x), want)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(dim=st.integers(1, 12), start=st.integers(-20, 20), end=st.integers(-20, 20),
+       step=st.integers(-4, 4).filter(bool))
+def test_slice_bounds_match_python_slicing(dim, start, end, step):
+    """ONNX Slice's clamping (slice_bounds) is Python's slice of range(dim), ends included."""
+    first, count = slice_bounds(dim, start, end, step)
+    want = range(dim)[slice(start, end, step)]
+    assert count == len(want)
+    if count:
+        assert first == want[0]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.data())
+def test_strided_copies_match_the_reference(data):
+    """Slice, expand and tile on llvm over drawn shapes, attributes and dtypes."""
+    op = data.draw(st.sampled_from(["slice", "expand", "tile"]))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    graph, inputs = GENERATORS[op][0](np.random.default_rng(seed))
+    want = _outputs(gc.compile(graph, target="reference")(*inputs))
+    _same(_outputs(gc.compile(graph, target="llvm", opt_level=0, cache=False)(*inputs)), want,
+          str(graph))
