@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from graphcnn.errors import GraphcnnError, where
+from graphcnn.errors import GraphcnnError, InputError, where
 from graphcnn.ir import Graph
 from graphcnn.ops import get_op
 from graphcnn.runtime import CompiledModel
@@ -29,6 +29,8 @@ def interpret(graph: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         try:
             with np.errstate(over="ignore", under="ignore"):
                 outs = get_op(node.op, node.name).run(node.attrs, *args)
+        except InputError as e:  # bad runtime data (a gather index): name the node
+            raise InputError(f"{where(node)}: {e}") from None
         except GraphcnnError:
             raise
         except Exception as e:  # a numpy failure here is a bug or a bad graph: say where

@@ -356,6 +356,45 @@ class GlobalMaxPool2d(Layer):
     op = "global_max_pool"
 
 
+class GlobalMaxPool1d(Layer):
+    """Max over the length of (N, C, L): a text CNN's max over time."""
+
+    op = "global_max_pool"
+
+    def check(self, shape):
+        if len(shape) != 3:
+            raise ShapeError(f"{self}: expects (N, C, L), got input shape {shape}")
+
+
+class Embedding(Layer):
+    """torch.nn.Embedding: int64/int32 token ids (any shape) -> their rows of a float32
+    table (num_embeddings, embedding_dim), default weight N(0, 1). Ids are checked at run
+    time: one outside [-num_embeddings, num_embeddings) is an InputError (negative ids wrap,
+    as ONNX Gather's)."""
+
+    op = "gather"
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, weight: np.ndarray | None = None,
+                 seed: int | None = None):
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        shape = (num_embeddings, embedding_dim)
+        self.weight = (_weight(weight, shape, self, "weight") if weight is not None else
+                       _generator(seed).standard_normal(shape).astype(np.float32))
+
+    def emit(self, x):
+        if x.value.type.dtype not in ("int64", "int32"):
+            raise ShapeError(f"{self}: takes int64 or int32 token ids, got {x.value.type} "
+                             f"(declare the input with dtype='int64')")
+        g = x.builder.graph
+        name = g.unique_name("embedding")
+        table = g.add_constant(self.weight, f"{name}.weight")
+        g._names.discard(name)  # add_node reserves it again
+        return Tensor(x.builder, g.apply("gather", [table, x.value], {"axis": 0}, name=name))
+
+    def __repr__(self) -> str:
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+
+
 class Flatten(Layer):
     """PyTorch's Flatten(start_dim=1, end_dim=-1)."""
 
@@ -478,9 +517,10 @@ class Sequential(Layer):
         return x
 
     def build(self, input_shape: Sequence[int], name: str = "model",
-              input_name: str = "input") -> Graph:
+              input_name: str = "input", input_dtype: str = "float32") -> Graph:
+        """`input_dtype`: "int64" (or "int32") for token ids into an Embedding."""
         builder = GraphBuilder(name)
-        return builder.build(self(builder.input(input_name, input_shape)))
+        return builder.build(self(builder.input(input_name, input_shape, input_dtype)))
 
     def __repr__(self) -> str:
         return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"

@@ -3,8 +3,9 @@
 Input policy (checked before any backend code runs):
 - names must be the graph's input names, all of them;
 - shapes must equal the compiled shapes exactly;
-- numpy arrays must already have the input's dtype (float32): a float64 array is rejected with
-  InputError rather than silently rounded; Python lists and scalars are converted;
+- numpy arrays must already have the input's dtype (float32, or int64/int32/bool for token ids
+  and masks): a float64 array, or int32 ids into an int64 input, is rejected with an InputError
+  naming the input rather than silently converted; Python lists and scalars are converted;
 - non-contiguous arrays are copied to C order (native code needs dense memory).
 """
 from __future__ import annotations
@@ -54,6 +55,9 @@ class CompiledModel:
         want = self.input_types[name]
         if not isinstance(x, np.ndarray):
             try:
+                if np.dtype(want.dtype).kind in "iub" and np.asarray(x).dtype.kind in "fc":
+                    raise InputError(f"input {name!r}: float values for a {want.dtype} input "
+                                     f"(token ids, masks): convert them explicitly")
                 x = np.asarray(x, dtype=want.dtype)
             except (TypeError, ValueError) as e:
                 raise InputError(f"input {name!r}: cannot convert to {want.dtype}: {e}") from None

@@ -29,6 +29,8 @@ leaving it (shared by all its NCHW consumers).
    blocked on its input's twin (DenseNet's BN + ReLU on each concat): the parameters are padded
    to every blocked channel with scale 0, bias 0, mean 0, var 1, so padding channels stay 0.
 5c. channel_shuffle runs blocked on its input's twin (padding lanes stay zero).
+5d. split on axis 1 runs blocked on its input's twin when every part's channel count is a
+   multiple of the block (ShuffleNet-v2's halves): a split of whole channel blocks.
 6. Everything else reads the logical value (through the from_blocked, kept by rule 7).
 7. Conversions nobody reads are removed (dead-code elimination at the end of the pass).
 """
@@ -167,6 +169,27 @@ class _Blocker:
             self.rebuild(node, [t], layout="NCHWc", channels=node.attrs["channels"])
 
 
+    def split(self, node: Node) -> None:  # Rule 5d
+        t = self.twin.get(id(node.inputs[0]))
+        if t is None or t.type.rank < 4 or node.attrs["axis"] != 1:
+            return
+        b = t.type.shape[-1]
+        if any(size % b for size in node.attrs["split"]):
+            return
+        parts = self.graph.add_node("split", [t], {"axis": 1, "split": [
+            size // b for size in node.attrs["split"]]}, name=node.name, before=node).outputs
+        for old, y in zip(node.outputs, parts):
+            logical = self.graph.apply("from_blocked", [y], {"channels": old.shape[1]},
+                                       name=f"{old.name}.nchw", before=node)
+            self.twin[id(logical)] = y
+            self.graph.replace_all_uses_with(old, logical)
+        self.graph.remove(node)
+        parts[0].producer.name = node.name  # names stay stable across passes (adopt_name)
+        for old, y in zip(node.outputs, parts):
+            y.name = old.name
+        self.rebuilt += 1
+
+
 def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
     blocker = _Blocker(graph, block)
     for node in list(graph.nodes):
@@ -183,5 +206,7 @@ def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
             blocker.batch_norm(node)
         elif node.op == "channel_shuffle":
             blocker.channel_shuffle(node)
+        elif node.op == "split":
+            blocker.split(node)
     removed = eliminate_dead_code(graph)  # Rule 7
     return blocker.rebuilt > 0 or removed

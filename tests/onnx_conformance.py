@@ -6,7 +6,8 @@ weights are ConstantOfShape fills; input arange(n)/n as onnx's runner makes it, 
 beside the file).
 
 A case is *selected* when every node's op type is in the import table and every graph input and
-output is float32 (graphcnn computes in float32). Used by tests/frontends/test_onnx_conformance.py
+output is float32, or int64/int32/bool where every op of the case is one of NON_FLOAT_OPS (the
+ops graphcnn runs on those dtypes). Used by tests/frontends/test_onnx_conformance.py
 and tools/gen_onnx_support.py (both put tests/ on sys.path, so they share one RESULTS).
 """
 from __future__ import annotations
@@ -102,14 +103,27 @@ def all_cases() -> tuple[Case, ...]:
     return node_cases() + model_folder_cases() + light_model_cases()
 
 
+# ONNX ops whose graphcnn op takes int64/int32/bool data (graphcnn/ops/indexing.py), and the
+# shape ops that go with them
+NON_FLOAT_OPS = frozenset({"ArgMax", "ArgMin", "Gather", "Cast", "Where", "Split", "Slice",
+                           "Expand", "Tile", "Identity", "Constant", "Shape"})
+_T = onnx.TensorProto
+NON_FLOAT_TYPES = frozenset({_T.INT64, _T.INT32, _T.BOOL})
+
+
 def in_op_set(case: Case) -> bool:
-    """Every node an op of the import table, every graph input/output float32."""
+    """Every node an op of the import table, every graph input/output float32, or of
+    NON_FLOAT_TYPES in a case whose ops are all NON_FLOAT_OPS."""
     g = case.model.graph
     if not all(n.domain in DEFAULT_DOMAINS and n.op_type in IMPORTERS for n in g.node):
         return False
     inits = {t.name for t in g.initializer}
     ios = [v for v in g.input if v.name not in inits] + list(g.output)
-    return all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in ios)
+    types = {v.type.tensor_type.elem_type for v in ios}
+    if types <= {_T.FLOAT}:
+        return True
+    return types <= {_T.FLOAT} | NON_FLOAT_TYPES and \
+        all(n.op_type in NON_FLOAT_OPS for n in g.node)
 
 
 def selected_cases() -> list[Case]:

@@ -112,7 +112,9 @@ def render(targets: Sequence[str]) -> str:
         ("Cases: ONNX's node test cases (`onnx.backend.test.case.node.collect_testcases()`), the "
         "model folders in the onnx wheel (`onnx/backend/test/data/pytorch-*`), and its \"light\" "
         "real models (model-zoo networks at 224x224). A case is selected when every op is in the "
-        "table above and every graph input and output is float32; each runs at its own "
+        "table above and every graph input and output is float32, or int64/int32/bool where "
+        "every op is one that takes those (tests/onnx_conformance.py NON_FLOAT_OPS); each runs "
+        "at its own "
         "tolerance (tests/frontends/test_onnx_conformance.py)."),
         "",
         "| source | selected |",

@@ -82,6 +82,10 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
     return str(header)
 
 
+# the C element type of each dtype a graph input or output may have
+C_TYPES = {"float32": "float", "int64": "int64_t", "int32": "int32_t", "bool": "uint8_t"}
+
+
 def c_string(text: str) -> str:
     """`text` as a C string literal that reads back as its UTF-8 bytes: printable ASCII as is
     (but backslash and quote escaped, and `?` escaped so no trigraph forms), every other byte
@@ -105,16 +109,26 @@ def c_header(graph: Graph, stem: str, workspace_bytes: int, cpu: str) -> str:
         raise CompileError(f"library stem {stem!r} is not a C identifier")
     guard = f"GRAPHCNN_{stem.upper()}_H"
     cpu_name, _ = cpu_and_features(cpu)
+    values = [*graph.inputs, *graph.outputs]
+    for v in values:
+        if v.type.dtype not in C_TYPES:
+            raise CompileError(f"value {v.name!r} is {v.type}: no C type for it")
+    # float** where every input and output is float32 (what C callers of such models pass)
+    pointers = "float**" if all(v.type.dtype == "float32" for v in values) else "void**"
     lines = [
         f"/* {stem}: a graph compiled by graphcnn; its name and CPU are the macros below. */",
         f"#ifndef {guard}", f"#define {guard}", "",
         f"#define GRAPHCNN_GRAPH_NAME {c_string(graph.name)}",
         f"#define GRAPHCNN_CPU {c_string(cpu_name)}",
-        "/* Call: float* in[NUM_INPUTS], out[NUM_OUTPUTS] (dense row-major float32, sizes below),",
-        "   a workspace of WORKSPACE_BYTES (64-byte aligned, e.g. aligned_alloc(64, ...)), reused",
-        "   across calls. Calls sharing a workspace must not overlap. Optional: start the thread",
-        "   pool once with graphcnn_init_threads(n) (default: single-threaded) and stop it with",
+        "/* Call: in[NUM_INPUTS], out[NUM_OUTPUTS] pointers to dense row-major arrays of each",
+        "   one's CTYPE (bool: uint8_t 0 or 1) and SIZE below, a workspace of WORKSPACE_BYTES",
+        "   (64-byte aligned, e.g. aligned_alloc(64, ...)), reused across calls. run returns 0,",
+        "   or k > 0 when its k-th kernel found the runtime input invalid (a gather index out",
+        "   of range: nothing is read outside the table, and the outputs are not meaningful).",
+        "   Calls sharing a workspace must not overlap. Optional: start the thread pool once",
+        "   with graphcnn_init_threads(n) (default: single-threaded) and stop it with",
         "   graphcnn_shutdown_threads(). */",
+        "#include <stdint.h>",
         f"#define GRAPHCNN_NUM_INPUTS {len(graph.inputs)}",
         f"#define GRAPHCNN_NUM_OUTPUTS {len(graph.outputs)}",
         f"#define GRAPHCNN_WORKSPACE_BYTES {max(workspace_bytes, 64)}",
@@ -125,9 +139,10 @@ def c_header(graph: Graph, stem: str, workspace_bytes: int, cpu: str) -> str:
             lines += [f"#define GRAPHCNN_{kind}_{i}_NAME {c_string(v.name)}",
                       f"#define GRAPHCNN_{kind}_{i}_RANK {len(v.type.shape)}",
                       f"#define GRAPHCNN_{kind}_{i}_SHAPE {{{shape}}}",
-                      f"#define GRAPHCNN_{kind}_{i}_SIZE {v.type.size}"]
+                      f"#define GRAPHCNN_{kind}_{i}_SIZE {v.type.size}",
+                      f"#define GRAPHCNN_{kind}_{i}_CTYPE {C_TYPES[v.type.dtype]}"]
     lines += ["", "#ifdef __cplusplus", "extern \"C\" {", "#endif",
-              "void run(float** inputs, float** outputs, void* workspace);",
+              f"int run({pointers} inputs, {pointers} outputs, void* workspace);",
               "long graphcnn_init_threads(long threads);",
               "void graphcnn_shutdown_threads(void);",
               "#ifdef __cplusplus", "}", "#endif", f"#endif /* {guard} */", ""]

@@ -2,7 +2,8 @@
 
 - graph inputs and outputs are the caller's pointers (an output that is also an input, a
   constant, a view or a second output of one value is copied out at the end);
-- a view lives in its source's buffer (views compute nothing);
+- a view lives in its source's buffer (views compute nothing), a split or slice that selects
+  contiguous parts of its input (emit.indexing.view_offsets) at its offset in it;
 - a concat marked in place (passes/concat_inplace.py) owns one buffer and its inputs' producers
   write straight into their slices of it; the concat itself emits nothing;
 - a conv adding a residual writes its output over the residual's buffer when it is that
@@ -22,6 +23,7 @@ from graphcnn.ir import Graph, Node, Value
 
 from . import memory
 from .emit import VIEW_OPS, Location
+from .emit.indexing import view_offsets
 from .plan import Step, residual_in_place
 
 
@@ -31,8 +33,9 @@ class Placement:
     workspace_bytes: int
     copies: list[tuple[Value, int]]  # (value, output index) copied out after the last kernel
     inplace_concats: set[int]  # id(Node) of the concats whose inputs write into their buffer
-    # views whose source is a constant: emit puts the constant into the weights arena
-    constant_views: list[tuple[Value, Value]] = field(default_factory=list)
+    # views whose source is a constant, with their byte offset in it: emit puts the constant
+    # into the weights arena
+    constant_views: list[tuple[Value, Value, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -42,11 +45,29 @@ class _Slice:
     byte_offset: int  # of the value's slice in the concat's buffer
 
 
-def root(value: Value) -> Value:
-    """The value whose buffer `value` lives in (views alias their input)."""
-    while value.producer is not None and value.producer.op in VIEW_OPS:
+def _view_offset(value: Value) -> int | None:
+    """Bytes into its producer's input where `value` lives, if the producer is a view."""
+    node = value.producer
+    if node is None:
+        return None
+    if node.op in VIEW_OPS:
+        return 0
+    offsets = view_offsets(node)
+    return None if offsets is None else offsets[node.outputs.index(value)]
+
+
+def root_offset(value: Value) -> tuple[Value, int]:
+    """The value whose buffer `value` lives in (views alias their input) and the byte offset
+    of `value` in it."""
+    total = 0
+    while (offset := _view_offset(value)) is not None:
+        total += offset
         value = value.producer.inputs[0]
-    return value
+    return value, total
+
+
+def root(value: Value) -> Value:
+    return root_offset(value)[0]
 
 
 def _io(graph: Graph) -> tuple[dict[int, Location], list[tuple[Value, int]]]:
@@ -69,7 +90,8 @@ def inplace_slices(graph: Graph, nodes: list[Node], placed: dict) -> dict[int, _
     before the axis is 1), so a producer's kernel writes its slice as a whole tensor."""
     notes = graph.annotations
     emitted = {id(n) for n in nodes}
-    viewed = {id(v) for n in graph.nodes if n.op in VIEW_OPS for v in n.inputs}
+    viewed = {id(v) for n in graph.nodes for v in n.inputs
+              if n.op in VIEW_OPS or view_offsets(n) is not None}
     slices: dict[int, _Slice] = {}
     for concat in nodes:
         out = concat.outputs[0]
@@ -173,11 +195,11 @@ def place(graph: Graph, steps: list[Step]) -> Placement:
         locations[key] = Location("workspace", buffers[holder].offset + offset)
     constant_views = []
     for v in graph.values():
-        r = root(v)
+        r, offset = root_offset(v)
         if r is not v:
             if r.is_constant and id(r) not in locations:
-                constant_views.append((v, r))
+                constant_views.append((v, r, offset))
             elif id(r) in locations and id(v) not in locations:
-                locations[id(v)] = locations[id(r)]
+                locations[id(v)] = locations[id(r)].shifted(offset)
     inplace = {id(s.concat) for s in slices.values()}
     return Placement(locations, workspace, copies, inplace, constant_views)

@@ -20,7 +20,8 @@ from graphcnn.passes.kernel_family import gemm_dims
 from graphcnn.errors import CompileError, where
 from graphcnn.ir import Graph, Node
 
-from .emit import EMITTERS, VIEW_OPS
+from .emit import ANY_DTYPE_OPS, ELEMENT_TYPES, EMITTERS, VIEW_OPS
+from .emit.indexing import view_offsets
 from .kernels.conv2d_nchwc import Conv2dNCHWcPlan
 from .kernels.conv2d_rows import RowConv2dPlan
 from .kernels.depthwise import DepthwiseConv2dNCHWcPlan
@@ -110,12 +111,21 @@ def residual_in_place(step: Step) -> bool:
 
 
 def _check(graph: Graph) -> None:
-    """Every value float32 and every op with a kernel (one error for the first that is not)."""
+    """Every value of a dtype the backend holds (ELEMENT_TYPES), every value a node reads or
+    writes float32 unless its kernel takes any of them (ANY_DTYPE_OPS, views), and every op
+    with a kernel (one error for the first that is not)."""
     for v in graph.values():
-        if v.type.dtype != "float32":
+        if v.type.dtype not in ELEMENT_TYPES:
             at = where(v.producer) if v.producer is not None else f"value {v.name!r}"
-            raise CompileError(f"{at}: the llvm backend computes float32 only, "
+            raise CompileError(f"{at}: the llvm backend holds {sorted(ELEMENT_TYPES)} only, "
                                f"%{v.name} is {v.type}")
+    for node in graph.nodes:
+        if node.op in ANY_DTYPE_OPS or node.op in VIEW_OPS:
+            continue
+        for v in (*node.inputs, *node.outputs):
+            if v.type.dtype != "float32":
+                raise CompileError(f"{where(node)}: the llvm kernel of {node.op!r} computes "
+                                   f"float32 only, %{v.name} is {v.type}")
     for node in graph.nodes:
         if node.op not in EMITTERS and node.op not in VIEW_OPS:
             raise CompileError(f"{where(node)}: the llvm backend has no kernel for op "
@@ -140,8 +150,10 @@ def plan_step(node: Node, annotations: dict, vector_width: int) -> Step:
 
 
 def plan(graph: Graph, vector_width: int) -> list[Step]:
-    """One step per node that computes something (views alias their input), in graph order."""
+    """One step per node that computes something (views alias their input, and so do the
+    splits and slices that select contiguous parts of it: emit.indexing.view_offsets), in
+    graph order."""
     _check(graph)
     annotations = graph.annotations
     return [plan_step(node, annotations, vector_width) for node in graph.nodes
-            if node.op not in VIEW_OPS]
+            if node.op not in VIEW_OPS and view_offsets(node) is None]

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import llvmlite.binding as llvm
 import numpy as np
 
+from graphcnn.errors import InputError
 from graphcnn.hugepages import huge_page_advice
 from graphcnn.ir import Graph
 from graphcnn.runtime import CompiledModel
@@ -36,7 +37,10 @@ from .codegen import init_llvm, target_machine
 from .process_pool import shared_pool
 from .threads import THREADS_SYMBOL
 
-RUN_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+RUN_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+# what each op whose kernel checks its runtime data reports when the check fails
+RUNTIME_CHECKS = {"gather": "an index (token id) is outside [-n, n) for the gathered axis of "
+                            "size n; nothing was read outside the table"}
 PROFILE_WARMUP_S = 0.05  # untimed calls before `profile` times its runs
 _jit_lock = threading.Lock()  # add_symbol is process-wide: bind + finalize atomically
 
@@ -191,7 +195,9 @@ class LLVMModel(CompiledModel):
                 with self._lock:
                     self._in_table[0] = _address(x)
                     self._out_table[0] = _address(y)
-                    self._run(self._in_address, self._out_address, self._ws_ptr)
+                    status = self._run(self._in_address, self._out_address, self._ws_ptr)
+                if status:
+                    raise self._failed(status)
                 return y
         return super().__call__(*inputs)
 
@@ -202,8 +208,20 @@ class LLVMModel(CompiledModel):
                 self._in_table[i] = _address(x)
             for j, y in enumerate(outs):
                 self._out_table[j] = _address(y)
-            self._run(self._in_address, self._out_address, self._ws_ptr)
+            status = self._run(self._in_address, self._out_address, self._ws_ptr)
+        if status:
+            raise self._failed(status)
         return outs
+
+    def _failed(self, status: int) -> InputError:
+        """The InputError for a nonzero `run` status: the 1-based index of the kernel (in the
+        manifest's list) that found its runtime data invalid."""
+        kernels = self.manifest["kernels"]
+        if not 1 <= status <= len(kernels):
+            return InputError(f"{self._name}: the native run failed with status {status}")
+        kernel = kernels[status - 1]
+        return InputError(f"node {kernel['node']!r} ({kernel['op']}): "
+                          f"{RUNTIME_CHECKS.get(kernel['op'], 'invalid runtime data')}")
 
     def export_library(self, path: str | os.PathLike) -> str:
         """Write `path` (a shared library) and the C header beside it; returns the header path."""

@@ -373,6 +373,33 @@ def _convert_opaque(node: Node, proto: onnx.NodeProto) -> onnx.NodeProto:
     return nodes[0]
 
 
+_ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE,
+                "int64": TensorProto.INT64, "int32": TensorProto.INT32, "bool": TensorProto.BOOL}
+
+
+def _slice(e: Emitter, node: Node) -> None:
+    """Every axis with its normalised first index and step; an end past the front of a
+    reversed axis is written as -(dim + 1), which ONNX clamps to "before index 0"."""
+    a, dims = node.attrs, node.inputs[0].shape
+    ends = [s + k * n if s + k * n >= 0 else -(d + 1)
+            for s, k, n, d in zip(a["starts"], a["steps"], a["shape"], dims)]
+    e.add("Slice", [node.inputs[0].name, e.const(_ints(a["starts"]), "starts"),
+                    e.const(_ints(ends), "ends"), e.const(_ints(range(len(dims))), "axes"),
+                    e.const(_ints(a["steps"]), "steps")], node.outputs[0].name)
+
+
+def _split(e: Emitter, node: Node) -> None:
+    outs = [v.name for v in node.outputs]
+    e.nodes.append(helper.make_node("Split", [node.inputs[0].name,
+                                              e.const(_ints(node.attrs["split"]), "split")],
+                                    outs, name=node.name, axis=node.attrs["axis"]))
+
+
+def _arg(onnx_op: str) -> Callable[[Emitter, Node], None]:
+    return _simple(onnx_op, lambda n: {"axis": n.attrs["axis"], "keepdims": n.attrs["keepdims"],
+                                       "select_last_index": n.attrs["select_last_index"]})
+
+
 EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     OPAQUE: _opaque,
     "conv": _conv,
@@ -398,13 +425,19 @@ EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "squeeze": _with_const_input("Squeeze", lambda n: _ints(n.attrs["axes"]), "axes"),
     "unsqueeze": _with_const_input("Unsqueeze", lambda n: _ints(n.attrs["axes"]), "axes"),
     "channel_shuffle": _channel_shuffle,
+    # graphcnn/ops/indexing.py
+    "gather": _simple("Gather", lambda n: {"axis": n.attrs["axis"]}),
+    "slice": _slice,
+    "split": _split,
+    "expand": _with_const_input("Expand", lambda n: _ints(n.attrs["shape"]), "shape"),
+    "tile": _with_const_input("Tile", lambda n: _ints(n.attrs["repeats"]), "repeats"),
+    "cast": _simple("Cast", lambda n: {"to": _ONNX_DTYPES[n.attrs["to"]]}),
+    "where": _simple("Where"),
+    "argmax": _arg("ArgMax"),
+    "argmin": _arg("ArgMin"),
     "to_blocked": _to_blocked_op,
     "from_blocked": _from_blocked_op,
 }
-
-_ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE,
-                "int64": TensorProto.INT64, "int32": TensorProto.INT32, "bool": TensorProto.BOOL}
-
 
 def _value_info(v: Value, name: str | None = None) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name or v.name, _ONNX_DTYPES[v.type.dtype], list(v.shape))

@@ -50,7 +50,7 @@ from ..errors import (
 from ..hugepages import no_huge_page_advice
 from ..ir import Graph, TensorType, Value
 from ..verify import verify
-from . import onnx_digests, onnx_ops, onnx_snapshot  # noqa: F401  (onnx_ops fills the table)
+from . import onnx_digests, onnx_ops, onnx_snapshot, onnx_tensor  # noqa: F401  (fill the table)
 from .onnx_batch import check_batchwise
 from .onnx_context import IMPORTERS, Context, NotConstant
 from .onnx_opaque import import_opaque
@@ -66,6 +66,7 @@ from .onnx_safety import (
 from .onnx_strict import Rules, check_attributes, check_declared, check_graph
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
+INPUT_DTYPES = ("float32", "int64", "int32", "bool")  # graph inputs (graphcnn.ops.indexing)
 PARALLEL_DECODE_BYTES = 8 << 20  # below this the threads cost more than they save
 
 
@@ -436,16 +437,17 @@ class _Importer:
                 dtype = np_dtype(tt.elem_type, f"input {vi.name!r}")
             except ModelLoadError:
                 dtype = None
-            if self.keep and dtype is not None and dtype.name != "float32":
+            if self.keep and dtype is not None and dtype.name not in INPUT_DTYPES:
                 env[vi.name] = graph.add_input(vi.name, self._input_shape(vi), dtype.name)
                 continue
-            if dtype is None or dtype.name != "float32":
+            if dtype is None or dtype.name not in INPUT_DTYPES:
                 kind = dtype.name if dtype is not None else str(tt.elem_type)
-                self._flag(f"input dtype {kind}", vi.name, "graphcnn computes in float32")
+                self._flag(f"input dtype {kind}", vi.name,
+                           f"graphcnn takes {', '.join(INPUT_DTYPES)} inputs")
                 continue
             shape = self._input_shape(vi)
-            self.limits.check_tensor(f"input {vi.name!r}", shape, 4, ShapeError)
-            env[vi.name] = graph.add_input(vi.name, shape, "float32")
+            self.limits.check_tensor(f"input {vi.name!r}", shape, dtype.itemsize, ShapeError)
+            env[vi.name] = graph.add_input(vi.name, shape, dtype.name)
 
     def _file_batch(self, g: onnx.GraphProto, initializers: dict) -> int:
         """The static first dim the file's inputs share (1 where it is symbolic)."""

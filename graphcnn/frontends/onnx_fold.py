@@ -2,8 +2,8 @@
 
 Each runs in numpy on constant inputs (graph shapes are static, so Shape always folds) and checks
 its result's size against the limits before allocating it. A helper whose inputs depend on
-runtime values is reported unsupported, except where the IR can express it (Cast to the same
-dtype is an identity, Expand of a runtime tensor is a broadcasting add of zeros).
+runtime values is reported unsupported (the ops graphcnn runs on runtime data, Gather, Slice,
+Cast, Expand, Where, ..., import through onnx_tensor).
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import numpy as np
 from ..errors import ShapeError
 from ..ir import Value
 from .onnx_context import Context, importer
-from .onnx_safety import np_dtype
 
 _LATEST = (21, 23, 24, 25)  # since_versions that only widened the type lists
 
@@ -71,67 +70,6 @@ def size(ctx: Context) -> Value:
     return ctx.constant(np.array(math.prod(ctx.input(0).shape), dtype=np.int64))
 
 
-@importer("Gather", (1, 11, 13), ("axis",), fold_only=True)
-def gather(ctx: Context) -> Value:
-    data = ctx.const(0, "data")
-    indices = ctx.const(1, "indices")
-    if data.ndim == 0:
-        raise ctx.shape_error("data must have rank >= 1")
-    axis = int(ctx.attr("axis", 0))
-    if not -data.ndim <= axis < data.ndim:
-        raise ctx.shape_error(f"axis {axis} out of range for data {list(data.shape)}")
-    axis %= data.ndim
-    n = data.shape[axis]
-    if indices.dtype.kind not in "iu" or np.any(indices < -n) or np.any(indices >= n):
-        raise ctx.shape_error(f"indices out of range [{-n}, {n}) on axis {axis}")
-    _sized(ctx, data.shape[:axis] + indices.shape + data.shape[axis + 1:], data.dtype)
-    return ctx.constant(np.take(data, indices.astype(np.int64), axis=axis))
-
-
-@importer("Cast", (6, 9, 13, 19) + _LATEST, ("to",),
-          notes="constants fold; a runtime value only to its own dtype (identity)")
-def cast(ctx: Context) -> Value:
-    x = ctx.input(0)
-    to = ctx.attr("to")
-    if not isinstance(to, int):
-        raise ctx.shape_error(f"`to` must be an ONNX element type, got {to!r}")
-    dtype = np_dtype(to, ctx.where)
-    if not x.is_constant:
-        if np.dtype(x.type.dtype) == dtype:
-            return ctx.emit("identity", [x])
-        ctx.const(0, f"input (a runtime cast to {dtype.name})")
-    with np.errstate(all="ignore"):
-        return ctx.constant(x.data.astype(dtype))
-
-
-@importer("Slice", (1, 10, 11, 13), ("starts", "ends", "axes", "steps"), fold_only=True)
-def slice_(ctx: Context) -> Value:
-    data = ctx.const(0, "data")
-    if ctx.version < 10:
-        starts, ends = ctx.attr("starts", []), ctx.attr("ends", [])
-        axes, steps = ctx.attr("axes"), None
-    else:
-        starts, ends = _shape_arg(ctx, 1, "starts"), _shape_arg(ctx, 2, "ends")
-        axes = None if ctx.input(3) is None else _shape_arg(ctx, 3, "axes")
-        steps = None if ctx.input(4) is None else _shape_arg(ctx, 4, "steps")
-    axes = list(range(len(starts))) if axes is None else list(axes)
-    steps = [1] * len(starts) if steps is None else list(steps)
-    if not len(starts) == len(ends) == len(axes) == len(steps):
-        raise ctx.shape_error("starts, ends, axes and steps must have the same length")
-    index = [slice(None)] * data.ndim
-    for start, end, axis, step in zip(starts, ends, axes, steps):
-        if not -data.ndim <= axis < data.ndim or step == 0:
-            raise ctx.shape_error(f"bad axis {axis} or step {step} for data {list(data.shape)}")
-        dim = data.shape[axis]
-        start, end = (v + dim if v < 0 else v for v in (int(start), int(end)))
-        if step > 0:
-            start, end = min(max(start, 0), dim), min(max(end, 0), dim)
-        else:
-            start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
-        index[axis % data.ndim] = slice(start, None if end < 0 else end, int(step))
-    return ctx.constant(data[tuple(index)])
-
-
 def _arith(ctx: Context, fn) -> Value:
     args = [ctx.const(i, f"input {i}") for i in range(len(ctx.inputs))]
     try:
@@ -154,30 +92,13 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 _ELEMENTWISE = {
     "Sub": ((6, 7, 13, 14), np.subtract), "Div": ((6, 7, 13, 14), _div),
     "Neg": ((6, 13), np.negative), "Floor": ((6, 13), np.floor), "Ceil": ((6, 13), np.ceil),
-    "Equal": ((7, 11, 13, 19), np.equal), "Where": ((9, 16), np.where),
+    "Equal": ((7, 11, 13, 19), np.equal),
 }
 for _op, (_versions, _fn) in _ELEMENTWISE.items():
     importer(_op, _versions, fold_only=True)(lambda ctx, fn=_fn: _arith(ctx, fn))
 
 
-@importer("Expand", (8, 13), fold_only=True,
-          notes="the shape input must be a constant; a runtime input becomes add(x, zeros)")
-def expand(ctx: Context) -> Value:
-    x, target = ctx.input(0), _shape_arg(ctx, 1)
-    if any(d < 0 for d in target):
-        raise ctx.shape_error(f"negative dims in shape {list(target)}")
-    try:
-        out = np.broadcast_shapes(x.shape, target)
-    except ValueError:
-        raise ctx.shape_error(f"cannot expand {x.type} to {list(target)}") from None
-    _sized(ctx, out, x.type.dtype)
-    if x.is_constant:
-        return ctx.constant(np.broadcast_to(x.data, out))
-    zeros = ctx.constant(np.zeros(target, dtype=x.type.dtype))
-    return ctx.emit("add", [x, zeros])
-
-
-@importer("Range", (11,), fold_only=True)
+@importer("Range", (11, 27), fold_only=True)
 def range_(ctx: Context) -> Value:
     start, limit, delta = (ctx.const(i, n) for i, n in enumerate(("start", "limit", "delta")))
     if any(v.size != 1 for v in (start, limit, delta)) or float(delta) == 0:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 import pytest
+from indexing_cases import GENERATORS as INDEXING_GENERATORS
 
 import graphcnn as gc
 from graphcnn.ir import Graph
@@ -263,6 +264,7 @@ GENERATORS: dict[str, tuple[Callable, int]] = {
     "from_blocked": (lambda r: single_op("from_blocked", r, [(1, 2, 3, 3, 4)], (),
                                          {"channels": int(r.integers(5, 9))}), 3),
 }
+GENERATORS.update(INDEXING_GENERATORS)  # any-dtype ops: their own inputs (indexing_cases.py)
 for _name in ACTIVATIONS:  # a new activation gets draws with its default attributes
     GENERATORS.setdefault(_name, (unary_case(_name), 3))
 CASES = [(op, i) for op, (_, count) in GENERATORS.items() for i in range(count)]

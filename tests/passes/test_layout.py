@@ -156,3 +156,18 @@ def test_rule5c_channel_shuffle_stays_blocked():
     assert ops(out) == ["to_blocked", "conv", "channel_shuffle", "conv", "from_blocked"]
     shuffle = out.nodes[2]
     assert shuffle.attrs["layout"] == "NCHWc" and shuffle.attrs["channels"] == 24
+
+
+def test_rule5d_split_of_whole_blocks_stays_blocked():
+    for sizes, blocked in (((16, 16), True), ((8, 24), False)):
+        g, x = _input(16)
+        a, b = g.add_node("split", [_conv(g, x, 32, 1)], {"axis": 1, "split": sizes}).outputs
+        g.set_outputs([_conv(g, g.apply("relu", [a]), 16, 3), _conv(g, b, 16, 5)])
+        out = check_pass(g, partial(choose_layout, block=16))
+        if blocked:
+            assert sorted(ops(out)) == sorted(["to_blocked", "conv", "split", "relu", "conv",
+                                               "conv", "from_blocked", "from_blocked"])
+            split = next(n for n in out.nodes if n.op == "split")
+            assert split.attrs["split"] == (1, 1) and split.inputs[0].type.rank == 5
+        else:
+            assert ops(out).count("from_blocked") == 3 and ops(out).count("to_blocked") == 3

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from graphcnn.ops import VIEWS as VIEW_OPS  # computes nothing: the output aliases the input
 
-from . import conv, elementwise, linear, normalization, pool, tensor  # noqa: F401
-from .base import EMITTERS, EmitContext, Location, Task
+from . import conv, elementwise, indexing, linear, normalization, pool, tensor  # noqa: F401
+from .base import ELEMENT_TYPES, EMITTERS, EmitContext, Location, Task
+from .indexing import ANY_DTYPE_OPS
 
-__all__ = ["EMITTERS", "VIEW_OPS", "EmitContext", "Location", "Task"]
+__all__ = ["ANY_DTYPE_OPS", "ELEMENT_TYPES", "EMITTERS", "VIEW_OPS", "EmitContext", "Location",
+           "Task"]

@@ -6,9 +6,12 @@ A node lowers to one or more *tasks*. A task is an LLVM function
 
 that computes tasks [task_begin, task_end) of the node; tasks write disjoint outputs with a
 fixed summation order, so any split of [0, num_tasks) over threads gives bit-identical results.
-`env` points at three pointers `{float** inputs, float** outputs, i8* workspace}`: `ctx.ptr`
-turns a graph Value into a `float*` from it (graph input, graph output, workspace slot, or the
-packed-weights arena, a global symbol).
+`env` points at four pointers `{float** inputs, float** outputs, i8* workspace, i32* status}`:
+`ctx.ptr` turns a graph Value into a pointer of its element type from it (float* for float32,
+i64*/i32*/i8* for int64/int32/bool; graph input, graph output, workspace slot, or the
+packed-weights arena, a global symbol). `status` is 0 unless a kernel that checks its runtime
+data (a gather's indices) found it invalid: it then stores its error code (`ctx.fail`), which
+`run` returns; the other kernels never touch it.
 
 Emitters register by op name (`@emitter("relu", ...)`), one module per op family.
 """
@@ -24,10 +27,18 @@ from llvmlite import ir
 
 from graphcnn.ir import Node, Value
 
-from ..builder import F32P, I8P, I64, VOID, for_range, i64
+from ..builder import F32, F32P, I8P, I32, I64, VOID, for_range, i64
 from ..codegen import PipelinedModule, plan_pipeline
 
 TASK_TYPE = ir.FunctionType(VOID, [I8P, I64, I64])
+
+# the element type of each dtype the llvm backend holds (bool: one byte, 0 or 1)
+ELEMENT_TYPES: dict[str, ir.Type] = {"float32": F32, "int64": I64, "int32": I32,
+                                     "bool": ir.IntType(8)}
+
+
+def element_type(dtype: str) -> ir.Type:
+    return ELEMENT_TYPES[dtype]
 
 # op name -> emitter(ctx, node) -> None (the emitter calls ctx.add_task)
 EMITTERS: dict[str, Callable[[EmitContext, Node], None]] = {}
@@ -58,6 +69,13 @@ class Task:
 class Location:
     kind: str    # "input" | "output" | "workspace" | "weights"
     index: int   # input/output position, or byte offset in the workspace / weights arena
+    offset: int = 0  # bytes into the caller's input/output buffer (a split or slice view)
+
+    def shifted(self, nbytes: int) -> Location:
+        """The location `nbytes` further into the same buffer."""
+        if self.kind in ("input", "output"):
+            return Location(self.kind, self.index, self.offset + nbytes)
+        return Location(self.kind, self.index + nbytes)
 
 
 # kernels/ plans go to separate modules, one open module per pipeline, of about this many LLVM
@@ -134,9 +152,12 @@ class EmitContext:
 
     # ----- weights arena ---------------------------------------------------------------------
     def add_weights(self, array: np.ndarray) -> int:
-        """Append a float32 array to the arena (64-byte aligned, in C order); returns its byte
-        offset. A strided view (packed weights as a transpose) is copied only into the arena."""
-        data = np.asarray(array, dtype=np.float32)
+        """Append an array to the arena (64-byte aligned, in C order) as float32, or as its own
+        dtype when that is int64, int32 or bool (an index table); returns its byte offset. A
+        strided view (packed weights as a transpose) is copied only into the arena."""
+        data = np.asarray(array)
+        if data.dtype.name not in ELEMENT_TYPES:
+            data = data.astype(np.float32)
         offset = self.weights_bytes
         self.weight_chunks.append(data)
         self.weights_bytes = offset + -(-data.nbytes // 64) * 64
@@ -157,38 +178,60 @@ class EmitContext:
             blob = raw[start:start + total]
         offset = 0
         for chunk in self.weight_chunks:
-            target = blob[offset:offset + chunk.nbytes].view(np.float32).reshape(chunk.shape)
+            target = blob[offset:offset + chunk.nbytes].view(chunk.dtype).reshape(chunk.shape)
             target[...] = chunk
             offset += -(-chunk.nbytes // 64) * 64
         return blob
 
-    def weights_ptr(self, b: ir.IRBuilder, offset: int, name: str) -> ir.Value:
+    def weights_ptr(self, b: ir.IRBuilder, offset: int, name: str, ty: ir.Type = F32
+                    ) -> ir.Value:
         p = b.gep(self.weights, [i64(offset)], name=f"{name}.b") if offset else self.weights
-        return b.bitcast(p, F32P, name=name)
+        return b.bitcast(p, ty.as_pointer(), name=name)
 
     # ----- buffers ---------------------------------------------------------------------------
     def ptr(self, b: ir.IRBuilder, env: ir.Value, value: Value, name: str | None = None
             ) -> ir.Value:
-        """float* to the data of a graph Value inside a task function."""
+        """Pointer to the data of a graph Value inside a task function: float* for float32, the
+        dtype's element type (ELEMENT_TYPES) otherwise."""
         name = name or _ident(value.name)
+        ty = element_type(value.type.dtype)
         loc = self.locations.get(id(value))
         if loc is None:
             if not value.is_constant:
                 raise KeyError(f"value {value.name!r} has no buffer")
             if id(value) not in self._const_offsets:
                 self._const_offsets[id(value)] = self.add_weights(value.data)
-            return self.weights_ptr(b, self._const_offsets[id(value)], name)
+            return self.weights_ptr(b, self._const_offsets[id(value)], name, ty)
         if loc.kind == "weights":
-            return self.weights_ptr(b, loc.index, name)
+            return self.weights_ptr(b, loc.index, name, ty)
         slots = b.bitcast(env, I8P.as_pointer(), name=f"{name}.env")
         if loc.kind == "workspace":
             base = b.load(b.gep(slots, [i64(2)], name=f"{name}.wsp"), name=f"{name}.ws")
             p = b.gep(base, [i64(loc.index)], name=f"{name}.b") if loc.index else base
-            return b.bitcast(p, F32P, name=name)
+            return b.bitcast(p, ty.as_pointer(), name=name)
         field = 0 if loc.kind == "input" else 1
         table = b.bitcast(b.load(b.gep(slots, [i64(field)], name=f"{name}.tp"),
                                  name=f"{name}.t"), F32P.as_pointer(), name=f"{name}.tab")
-        return b.load(b.gep(table, [i64(loc.index)], name=f"{name}.slot"), name=name)
+        p = b.load(b.gep(table, [i64(loc.index)], name=f"{name}.slot"),
+                   name=name if ty == F32 and not loc.offset else f"{name}.f")
+        if loc.offset:
+            raw = b.gep(b.bitcast(p, I8P, name=f"{name}.i8"), [i64(loc.offset)],
+                        name=f"{name}.at")
+            return b.bitcast(raw, ty.as_pointer(), name=name)
+        return p if ty == F32 else b.bitcast(p, ty.as_pointer(), name=name)
+
+    def fail(self, b: ir.IRBuilder, env: ir.Value, code: int) -> None:
+        """Record that this kernel found its runtime data invalid: `run` returns `code`
+        (threads may store concurrently; any of their codes names a failing kernel)."""
+        slots = b.bitcast(env, I8P.as_pointer(), name="status.env")
+        raw = b.load(b.gep(slots, [i64(3)], name="status.pp"), name="status.p8")
+        status = b.bitcast(raw, I32.as_pointer(), name="status.p")
+        b.store_atomic(ir.Constant(I32, code), status, "monotonic", 4)
+
+    def next_task_code(self) -> int:
+        """The error code of the task emitted next: its 1-based position in `tasks` (and in the
+        manifest's kernel list, which names its node and op)."""
+        return len(self.tasks) + 1
 
     # ----- tasks -----------------------------------------------------------------------------
     def new_task_fn(self, name: str) -> ir.Function:
@@ -215,4 +258,5 @@ def _ident(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._" else "_" for c in name)
 
 
-__all__ = ["EMITTERS", "EmitContext", "Location", "Task", "emitter"]
+__all__ = ["ELEMENT_TYPES", "EMITTERS", "EmitContext", "Location", "Task", "element_type",
+           "emitter"]

@@ -1,6 +1,9 @@
 """Stage 3, emit: kernel steps + their placement -> one LLVM module with the entry point
 
-    void run(float** inputs, float** outputs, i8* workspace)
+    i32 run(float** inputs, float** outputs, i8* workspace)
+
+(the pointers point at any element type; `run` returns 0, or the error code of a kernel that
+found its runtime data invalid: EmitContext.fail)
 
 Each step becomes task functions: a kernels/ plan through the kernel call of its op (the plan's
 body goes to a kernel module of its own, handed to `on_kernel_module` once full, so its LLVM
@@ -25,6 +28,7 @@ from ..plan import Step
 from .base import EMITTERS, EmitContext, Location
 from .conv import emit_fast
 from .elementwise import emit_copy
+from .indexing import emit_copy_any
 from .linear import emit_gemm_plan
 
 I8P = ir.IntType(8).as_pointer()
@@ -60,17 +64,18 @@ def emit_model(graph: Graph, steps: list[Step], placement: Placement, vector_wid
     module = ir.Module(name=re.sub(r"[^\w.-]", "_", graph.name, flags=re.ASCII) or "model")
     ctx = EmitContext(module, vector_width, weights_symbol, graph.annotations, on_kernel_module)
     ctx.locations.update(placement.locations)
-    for view, constant in placement.constant_views:
+    for view, constant, offset in placement.constant_views:
         if id(constant) not in ctx.locations:
             ctx.locations[id(constant)] = Location("weights", ctx.add_weights(constant.data))
-        ctx.locations.setdefault(id(view), ctx.locations[id(constant)])
+        ctx.locations.setdefault(id(view), ctx.locations[id(constant)].shifted(offset))
     for step in steps:
         if id(step.node) not in placement.inplace_concats:  # those emit nothing
             emit_step(ctx, step)
     for v, j in placement.copies:
         out = Value(f"{v.name}.out{j}", v.type)
         ctx.locations[id(out)] = Location("output", j)
-        emit_copy(ctx, Node(f"copy_out{j}", "identity", [v], {}), v, out)
+        copy = emit_copy if v.type.dtype == "float32" else emit_copy_any
+        copy(ctx, Node(f"copy_out{j}", "identity", [v], {}), v, out)
     ctx.seal_kernels()  # every kernel is emitted: the last kernel module can compile now
     _emit_run(ctx, profile)
     return ctx
@@ -80,14 +85,16 @@ def _emit_run(ctx: EmitContext, profile: bool) -> None:
     """The pool and `run`: every task in order, each a parallel-for where it pays."""
     module = ctx.module
     pool = threads.emit_pool(module)
-    run = ir.Function(module, ir.FunctionType(ir.VoidType(), [F32PP, F32PP, I8P]), "run")
+    i32 = ir.IntType(32)
+    run = ir.Function(module, ir.FunctionType(i32, [F32PP, F32PP, I8P]), "run")
     run.args[0].name, run.args[1].name, run.args[2].name = "inputs", "outputs", "workspace"
     b = ir.IRBuilder(run.append_basic_block("entry"))
-    env = b.alloca(ir.ArrayType(I8P, 3), name="env")
-    for k, arg in enumerate(run.args):
-        slot = b.gep(env, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), k)],
-                     name=f"env.{k}")
-        b.store(b.bitcast(arg, I8P, name=f"{arg.name}.i8"), slot)
+    env = b.alloca(ir.ArrayType(I8P, 4), name="env")
+    status = b.alloca(i32, name="status")
+    b.store(ir.Constant(i32, 0), status)
+    for k, arg in enumerate([*run.args, status]):
+        slot = b.gep(env, [ir.Constant(i32, 0), ir.Constant(i32, k)], name=f"env.{k}")
+        b.store(b.bitcast(arg, I8P, name=f"{arg.name or 'status'}.i8"), slot)
     env_p = b.bitcast(env, I8P, name="env.p")
     clock = ProfileClock(module, len(ctx.tasks)) if profile else None
     parallel = [threads.worth_parallel(t.num_tasks, t.work, t.op) for t in ctx.tasks]
@@ -104,7 +111,7 @@ def _emit_run(ctx: EmitContext, profile: bool) -> None:
             clock.add_since(b, start, k)
     if any(parallel):
         b.call(pool.run_end, [count])
-    b.ret_void()
+    b.ret(b.load(status, name="status.v"))
 
 
 class ProfileClock:

@@ -1,5 +1,5 @@
 """Data movement: transpose, concat, pad, channel_shuffle, and the NCHW <-> NCHW[x]c layout
-changes.
+changes. Transpose and concat move any element type (emit/indexing.py's typed vectors).
 
 (The views — reshape, flatten, squeeze, unsqueeze, identity, dropout — emit nothing: the memory
 planner aliases their output to their input's buffer.)
@@ -15,6 +15,7 @@ from graphcnn.ops.tensor import channel_shuffle_sources
 
 from ..builder import (
     F32,
+    as_i64,
     const_table,
     decompose,
     dot_index,
@@ -30,6 +31,7 @@ from ..builder import (
     vec_loop,
 )
 from .base import EmitContext, emitter
+from .indexing import lanes_of, vload, vstore
 
 
 @emitter("transpose")
@@ -56,11 +58,11 @@ def emit_transpose(ctx: EmitContext, node: Node) -> None:
                   "src")
         dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(inner), name="dst.off"), "dst")
         if inner_stride == 1:
-            vec_loop(b, 0, inner, ctx.vw, lambda i, wd: store(b, load(b, src, i, wd, "x"), dst, i,
-                                                               "y"), "cp")
+            vec_loop(b, 0, inner, lanes_of(ctx, y.type.dtype), lambda i, wd: vstore(
+                b, vload(b, src, as_i64(i), wd, "x"), dst, as_i64(i), "y"), "cp")
         else:
             with for_range(b, 0, inner, name="i") as i:
-                v = load_scalar(b, src, b.mul(i, i64(inner_stride), name="si"), "x")
+                v = vload(b, src, b.mul(i, i64(inner_stride), name="si"), 1, "x")
                 b.store(v, b.gep(dst, [i], name="y.p"))
 
 
@@ -138,8 +140,10 @@ def emit_concat(ctx: EmitContext, node: Node) -> None:
             src = gep(b, ctx.ptr(b, env, v, f"in{k}"), b.mul(t, i64(chunk), name=f"src{k}.off"),
                       f"src{k}")
             part = gep(b, dst, offset, f"dst{k}")
-            vec_loop(b, 0, chunk, ctx.vw, lambda i, wd, src=src, part=part, k=k: store(
-                b, load(b, src, i, wd, f"x{k}"), part, i, f"y{k}"), f"cp{k}")
+            vec_loop(b, 0, chunk, lanes_of(ctx, y.type.dtype),
+                     lambda i, wd, src=src, part=part, k=k: vstore(
+                         b, vload(b, src, as_i64(i), wd, f"x{k}"), part, as_i64(i), f"y{k}"),
+                     f"cp{k}")
             offset += chunk
 
 

@@ -293,5 +293,47 @@ CASES: dict[str, list] = {
     "from_blocked": [("drop-lanes", lambda: single("from_blocked", [(2, 2, 3, 4, 4)],
                                                    {"channels": 7}), EXACT)],
 }
+
+
+def _as_float(g, y):
+    return g.apply("cast", [y], {"to": "float32"})
+
+
+CASES.update({  # the indexing ops (graphcnn/ops/indexing.py); integer results cast back
+    "gather": [("axis1-wrap", lambda: single("gather", [(3, 7, 5)], {"axis": 1}, consts=[
+        np.array([[0, -1, 6], [3, -7, 2]], np.int64)]), EXACT),
+               ("embedding", lambda: single("gather", [(9, 33)], {"axis": 0}, consts=[
+                   np.array([4, 0, -2, 8], np.int32)]), EXACT)],
+    "slice": [("neg-step", lambda: single("slice", [(4, 9, 37)], {
+        "starts": (-1, 1), "ends": (-100, 50), "axes": (0, 2), "steps": (-2, 3)}), EXACT),
+              ("rows", lambda: single("slice", [(6, 35)], {"starts": (1,), "ends": (5,)}),
+               EXACT)],
+    "split": [("uneven", lambda: single("split", [(2, 7, 19)], {"axis": 1, "num_outputs": 3}),
+               EXACT),
+              ("inner", lambda: single("split", [(3, 41)], {"axis": -1, "split": (20, 21)}),
+               EXACT)],
+    "expand": [("bcast", lambda: single("expand", [(3, 1, 5)], {"shape": (2, 1, 4, 1)}), EXACT)],
+    "tile": [("2d", lambda: single("tile", [(3, 17)], {"repeats": (2, 3)}), EXACT)],
+    "cast": [("int-trunc", lambda: single("cast", [(5, 41)], {"to": "int32"},
+                                          post=_as_float), EXACT),
+             ("bool", lambda: single("cast", [(5, 41)], {"to": "bool"}, post=_as_float), EXACT)],
+    "where": [("bcast", lambda: _where(), EXACT)],
+    "argmax": [("axis1", lambda: single("argmax", [(3, 11, 20)], {"axis": 1},
+                                        post=_as_float), EXACT),
+               ("last-flat", lambda: single("argmax", [(6, 21)], {
+                   "axis": -1, "keepdims": 0, "select_last_index": 1}, post=_as_float), EXACT)],
+    "argmin": [("axis0", lambda: single("argmin", [(7, 19)], {"axis": 0}, post=_as_float),
+                EXACT)],
+})
+
+
+def _where() -> Graph:
+    g = Graph("where")
+    x, y = g.add_input("x", (4, 1, 37)), g.add_input("y", (37,))
+    cond = g.add_constant(RNG.standard_normal((3, 1)) > 0, "cond")
+    g.set_outputs([g.apply("where", [cond, x, y])])
+    return g
+
+
 for _name in ACTIVATIONS:  # a new activation gets a case with its default attributes
     CASES.setdefault(_name, [("odd", lambda n=_name: single(n, [(5, 41)]), EXACT)])

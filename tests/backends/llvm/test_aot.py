@@ -31,8 +31,8 @@ int main(int argc, char** argv) {
     float* in[] = {x};
     float* out[] = {y};
     graphcnn_init_threads(atoi(argv[3]));
-    run(in, out, ws);
-    run(in, out, ws);
+    if (run(in, out, ws) || run(in, out, ws))
+        return 3;
     graphcnn_shutdown_threads();
     f = fopen(argv[2], "wb");
     fwrite(y, sizeof(float), GRAPHCNN_OUTPUT_0_SIZE, f);
@@ -58,7 +58,8 @@ def test_c_program_calls_the_library(tmp_path, threads):
     header = export_library(graph, tmp_path / "libnet.so")
     assert header.endswith("libnet.h")
     text = (tmp_path / "libnet.h").read_text()
-    assert "void run(float** inputs, float** outputs, void* workspace);" in text
+    assert "int run(float** inputs, float** outputs, void* workspace);" in text
+    assert "#define GRAPHCNN_INPUT_0_CTYPE float" in text
     assert "#define GRAPHCNN_INPUT_0_SHAPE {2, 1, 28, 28}" in text
     (tmp_path / "main.c").write_text(PROGRAM)
     cc = find_cc()
@@ -142,3 +143,60 @@ def test_export_library_with_a_hostile_input_name(tmp_path):
     assert bytes.fromhex(lines[1]).decode() == HOSTILE_NAMES[0]
     with open(header) as f:
         assert "#error" not in [line.split(" ")[0] for line in f.read().splitlines()]
+
+
+EMBED_PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "libembed.h"
+
+int main(int argc, char** argv) {
+    static GRAPHCNN_INPUT_0_CTYPE ids[GRAPHCNN_INPUT_0_SIZE];
+    static GRAPHCNN_OUTPUT_0_CTYPE y[GRAPHCNN_OUTPUT_0_SIZE];
+    FILE* f = fopen(argv[1], "rb");
+    if (!f || fread(ids, sizeof ids[0], GRAPHCNN_INPUT_0_SIZE, f) != GRAPHCNN_INPUT_0_SIZE)
+        return 2;
+    fclose(f);
+    void* ws = aligned_alloc(64, GRAPHCNN_WORKSPACE_BYTES);
+    void* in[] = {ids};
+    void* out[] = {y};
+    int status = run(in, out, ws);
+    f = fopen(argv[2], "wb");
+    fwrite(y, sizeof y[0], GRAPHCNN_OUTPUT_0_SIZE, f);
+    fclose(f);
+    free(ws);
+    printf("%d\n", status);
+    return 0;
+}
+"""
+
+
+def test_int64_ids_and_the_error_status_through_the_c_entry(tmp_path):
+    """An embedding takes int64 ids from C; an id outside the table makes run return the
+    gather kernel's nonzero status instead of reading outside it."""
+    gc.manual_seed(5)
+    graph = gc.Sequential(gc.Embedding(9, 6), gc.Flatten()).build((2, 4), input_dtype="int64")
+    export_library(graph, tmp_path / "libembed.so")
+    text = (tmp_path / "libembed.h").read_text()
+    assert "#define GRAPHCNN_INPUT_0_CTYPE int64_t" in text
+    assert "#define GRAPHCNN_OUTPUT_0_CTYPE float" in text
+    assert "int run(void** inputs, void** outputs, void* workspace);" in text
+    (tmp_path / "main.c").write_text(EMBED_PROGRAM)
+    subprocess.run([find_cc(), "-O1", "-Wall", "-Werror", "-o", str(tmp_path / "main"),
+                    str(tmp_path / "main.c"), f"-I{tmp_path}", f"-L{tmp_path}", "-lembed",
+                    f"-Wl,-rpath,{tmp_path}"], check=True)
+    ids = np.random.default_rng(2).integers(-9, 9, (2, 4)).astype(np.int64)
+    for bad in (None, 9, -10):
+        if bad is not None:
+            ids[1, 2] = bad
+        ids.tofile(tmp_path / "ids.bin")
+        proc = subprocess.run([str(tmp_path / "main"), str(tmp_path / "ids.bin"),
+                               str(tmp_path / "y.bin")], check=True, timeout=60,
+                              capture_output=True, text=True)
+        status = int(proc.stdout)
+        if bad is None:
+            assert status == 0
+            y = np.fromfile(tmp_path / "y.bin", dtype=np.float32).reshape(2, 24)
+            np.testing.assert_array_equal(y, interpret(graph, [ids])[0])
+        else:
+            assert status > 0
