@@ -25,7 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from graphcnn.errors import UnsupportedOpError
 from graphcnn.ir import Graph, Node, Value
-from graphcnn.ops import ACTIVATIONS, BINARY_OPS, POOL_OPS, get_activation
+from graphcnn.ops import ACTIVATIONS, BINARY_OPS, POOL_OPS, REDUCTIONS, get_activation
 from graphcnn.ops.pool import pool_output_shape
 from graphcnn.ops.tensor import channel_shuffle_sources
 
@@ -333,6 +333,10 @@ EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "matmul": _simple("MatMul"),
     **{name: _activation_op(name) for name, act in ACTIVATIONS.items() if act.onnx is not None},
     "softmax": _simple("Softmax", lambda n: {"axis": n.attrs["axis"]}),
+    "log_softmax": _simple("LogSoftmax", lambda n: {"axis": n.attrs["axis"]}),
+    **{name: _with_const_input(r.onnx, lambda n: _ints(n.attrs["axes"]), "axes",
+                               lambda n: {"keepdims": n.attrs["keepdims"]})
+       for name, r in REDUCTIONS.items()},
     "flatten": _simple("Flatten", lambda n: {"axis": n.attrs["axis"]}),
     "reshape": _with_const_input("Reshape", lambda n: _ints(n.attrs["shape"]), "shape",
                                  lambda n: {"allowzero": int(0 in n.attrs["shape"])}),

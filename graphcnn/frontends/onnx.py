@@ -50,7 +50,7 @@ from ..errors import (
 from ..hugepages import no_huge_page_advice
 from ..ir import Graph, TensorType, Value
 from ..verify import verify
-from . import onnx_digests, onnx_ops, onnx_snapshot  # noqa: F401  (onnx_ops fills the table)
+from . import onnx_digests, onnx_ops, onnx_reduce, onnx_snapshot  # noqa: F401  (fill the table)
 from .onnx_context import IMPORTERS, Context, NotConstant
 from .onnx_safety import (
     DEFAULT_MAX_TENSOR_BYTES,

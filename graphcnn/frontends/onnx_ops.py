@@ -177,6 +177,11 @@ for _act in ACTIVATIONS.values():
 @importer("Softmax", (1, 11, 13), ("axis",),
           notes="before opset 13: flatten to 2-D at axis, softmax, reshape back")
 def softmax(ctx: Context) -> Value:
+    return import_softmax(ctx, "softmax")
+
+
+def import_softmax(ctx: Context, op: str) -> Value:
+    """Softmax and LogSoftmax (the softmax family of graphcnn.ops.normalization)."""
     x = ctx.input(0)
     rank = x.type.rank
     axis = int(ctx.attr("axis", -1 if ctx.version >= 13 else 1))
@@ -184,9 +189,9 @@ def softmax(ctx: Context) -> Value:
         raise ctx.shape_error(f"axis {axis} out of range for input {x.type}")
     axis %= rank
     if ctx.version >= 13 or axis == rank - 1:  # one axis: the 2-D coercion is the same thing
-        return ctx.emit("softmax", [x], {"axis": axis})
+        return ctx.emit(op, [x], {"axis": axis})
     flat = ctx.emit("flatten", [x], {"axis": axis}, suffix="/flatten")
-    soft = ctx.emit("softmax", [flat], {"axis": 1}, suffix="/softmax")
+    soft = ctx.emit(op, [flat], {"axis": 1}, suffix=f"/{op}")
     return ctx.emit("reshape", [soft], {"shape": x.shape})
 
 

@@ -6,7 +6,7 @@ are derived from them, so passes and backends ask `op in ELEMENTWISE` instead of
 """
 from __future__ import annotations
 
-from . import activation, conv, elementwise, layout, linear, normalization, pool, tensor  # noqa: F401
+from . import activation, conv, elementwise, layout, linear, normalization, pool, reduce, tensor  # noqa: F401
 from .activation import (
     ACTIVATIONS,
     EPILOGUE_ACTIVATIONS,
@@ -20,6 +20,7 @@ from .activation import (
 )
 from .elementwise import BINARY_OPS, Binary, OnnxBinary
 from .pool import POOL_OPS, Pool
+from .reduce import REDUCTIONS, Reduction
 from .registry import OPS, REQUIRED, OpDef, get_op, register
 
 # one input, same shape out, computed value by value
@@ -47,6 +48,7 @@ __all__ = [
            "OPS",
            "POOLS",
            "POOL_OPS",
+           "REDUCTIONS",
            "REQUIRED",
            "UNARY_ELEMENTWISE",
            "VIEWS",
@@ -56,6 +58,7 @@ __all__ = [
            "OnnxBinary",
            "OpDef",
            "Pool",
+           "Reduction",
            "VectorMath",
            "apply_activation",
            "as_epilogue",

@@ -1,4 +1,5 @@
-"""Normalisations: softmax (one axis, ONNX opset-13 semantics), inference batch norm, LRN."""
+"""Normalisations: the softmax family (softmax, log_softmax: one axis, ONNX opset-13 semantics),
+inference batch norm, LRN."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,20 @@ def _softmax(a: dict, x: np.ndarray) -> np.ndarray:
     return (e / e.sum(axis=a["axis"], keepdims=True)).astype(x.dtype)
 
 
-register(OpDef("softmax", {"axis": -1}, lambda a, t: same(t[0]), _softmax,
-               normalize=_softmax_normalize, doc="exp(x - max) / sum(exp(x - max)) along axis"))
+def _log_softmax(a: dict, x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=a["axis"], keepdims=True)
+    return (shifted - np.log(np.exp(shifted).sum(axis=a["axis"], keepdims=True))).astype(x.dtype)
+
+
+# the softmax family: op name -> (numpy semantics, doc); the llvm emitter and the importer
+# are shared, the log form differing only in its last step
+SOFTMAX_OPS = {
+    "softmax": (_softmax, "exp(x - max) / sum(exp(x - max)) along axis"),
+    "log_softmax": (_log_softmax, "x - max - log(sum(exp(x - max))) along axis"),
+}
+for _name, (_fn, _doc) in SOFTMAX_OPS.items():
+    register(OpDef(_name, {"axis": -1}, lambda a, t: same(t[0]), _fn,
+                   normalize=_softmax_normalize, doc=_doc))
 
 
 def _bn_infer(a: dict, t: list[TensorType]) -> list[TensorType]:

@@ -10,7 +10,7 @@ import pytest
 
 import graphcnn as gc
 from graphcnn.ir import Graph
-from graphcnn.ops import ACTIVATIONS, OPS
+from graphcnn.ops import ACTIVATIONS, OPS, REDUCTIONS
 
 Case = tuple[Graph, list[np.ndarray]]
 
@@ -265,6 +265,29 @@ GENERATORS: dict[str, tuple[Callable, int]] = {
 }
 for _name in ACTIVATIONS:  # a new activation gets draws with its default attributes
     GENERATORS.setdefault(_name, (unary_case(_name), 3))
+
+
+def reduce_case(op: str) -> Callable:
+    """A random rank 1-4 shape, a random subset of axes (negative ones too; none = all),
+    keepdims 0 or 1; reduce_log_sum reduces sigmoid(x) (a positive sum)."""
+    def make(r: np.random.Generator) -> Case:
+        shape = tuple(int(d) for d in r.integers(1, 7, int(r.integers(1, 5))))
+        axes = [int(a) - len(shape) * int(r.random() < 0.3)
+                for a in range(len(shape)) if r.random() < 0.5]
+        attrs = {"axes": axes, "keepdims": int(r.integers(0, 2))}
+        g = Graph(f"one_{op}")
+        x = g.add_input("x0", shape)
+        if op == "reduce_log_sum":
+            x = g.apply("sigmoid", [x])
+        g.set_outputs([g.apply(op, [x], attrs)])
+        return g, [randn(r, shape)]
+    return make
+
+
+for _name in REDUCTIONS:
+    GENERATORS[_name] = (reduce_case(_name), 6)
+GENERATORS["log_softmax"] = (unary_case("log_softmax", lambda r: {"axis": int(r.integers(-1, 1))}),
+                             5)
 CASES = [(op, i) for op, (_, count) in GENERATORS.items() for i in range(count)]
 
 

@@ -1,7 +1,9 @@
-"""softmax (numerically stable: shift by the max), batch_norm (inference), LRN.
+"""The softmax family (softmax, log_softmax: numerically stable, shifted by the max),
+batch_norm (inference), LRN.
 
 softmax sees the tensor as (outer, L, inner) around its axis; a task is one (outer, inner)
-line. A contiguous line (inner == 1) is vectorised: max, exp and sum, divide. batch_norm and
+line. A contiguous line (inner == 1) is vectorised: max, exp and sum, then divide (softmax) or
+x - max - log(sum) (log_softmax). batch_norm and
 LRN take one (n, c) plane per task and vectorise over the spatial positions.
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..builder import (
 from .base import EmitContext, emitter
 
 
-@emitter("softmax")
+@emitter("softmax", "log_softmax")
 def emit_softmax(ctx: EmitContext, node: Node) -> None:
     x, y = node.inputs[0], node.outputs[0]
     shape, axis = x.type.shape, node.attrs["axis"]
@@ -82,6 +84,16 @@ def emit_softmax(ctx: EmitContext, node: Node) -> None:
         vec_loop(b, 0, length, width, exps, "exp")
         total = b.fadd(hsum(b, b.load(vsum_slot, name="vsf"), "hs"), b.load(ssum_slot, name="ssf"),
                        name="total")
+        if node.op == "log_softmax":
+            logsum = intrinsic(b, "llvm.log", [total], "logsum")
+
+            def logp(i, wd):
+                shifted = b.fsub(load(b, src, at(i), wd, "x"), splat_value(b, mx, wd, "mxv"),
+                                 name="xs")
+                store(b, b.fsub(shifted, splat_value(b, logsum, wd, "lv"), name="lp"), dst,
+                      at(i), "lp")
+            vec_loop(b, 0, length, width, logp, "logp")
+            return
         vec_loop(b, 0, length, width, lambda i, wd: store(
             b, b.fdiv(load(b, dst, at(i), wd, "e"), splat_value(b, total, wd, "tv"), name="p"),
             dst, at(i), "p"), "div")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcnn.ir import Graph
-from graphcnn.ops import ACTIVATIONS
+from graphcnn.ops import ACTIVATIONS, REDUCTIONS
 
 RNG = np.random.default_rng(1234)
 EXACT, SUMMED = 1e-5, 1e-4
@@ -213,6 +213,10 @@ CASES: dict[str, list] = {
         ("middle", lambda: single("softmax", [(2, 5, 3, 4)], {"axis": 1}), EXACT),
         ("first", lambda: single("softmax", [(6, 7)], {"axis": 0}), EXACT),
     ],
+    "log_softmax": [
+        ("last", lambda: single("log_softmax", [(3, 37)]), EXACT),
+        ("middle", lambda: single("log_softmax", [(2, 5, 3, 4)], {"axis": 1}), EXACT),
+    ],
     "relu": [("odd", lambda: single("relu", [(3, 5, 7)]), EXACT)],
     "leaky_relu": [("odd", lambda: single("leaky_relu", [(2, 33)], {"alpha": 0.2}), EXACT)],
     "clip": [("odd", lambda: single("clip", [(4, 17)], {"min": -0.3, "max": 0.7}), EXACT),
@@ -295,3 +299,19 @@ CASES: dict[str, list] = {
 }
 for _name in ACTIVATIONS:  # a new activation gets a case with its default attributes
     CASES.setdefault(_name, [("odd", lambda n=_name: single(n, [(5, 41)]), EXACT)])
+
+
+def _positive(g, x):
+    return g.apply("sigmoid", [x])  # reduce_log_sum: a sum of positive values
+
+
+# every reduction: the innermost run reduced (H*W, everything) or kept (channels, outer axes)
+REDUCE_CASES = [
+    ("hw", (2, 5, 6, 7), {"axes": (2, 3)}), ("inner", (3, 37), {"axes": (-1,), "keepdims": 0}),
+    ("all", (4, 3, 33), {}), ("outer", (3, 7, 19), {"axes": (1,), "keepdims": 0}),
+    ("mixed", (2, 3, 4, 21), {"axes": (0, 2)}), ("split", (2, 3, 4, 5), {"axes": (1, 3)}),
+]
+for _name in REDUCTIONS:
+    CASES[_name] = [(cid, lambda n=_name, s=shape, a=attrs: single(
+        n, [s], a, pre=_positive if n == "reduce_log_sum" else None), SUMMED)
+        for cid, shape, attrs in REDUCE_CASES]
