@@ -324,6 +324,36 @@ def _from_blocked_op(e: Emitter, node: Node) -> None:
                   node.outputs[0].name)
 
 
+def _layer_norm(e: Emitter, node: Node) -> None:
+    outs = [v.name for v in node.outputs]
+    e.nodes.append(helper.make_node("LayerNormalization", [v.name for v in node.inputs], outs,
+                                    name=outs[0], axis=node.attrs["axis"],
+                                    epsilon=float(node.attrs["epsilon"])))
+
+
+def _group_norm(e: Emitter, node: Node) -> None:
+    """InstanceNormalization when every channel is a group; otherwise the groups as the
+    channels of an InstanceNormalization on (N, G, C/G * spatial), then the per-channel scale
+    and bias (GroupNormalization-18 at this opset has them per group only)."""
+    x, scale, bias = (v.name for v in node.inputs)
+    shape, groups, eps = node.inputs[0].shape, node.attrs["num_groups"], float(node.attrs["epsilon"])
+    if groups == shape[1] and len(shape) >= 3:
+        e.add("InstanceNormalization", [x, scale, bias], node.outputs[0].name, hint=node.name,
+              epsilon=eps)
+        return
+    grouped = e.add("Reshape", [x, e.const(_ints((shape[0], groups, -1)), "shape")],
+                    hint=node.name)
+    normed = e.add("InstanceNormalization", [grouped, e.const(np.ones(groups, np.float32), "one"),
+                                             e.const(np.zeros(groups, np.float32), "zero")],
+                   hint=node.name, epsilon=eps)
+    back = e.add("Reshape", [normed, e.const(_ints(shape), "shape")], hint=node.name)
+    per_channel = _ints((shape[1],) + (1,) * (len(shape) - 2))
+    scaled = e.add("Mul", [back, e.add("Reshape", [scale, e.const(per_channel, "shape")],
+                                       hint=node.name)], hint=node.name)
+    e.add("Add", [scaled, e.add("Reshape", [bias, e.const(per_channel, "shape")],
+                                hint=node.name)], node.outputs[0].name, hint=node.name)
+
+
 EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "conv": _conv,
     **{name: (_global_pool(p.onnx) if p.is_global else _pool(p.onnx))
@@ -334,6 +364,11 @@ EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     **{name: _activation_op(name) for name, act in ACTIVATIONS.items() if act.onnx is not None},
     "softmax": _simple("Softmax", lambda n: {"axis": n.attrs["axis"]}),
     "log_softmax": _simple("LogSoftmax", lambda n: {"axis": n.attrs["axis"]}),
+    "layer_norm": _layer_norm,
+    "group_norm": _group_norm,
+    "lp_norm": _simple("LpNormalization", lambda n: {"axis": n.attrs["axis"], "p": n.attrs["p"]}),
+    "mean_variance_norm": _simple("MeanVarianceNormalization",
+                                  lambda n: {"axes": list(n.attrs["axes"])}),
     **{name: _with_const_input(r.onnx, lambda n: _ints(n.attrs["axes"]), "axes",
                                lambda n: {"keepdims": n.attrs["keepdims"]})
        for name, r in REDUCTIONS.items()},

@@ -1,5 +1,7 @@
 """Normalisations: the softmax family (softmax, log_softmax: one axis, ONNX opset-13 semantics),
-inference batch norm, LRN."""
+inference batch norm, LRN, and the statistics normalisations computed at run time: layer_norm,
+group_norm (InstanceNormalization is its one-group-per-channel case), lp_norm and
+mean_variance_norm."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +9,7 @@ import numpy as np
 from ..tensor_type import TensorType
 from .activation import EPILOGUE_ATTRS, apply_activation, check_epilogue
 from .layout import LAYOUTS, blockable
-from .registry import OpDef, norm_axis, register, require, same
+from .registry import REQUIRED, OpDef, norm_axis, register, require, same
 
 
 def _softmax_normalize(a: dict, t: list[TensorType]) -> dict:
@@ -87,3 +89,114 @@ def _lrn(a: dict, x: np.ndarray) -> np.ndarray:
 
 register(OpDef("lrn", {"size": 5, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}, _lrn_infer, _lrn,
                doc="x / (bias + alpha/size * sum of squares over `size` channels) ** beta"))
+
+
+# ----- statistics normalisations: y = (x - mean) / sqrt(var + eps) * scale + bias ----------------
+# mean and variance are two-pass (the variance of x - mean), in float32, as the llvm kernels
+def _standardize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np.ndarray:
+    mean = x.mean(axis=axes, keepdims=True, dtype=np.float32)
+    centered = x - mean
+    var = np.square(centered).mean(axis=axes, keepdims=True, dtype=np.float32)
+    return (centered / np.sqrt(var + np.float32(eps))).astype(np.float32)
+
+
+def _check_epsilon(a: dict) -> None:
+    require(a["epsilon"] >= 0, f"attribute epsilon {a['epsilon']} must be >= 0 (and not NaN): "
+            f"var + epsilon is under a square root")
+
+
+def _ln_normalize(a: dict, t: list[TensorType]) -> dict:
+    a["axis"] = norm_axis(a["axis"], t[0].rank)
+    return a
+
+
+def _ln_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    _check_epsilon(a)
+    x = t[0]
+    for name, p in zip(("scale", "bias"), t[1:]):
+        require(p.shape == x.shape[a["axis"]:], f"{name} {p} must have the normalized shape "
+                f"{list(x.shape[a['axis']:])} of input {x}")
+    if not a["stats"]:
+        return same(x)
+    stat = TensorType(x.shape[:a["axis"]] + (1,) * (x.rank - a["axis"]), x.dtype)
+    return [same(x)[0], stat, stat]
+
+
+def _layer_norm(a: dict, x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None = None):
+    axes = tuple(range(a["axis"], x.ndim))
+    y = _standardize(x, axes, a["epsilon"]) * scale
+    y = (y if bias is None else y + bias).astype(x.dtype)
+    if not a["stats"]:
+        return y
+    mean = x.mean(axis=axes, keepdims=True, dtype=np.float32)
+    var = np.square(x - mean).mean(axis=axes, keepdims=True, dtype=np.float32)
+    return y, mean, (np.float32(1) / np.sqrt(var + np.float32(a["epsilon"]))).astype(x.dtype)
+
+
+# stats=True: two more outputs, the mean and 1 / sqrt(var + eps) of each normalized slice
+register(OpDef("layer_norm", {"axis": -1, "epsilon": 1e-5, "stats": False}, _ln_infer,
+               _layer_norm, inputs=(2, 3), normalize=_ln_normalize,
+               doc="standardized over dims[axis:], times scale plus bias (of those dims)"))
+
+
+def _gn_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    _check_epsilon(a)
+    x = t[0]
+    require(x.rank >= 2, f"group_norm input must be (N, C, ...), got {x}")
+    c, g = x.shape[1], a["num_groups"]
+    require(g >= 1 and c % g == 0, f"num_groups {g} must divide the {c} channels of {x}")
+    for name, p in zip(("scale", "bias"), t[1:]):
+        require(p.shape == (c,), f"{name} {p} must be ({c},) for input {x}")
+    return same(x)
+
+
+def _group_norm(a: dict, x: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    n, c, g = x.shape[0], x.shape[1], a["num_groups"]
+    grouped = _standardize(x.reshape(n, g, -1), (2,), a["epsilon"]).reshape(x.shape)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    return (grouped * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
+
+
+# InstanceNormalization is the group norm with one group per channel
+register(OpDef("group_norm", {"num_groups": REQUIRED, "epsilon": 1e-5}, _gn_infer, _group_norm,
+               inputs=(3, 3), doc="standardized per (image, group of channels), times scale "
+               "plus bias per channel"))
+
+
+def _lp_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    require(a["p"] in (1, 2), f"p {a['p']} must be 1 or 2")
+    return same(t[0])
+
+
+def _lp_norm(a: dict, x: np.ndarray) -> np.ndarray:
+    v = np.abs(x) if a["p"] == 1 else np.square(x)
+    norm = v.sum(axis=a["axis"], keepdims=True, dtype=np.float32)
+    norm = norm if a["p"] == 1 else np.sqrt(norm)
+    with np.errstate(all="ignore"):  # a zero norm gives 0, as onnx's reference
+        return np.where(norm == 0, np.float32(0), x / norm).astype(x.dtype)
+
+
+register(OpDef("lp_norm", {"axis": -1, "p": 2}, _lp_infer, _lp_norm,
+               normalize=_softmax_normalize, doc="x / ||x||_p along axis (p 1 or 2)"))
+
+MVN_EPSILON = 1e-9  # added to the standard deviation (ONNX's function body)
+
+
+def _mvn_normalize(a: dict, t: list[TensorType]) -> dict:
+    rank = t[0].rank
+    axes = [norm_axis(int(ax), rank, "axis") for ax in a["axes"]]
+    require(len(set(axes)) == len(axes), f"axes {list(a['axes'])} repeat an axis")
+    a["axes"] = tuple(sorted(axes))
+    return a
+
+
+def _mvn(a: dict, x: np.ndarray) -> np.ndarray:
+    mean = x.mean(axis=a["axes"], keepdims=True, dtype=np.float32)
+    centered = x - mean
+    std = np.sqrt(np.square(centered).mean(axis=a["axes"], keepdims=True, dtype=np.float32))
+    return (centered / (std + np.float32(MVN_EPSILON))).astype(x.dtype)
+
+
+register(OpDef("mean_variance_norm", {"axes": (0, 2, 3)}, lambda a, t: same(t[0]), _mvn,
+               normalize=_mvn_normalize,
+               doc="(x - mean) / (std + 1e-9) over axes (mean and std over those axes)"))

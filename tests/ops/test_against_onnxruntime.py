@@ -286,6 +286,39 @@ def reduce_case(op: str) -> Callable:
 
 for _name in REDUCTIONS:
     GENERATORS[_name] = (reduce_case(_name), 6)
+
+
+def norm_case(op: str) -> Callable:
+    """layer_norm at a random axis (bias or not), group_norm with a random divisor of C as
+    the groups (one per channel: InstanceNormalization), lp_norm p 1/2 at a random axis,
+    mean_variance_norm over (0, 2, 3) or a random subset of axes."""
+    def make(r: np.random.Generator) -> Case:
+        shape = tuple(int(d) for d in r.integers(1, 7, 4))
+        if op == "layer_norm":
+            axis = int(r.integers(-4, 4))
+            norm = shape[axis % 4:]
+            consts = [randn(r, norm)] + ([randn(r, norm)] if r.random() < 0.7 else [])
+            return single_op(op, r, [shape], consts,
+                             {"axis": axis, "epsilon": float(r.uniform(1e-6, 1e-2))})
+        if op == "group_norm":
+            c = int(r.integers(1, 5)) * 2
+            shape = (shape[0], c) + shape[2:]
+            groups = int(r.choice([g for g in range(1, c + 1) if c % g == 0]))
+            return single_op(op, r, [shape], [randn(r, c), randn(r, c)],
+                             {"num_groups": groups, "epsilon": float(r.uniform(1e-6, 1e-2))})
+        if op == "lp_norm":
+            return single_op(op, r, [shape], (), {"axis": int(r.integers(-4, 4)),
+                                                  "p": int(r.choice([1, 2]))})
+        axes = (0, 2, 3) if r.random() < 0.5 else tuple(
+            a for a in range(4) if r.random() < 0.5) or (1,)
+        # onnxruntime's E[x^2] - E[x]^2 goes negative (NaN) over a single element: 2+ each
+        shape = tuple(max(d, 2) for d in shape)
+        return single_op(op, r, [shape], (), {"axes": axes})
+    return make
+
+
+for _name in ("layer_norm", "group_norm", "lp_norm", "mean_variance_norm"):
+    GENERATORS[_name] = (norm_case(_name), 8)
 GENERATORS["log_softmax"] = (unary_case("log_softmax", lambda r: {"axis": int(r.integers(-1, 1))}),
                              5)
 CASES = [(op, i) for op, (_, count) in GENERATORS.items() for i in range(count)]

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from graphcnn.backends.reference import interpret
+from graphcnn.passes.reduce_to_pool import reduce_to_global_pool
 from onnx import TensorProto, helper, numpy_helper
 from pass_cases import check_pass, ops
 
 import graphcnn as gc
-from graphcnn.backends.reference import interpret
 from graphcnn.ir import Graph
-from graphcnn.passes.reduce_to_pool import reduce_to_global_pool
 
 
 def _graph(op: str, shape, axes, keepdims: int) -> Graph:

@@ -1,5 +1,6 @@
 """The softmax family (softmax, log_softmax: numerically stable, shifted by the max),
-batch_norm (inference), LRN.
+batch_norm (inference), LRN, and the statistics normalisations (layer_norm, group_norm,
+lp_norm, mean_variance_norm; see their section below).
 
 softmax sees the tensor as (outer, L, inner) around its axis; a task is one (outer, inner)
 line. A contiguous line (inner == 1) is vectorised: max, exp and sum, then divide (softmax) or
@@ -13,10 +14,12 @@ import math
 from llvmlite import ir
 
 from graphcnn.ir import Node
+from graphcnn.ops.normalization import MVN_EPSILON
 
 from ..builder import (
     F32,
     apply_activation,
+    decompose,
     entry_alloca,
     fmax,
     for_range,
@@ -34,6 +37,7 @@ from ..builder import (
     vexp,
 )
 from .base import EmitContext, emitter
+from .reduce import merged_runs, split_runs
 
 
 @emitter("softmax", "log_softmax")
@@ -199,3 +203,164 @@ def emit_lrn(ctx: EmitContext, node: Node) -> None:
             den = _power(b, base, float(a["beta"]), wd)
             store(b, b.fdiv(load(b, src, i, wd, "x"), den, name="y"), dst, i, "y")
         vec_loop(b, 0, plane, ctx.vw, body, "lrn")
+
+
+# ----- statistics normalisations: layer_norm, group_norm, lp_norm, mean_variance_norm --------
+# Each task is one slice the statistics run over (a row of layer_norm, an (image, group) of
+# group_norm, the kept index of mean_variance_norm, a line of lp_norm), given as loops of
+# (size, stride) over the slice: the innermost, when contiguous, is a `<vw x float>` loop with a
+# vector accumulator and a scalar tail. Mean and variance are two passes (the variance of
+# x - mean), then a third pass writes the output.
+Dims = list[tuple[int, int]]
+
+
+def _loops(b: ir.IRBuilder, dims: Dims, vw: int, body, name: str = "n") -> None:
+    """body(offset, width, outer indices) over the slice; the innermost dim vectorised when
+    its stride is 1."""
+    *outer, (size, stride) = dims
+    width = vw if stride == 1 and size >= vw else 1
+
+    def nest(k: int, off: ir.Value, idx: list) -> None:
+        if k == len(outer):
+            if stride == 1:
+                vec_loop(b, 0, size, width, lambda i, wd: body(
+                    b.add(off, i, name=f"{name}.at"), wd, idx), f"{name}.v")
+            else:
+                with for_range(b, 0, size, name=f"{name}.s") as i:
+                    body(b.add(off, b.mul(i, i64(stride)), name=f"{name}.at"), 1, idx)
+            return
+        osize, ostride = outer[k]
+        with for_range(b, 0, osize, name=f"{name}{k}") as i:
+            nest(k + 1, b.add(off, b.mul(i, i64(ostride)), name=f"{name}{k}.off"), idx + [i])
+    nest(0, i64(0), [])
+
+
+def _sum(b: ir.IRBuilder, src: ir.Value, dims: Dims, vw: int, value, name: str) -> ir.Value:
+    """sum of value(x) over the slice: vector accumulator + scalar tail, then a tree sum."""
+    width = vw if dims[-1][1] == 1 and dims[-1][0] >= vw else 1
+    vacc = entry_alloca(b, ir.VectorType(F32, width), f"{name}.vacc")
+    sacc = entry_alloca(b, F32, f"{name}.sacc")
+    b.store(splat(0.0, width), vacc)
+    b.store(ir.Constant(F32, 0.0), sacc)
+
+    def body(off, wd, idx):
+        v = value(load(b, src, off, wd, f"{name}.x"))
+        if wd == width:
+            b.store(b.fadd(b.load(vacc, name=f"{name}.va"), v, name=f"{name}.va2"), vacc)
+        else:
+            s = b.extract_element(v, ir.Constant(ir.IntType(32), 0), name=f"{name}.xs")
+            b.store(b.fadd(b.load(sacc, name=f"{name}.sa"), s, name=f"{name}.sa2"), sacc)
+    _loops(b, dims, vw, body, name)
+    return b.fadd(hsum(b, b.load(vacc, name=f"{name}.vf"), f"{name}.h"),
+                  b.load(sacc, name=f"{name}.sf"), name=name)
+
+
+def _mean_var(b: ir.IRBuilder, src: ir.Value, dims: Dims, vw: int) -> tuple[ir.Value, ir.Value]:
+    count = ir.Constant(F32, float(math.prod(s for s, _ in dims)))
+    mean = b.fdiv(_sum(b, src, dims, vw, lambda v: v, "sum"), count, name="mean")
+
+    def square(v):
+        c = b.fsub(v, splat_value(b, mean, v.type.count, "mean.v"), name="xc")
+        return b.fmul(c, c, name="xc2")
+    var = b.fdiv(_sum(b, src, dims, vw, square, "sq"), count, name="var")
+    return mean, var
+
+
+@emitter("layer_norm", "group_norm")
+def emit_layer_group_norm(ctx: EmitContext, node: Node) -> None:
+    """layer_norm: a task is one row of dims[axis:], scale and bias vectors along it.
+    group_norm: a task is one (image, group), contiguous; scale and bias per channel."""
+    x, y = node.inputs[0], node.outputs[0]
+    shape, a = x.type.shape, node.attrs
+    if node.op == "layer_norm":
+        rows, length = math.prod(shape[:a["axis"]]), math.prod(shape[a["axis"]:])
+        groups, per_group, plane = 1, 1, length
+    else:
+        groups = a["num_groups"]
+        rows, per_group = shape[0] * groups, shape[1] // groups
+        plane = math.prod(shape[2:])
+        length = per_group * plane
+    eps = ir.Constant(F32, float(a["epsilon"]))
+    with ctx.task(node, rows, 8 * x.type.size) as (b, env, t):
+        off = b.mul(t, i64(length), name="row")
+        src = gep(b, ctx.ptr(b, env, x, "in"), off, "src")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), off, "dst")
+        mean, var = _mean_var(b, src, [(length, 1)], ctx.vw)
+        inv = b.fdiv(ir.Constant(F32, 1.0), intrinsic(b, "llvm.sqrt", [b.fadd(var, eps)], "sd"),
+                     name="inv")
+        scale = ctx.ptr(b, env, node.inputs[1], "scale")
+        bias = ctx.ptr(b, env, node.inputs[2], "bias") if len(node.inputs) > 2 else None
+        if node.op == "layer_norm":
+            def body(i, wd, idx):
+                v = b.fsub(load(b, src, i, wd, "x"), splat_value(b, mean, wd, "m"), name="xc")
+                v = b.fmul(b.fmul(v, splat_value(b, inv, wd, "iv"), name="xn"),
+                           load(b, scale, i, wd, "g"), name="xs")
+                if bias is not None:
+                    v = b.fadd(v, load(b, bias, i, wd, "bb"), name="y")
+                store(b, v, dst, i, "y")
+            _loops(b, [(length, 1)], ctx.vw, body, "out")
+            if a["stats"]:
+                for k, value in ((1, mean), (2, inv)):
+                    b.store(value, gep(b, ctx.ptr(b, env, node.outputs[k], f"stat{k}"), t,
+                                       f"stat{k}.p"))
+            return
+        first = b.mul(b.urem(t, i64(groups), name="g"), i64(per_group), name="ch0")
+
+        def channel_body(i, wd, idx):
+            ch = b.add(first, idx[0], name="ch")
+            g = b.fmul(load_scalar(b, scale, ch, "g"), inv, name="gi")
+            v = b.fsub(load(b, src, i, wd, "x"), splat_value(b, mean, wd, "m"), name="xc")
+            v = b.fmul(v, splat_value(b, g, wd, "gv"), name="xs")
+            store(b, b.fadd(v, splat_value(b, load_scalar(b, bias, ch, "bb"), wd, "bv"),
+                            name="y"), dst, i, "y")
+        _loops(b, [(per_group, plane), (plane, 1)], ctx.vw, channel_body, "out")
+
+
+@emitter("lp_norm")
+def emit_lp_norm(ctx: EmitContext, node: Node) -> None:
+    """A task is one (outer, inner) line along the axis; y = x / norm, 0 where norm is 0."""
+    x, y = node.inputs[0], node.outputs[0]
+    shape, axis, p = x.type.shape, node.attrs["axis"], node.attrs["p"]
+    outer, length, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+    dims = [(length, inner)]
+    with ctx.task(node, outer * inner, 3 * x.type.size) as (b, env, t):
+        o, j = b.udiv(t, i64(inner), name="o"), b.urem(t, i64(inner), name="j")
+        base = b.add(b.mul(o, i64(length * inner), name="o.off"), j, name="base")
+        src = gep(b, ctx.ptr(b, env, x, "in"), base, "src")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), base, "dst")
+        if p == 1:
+            total = _sum(b, src, dims, ctx.vw, lambda v: intrinsic(b, "llvm.fabs", [v], "a"), "n")
+        else:
+            total = intrinsic(b, "llvm.sqrt", [_sum(b, src, dims, ctx.vw,
+                                                    lambda v: b.fmul(v, v, name="x2"), "n")],
+                              "norm")
+        zero = b.fcmp_ordered("==", total, ir.Constant(F32, 0.0), name="zero")
+        inv = b.select(zero, ir.Constant(F32, 0.0),
+                       b.fdiv(ir.Constant(F32, 1.0), total, name="inv.d"), name="inv")
+        _loops(b, dims, ctx.vw, lambda i, wd, idx: store(
+            b, b.fmul(load(b, src, i, wd, "x"), splat_value(b, inv, wd, "iv"), name="y"),
+            dst, i, "y"), "out")
+
+
+@emitter("mean_variance_norm")
+def emit_mean_variance_norm(ctx: EmitContext, node: Node) -> None:
+    """A task is one index of the kept axes; the statistics loop over the normalised axes
+    (the innermost vectorised when it is the contiguous one, as for the default (0, 2, 3))."""
+    x, y = node.inputs[0], node.outputs[0]
+    kept, reduced = split_runs(merged_runs(x.type.shape, node.attrs["axes"]))
+    reduced = reduced or [(1, 1)]  # only unit axes normalised: one element per slice
+    with ctx.task(node, math.prod(s for s, _ in kept), 4 * x.type.size) as (b, env, t):
+        base = i64(0)
+        if kept:
+            for i, (_, stride) in zip(decompose(b, t, [s for s, _ in kept], "k"), kept):
+                base = b.add(base, b.mul(i, i64(stride)), name="base")
+        src = gep(b, ctx.ptr(b, env, x, "in"), base, "src")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), base, "dst")
+        mean, var = _mean_var(b, src, reduced, ctx.vw)
+        den = b.fadd(intrinsic(b, "llvm.sqrt", [var], "sd"), ir.Constant(F32, MVN_EPSILON),
+                     name="den")
+
+        def body(i, wd, idx):
+            v = b.fsub(load(b, src, i, wd, "x"), splat_value(b, mean, wd, "m"), name="xc")
+            store(b, b.fdiv(v, splat_value(b, den, wd, "d"), name="y"), dst, i, "y")
+        _loops(b, reduced, ctx.vw, body, "out")

@@ -58,7 +58,8 @@ def merged_runs(shape: tuple[int, ...], axes: tuple[int, ...]) -> list[tuple[int
     return runs or [(1, True)]
 
 
-def _split(runs: list[tuple[int, bool]]) -> tuple[Dims, Dims]:
+def split_runs(runs: list[tuple[int, bool]]) -> tuple[Dims, Dims]:
+    """The kept and the reduced runs, each as (size, stride in floats)."""
     strides, acc = [], 1
     for size, _ in reversed(runs):
         strides.append(acc)
@@ -128,7 +129,7 @@ class _Math:
 def emit_reduce(ctx: EmitContext, node: Node) -> None:
     r = REDUCTIONS[node.op]
     runs = merged_runs(node.inputs[0].type.shape, node.attrs["axes"])
-    kept, reduced = _split(runs)
+    kept, reduced = split_runs(runs)
     count = math.prod(s for s, _ in reduced)
     if runs[-1][1]:
         _emit_inner_reduced(ctx, node, r, kept, reduced, count)

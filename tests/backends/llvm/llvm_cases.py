@@ -315,3 +315,40 @@ for _name in REDUCTIONS:
     CASES[_name] = [(cid, lambda n=_name, s=shape, a=attrs: single(
         n, [s], a, pre=_positive if n == "reduce_log_sum" else None), SUMMED)
         for cid, shape, attrs in REDUCE_CASES]
+
+
+def _affine(*shape):
+    return [rnd(*shape), rnd(*shape)]
+
+
+CASES["layer_norm"] = [
+    ("last", lambda: single("layer_norm", [(3, 37)], {}, _affine(37)), EXACT),
+    ("chw-no-bias", lambda: single("layer_norm", [(2, 5, 6, 7)], {"axis": 1},
+                                   [rnd(5, 6, 7)]), EXACT),
+    ("stats", lambda: _multi("layer_norm", (4, 3, 19), {"axis": 1, "stats": True},
+                             _affine(3, 19)), EXACT),
+]
+CASES["group_norm"] = [
+    ("groups", lambda: single("group_norm", [(2, 6, 5, 7)], {"num_groups": 3}, _affine(6)),
+     EXACT),
+    ("instance", lambda: single("group_norm", [(2, 5, 9, 11)], {"num_groups": 5}, _affine(5)),
+     EXACT),
+    ("2d", lambda: single("group_norm", [(3, 4)], {"num_groups": 2}, _affine(4)), EXACT),
+]
+CASES["lp_norm"] = [
+    ("l2-last", lambda: single("lp_norm", [(3, 37)], {"p": 2}), EXACT),
+    ("l1-middle", lambda: single("lp_norm", [(2, 5, 4)], {"axis": 1, "p": 1}), EXACT),
+]
+CASES["mean_variance_norm"] = [
+    ("default", lambda: single("mean_variance_norm", [(2, 5, 6, 7)]), EXACT),
+    ("inner-kept", lambda: single("mean_variance_norm", [(2, 3, 17)], {"axes": (1,)}), EXACT),
+]
+
+
+def _multi(op: str, shape, attrs, consts) -> Graph:
+    """op over x0 and constants, every output a graph output."""
+    g = Graph(op)
+    node = g.add_node(op, [g.add_input("x0", shape)] + [g.add_constant(c, f"c{i}")
+                                                       for i, c in enumerate(consts)], attrs)
+    g.set_outputs(list(node.outputs))
+    return g
