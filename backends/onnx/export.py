@@ -204,6 +204,8 @@ def _pool(onnx_op: str) -> Callable[[Emitter, Node], None]:
         crop = attrs.pop("crop")
         if onnx_op == "AveragePool":
             attrs["count_include_pad"] = int(a["count_include_pad"])
+        if onnx_op == "LpPool":
+            attrs["p"] = int(a["p"])
 
         def plain(x: str, final: str | None = None) -> str:
             return e.add(onnx_op, [_crop(e, x, crop, node.name)], final, hint=node.name, **attrs)
@@ -243,11 +245,12 @@ def _sum_pool(e: Emitter, node: Node) -> None:
 
 def _global_pool(onnx_op: str) -> Callable[[Emitter, Node], None]:
     def export(e: Emitter, node: Node) -> None:
+        attrs = {"p": int(node.attrs["p"])} if "p" in node.attrs else {}
         if node.attrs["layout"] == "NCHWc":
             c = node.inputs[0].shape[1] * node.inputs[0].shape[-1]
-            _blocked_io(e, node, c, lambda x: e.add(onnx_op, [x], hint=node.name), c)
+            _blocked_io(e, node, c, lambda x: e.add(onnx_op, [x], hint=node.name, **attrs), c)
         else:
-            e.add(onnx_op, [node.inputs[0].name], node.outputs[0].name)
+            e.add(onnx_op, [node.inputs[0].name], node.outputs[0].name, **attrs)
     return export
 
 

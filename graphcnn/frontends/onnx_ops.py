@@ -106,7 +106,7 @@ def conv(ctx: Context) -> Value:
     return ctx.emit("conv", [x, w] + ([b] if b is not None else []), attrs)
 
 
-def _pool(ctx: Context, op: str) -> Value:
+def import_pool(ctx: Context, op: str) -> Value:
     x = _spatial_input(ctx)
     nd = x.type.rank - 2
     if not ctx.has_attr("kernel_shape"):
@@ -118,7 +118,17 @@ def _pool(ctx: Context, op: str) -> Value:
              "ceil_mode": bool(ctx.attr("ceil_mode", 0))}
     if op == "avg_pool":
         attrs["count_include_pad"] = bool(ctx.attr("count_include_pad", 0))
+    if op == "lp_pool":
+        attrs["p"] = lp_exponent(ctx)
     return ctx.emit(op, [x], attrs)
+
+
+def lp_exponent(ctx: Context) -> int:
+    """LpPool's / GlobalLpPool's p: a float at opset 1, an int later; a positive integer."""
+    p = ctx.attr("p", 2)
+    if not float(p) >= 1 or float(p) != int(p):
+        raise ctx.shape_error(f"p {p} must be a positive integer")
+    return int(p)
 
 
 @importer("MaxPool", (1, 8, 10, 11, 12, 22),
@@ -127,14 +137,14 @@ def _pool(ctx: Context, op: str) -> Value:
 def max_pool(ctx: Context) -> Value:
     if ctx.n_outputs() > 1:
         raise ctx.unsupported("the Indices output of MaxPool is not supported")
-    return _pool(ctx, "max_pool")
+    return import_pool(ctx, "max_pool")
 
 
 @importer("AveragePool", (1, 7, 10, 11, 19, 22),
           ("auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads",
            "strides"))
 def average_pool(ctx: Context) -> Value:
-    return _pool(ctx, "avg_pool")
+    return import_pool(ctx, "avg_pool")
 
 
 @importer("GlobalAveragePool", (1, 22))

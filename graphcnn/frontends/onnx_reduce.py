@@ -1,4 +1,5 @@
-"""ONNX import of the reductions (graphcnn.ops.REDUCTIONS), LogSoftmax and the normalisations
+"""ONNX import of the reductions (graphcnn.ops.REDUCTIONS), LogSoftmax, LpPool / GlobalLpPool
+(entries of the pool table) and the normalisations
 computed at run time: LayerNormalization, InstanceNormalization and GroupNormalization (one
 group_norm op), LpNormalization, MeanVarianceNormalization.
 
@@ -14,7 +15,7 @@ import numpy as np
 from ..ir import Value
 from ..ops.reduce import REDUCTIONS, Reduction
 from .onnx_context import Context, importer
-from .onnx_ops import import_softmax
+from .onnx_ops import import_pool, import_softmax, lp_exponent
 
 
 def _reduction(r: Reduction) -> None:
@@ -163,3 +164,21 @@ def lp_normalization(ctx: Context) -> Value:
 def mean_variance_normalization(ctx: Context) -> Value:
     axes = [int(a) for a in ctx.attr("axes", [0, 2, 3])]
     return ctx.emit("mean_variance_norm", [ctx.input(0)], {"axes": axes})
+
+
+# ----- Lp pooling (graphcnn.ops.POOL_OPS) ------------------------------------------------------
+
+
+@importer("LpPool", (1, 2, 11, 18, 22),
+          ("auto_pad", "ceil_mode", "dilations", "kernel_shape", "p", "pads", "strides"),
+          notes="p a positive integer")
+def lp_pool(ctx: Context) -> Value:
+    return import_pool(ctx, "lp_pool")
+
+
+@importer("GlobalLpPool", (1, 2, 22), ("p",), notes="p a positive integer")
+def global_lp_pool(ctx: Context) -> Value:
+    x = ctx.input(0)
+    if x.type.rank < 3:
+        raise ctx.shape_error(f"input {x.type} must be (N, C, *spatial)")
+    return ctx.emit("global_lp_pool", [x], {"p": lp_exponent(ctx)})

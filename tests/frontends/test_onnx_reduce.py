@@ -194,3 +194,45 @@ def test_axes_from_a_constant_node_and_a_folded_shape():
     y1, y2 = gc.compile(from_onnx(model), target="llvm")(x)
     np.testing.assert_allclose(y1, x.mean(axis=-1), rtol=1e-6)
     np.testing.assert_allclose(y2, x.max(axis=-1))
+
+
+def _lp_pool_reference(x, k, s, p):
+    n, c, h, w = x.shape
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    out = np.zeros((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            win = np.abs(x[:, :, i * s:i * s + k, j * s:j * s + k].astype(np.float64))
+            out[:, :, i, j] = (win ** p).sum(axis=(2, 3)) ** (1 / p)
+    return out
+
+
+# LpPool-1 / GlobalLpPool-1 (a float p) are superseded before opset 7
+@pytest.mark.parametrize("version", [2, 11, 18, 22])
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_lp_pool_every_version(version, p):
+    x = np.random.default_rng(p).standard_normal((1, 5, 9, 8)).astype(np.float32)
+    model = _model("LpPool", max(version, 7), x.shape,
+                   {"kernel_shape": [3, 3], "strides": [2, 2], "p": p})
+    want = _lp_pool_reference(x, 3, 2, p)
+    for target in ("reference", "llvm", "onnxruntime"):
+        got = gc.compile(from_onnx(model), target=target)(x)
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("version", [2, 22])
+def test_global_lp_pool(version):
+    x = np.random.default_rng(9).standard_normal((2, 3, 7, 5)).astype(np.float32)
+    model = _model("GlobalLpPool", max(version, 7), x.shape, {"p": 3})
+    p = 3
+    want = (np.abs(x.astype(np.float64)) ** p).sum(axis=(2, 3), keepdims=True) ** (1 / p)
+    for target in ("reference", "llvm", "onnxruntime"):
+        got = gc.compile(from_onnx(model), target=target)(x)
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("op,version,p", [("LpPool", 11, 0), ("GlobalLpPool", 2, -1)])
+def test_bad_lp_pool_p_is_a_shape_error(op, version, p):
+    attrs = {"p": p} | ({"kernel_shape": [2, 2]} if op == "LpPool" else {})
+    with pytest.raises(ShapeError, match="positive integer"):
+        from_onnx(_model(op, max(version, 7), (1, 2, 4, 4), attrs))

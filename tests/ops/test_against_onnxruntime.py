@@ -114,6 +114,8 @@ def pool_case(op: str) -> Callable:
                  "ceil_mode": bool(rng.random() < 0.4)}
         if op == "avg_pool":
             attrs["count_include_pad"] = bool(rng.random() < 0.5)
+        if op == "lp_pool":
+            attrs["p"] = int(rng.choice([1, 2, 3]))
         shape = (int(rng.integers(1, 3)), int(rng.integers(1, 5)), *size)
         blocked = 4 if nd == 2 and rng.random() < 0.2 else 0
         if blocked:
@@ -125,7 +127,8 @@ def pool_case(op: str) -> Callable:
 def global_pool_case(op: str) -> Callable:
     def make(rng) -> Case:
         shape = (2, int(rng.integers(1, 6)), *rng.integers(1, 7, int(rng.integers(1, 4))))
-        return single_op(op, rng, [shape])
+        attrs = {"p": int(rng.choice([1, 2, 3]))} if op == "global_lp_pool" else {}
+        return single_op(op, rng, [shape], (), attrs)
     return make
 
 
@@ -228,6 +231,8 @@ GENERATORS: dict[str, tuple[Callable, int]] = {
     "sum_pool": (pool_case("sum_pool"), 20),
     "global_avg_pool": (global_pool_case("global_avg_pool"), 4),
     "global_max_pool": (global_pool_case("global_max_pool"), 4),
+    "lp_pool": (pool_case("lp_pool"), 15),
+    "global_lp_pool": (global_pool_case("global_lp_pool"), 6),
     "relu": (unary_case("relu"), 3),
     "sigmoid": (unary_case("sigmoid"), 3),
     "leaky_relu": (unary_case("leaky_relu", lambda r: {"alpha": float(r.uniform(0, 1))}), 3),

@@ -1,4 +1,4 @@
-"""Pooling: max / avg / sum windows (1-D/2-D/3-D, ceil_mode, dilation, count_include_pad) and
+"""Pooling: max / avg / sum / Lp windows (1-D/2-D/3-D, ceil_mode, dilation, count_include_pad) and
 the global pools, on NCHW or the blocked NCHWc layout.
 
 A task is one output row (n, c, od, oh); avg divides by the per-pixel count, a product of
@@ -35,6 +35,7 @@ from ..builder import (
     hreduce,
     hsum,
     i64,
+    intrinsic,
     linear,
     load,
     load_table,
@@ -89,7 +90,9 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
     vw = ctx.vw
 
     def combine(b: ir.IRBuilder, acc: ir.Value, v: ir.Value, name: str) -> ir.Value:
-        return fmax(b, acc, v, name) if is_max else b.fadd(acc, v, name=name)
+        if is_max:
+            return fmax(b, acc, v, name)
+        return b.fadd(acc, lp_power(b, v, a["p"], name) if kind == "lp" else v, name=name)
 
     if kind == "avg":
         inc = a["count_include_pad"]
@@ -106,7 +109,8 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
         geometry = _Windows((dd, hh, ww), (od, oh, ow), (kd, kh, kw), (sd, sh, sw), (pd, ph, pw),
                             (ld, lh, lw))
         _emit_blocked(ctx, node, geometry, blk, combine, MAX_INIT if is_max else 0.0,
-                      (tab_dh, tab_w) if kind == "avg" else None)
+                      (tab_dh, tab_w) if kind == "avg" else None,
+                      (lambda b, v: lp_root(b, v, a["p"], "root")) if kind == "lp" else None)
         return
     with ctx.task(node, n * c * od * oh, work) as (b, env, t):
         tn_c, tod, toh = decompose(b, t, [n * c, od, oh], "t")
@@ -161,6 +165,29 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
                 cnt = b.fmul(cw, splat_value(b, f_dh, wd, "cdh.v"), name="cnt")
                 store(b, b.fdiv(load(b, row, i, wd, "tot"), cnt, name="avg"), row, i, "avg")
             vec_loop(b, 0, row_len, vw, divide, "div")
+        if kind == "lp":
+            vec_loop(b, 0, row_len, vw, lambda i, wd: store(
+                b, lp_root(b, load(b, row, i, wd, "tot"), a["p"], "root"), row, i, "lp"), "root")
+
+
+def lp_power(b: ir.IRBuilder, v: ir.Value, p: int, name: str) -> ir.Value:
+    """|v| ** p for a positive integer p, by multiplications."""
+    m = intrinsic(b, "llvm.fabs", [v], f"{name}.abs")
+    out = m
+    for _ in range(p - 1):
+        out = b.fmul(out, m, name=f"{name}.pow")
+    return out
+
+
+def lp_root(b: ir.IRBuilder, v: ir.Value, p: int, name: str) -> ir.Value:
+    """v ** (1 / p): nothing for p = 1, a square root for 2, llvm.pow otherwise."""
+    if p == 1:
+        return v
+    if p == 2:
+        return intrinsic(b, "llvm.sqrt", [v], name)
+    width = v.type.count if isinstance(v.type, ir.VectorType) else 0
+    exp = splat(1.0 / p, width) if width else ir.Constant(F32, 1.0 / p)
+    return intrinsic(b, "llvm.pow", [v, exp], name)
 
 
 @dataclass(frozen=True)
@@ -193,7 +220,8 @@ class _Windows:
 
 
 def _emit_blocked(ctx: EmitContext, node: Node, g: _Windows, blk: int, combine: Callable,
-                  init: float, avg_tables: tuple | None) -> None:
+                  init: float, avg_tables: tuple | None, finish: Callable | None = None
+                  ) -> None:
     x, y = node.inputs[0], node.outputs[0]
     (dd, hh, ww), (od, oh, ow) = g.size, g.out
     full = list(range(g.kernel[2]))
@@ -236,6 +264,8 @@ def _emit_blocked(ctx: EmitContext, node: Node, g: _Windows, blk: int, combine: 
                                  name="cw")
                 count = b.fmul(count_dh, count_w, name="cnt")
                 value = b.fdiv(value, splat_value(b, count, blk, "cnt.v"), name="avg")
+            if finish is not None:
+                value = finish(b, value)
             store(b, value, row, b.mul(o, i64(blk), name="o.off"), "y")
 
         for o in range(lo):  # left border pixels, then the interior loop, then the right ones
@@ -266,14 +296,16 @@ def emit_global_pool(ctx: EmitContext, node: Node) -> None:
     xs = x.type.shape[:-1] if blocked else x.type.shape
     n, c = xs[:2]
     spatial = int(np.prod(xs[2:]))
-    is_max = POOL_OPS[node.op].reduce == "max"
+    kind = POOL_OPS[node.op].reduce
+    is_max = kind == "max"
+    p = node.attrs.get("p", 1)
     vw = ctx.vw
     with ctx.task(node, n * c, x.type.size) as (b, env, t):
         src = gep(b, ctx.ptr(b, env, x, "in"), b.mul(t, i64(spatial * blk), name="src.off"),
                   "src")
         dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(blk), name="dst.off"), "dst")
         if blk == 1:
-            _reduce_contiguous(b, src, dst, spatial, is_max, vw)
+            _reduce_contiguous(b, src, dst, spatial, kind, vw, p)
             return_scale = None
         else:
             init = float("-inf") if is_max else 0.0
@@ -283,20 +315,27 @@ def emit_global_pool(ctx: EmitContext, node: Node) -> None:
 
                 def body(i, wd):
                     v = load(b, src, b.add(base, i, name="x.o"), wd, "x")
+                    if kind == "lp":
+                        v = lp_power(b, v, p, "xp")
                     acc = load(b, dst, i, wd, "acc")
                     store(b, fmax(b, acc, v, "m") if is_max else b.fadd(acc, v, name="a"),
                           dst, i, "acc")
                 vec_loop(b, 0, blk, vw, body, "blk")
             return_scale = blk
-        if not is_max and return_scale:
+        if kind == "lp" and return_scale:
+            vec_loop(b, 0, blk, vw, lambda i, wd: store(
+                b, lp_root(b, load(b, dst, i, wd, "tot"), p, "root"), dst, i, "lp"), "root")
+        elif not is_max and return_scale:
             vec_loop(b, 0, blk, vw, lambda i, wd: store(
                 b, b.fdiv(load(b, dst, i, wd, "tot"), splat(float(spatial), wd), name="mean"),
                 dst, i, "mean"), "div")
 
 
-def _reduce_contiguous(b: ir.IRBuilder, src: ir.Value, dst: ir.Value, count: int, is_max: bool,
-                       vw: int) -> None:
-    """dst[0] = max or mean of src[0:count]: vector accumulator, then a horizontal reduce."""
+def _reduce_contiguous(b: ir.IRBuilder, src: ir.Value, dst: ir.Value, count: int, kind: str,
+                       vw: int, p: int = 1) -> None:
+    """dst[0] = max, mean or Lp norm of src[0:count]: vector accumulator, then a horizontal
+    reduce."""
+    is_max = kind == "max"
     init = float("-inf") if is_max else 0.0
     width = vw if count >= vw else 1
     acc_slot = entry_alloca(b, ir.VectorType(F32, width), "acc.slot")
@@ -306,6 +345,8 @@ def _reduce_contiguous(b: ir.IRBuilder, src: ir.Value, dst: ir.Value, count: int
 
     def body(i, wd):
         v = load(b, src, i, wd, "x")
+        if kind == "lp":
+            v = lp_power(b, v, p, "xp")
         slot = acc_slot if wd == width else None
         if slot is None:  # tail lane
             acc = b.load(tail_slot, name="tacc")
@@ -321,5 +362,6 @@ def _reduce_contiguous(b: ir.IRBuilder, src: ir.Value, dst: ir.Value, count: int
         total = fmax(b, hreduce(b, vacc, lambda x, y: fmax(b, x, y, "hm"), "h"), tail, "max")
     else:
         total = b.fadd(hsum(b, vacc, "h"), tail, name="sum")
-        total = b.fdiv(total, ir.Constant(F32, float(count)), name="mean")
+        total = lp_root(b, total, p, "root") if kind == "lp" else \
+            b.fdiv(total, ir.Constant(F32, float(count)), name="mean")
     b.store(total, dst)

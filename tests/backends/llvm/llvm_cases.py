@@ -182,6 +182,22 @@ CASES: dict[str, list] = {
         ("2d", lambda: single("global_avg_pool", [(2, 5, 7, 9)]), SUMMED),
         ("nchwc", pool_blocked("global_avg_pool", (1, 20, 7, 7), 16), SUMMED),
     ],
+    "lp_pool": [
+        ("2d-p2", lambda: single("lp_pool", [(2, 3, 9, 19)], {"kernel_shape": (3, 3),
+                                                              "strides": (2, 1)}), EXACT),
+        ("pads-p3", lambda: single("lp_pool", [(1, 3, 9, 11)], {
+            "kernel_shape": (3, 2), "pads": (1, 1, 1, 0), "ceil_mode": True, "p": 3,
+            "strides": (2, 2), "dilations": (1, 2)}), EXACT),
+        ("1d-p1", lambda: single("lp_pool", [(2, 2, 40)], {"kernel_shape": (4,), "p": 1}),
+         EXACT),
+        ("nchwc", pool_blocked("lp_pool", (1, 20, 9, 11), 16, kernel_shape=(3, 3),
+                               pads=(1, 1, 1, 1), strides=(2, 2)), EXACT),
+    ],
+    "global_lp_pool": [
+        ("2d", lambda: single("global_lp_pool", [(2, 5, 7, 9)]), SUMMED),
+        ("p1", lambda: single("global_lp_pool", [(1, 3, 50)], {"p": 1}), SUMMED),
+        ("nchwc-p3", pool_blocked("global_lp_pool", (1, 9, 5, 5), 8, p=3), SUMMED),
+    ],
     "global_max_pool": [
         ("2d", lambda: single("global_max_pool", [(2, 5, 7, 9)]), EXACT),
         ("1d", lambda: single("global_max_pool", [(1, 3, 50)]), EXACT),
