@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from graphcnn.errors import UnsupportedOpError
 from graphcnn.ir import Graph, Node, Value
 from graphcnn.ops import ACTIVATIONS, BINARY_OPS, POOL_OPS, REDUCTIONS, get_activation
-from graphcnn.ops.pool import pool_output_shape
+from graphcnn.ops.pool import adaptive_bins, pool_output_shape
 from graphcnn.ops.tensor import channel_shuffle_sources
 
 OPSET = 19
@@ -357,11 +357,39 @@ def _group_norm(e: Emitter, node: Node) -> None:
                                 hint=node.name)], node.outputs[0].name, hint=node.name)
 
 
+def _adaptive_avg_pool(e: Emitter, node: Node) -> None:
+    """No ONNX op: the pool is linear, so (N, C, prod(spatial)) times the bin-averaging matrix
+    (prod(spatial), prod(output_size)), reshaped back."""
+    blocked = node.attrs["layout"] == "NCHWc"
+    shape = node.inputs[0].shape
+    plain_shape = (shape[0], shape[1] * shape[-1]) + shape[2:-1] if blocked else shape
+    spatial, out = plain_shape[2:], tuple(node.attrs["output_size"])
+    bins = [adaptive_bins(s, o) for s, o in zip(spatial, out)]
+    matrix = np.zeros((int(np.prod(spatial)), int(np.prod(out))), np.float32)
+    for j, index in enumerate(np.ndindex(*out)):
+        cells = np.zeros(spatial, np.float32)
+        cells[tuple(slice(*bins[i][k]) for i, k in enumerate(index))] = 1.0
+        matrix[:, j] = cells.reshape(-1) / cells.sum()
+    n, c = plain_shape[:2]
+
+    def plain(x: str, final: str | None = None) -> str:
+        flat = e.add("Reshape", [x, e.const(_ints((n, c, -1)), "shape")], hint=node.name)
+        y = e.add("MatMul", [flat, e.const(matrix, "bins")], hint=node.name)
+        return e.add("Reshape", [y, e.const(_ints((n, c) + out), "shape")], final,
+                     hint=node.name)
+
+    if blocked:
+        _blocked_io(e, node, c, plain, c)
+    else:
+        plain(node.inputs[0].name, node.outputs[0].name)
+
+
 EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "conv": _conv,
     **{name: (_global_pool(p.onnx) if p.is_global else _pool(p.onnx))
        for name, p in POOL_OPS.items() if p.onnx is not None},
     "sum_pool": _sum_pool,
+    "adaptive_avg_pool": _adaptive_avg_pool,
     "gemm": _gemm,
     "matmul": _simple("MatMul"),
     **{name: _activation_op(name) for name, act in ACTIVATIONS.items() if act.onnx is not None},

@@ -184,3 +184,36 @@ register(OpDef("global_lp_pool", {"layout": "NCHW", "p": 2}, _lp_infer(blockable
                blockable(lambda a, x: lp_root(lp_power(x, a["p"]).sum(
                    axis=_spatial(x), keepdims=True, dtype=np.float32), a["p"]).astype(x.dtype)),
                doc="(sum of |x|^p over all spatial dims) ^ (1/p)"))
+
+
+# ----- adaptive average pooling ---------------------------------------------------------------
+def adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
+    """PyTorch's bins: output i averages [floor(i * size / out), ceil((i + 1) * size / out))."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def _adaptive_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    x = t[0]
+    nd = x.rank - 2
+    out = tuple(int(o) for o in a["output_size"])
+    require(x.rank >= 3, f"input must be (N, C, *spatial), got {x}")
+    require(len(out) == nd and min(out) >= 1,
+            f"output_size {list(out)} must be {nd} positive sizes for input {x}")
+    return [TensorType(x.shape[:2] + out, x.dtype)]
+
+
+def _adaptive_avg_pool(a: dict, x: np.ndarray) -> np.ndarray:
+    out = tuple(a["output_size"])
+    bins = [adaptive_bins(x.shape[2 + i], o) for i, o in enumerate(out)]
+    y = np.empty(x.shape[:2] + out, np.float32)
+    for index in np.ndindex(*out):
+        window = tuple(slice(*bins[i][j]) for i, j in enumerate(index))
+        y[(slice(None), slice(None)) + index] = x[(slice(None), slice(None)) + window].mean(
+            axis=tuple(range(2, x.ndim)), dtype=np.float32)
+    return y
+
+
+# per channel, so it also runs on the blocked layout (layout="NCHWc")
+register(OpDef("adaptive_avg_pool", {"output_size": REQUIRED, "layout": "NCHW"},
+               blockable(_adaptive_infer), blockable(_adaptive_avg_pool),
+               doc="mean over PyTorch's adaptive bins (AdaptiveAvgPool): any output size"))

@@ -233,6 +233,9 @@ GENERATORS: dict[str, tuple[Callable, int]] = {
     "global_max_pool": (global_pool_case("global_max_pool"), 4),
     "lp_pool": (pool_case("lp_pool"), 15),
     "global_lp_pool": (global_pool_case("global_lp_pool"), 6),
+    "adaptive_avg_pool": (lambda r: single_op(
+        "adaptive_avg_pool", r, [(2, 3, int(r.integers(1, 12)), int(r.integers(1, 12)))], (),
+        {"output_size": [int(r.integers(1, 8)), int(r.integers(1, 8))]}), 8),
     "relu": (unary_case("relu"), 3),
     "sigmoid": (unary_case("sigmoid"), 3),
     "leaky_relu": (unary_case("leaky_relu", lambda r: {"alpha": float(r.uniform(0, 1))}), 3),

@@ -23,6 +23,7 @@ from llvmlite import ir
 
 from graphcnn.ir import Node
 from graphcnn.ops import POOL_OPS
+from graphcnn.ops.pool import adaptive_bins
 
 from ..builder import (
     F32,
@@ -365,3 +366,44 @@ def _reduce_contiguous(b: ir.IRBuilder, src: ir.Value, dst: ir.Value, count: int
         total = lp_root(b, total, p, "root") if kind == "lp" else \
             b.fdiv(total, ir.Constant(F32, float(count)), name="mean")
     b.store(total, dst)
+
+
+@emitter("adaptive_avg_pool")
+def emit_adaptive_avg_pool(ctx: EmitContext, node: Node) -> None:
+    """A task is one output row (n, c, od, oh); each output pixel sums its bin (the bin bounds
+    per axis from constant tables) into one vector: the block's lanes on NCHWc, one lane on
+    NCHW, and divides by the bin's cell count."""
+    x, y = node.inputs[0], node.outputs[0]
+    blocked = node.attrs["layout"] == "NCHWc"
+    blk = x.type.shape[-1] if blocked else 1
+    xs = x.type.shape[:-1] if blocked else x.type.shape
+    nd = len(xs) - 2
+    n_c = x.type.shape[0] * x.type.shape[1]
+    size = as_3d(xs[2:], nd, 1)
+    out = as_3d(tuple(node.attrs["output_size"]), nd, 1)
+    tables = [const_table(ctx.module, f"{node.name}.bins{i}",
+                          [v for bin_ in adaptive_bins(s, o) for v in bin_])
+              for i, (s, o) in enumerate(zip(size, out))]
+    (dd, hh, ww), (od, oh, ow) = size, out
+    with ctx.task(node, n_c * od * oh, x.type.size) as (b, env, t):
+        tn_c, tod, toh = decompose(b, t, [n_c, od, oh], "t")
+
+        def bounds(axis: int, o: ir.Value) -> tuple[ir.Value, ir.Value]:
+            return tuple(load_table(b, tables[axis], linear(b, f"b{axis}.{i}", (o, 2), const=i),
+                                    f"k{axis}.{i}") for i in range(2))
+        (d0, d1), (h0, h1) = bounds(0, tod), bounds(1, toh)
+        in_ch = gep(b, ctx.ptr(b, env, x, "in"), b.mul(tn_c, i64(dd * hh * ww * blk)), "in_ch")
+        row = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(ow * blk), name="row.off"), "row")
+        acc = entry_alloca(b, vec_type(blk), "acc")
+        with for_range(b, 0, ow, name="ow") as o:
+            w0, w1 = bounds(2, o)
+            b.store(splat(0.0, blk), acc)
+            with for_range(b, d0, d1, name="d") as d, for_range(b, h0, h1, name="h") as h:
+                line = gep(b, in_ch, linear(b, "line", (d, hh * ww * blk), (h, ww * blk)), "line")
+                with for_range(b, w0, w1, name="w") as w:
+                    v = load(b, line, b.mul(w, i64(blk), name="w.off"), blk, "x")
+                    b.store(b.fadd(b.load(acc, name="a"), v, name="a2"), acc)
+            cells = b.mul(b.mul(b.sub(d1, d0), b.sub(h1, h0)), b.sub(w1, w0), name="cells")
+            count = b.sitofp(cells, F32, name="count")
+            store(b, b.fdiv(b.load(acc, name="sum"), splat_value(b, count, blk, "cnt"),
+                            name="avg"), row, b.mul(o, i64(blk), name="o.off"), "y")

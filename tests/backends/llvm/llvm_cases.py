@@ -193,6 +193,14 @@ CASES: dict[str, list] = {
         ("nchwc", pool_blocked("lp_pool", (1, 20, 9, 11), 16, kernel_shape=(3, 3),
                                pads=(1, 1, 1, 1), strides=(2, 2)), EXACT),
     ],
+    "adaptive_avg_pool": [
+        ("2d", lambda: single("adaptive_avg_pool", [(2, 3, 11, 13)], {"output_size": (3, 5)}),
+         EXACT),
+        ("1d-grow", lambda: single("adaptive_avg_pool", [(1, 2, 5)], {"output_size": (7,)}),
+         EXACT),
+        ("nchwc", pool_blocked("adaptive_avg_pool", (1, 20, 9, 7), 16, output_size=(4, 3)),
+         EXACT),
+    ],
     "global_lp_pool": [
         ("2d", lambda: single("global_lp_pool", [(2, 5, 7, 9)]), SUMMED),
         ("p1", lambda: single("global_lp_pool", [(1, 3, 50)], {"p": 1}), SUMMED),
