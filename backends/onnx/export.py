@@ -357,6 +357,26 @@ def _group_norm(e: Emitter, node: Node) -> None:
                                 hint=node.name)], node.outputs[0].name, hint=node.name)
 
 
+def _channel_norm(e: Emitter, node: Node) -> None:
+    """Transpose to channels-last, LayerNormalization over the last axis, transpose back."""
+    c, blocked = node.attrs["channels"], node.attrs["layout"] == "NCHWc"
+    rank = node.inputs[0].type.rank - blocked
+    params = [e.const(np.ascontiguousarray(p.data[:c]), "ln") if blocked else p.name
+              for p in node.inputs[1:]]
+
+    def plain(x: str, final: str | None = None) -> str:
+        last = e.add("Transpose", [x], hint=node.name, perm=[0] + list(range(2, rank)) + [1])
+        normed = e.add("LayerNormalization", [last] + params, hint=node.name, axis=-1,
+                       epsilon=float(node.attrs["epsilon"]))
+        return e.add("Transpose", [normed], final, hint=node.name,
+                     perm=[0, rank - 1] + list(range(1, rank - 1)))
+
+    if blocked:
+        _blocked_io(e, node, c, plain, c)
+    else:
+        plain(node.inputs[0].name, node.outputs[0].name)
+
+
 def _adaptive_avg_pool(e: Emitter, node: Node) -> None:
     """No ONNX op: the pool is linear, so (N, C, prod(spatial)) times the bin-averaging matrix
     (prod(spatial), prod(output_size)), reshaped back."""
@@ -397,6 +417,7 @@ EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "log_softmax": _simple("LogSoftmax", lambda n: {"axis": n.attrs["axis"]}),
     "layer_norm": _layer_norm,
     "group_norm": _group_norm,
+    "channel_norm": _channel_norm,
     "lp_norm": _simple("LpNormalization", lambda n: {"axis": n.attrs["axis"], "p": n.attrs["p"]}),
     "mean_variance_norm": _simple("MeanVarianceNormalization",
                                   lambda n: {"axes": list(n.attrs["axes"])}),

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..tensor_type import TensorType
 from .activation import EPILOGUE_ATTRS, apply_activation, check_epilogue
-from .layout import LAYOUTS, blockable
+from .layout import LAYOUTS, blockable, from_blocked, to_blocked
 from .registry import REQUIRED, OpDef, norm_axis, register, require, same
 
 
@@ -200,3 +200,43 @@ def _mvn(a: dict, x: np.ndarray) -> np.ndarray:
 register(OpDef("mean_variance_norm", {"axes": (0, 2, 3)}, lambda a, t: same(t[0]), _mvn,
                normalize=_mvn_normalize,
                doc="(x - mean) / (std + 1e-9) over axes (mean and std over those axes)"))
+
+
+# channel_norm: the layer norm over the channels at each position of (N, C, *S): ConvNeXt's
+# LayerNorm2d, which exporters write as transpose -> LayerNormalization(axis=-1) -> transpose.
+# layout="NCHWc": input and output blocked (N, Cb, *S, b), `channels` of the Cb*b real (the
+# statistics skip the padding lanes; scale and bias are padded with zeros, which keeps them 0)
+def _cn_normalize(a: dict, t: list[TensorType]) -> dict:
+    require(a["layout"] in LAYOUTS, f"layout must be one of {LAYOUTS}")
+    if a["layout"] == "NCHW":
+        a["channels"] = a["channels"] or t[0].shape[1]
+    return a
+
+
+def _cn_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    _check_epsilon(a)
+    x, c = t[0], a["channels"]
+    blocked = a["layout"] == "NCHWc"
+    require(x.rank >= 3 + blocked, f"channel_norm input must be (N, C, *spatial), got {x}")
+    width = x.shape[1] * x.shape[-1] if blocked else x.shape[1]
+    require(0 < c <= width and (not blocked or -(-c // x.shape[-1]) == x.shape[1]),
+            f"channels={c} do not fit the input {x}")
+    for name, p in zip(("scale", "bias"), t[1:]):
+        require(p.shape == (width,), f"{name} {p} must be ({width},) for input {x}")
+    return same(x)
+
+
+def _channel_norm(a: dict, x: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    blocked = a["layout"] == "NCHWc"
+    plain = from_blocked(x, a["channels"]) if blocked else x
+    c = a["channels"]
+    shape = (1, c) + (1,) * (plain.ndim - 2)
+    y = _standardize(plain, (1,), a["epsilon"]) * scale[:c].reshape(shape) + \
+        bias[:c].reshape(shape)
+    return to_blocked(y.astype(x.dtype), x.shape[-1]) if blocked else y.astype(x.dtype)
+
+
+register(OpDef("channel_norm", {"epsilon": 1e-5, "layout": "NCHW", "channels": 0}, _cn_infer,
+               _channel_norm, inputs=(3, 3), normalize=_cn_normalize,
+               doc="standardized over the channels at each position, times scale plus bias "
+                   "per channel"))

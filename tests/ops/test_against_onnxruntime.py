@@ -325,6 +325,19 @@ def norm_case(op: str) -> Callable:
     return make
 
 
+def channel_norm_case(r: np.random.Generator) -> Case:
+    """Plain, or blocked with padding lanes in the last block."""
+    c = int(r.integers(1, 21))
+    shape = (int(r.integers(1, 3)), c, int(r.integers(1, 6)), int(r.integers(1, 9)))
+    block = int(r.choice([0, 4, 8, 16]))
+    width = -(-c // block) * block if block else c
+    consts = [np.pad(randn(r, c), (0, width - c)) for _ in range(2)]
+    attrs = {"epsilon": float(r.uniform(1e-6, 1e-2)), "layout": "NCHWc" if block else "NCHW",
+             "channels": c if block else 0}
+    return single_op("channel_norm", r, [shape], consts, attrs, blocked=block)
+
+
+GENERATORS["channel_norm"] = (channel_norm_case, 8)
 for _name in ("layer_norm", "group_norm", "lp_norm", "mean_variance_norm"):
     GENERATORS[_name] = (norm_case(_name), 8)
 GENERATORS["log_softmax"] = (unary_case("log_softmax", lambda r: {"axis": int(r.integers(-1, 1))}),

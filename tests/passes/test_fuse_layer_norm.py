@@ -98,3 +98,53 @@ def test_noop_when_the_centered_value_is_read_elsewhere():
 
 def test_noop_with_a_fourth_power_instead_of_a_square():
     check_pass(_layer_norm_graph(power=4.0), fuse_layer_norm, changed=False)
+
+
+def _convnext_norm_model() -> bytes:
+    """conv -> Transpose(0,2,3,1) -> LayerNormalization(axis=-1) -> Transpose(0,3,1,2) -> conv,
+    as both exporters write torchvision ConvNeXt's LayerNorm2d (20 channels: the last block of
+    16 has padding lanes)."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(2)
+
+    def init(name, *shape):
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.3, name)
+    inits = [init("w1", 20, 3, 3, 3), init("b1", 20), init("g", 20), init("beta", 20),
+             init("w2", 8, 20, 1, 1), init("b2", 8)]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Transpose", ["c1"], ["t1"], perm=[0, 2, 3, 1]),
+             helper.make_node("LayerNormalization", ["t1", "g", "beta"], ["ln"], axis=-1,
+                              epsilon=1e-6),
+             helper.make_node("Transpose", ["ln"], ["t2"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["t2", "w2", "b2"], ["y"])]
+    g = helper.make_graph(nodes, "convnext_norm", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 3, 9, 11])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 8, 9, 11])], initializer=inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_rule4_channels_last_layer_norm_is_a_channel_norm():
+    import graphcnn as gc
+    graph = gc.from_onnx(_convnext_norm_model())
+    out = check_pass(graph, fuse_layer_norm)
+    assert ops(out) == ["conv", "channel_norm", "conv"]
+
+
+@pytest.mark.parametrize("opt_level", [0, 1, 2, 3])
+def test_convnext_norm_runs_blocked_between_convs(opt_level):
+    from graphcnn.backends.reference import interpret
+
+    import graphcnn as gc
+    graph = gc.from_onnx(_convnext_norm_model())
+    if opt_level >= 2:
+        opt = gc.optimize(graph, opt_level=opt_level, target="llvm")
+        names = ops(opt)
+        norm = next(n for n in opt.nodes if n.op == "channel_norm")
+        assert norm.attrs["layout"] == "NCHWc"
+        convs = [i for i, n in enumerate(opt.nodes) if n.op == "conv"]
+        assert not {"to_blocked", "from_blocked"} & set(names[convs[0]:convs[-1]]), names
+    x = np.random.default_rng(3).standard_normal((1, 3, 9, 11)).astype(np.float32)
+    want = interpret(graph, [x])[0]
+    for target in ("llvm", "onnxruntime"):
+        got = gc.compile(graph, target=target, opt_level=opt_level)(x)
+        assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-5

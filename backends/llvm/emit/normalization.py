@@ -364,3 +364,101 @@ def emit_mean_variance_norm(ctx: EmitContext, node: Node) -> None:
             v = b.fsub(load(b, src, i, wd, "x"), splat_value(b, mean, wd, "m"), name="xc")
             store(b, b.fdiv(v, splat_value(b, den, wd, "d"), name="y"), dst, i, "y")
         _loops(b, reduced, ctx.vw, body, "out")
+
+
+CHANNEL_NORM_CHUNK = 64  # positions per channel_norm task
+
+
+@emitter("channel_norm")
+def emit_channel_norm(ctx: EmitContext, node: Node) -> None:
+    """A task is a chunk of positions of one image. NCHW: the vector lanes go along the
+    positions and each pass loops over the channels (mean, variance of x - mean, output).
+    NCHWc: one position at a time, the channel blocks as `<b x float>` vectors summed and
+    reduced; the last block's padding lanes are masked out of the variance."""
+    x, scale, bias = node.inputs
+    y = node.outputs[0]
+    blocked = node.attrs["layout"] == "NCHWc"
+    c = node.attrs["channels"]
+    n, cb = x.type.shape[:2]
+    lanes = x.type.shape[-1] if blocked else 1
+    positions = math.prod(x.type.shape[2:-1] if blocked else x.type.shape[2:])
+    chunks = -(-positions // CHANNEL_NORM_CHUNK)
+    eps = ir.Constant(F32, float(node.attrs["epsilon"]))
+    count = ir.Constant(F32, float(c))
+    with ctx.task(node, n * chunks, 8 * x.type.size) as (b, env, t):
+        image, chunk = b.udiv(t, i64(chunks), name="img"), b.urem(t, i64(chunks), name="chunk")
+        start = b.mul(chunk, i64(CHANNEL_NORM_CHUNK), name="p0")
+        stop = b.select(b.icmp_signed("<", b.add(start, i64(CHANNEL_NORM_CHUNK)),
+                                      i64(positions)),
+                        b.add(start, i64(CHANNEL_NORM_CHUNK)), i64(positions), name="p1")
+        src = gep(b, ctx.ptr(b, env, x, "in"), b.mul(image, i64(cb * positions * lanes)), "src")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(image, i64(cb * positions * lanes)), "dst")
+        ps, pb = ctx.ptr(b, env, scale, "scale"), ctx.ptr(b, env, bias, "bias")
+        if blocked:
+            with for_range(b, start, stop, name="p") as p:
+                _channel_norm_blocked(b, src, dst, ps, pb, p, cb, positions, lanes, c, eps)
+            return
+
+        def body(p, wd):
+            def over_channels(fn, name):
+                acc = entry_alloca(b, ir.VectorType(F32, wd), f"{name}{wd}")
+                b.store(splat(0.0, wd), acc)
+                with for_range(b, 0, c, name=f"{name}.c") as ch:
+                    v = load(b, src, b.add(b.mul(ch, i64(positions)), p), wd, f"{name}.x")
+                    b.store(b.fadd(b.load(acc), fn(v), name=f"{name}.a"), acc)
+                return b.load(acc, name=f"{name}.sum")
+            mean = b.fdiv(over_channels(lambda v: v, "m"), splat_value(b, count, wd, "n"),
+                          name="mean")
+
+            def square(v):
+                d = b.fsub(v, mean, name="xc")
+                return b.fmul(d, d, name="xc2")
+            var = b.fdiv(over_channels(square, "v"), splat_value(b, count, wd, "n2"), name="var")
+            inv = b.fdiv(splat(1.0, wd), intrinsic(b, "llvm.sqrt", [
+                b.fadd(var, splat_value(b, eps, wd, "eps"))], "sd"), name="inv")
+            with for_range(b, 0, c, name="o.c") as ch:
+                at = b.add(b.mul(ch, i64(positions)), p, name="at")
+                v = b.fmul(b.fsub(load(b, src, at, wd, "x"), mean), inv, name="xn")
+                v = b.fmul(v, splat_value(b, load_scalar(b, ps, ch, "g"), wd, "gv"), name="xs")
+                store(b, b.fadd(v, splat_value(b, load_scalar(b, pb, ch, "bb"), wd, "bv"),
+                                name="y"), dst, at, "y")
+        vec_loop(b, start, stop, ctx.vw, body, "pos")
+
+
+def _channel_norm_blocked(b: ir.IRBuilder, src, dst, ps, pb, p, cb: int, positions: int,
+                          lanes: int, c: int, eps: ir.Value) -> None:
+    """One position of a blocked channel_norm: its channels are cb vectors of `lanes`."""
+    real_last = c - (cb - 1) * lanes  # real lanes of the last block
+    mask = ir.Constant(ir.VectorType(F32, lanes), [1.0 if i < real_last else 0.0
+                                                    for i in range(lanes)])
+    acc = entry_alloca(b, ir.VectorType(F32, lanes), "acc")
+
+    def at(k):
+        return b.mul(b.add(b.mul(k, i64(positions)), p), i64(lanes), name="at")
+
+    def over_blocks(fn, name):
+        b.store(splat(0.0, lanes), acc)
+        with for_range(b, 0, cb, name=f"{name}.cb") as k:
+            v = fn(load(b, src, at(k), lanes, f"{name}.x"), k)
+            b.store(b.fadd(b.load(acc), v, name=f"{name}.a"), acc)
+        return hsum(b, b.load(acc, name=f"{name}.v"), f"{name}.h")
+    count = ir.Constant(F32, float(c))
+    mean = b.fdiv(over_blocks(lambda v, k: v, "m"), count, name="mean")
+    mean_v = splat_value(b, mean, lanes, "mean.v")
+
+    def square(v, k):
+        d = b.fsub(v, mean_v, name="xc")
+        sq = b.fmul(d, d, name="xc2")
+        if real_last == lanes:
+            return sq
+        last = b.icmp_signed("==", k, i64(cb - 1), name="last")
+        return b.select(last, b.fmul(sq, mask, name="masked"), sq, name="sq")
+    var = b.fdiv(over_blocks(square, "v"), count, name="var")
+    inv = b.fdiv(ir.Constant(F32, 1.0), intrinsic(b, "llvm.sqrt", [b.fadd(var, eps)], "sd"),
+                 name="inv")
+    inv_v = splat_value(b, inv, lanes, "inv.v")
+    with for_range(b, 0, cb, name="o.cb") as k:
+        v = b.fmul(b.fsub(load(b, src, at(k), lanes, "x"), mean_v), inv_v, name="xn")
+        first = b.mul(k, i64(lanes), name="ch0")
+        v = b.fmul(v, load(b, ps, first, lanes, "g"), name="xs")
+        store(b, b.fadd(v, load(b, pb, first, lanes, "bb"), name="y"), dst, at(k), "y")

@@ -352,6 +352,18 @@ CASES["layer_norm"] = [
     ("stats", lambda: _multi("layer_norm", (4, 3, 19), {"axis": 1, "stats": True},
                              _affine(3, 19)), EXACT),
 ]
+CASES["channel_norm"] = [
+    ("nchw", lambda: single("channel_norm", [(2, 7, 5, 19)], {}, _affine(7)), EXACT),
+    ("nchw-1d", lambda: single("channel_norm", [(1, 40, 3)], {"epsilon": 1e-3}, _affine(40)),
+     EXACT),
+    ("nchwc-pad-lanes", lambda: single("channel_norm", [(2, 20, 5, 7)],
+                                       {"layout": "NCHWc", "channels": 20},
+                                       [np.pad(p, (0, 12)) for p in _affine(20)],
+                                       pre=blocked(16), post=unblocked(20)), EXACT),
+    ("nchwc-full", lambda: single("channel_norm", [(1, 16, 9, 70)],
+                                  {"layout": "NCHWc", "channels": 16}, _affine(16),
+                                  pre=blocked(8), post=unblocked(16)), EXACT),
+]
 CASES["group_norm"] = [
     ("groups", lambda: single("group_norm", [(2, 6, 5, 7)], {"num_groups": 3}, _affine(6)),
      EXACT),
