@@ -282,6 +282,10 @@ class Softmax(Layer):
         return {"axis": self.dim}
 
 
+class LogSoftmax(Softmax):
+    op = "log_softmax"
+
+
 class _PoolNd(Layer):
     nd = 2
 

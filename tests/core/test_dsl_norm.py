@@ -118,3 +118,10 @@ def test_wrong_input_shapes_are_shape_errors():
         gc.Sequential(gc.LayerNorm(7)).build((2, 8))
     with pytest.raises(ShapeError, match="GroupNorm"):
         gc.Sequential(gc.GroupNorm(2, 4)).build((2, 6, 3, 3))
+
+
+def test_log_softmax():
+    x = RNG.standard_normal((3, 7)).astype(np.float32) * 3
+    m = x.max(axis=1, keepdims=True)
+    want = x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+    _run_all(gc.Sequential(gc.LogSoftmax(dim=1)).build(x.shape), x, want)
