@@ -21,8 +21,8 @@ leaving it (shared by all its NCHW consumers).
    channels to zero. One with act(0) != 0 (sigmoid: 0 -> 0.5) ends the region.
 3. a zero-preserving binary elementwise op (add, mul, sum: f(0, 0) = 0) of twins of the same
    blocked shape, its inputs of one logical shape, runs blocked.
-4. the blockable pools of the pool table (max/avg/sum pools and global pools) run blocked
-   with layout="NCHWc" (per-channel).
+4. the blockable pools of the pool table (max/avg/sum/Lp pools and global pools) and
+   adaptive_avg_pool run blocked with layout="NCHWc" (per-channel).
 5. concat on axis 1 runs blocked when all inputs have twins with the same block and every
    input's channel count is a multiple of it (no padding inside the result).
 5b. batch_norm with constant parameters and no fused activation or one with act(0) = 0 runs
@@ -192,7 +192,7 @@ def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
         elif node.op in ACTIVATIONS or (node.op in BINARY_OPS
                                         and BINARY_OPS[node.op].zero_preserving):
             blocker.elementwise(node)
-        elif node.op in BLOCKED_POOLS:
+        elif node.op in BLOCKED_POOLS or node.op == "adaptive_avg_pool":
             blocker.pool(node)
         elif node.op == "concat":
             blocker.concat(node)

@@ -34,9 +34,8 @@ VIEWS = frozenset({"flatten", "reshape", "squeeze", "unsqueeze", "identity", "dr
 # activations that can be fused into a conv / gemm epilogue
 FUSIBLE_ACTIVATIONS = frozenset(name for name, a in ACTIVATIONS.items() if a.fusible)
 POOLS = frozenset(POOL_OPS)
-# pools that run per channel on the blocked layout (layout="NCHWc"), the adaptive one too
-BLOCKED_POOLS = frozenset(name for name, p in POOL_OPS.items() if p.blockable) | {
-    "adaptive_avg_pool"}
+# pools that run per channel on the blocked layout (layout="NCHWc")
+BLOCKED_POOLS = frozenset(name for name, p in POOL_OPS.items() if p.blockable)
 
 __all__ = [
            "ACTIVATIONS",
