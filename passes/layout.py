@@ -29,6 +29,9 @@ leaving it (shared by all its NCHW consumers).
    blocked on its input's twin (DenseNet's BN + ReLU on each concat): the parameters are padded
    to every blocked channel with scale 0, bias 0, mean 0, var 1, so padding channels stay 0.
 5c. channel_shuffle runs blocked on its input's twin (padding lanes stay zero).
+5e. group_norm that is an instance norm (one group per channel; epsilon > 0) with constant
+   scale and bias runs blocked on its input's twin, every blocked channel its own group and
+   scale and bias padded with zeros (a zero padding channel normalises to zero).
 5d. channel_norm (a layer norm over the channels, ConvNeXt's) with constant scale and bias runs
    blocked on its input's twin: scale and bias are padded with zeros (padding channels stay 0)
    and the statistics skip the padding lanes.
@@ -178,6 +181,21 @@ class _Blocker:
             padded.append(self.graph.add_constant(data, name=f"{p.name}.blocked"))
         self.rebuild(node, [t] + padded, layout="NCHWc", channels=node.attrs["channels"])
 
+    def instance_norm(self, node: Node) -> None:  # Rule 5e
+        t = self.twin.get(id(node.inputs[0]))
+        params = node.inputs[1:]
+        if (t is None or node.attrs["layout"] != "NCHW" or t.type.rank != 5
+                or node.attrs["num_groups"] != node.inputs[0].shape[1]
+                or not node.attrs["epsilon"] > 0 or not all(p.is_constant for p in params)):
+            return
+        channels = t.type.shape[1] * t.type.shape[-1]
+        padded = []
+        for p in params:
+            data = np.zeros(channels, np.float32)
+            data[:p.data.shape[0]] = p.data
+            padded.append(self.graph.add_constant(data, name=f"{p.name}.blocked"))
+        self.rebuild(node, [t] + padded, layout="NCHWc", num_groups=channels)
+
     def channel_shuffle(self, node: Node) -> None:  # Rule 5c
         t = self.twin.get(id(node.inputs[0]))
         if t is not None and t.type.rank >= 4 and node.attrs["layout"] == "NCHW":
@@ -202,5 +220,7 @@ def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
             blocker.channel_shuffle(node)
         elif node.op == "channel_norm":
             blocker.channel_norm(node)
+        elif node.op == "group_norm":
+            blocker.instance_norm(node)
     removed = eliminate_dead_code(graph)  # Rule 7
     return blocker.rebuilt > 0 or removed

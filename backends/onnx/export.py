@@ -340,6 +340,11 @@ def _group_norm(e: Emitter, node: Node) -> None:
     and bias (GroupNormalization-18 at this opset has them per group only)."""
     x, scale, bias = (v.name for v in node.inputs)
     shape, groups, eps = node.inputs[0].shape, node.attrs["num_groups"], float(node.attrs["epsilon"])
+    if node.attrs["layout"] == "NCHWc":  # an instance norm over every blocked channel
+        c = shape[1] * shape[-1]
+        _blocked_io(e, node, c, lambda v: e.add("InstanceNormalization", [v, scale, bias],
+                                                hint=node.name, epsilon=eps), c)
+        return
     if groups == shape[1] and len(shape) >= 3:
         e.add("InstanceNormalization", [x, scale, bias], node.outputs[0].name, hint=node.name,
               epsilon=eps)

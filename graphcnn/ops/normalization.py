@@ -157,10 +157,23 @@ def _group_norm(a: dict, x: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> 
     return (grouped * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
 
 
-# InstanceNormalization is the group norm with one group per channel
-register(OpDef("group_norm", {"num_groups": REQUIRED, "epsilon": 1e-5}, _gn_infer, _group_norm,
-               inputs=(3, 3), doc="standardized per (image, group of channels), times scale "
-               "plus bias per channel"))
+def _gn_normalize(a: dict, t: list[TensorType]) -> dict:
+    require(a["layout"] in LAYOUTS, f"layout must be one of {LAYOUTS}")
+    if a["layout"] == "NCHWc":
+        x = t[0]
+        require(x.rank >= 4 and a["num_groups"] == x.shape[1] * x.shape[-1] and a["epsilon"] > 0,
+                f"a blocked group_norm is an instance norm over every blocked channel "
+                f"(num_groups {x.shape[1] * x.shape[-1]}) with epsilon > 0, got {a} for {x}")
+    return a
+
+
+# InstanceNormalization is the group norm with one group per channel. layout="NCHWc" (an
+# instance norm only): x is blocked (N, Cb, *S, b), every one of the Cb*b channels its own
+# group, scale and bias padded with zeros (a zero padding channel normalises to 0 when eps > 0)
+register(OpDef("group_norm", {"num_groups": REQUIRED, "epsilon": 1e-5, "layout": "NCHW"},
+               blockable(_gn_infer), blockable(_group_norm), inputs=(3, 3),
+               normalize=_gn_normalize, doc="standardized per (image, group of channels), "
+               "times scale plus bias per channel"))
 
 
 def _lp_infer(a: dict, t: list[TensorType]) -> list[TensorType]:

@@ -152,3 +152,37 @@ def test_runtime_group_scale_at_opset_18_is_a_typed_error():
         "y", TensorProto.FLOAT, None)])
     with pytest.raises(UnsupportedOpError, match="GroupNormalization"):
         from_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]))
+
+
+def _style_block_model() -> onnx.ModelProto:
+    """conv -> InstanceNormalization -> Relu -> conv, as style-transfer networks are exported
+    (20 channels: the last block of 16 has padding lanes)."""
+    inits = [numpy_helper.from_array(RNG.standard_normal(s).astype(np.float32) * 0.3, n)
+             for n, s in (("w1", (20, 3, 3, 3)), ("b1", (20,)), ("g", (20,)), ("beta", (20,)),
+                          ("w2", (8, 20, 3, 3)))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("InstanceNormalization", ["c1", "g", "beta"], ["n1"],
+                              epsilon=1e-5),
+             helper.make_node("Relu", ["n1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    g = helper.make_graph(nodes, "style", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 3, 10, 12])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 8, 10, 12])], initializer=inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("opt_level", [2, 3])
+def test_instance_norm_runs_blocked_between_convs(opt_level):
+    from graphcnn.backends.reference import interpret
+    graph = from_onnx(_style_block_model())
+    opt = gc.optimize(graph, opt_level=opt_level, target="llvm")
+    names = [n.op for n in opt.nodes]
+    norm = next(n for n in opt.nodes if n.op == "group_norm")
+    assert norm.attrs["layout"] == "NCHWc", names
+    convs = [i for i, n in enumerate(opt.nodes) if n.op == "conv"]
+    assert not {"to_blocked", "from_blocked"} & set(names[convs[0]:convs[-1]]), names
+    x = RNG.standard_normal((1, 3, 10, 12)).astype(np.float32)
+    want = interpret(graph, [x])[0]
+    for target in ("llvm", "onnxruntime"):
+        got = gc.compile(graph, target=target, opt_level=opt_level)(x)
+        assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-5

@@ -311,6 +311,13 @@ def norm_case(op: str) -> Callable:
         if op == "group_norm":
             c = int(r.integers(1, 5)) * 2
             shape = (shape[0], c) + shape[2:]
+            if r.random() < 0.3:  # the blocked instance norm, padding lanes in its last block
+                block = int(r.choice([4, 8]))
+                width = -(-c // block) * block
+                consts = [np.pad(randn(r, c), (0, width - c)) for _ in range(2)]
+                return single_op(op, r, [shape], consts, {
+                    "num_groups": width, "epsilon": float(r.uniform(1e-6, 1e-2)),
+                    "layout": "NCHWc"}, blocked=block)
             groups = int(r.choice([g for g in range(1, c + 1) if c % g == 0]))
             return single_op(op, r, [shape], [randn(r, c), randn(r, c)],
                              {"num_groups": groups, "epsilon": float(r.uniform(1e-6, 1e-2))})

@@ -272,6 +272,9 @@ def emit_layer_group_norm(ctx: EmitContext, node: Node) -> None:
     group_norm: a task is one (image, group), contiguous; scale and bias per channel."""
     x, y = node.inputs[0], node.outputs[0]
     shape, a = x.type.shape, node.attrs
+    if a.get("layout") == "NCHWc":
+        _emit_instance_norm_blocked(ctx, node)
+        return
     if node.op == "layer_norm":
         rows, length = math.prod(shape[:a["axis"]]), math.prod(shape[a["axis"]:])
         groups, per_group, plane = 1, 1, length
@@ -462,3 +465,41 @@ def _channel_norm_blocked(b: ir.IRBuilder, src, dst, ps, pb, p, cb: int, positio
         first = b.mul(k, i64(lanes), name="ch0")
         v = b.fmul(v, load(b, ps, first, lanes, "g"), name="xs")
         store(b, b.fadd(v, load(b, pb, first, lanes, "bb"), name="y"), dst, at(k), "y")
+
+
+def _emit_instance_norm_blocked(ctx: EmitContext, node: Node) -> None:
+    """A blocked instance norm: a task is one (image, channel block); the statistics of the
+    block's channels are `<b x float>` vectors summed over the positions (lane = channel)."""
+    x, scale, bias = node.inputs
+    y = node.outputs[0]
+    n, cb, lanes = x.type.shape[0], x.type.shape[1], x.type.shape[-1]
+    positions = math.prod(x.type.shape[2:-1])
+    count = splat(float(positions), lanes)
+    eps = splat(float(node.attrs["epsilon"]), lanes)
+    with ctx.task(node, n * cb, 6 * x.type.size) as (b, env, t):
+        off = b.mul(t, i64(positions * lanes), name="plane")
+        src = gep(b, ctx.ptr(b, env, x, "in"), off, "src")
+        dst = gep(b, ctx.ptr(b, env, y, "out"), off, "dst")
+        first = b.mul(b.urem(t, i64(cb), name="k"), i64(lanes), name="ch0")
+        acc = entry_alloca(b, ir.VectorType(F32, lanes), "acc")
+
+        def over_positions(fn, name):
+            b.store(splat(0.0, lanes), acc)
+            with for_range(b, 0, positions, name=f"{name}.p") as p:
+                v = load(b, src, b.mul(p, i64(lanes)), lanes, f"{name}.x")
+                b.store(b.fadd(b.load(acc), fn(v), name=f"{name}.a"), acc)
+            return b.load(acc, name=f"{name}.sum")
+        mean = b.fdiv(over_positions(lambda v: v, "m"), count, name="mean")
+
+        def square(v):
+            d = b.fsub(v, mean, name="xc")
+            return b.fmul(d, d, name="xc2")
+        var = b.fdiv(over_positions(square, "v"), count, name="var")
+        inv = b.fdiv(splat(1.0, lanes), intrinsic(b, "llvm.sqrt", [b.fadd(var, eps)], "sd"),
+                     name="inv")
+        g = b.fmul(inv, load(b, ctx.ptr(b, env, scale, "scale"), first, lanes, "g"), name="gi")
+        bb = load(b, ctx.ptr(b, env, bias, "bias"), first, lanes, "bb")
+        with for_range(b, 0, positions, name="o.p") as p:
+            at = b.mul(p, i64(lanes), name="at")
+            v = b.fmul(b.fsub(load(b, src, at, lanes, "x"), mean), g, name="xs")
+            store(b, b.fadd(v, bb, name="y"), dst, at, "y")

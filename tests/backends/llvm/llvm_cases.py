@@ -370,6 +370,10 @@ CASES["group_norm"] = [
     ("instance", lambda: single("group_norm", [(2, 5, 9, 11)], {"num_groups": 5}, _affine(5)),
      EXACT),
     ("2d", lambda: single("group_norm", [(3, 4)], {"num_groups": 2}, _affine(4)), EXACT),
+    ("nchwc-instance", lambda: single("group_norm", [(2, 20, 5, 7)],
+                                      {"num_groups": 32, "layout": "NCHWc"},
+                                      [np.pad(p, (0, 12)) for p in _affine(20)],
+                                      pre=blocked(16), post=unblocked(20)), EXACT),
 ]
 CASES["lp_norm"] = [
     ("l2-last", lambda: single("lp_norm", [(3, 37)], {"p": 2}), EXACT),
