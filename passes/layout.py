@@ -24,7 +24,9 @@ leaving it (shared by all its NCHW consumers).
 4. the blockable pools of the pool table (max/avg/sum/Lp pools and global pools) and
    adaptive_avg_pool run blocked with layout="NCHWc" (per-channel).
 5. concat on axis 1 runs blocked when all inputs have twins with the same block and every
-   input's channel count is a multiple of it (no padding inside the result).
+   input's channel count is a multiple of it (no padding inside the result); when all inputs
+   have twins but some count does not fill its blocks (a DenseNet's growth of 8 channels), it
+   becomes blocked_concat, which repacks the lanes into blocks of the largest input block.
 5b. batch_norm with constant parameters and no fused activation or one with act(0) = 0 runs
    blocked on its input's twin (DenseNet's BN + ReLU on each concat): the parameters are padded
    to every blocked channel with scale 0, bias 0, mean 0, var 1, so padding channels stay 0.
@@ -149,8 +151,21 @@ class _Blocker:
             return
         b = twins[0].type.shape[-1]
         if any(t.type.shape[-1] != b for t in twins) or any(v.shape[1] % b for v in node.inputs):
+            self.repacked_concat(node, twins)
             return
         self.rebuild(node, twins)
+
+    def repacked_concat(self, node: Node, twins: list[Value]) -> None:  # Rule 5, repacked
+        block = max(t.type.shape[-1] for t in twins)
+        y = self.graph.apply("blocked_concat", twins, {
+            "channels": [v.shape[1] for v in node.inputs], "block": block}, name=node.name,
+            before=node)
+        logical = self.graph.apply("from_blocked", [y], {"channels": node.outputs[0].shape[1]},
+                                   name=f"{node.name}.nchw", before=node)
+        self.twin[id(logical)] = y
+        self.rebuilt += 1
+        replace_node(self.graph, node, logical)
+        adopt_name(y, node)
 
     def batch_norm(self, node: Node) -> None:  # Rule 5b
         t = self.twin.get(id(node.inputs[0]))

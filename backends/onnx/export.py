@@ -382,6 +382,15 @@ def _channel_norm(e: Emitter, node: Node) -> None:
         plain(node.inputs[0].name, node.outputs[0].name)
 
 
+def _blocked_concat(e: Emitter, node: Node) -> None:
+    parts = [_from_blocked(e, v.name, v.shape, c)
+             for v, c in zip(node.inputs, node.attrs["channels"])]
+    y = e.add("Concat", parts, hint=node.name, axis=1)
+    out = node.outputs[0].shape
+    plain = (out[0], sum(node.attrs["channels"])) + out[2:-1]
+    _to_blocked(e, y, plain, node.attrs["block"], node.outputs[0].name)
+
+
 def _adaptive_avg_pool(e: Emitter, node: Node) -> None:
     """No ONNX op: the pool is linear, so (N, C, prod(spatial)) times the bin-averaging matrix
     (prod(spatial), prod(output_size)), reshaped back."""
@@ -446,6 +455,7 @@ EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "channel_shuffle": _channel_shuffle,
     "to_blocked": _to_blocked_op,
     "from_blocked": _from_blocked_op,
+    "blocked_concat": _blocked_concat,
 }
 
 _ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE,

@@ -345,6 +345,23 @@ def channel_norm_case(r: np.random.Generator) -> Case:
 
 
 GENERATORS["channel_norm"] = (channel_norm_case, 8)
+
+
+def blocked_concat_case(r: np.random.Generator) -> Case:
+    """2-3 blocked inputs of random channel counts and blocks, repacked into 4, 8 or 16."""
+    spatial = (int(r.integers(1, 5)), int(r.integers(1, 6)))
+    shapes = [(1, int(r.integers(1, 20))) + spatial for _ in range(int(r.integers(2, 4)))]
+    blocks = [int(r.choice([4, 8, 16])) for _ in shapes]
+    g = Graph("one_blocked_concat")
+    xs = [g.add_input(f"x{i}", s) for i, s in enumerate(shapes)]
+    ys = [g.apply("to_blocked", [x], {"block": b}) for x, b in zip(xs, blocks)]
+    y = g.apply("blocked_concat", ys, {"channels": [s[1] for s in shapes],
+                                       "block": int(r.choice([4, 8, 16]))})
+    g.set_outputs([g.apply("from_blocked", [y], {"channels": sum(s[1] for s in shapes)})])
+    return g, [randn(r, s) for s in shapes]
+
+
+GENERATORS["blocked_concat"] = (blocked_concat_case, 6)
 for _name in ("layer_norm", "group_norm", "lp_norm", "mean_variance_norm"):
     GENERATORS[_name] = (norm_case(_name), 8)
 GENERATORS["log_softmax"] = (unary_case("log_softmax", lambda r: {"axis": int(r.integers(-1, 1))}),

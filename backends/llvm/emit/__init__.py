@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graphcnn.ops import VIEWS as VIEW_OPS  # computes nothing: the output aliases the input
 
-from . import conv, elementwise, linear, normalization, pool, reduce, tensor  # noqa: F401
+from . import conv, elementwise, layout_concat, linear, normalization, pool, reduce, tensor  # noqa: F401
 from .base import EMITTERS, EmitContext, Location, Task
 
 __all__ = ["EMITTERS", "VIEW_OPS", "EmitContext", "Location", "Task"]

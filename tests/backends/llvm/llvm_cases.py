@@ -392,3 +392,25 @@ def _multi(op: str, shape, attrs, consts) -> Graph:
                                                        for i, c in enumerate(consts)], attrs)
     g.set_outputs(list(node.outputs))
     return g
+
+
+def _blocked_concat(shapes_blocks, block):
+    """inputs of (shape, block) blocked, concatenated and repacked into `block` lanes."""
+    def build():
+        g = Graph("blocked_concat")
+        xs = [g.apply("to_blocked", [g.add_input(f"x{i}", s)], {"block": b})
+              for i, (s, b) in enumerate(shapes_blocks)]
+        y = g.apply("blocked_concat", xs, {"channels": [s[1] for s, _ in shapes_blocks],
+                                           "block": block})
+        g.set_outputs([g.apply("from_blocked", [y], {"channels": sum(
+            s[1] for s, _ in shapes_blocks)})])
+        return g
+    return build
+
+
+CASES["blocked_concat"] = [
+    ("densenet-growth8", _blocked_concat([((1, 24, 5, 6), 16), ((1, 8, 5, 6), 8)], 16), EXACT),
+    ("three-misaligned", _blocked_concat([((2, 5, 3, 4), 8), ((2, 7, 3, 4), 8),
+                                          ((2, 9, 3, 4), 16)], 16), EXACT),
+    ("aligned-first", _blocked_concat([((1, 16, 4, 4), 16), ((1, 20, 4, 4), 16)], 16), EXACT),
+]
