@@ -282,6 +282,10 @@ class Softmax(Layer):
         return {"axis": self.dim}
 
 
+class LogSoftmax(Softmax):
+    op = "log_softmax"
+
+
 class _PoolNd(Layer):
     nd = 2
 
@@ -471,6 +475,136 @@ class BatchNorm2d(Layer):
 
     def __repr__(self) -> str:
         return f"BatchNorm2d({self.num_features})"
+
+
+class BatchNorm1d(BatchNorm2d):
+    """Inference batch norm over (N, C) or (N, C, L), as torch.nn.BatchNorm1d."""
+
+    def check(self, shape):
+        if len(shape) not in (2, 3):
+            raise ShapeError(f"{self}: expects input (N, C) or (N, C, L), got input shape {shape}")
+        super().check(shape)
+
+    def __repr__(self) -> str:
+        return f"BatchNorm1d({self.num_features})"
+
+
+def _affine(value, default: float, shape: tuple[int, ...], layer: Layer, what: str
+            ) -> np.ndarray:
+    return _weight(value if value is not None else np.full(shape, default), shape, layer, what)
+
+
+class LayerNorm(Layer):
+    """torch.nn.LayerNorm: standardise over the last len(normalized_shape) dims, then the
+    elementwise weight and bias (ones and zeros by default; none when elementwise_affine is
+    False)."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool | np.ndarray = True, weight: np.ndarray | None = None):
+        self.normalized_shape = (int(normalized_shape),) if isinstance(
+            normalized_shape, (int, np.integer)) else tuple(int(d) for d in normalized_shape)
+        if eps < 0:
+            raise ShapeError(f"LayerNorm: eps {eps} must be >= 0")
+        self.eps, shape = eps, self.normalized_shape
+        self.weight = _affine(weight if elementwise_affine else None, 1.0, shape, self, "weight")
+        has_bias = elementwise_affine and not (isinstance(bias, bool) and not bias)
+        self.bias = (_affine(None if isinstance(bias, bool) else bias, 0.0, shape, self, "bias")
+                     if has_bias else None)
+
+    def check(self, shape):
+        k = len(self.normalized_shape)
+        if len(shape) < k or tuple(shape[-k:]) != self.normalized_shape:
+            raise ShapeError(f"{self}: the input's last dims must be {self.normalized_shape}, "
+                             f"got input shape {shape}")
+
+    def emit(self, x):
+        params = {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
+        return x.builder.op("layer_norm", [x], name="layer_norm", params=params,
+                            axis=len(x.shape) - len(self.normalized_shape), epsilon=self.eps)
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.normalized_shape})"
+
+
+class GroupNorm(Layer):
+    """torch.nn.GroupNorm: standardise per (image, group of channels), then per-channel weight
+    and bias (ones and zeros by default)."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True, weight: np.ndarray | None = None,
+                 bias: np.ndarray | None = None):
+        if num_groups < 1 or num_channels % num_groups:
+            raise ShapeError(f"GroupNorm: num_groups {num_groups} must divide num_channels "
+                             f"{num_channels}")
+        if eps < 0:
+            raise ShapeError(f"GroupNorm: eps {eps} must be >= 0")
+        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        c = (num_channels,)
+        self.weight = _affine(weight if affine else None, 1.0, c, self, "weight")
+        self.bias = _affine(bias if affine else None, 0.0, c, self, "bias")
+
+    def check(self, shape):
+        if len(shape) < 2 or shape[1] != self.num_channels:
+            raise ShapeError(f"{self}: expects {self.num_channels} channels, got input shape "
+                             f"{shape}")
+
+    def emit(self, x):
+        return x.builder.op("group_norm", [x], name="group_norm",
+                            params={"weight": self.weight, "bias": self.bias},
+                            num_groups=self.num_groups, epsilon=self.eps)
+
+    def __repr__(self) -> str:
+        return f"GroupNorm({self.num_groups}, {self.num_channels})"
+
+
+class InstanceNorm2d(GroupNorm):
+    """torch.nn.InstanceNorm2d (no running statistics): one group per channel; affine=False
+    by default, as in PyTorch."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = False,
+                 weight: np.ndarray | None = None, bias: np.ndarray | None = None):
+        super().__init__(num_features, num_features, eps, affine, weight, bias)
+
+    def check(self, shape):
+        if len(shape) != 4:
+            raise ShapeError(f"{self}: expects input (N, C, H, W), got input shape {shape}")
+        super().check(shape)
+
+    def __repr__(self) -> str:
+        return f"InstanceNorm2d({self.num_channels})"
+
+
+class AdaptiveAvgPool2d(Layer):
+    """torch.nn.AdaptiveAvgPool2d(output_size): an int, or (h, w) with None keeping the input
+    size. Output 1x1 is the global average pool, sizes dividing the input an average pool,
+    others the adaptive_avg_pool op (PyTorch's bins)."""
+
+    def __init__(self, output_size):
+        size = (output_size, output_size) if output_size is None or isinstance(
+            output_size, (int, np.integer)) else tuple(output_size)
+        if len(size) != 2 or any(s is not None and int(s) < 1 for s in size):
+            raise ShapeError(f"AdaptiveAvgPool2d: output_size {output_size!r} must be a "
+                             f"positive int or two (or None)")
+        self.output_size = tuple(None if s is None else int(s) for s in size)
+
+    def check(self, shape):
+        if len(shape) != 4:
+            raise ShapeError(f"{self}: expects input (N, C, H, W), got input shape {shape}")
+
+    def emit(self, x):
+        spatial = x.shape[2:]
+        out = tuple(s if o is None else o for s, o in zip(spatial, self.output_size))
+        if out == (1, 1):
+            return x.builder.op("global_avg_pool", [x], name="adaptive_avg_pool")
+        if all(s % o == 0 for s, o in zip(spatial, out)):
+            kernel = tuple(s // o for s, o in zip(spatial, out))
+            return x.builder.op("avg_pool", [x], name="adaptive_avg_pool", kernel_shape=kernel,
+                                strides=kernel)
+        return x.builder.op("adaptive_avg_pool", [x], name="adaptive_avg_pool",
+                            output_size=out)
+
+    def __repr__(self) -> str:
+        return f"AdaptiveAvgPool2d({self.output_size})"
 
 
 class LocalResponseNorm(Layer):

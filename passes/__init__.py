@@ -11,7 +11,8 @@ Levels:
   0  nothing (the graph as given, verified)
   1  cleanups that never change what runs: identity/dropout removal, constant folding,
      view cancellation, CSE, dead code
-  2  level 1 + batch-norm folding, pad folding, epilogue fusion (bias, residual, activation),
+  2  level 1 + spelled-out layer norms as one op, spatial reductions as global pools,
+     per-channel mul/add after a batch norm folded into it, batch-norm folding, pad folding, epilogue fusion (bias, residual, activation),
      concat prefix reuse, in-place concat marks; for target "llvm" also the strided-1x1 split,
      the channel-shuffle op, the blocked layout (dense heads reading it directly)
   3  level 2, with the cleanup + fusion passes run a second time after the layout choice
@@ -43,12 +44,15 @@ from .fold_batch_norm import fold_batch_norm
 from .fold_constants import fold_constants
 from .fold_pad import fold_pad
 from .fuse_activation import fuse_conv_activation
+from .fuse_batch_norm_affine import fuse_batch_norm_affine
 from .fuse_conv_pool import fuse_conv_pool
+from .fuse_layer_norm import fuse_layer_norm
 from .fuse_residual import fuse_residual_add
 from .kernel_family import choose_kernel_family
 from .layout import DEFAULT_BLOCK, choose_layout
 from .legalize_convs import legalize_convs
 from .manager import Pass, PassError, PassManager, PassReport, restore_output_names
+from .reduce_to_pool import reduce_to_global_pool
 from .remove_identity import remove_identity
 from .split_strided_1x1 import split_strided_1x1
 
@@ -67,7 +71,10 @@ def _cleanup() -> list[Pass]:
 
 def _fusion() -> list[Pass]:
     return [
-        Pass("fold-batch-norm", fold_batch_norm),  # first: bn sits between conv and activation
+        Pass("fuse-layer-norm", fuse_layer_norm),  # TorchScript's spelled-out LayerNorm
+        Pass("reduce-to-global-pool", reduce_to_global_pool),  # ReduceMean over H, W: a pool
+        Pass("fuse-batch-norm-affine", fuse_batch_norm_affine),  # bn -> mul -> add: one bn
+        Pass("fold-batch-norm", fold_batch_norm),  # bn sits between conv and activation
         Pass("fold-pad", fold_pad),  # explicit pads into conv / pool windows
         Pass("fuse-residual-add", fuse_residual_add),  # before activations: act(conv + b + r)
         Pass("fuse-conv-activation", fuse_conv_activation),  # bias add, relu, clip, ... epilogues

@@ -21,15 +21,23 @@ leaving it (shared by all its NCHW consumers).
    channels to zero. One with act(0) != 0 (sigmoid: 0 -> 0.5) ends the region.
 3. a zero-preserving binary elementwise op (add, mul, sum: f(0, 0) = 0) of twins of the same
    blocked shape, its inputs of one logical shape, runs blocked.
-4. the blockable pools of the pool table (max/avg/sum pools and global pools) run blocked
-   with layout="NCHWc" (per-channel).
+4. the blockable pools of the pool table (max/avg/sum/Lp pools and global pools) and
+   adaptive_avg_pool run blocked with layout="NCHWc" (per-channel).
 5. concat on axis 1 runs blocked when all inputs have twins with the same block and every
-   input's channel count is a multiple of it (no padding inside the result).
+   input's channel count is a multiple of it (no padding inside the result); when all inputs
+   have twins but some count does not fill its blocks (a DenseNet's growth of 8 channels), it
+   becomes blocked_concat, which repacks the lanes into blocks of the largest input block.
 5b. batch_norm with constant parameters and no fused activation or one with act(0) = 0 runs
    blocked on its input's twin (DenseNet's BN + ReLU on each concat): the parameters are padded
    to every blocked channel with scale 0, bias 0, mean 0, var 1, so padding channels stay 0.
 5c. channel_shuffle runs blocked on its input's twin (padding lanes stay zero).
-5d. split on axis 1 runs blocked on its input's twin when every part's channel count is a
+5d. channel_norm (a layer norm over the channels, ConvNeXt's) with constant scale and bias runs
+   blocked on its input's twin: scale and bias are padded with zeros (padding channels stay 0)
+   and the statistics skip the padding lanes.
+5e. group_norm that is an instance norm (one group per channel; epsilon > 0) with constant
+   scale and bias runs blocked on its input's twin, every blocked channel its own group and
+   scale and bias padded with zeros (a zero padding channel normalises to zero).
+5f. split on axis 1 runs blocked on its input's twin when every part's channel count is a
    multiple of the block (ShuffleNet-v2's halves): a split of whole channel blocks.
 6. Everything else reads the logical value (through the from_blocked, kept by rule 7).
 7. Conversions nobody reads are removed (dead-code elimination at the end of the pass).
@@ -145,8 +153,21 @@ class _Blocker:
             return
         b = twins[0].type.shape[-1]
         if any(t.type.shape[-1] != b for t in twins) or any(v.shape[1] % b for v in node.inputs):
+            self.repacked_concat(node, twins)
             return
         self.rebuild(node, twins)
+
+    def repacked_concat(self, node: Node, twins: list[Value]) -> None:  # Rule 5, repacked
+        block = max(t.type.shape[-1] for t in twins)
+        y = self.graph.apply("blocked_concat", twins, {
+            "channels": [v.shape[1] for v in node.inputs], "block": block}, name=node.name,
+            before=node)
+        logical = self.graph.apply("from_blocked", [y], {"channels": node.outputs[0].shape[1]},
+                                   name=f"{node.name}.nchw", before=node)
+        self.twin[id(logical)] = y
+        self.rebuilt += 1
+        replace_node(self.graph, node, logical)
+        adopt_name(y, node)
 
     def batch_norm(self, node: Node) -> None:  # Rule 5b
         t = self.twin.get(id(node.inputs[0]))
@@ -163,13 +184,42 @@ class _Blocker:
             padded.append(self.graph.add_constant(data, name=f"{p.name}.blocked"))
         self.rebuild(node, [t] + padded, layout="NCHWc")
 
+    def channel_norm(self, node: Node) -> None:  # Rule 5d
+        t = self.twin.get(id(node.inputs[0]))
+        params = node.inputs[1:]
+        if (t is None or node.attrs["layout"] != "NCHW" or t.type.rank < 4
+                or not all(p.is_constant for p in params)):
+            return
+        channels = t.type.shape[1] * t.type.shape[-1]
+        padded = []
+        for p in params:
+            data = np.zeros(channels, np.float32)
+            data[:p.data.shape[0]] = p.data
+            padded.append(self.graph.add_constant(data, name=f"{p.name}.blocked"))
+        self.rebuild(node, [t] + padded, layout="NCHWc", channels=node.attrs["channels"])
+
+    def instance_norm(self, node: Node) -> None:  # Rule 5e
+        t = self.twin.get(id(node.inputs[0]))
+        params = node.inputs[1:]
+        if (t is None or node.attrs["layout"] != "NCHW" or t.type.rank != 5
+                or node.attrs["num_groups"] != node.inputs[0].shape[1]
+                or not node.attrs["epsilon"] > 0 or not all(p.is_constant for p in params)):
+            return
+        channels = t.type.shape[1] * t.type.shape[-1]
+        padded = []
+        for p in params:
+            data = np.zeros(channels, np.float32)
+            data[:p.data.shape[0]] = p.data
+            padded.append(self.graph.add_constant(data, name=f"{p.name}.blocked"))
+        self.rebuild(node, [t] + padded, layout="NCHWc", num_groups=channels)
+
     def channel_shuffle(self, node: Node) -> None:  # Rule 5c
         t = self.twin.get(id(node.inputs[0]))
         if t is not None and t.type.rank >= 4 and node.attrs["layout"] == "NCHW":
             self.rebuild(node, [t], layout="NCHWc", channels=node.attrs["channels"])
 
 
-    def split(self, node: Node) -> None:  # Rule 5d
+    def split(self, node: Node) -> None:  # Rule 5f
         t = self.twin.get(id(node.inputs[0]))
         if t is None or t.type.rank < 4 or node.attrs["axis"] != 1:
             return
@@ -198,7 +248,7 @@ def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
         elif node.op in ACTIVATIONS or (node.op in BINARY_OPS
                                         and BINARY_OPS[node.op].zero_preserving):
             blocker.elementwise(node)
-        elif node.op in BLOCKED_POOLS:
+        elif node.op in BLOCKED_POOLS or node.op == "adaptive_avg_pool":
             blocker.pool(node)
         elif node.op == "concat":
             blocker.concat(node)
@@ -208,5 +258,9 @@ def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
             blocker.channel_shuffle(node)
         elif node.op == "split":
             blocker.split(node)
+        elif node.op == "channel_norm":
+            blocker.channel_norm(node)
+        elif node.op == "group_norm":
+            blocker.instance_norm(node)
     removed = eliminate_dead_code(graph)  # Rule 7
     return blocker.rebuilt > 0 or removed

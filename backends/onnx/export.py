@@ -25,9 +25,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from graphcnn.errors import UnsupportedOpError
 from graphcnn.ir import Graph, Node, Value
-from graphcnn.ops import ACTIVATIONS, BINARY_OPS, POOL_OPS, get_activation
+from graphcnn.ops import ACTIVATIONS, BINARY_OPS, POOL_OPS, REDUCTIONS, get_activation
 from graphcnn.ops.opaque import OPAQUE, node_proto
-from graphcnn.ops.pool import pool_output_shape
+from graphcnn.ops.pool import adaptive_bins, pool_output_shape
 from graphcnn.ops.tensor import channel_shuffle_sources
 
 OPSET = 19
@@ -206,6 +206,8 @@ def _pool(onnx_op: str) -> Callable[[Emitter, Node], None]:
         crop = attrs.pop("crop")
         if onnx_op == "AveragePool":
             attrs["count_include_pad"] = int(a["count_include_pad"])
+        if onnx_op == "LpPool":
+            attrs["p"] = int(a["p"])
 
         def plain(x: str, final: str | None = None) -> str:
             return e.add(onnx_op, [_crop(e, x, crop, node.name)], final, hint=node.name, **attrs)
@@ -245,11 +247,12 @@ def _sum_pool(e: Emitter, node: Node) -> None:
 
 def _global_pool(onnx_op: str) -> Callable[[Emitter, Node], None]:
     def export(e: Emitter, node: Node) -> None:
+        attrs = {"p": int(node.attrs["p"])} if "p" in node.attrs else {}
         if node.attrs["layout"] == "NCHWc":
             c = node.inputs[0].shape[1] * node.inputs[0].shape[-1]
-            _blocked_io(e, node, c, lambda x: e.add(onnx_op, [x], hint=node.name), c)
+            _blocked_io(e, node, c, lambda x: e.add(onnx_op, [x], hint=node.name, **attrs), c)
         else:
-            e.add(onnx_op, [node.inputs[0].name], node.outputs[0].name)
+            e.add(onnx_op, [node.inputs[0].name], node.outputs[0].name, **attrs)
     return export
 
 
@@ -400,16 +403,118 @@ def _arg(onnx_op: str) -> Callable[[Emitter, Node], None]:
                                        "select_last_index": n.attrs["select_last_index"]})
 
 
+def _layer_norm(e: Emitter, node: Node) -> None:
+    outs = [v.name for v in node.outputs]
+    e.nodes.append(helper.make_node("LayerNormalization", [v.name for v in node.inputs], outs,
+                                    name=outs[0], axis=node.attrs["axis"],
+                                    epsilon=float(node.attrs["epsilon"])))
+
+
+def _group_norm(e: Emitter, node: Node) -> None:
+    """InstanceNormalization when every channel is a group; otherwise the groups as the
+    channels of an InstanceNormalization on (N, G, C/G * spatial), then the per-channel scale
+    and bias (GroupNormalization-18 at this opset has them per group only)."""
+    x, scale, bias = (v.name for v in node.inputs)
+    shape, groups, eps = node.inputs[0].shape, node.attrs["num_groups"], float(node.attrs["epsilon"])
+    if node.attrs["layout"] == "NCHWc":  # an instance norm over every blocked channel
+        c = shape[1] * shape[-1]
+        _blocked_io(e, node, c, lambda v: e.add("InstanceNormalization", [v, scale, bias],
+                                                hint=node.name, epsilon=eps), c)
+        return
+    if groups == shape[1] and len(shape) >= 3:
+        e.add("InstanceNormalization", [x, scale, bias], node.outputs[0].name, hint=node.name,
+              epsilon=eps)
+        return
+    grouped = e.add("Reshape", [x, e.const(_ints((shape[0], groups, -1)), "shape")],
+                    hint=node.name)
+    normed = e.add("InstanceNormalization", [grouped, e.const(np.ones(groups, np.float32), "one"),
+                                             e.const(np.zeros(groups, np.float32), "zero")],
+                   hint=node.name, epsilon=eps)
+    back = e.add("Reshape", [normed, e.const(_ints(shape), "shape")], hint=node.name)
+    per_channel = _ints((shape[1],) + (1,) * (len(shape) - 2))
+    scaled = e.add("Mul", [back, e.add("Reshape", [scale, e.const(per_channel, "shape")],
+                                       hint=node.name)], hint=node.name)
+    e.add("Add", [scaled, e.add("Reshape", [bias, e.const(per_channel, "shape")],
+                                hint=node.name)], node.outputs[0].name, hint=node.name)
+
+
+def _channel_norm(e: Emitter, node: Node) -> None:
+    """Transpose to channels-last, LayerNormalization over the last axis, transpose back."""
+    c, blocked = node.attrs["channels"], node.attrs["layout"] == "NCHWc"
+    rank = node.inputs[0].type.rank - blocked
+    params = [e.const(np.ascontiguousarray(p.data[:c]), "ln") if blocked else p.name
+              for p in node.inputs[1:]]
+
+    def plain(x: str, final: str | None = None) -> str:
+        last = e.add("Transpose", [x], hint=node.name, perm=[0] + list(range(2, rank)) + [1])
+        normed = e.add("LayerNormalization", [last] + params, hint=node.name, axis=-1,
+                       epsilon=float(node.attrs["epsilon"]))
+        return e.add("Transpose", [normed], final, hint=node.name,
+                     perm=[0, rank - 1] + list(range(1, rank - 1)))
+
+    if blocked:
+        _blocked_io(e, node, c, plain, c)
+    else:
+        plain(node.inputs[0].name, node.outputs[0].name)
+
+
+def _blocked_concat(e: Emitter, node: Node) -> None:
+    parts = [_from_blocked(e, v.name, v.shape, c)
+             for v, c in zip(node.inputs, node.attrs["channels"])]
+    y = e.add("Concat", parts, hint=node.name, axis=1)
+    out = node.outputs[0].shape
+    plain = (out[0], sum(node.attrs["channels"])) + out[2:-1]
+    _to_blocked(e, y, plain, node.attrs["block"], node.outputs[0].name)
+
+
+def _adaptive_avg_pool(e: Emitter, node: Node) -> None:
+    """No ONNX op: the pool is linear, so (N, C, prod(spatial)) times the bin-averaging matrix
+    (prod(spatial), prod(output_size)), reshaped back."""
+    blocked = node.attrs["layout"] == "NCHWc"
+    shape = node.inputs[0].shape
+    plain_shape = (shape[0], shape[1] * shape[-1]) + shape[2:-1] if blocked else shape
+    spatial, out = plain_shape[2:], tuple(node.attrs["output_size"])
+    bins = [adaptive_bins(s, o) for s, o in zip(spatial, out)]
+    matrix = np.zeros((int(np.prod(spatial)), int(np.prod(out))), np.float32)
+    for j, index in enumerate(np.ndindex(*out)):
+        cells = np.zeros(spatial, np.float32)
+        cells[tuple(slice(*bins[i][k]) for i, k in enumerate(index))] = 1.0
+        matrix[:, j] = cells.reshape(-1) / cells.sum()
+    n, c = plain_shape[:2]
+
+    def plain(x: str, final: str | None = None) -> str:
+        flat = e.add("Reshape", [x, e.const(_ints((n, c, -1)), "shape")], hint=node.name)
+        y = e.add("MatMul", [flat, e.const(matrix, "bins")], hint=node.name)
+        return e.add("Reshape", [y, e.const(_ints((n, c) + out), "shape")], final,
+                     hint=node.name)
+
+    if blocked:
+        _blocked_io(e, node, c, plain, c)
+    else:
+        plain(node.inputs[0].name, node.outputs[0].name)
+
+
 EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     OPAQUE: _opaque,
     "conv": _conv,
     **{name: (_global_pool(p.onnx) if p.is_global else _pool(p.onnx))
        for name, p in POOL_OPS.items() if p.onnx is not None},
     "sum_pool": _sum_pool,
+    "adaptive_avg_pool": _adaptive_avg_pool,
     "gemm": _gemm,
     "matmul": _simple("MatMul"),
     **{name: _activation_op(name) for name, act in ACTIVATIONS.items() if act.onnx is not None},
     "softmax": _simple("Softmax", lambda n: {"axis": n.attrs["axis"]}),
+    "log_softmax": _simple("LogSoftmax", lambda n: {"axis": n.attrs["axis"]}),
+    "layer_norm": _layer_norm,
+    "group_norm": _group_norm,
+    "channel_norm": _channel_norm,
+    "lp_norm": _simple("LpNormalization", lambda n: {"axis": n.attrs["axis"], "p": n.attrs["p"]}),
+    "mean_variance_norm": _simple("MeanVarianceNormalization",
+                                  lambda n: {"axes": list(n.attrs["axes"])}),
+    **{name: _with_const_input(r.onnx, lambda n: _ints(n.attrs["axes"]), "axes",
+                               lambda n: {"keepdims": n.attrs["keepdims"]})
+       for name, r in REDUCTIONS.items()},
     "flatten": _simple("Flatten", lambda n: {"axis": n.attrs["axis"]}),
     "reshape": _with_const_input("Reshape", lambda n: _ints(n.attrs["shape"]), "shape",
                                  lambda n: {"allowzero": int(0 in n.attrs["shape"])}),
@@ -437,6 +542,7 @@ EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "argmin": _arg("ArgMin"),
     "to_blocked": _to_blocked_op,
     "from_blocked": _from_blocked_op,
+    "blocked_concat": _blocked_concat,
 }
 
 def _value_info(v: Value, name: str | None = None) -> onnx.ValueInfoProto:

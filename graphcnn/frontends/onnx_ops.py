@@ -107,7 +107,7 @@ def conv(ctx: Context) -> Value:
     return ctx.emit("conv", [x, w] + ([b] if b is not None else []), attrs)
 
 
-def _pool(ctx: Context, op: str) -> Value:
+def import_pool(ctx: Context, op: str) -> Value:
     x = _spatial_input(ctx)
     nd = x.type.rank - 2
     if not ctx.has_attr("kernel_shape"):
@@ -119,7 +119,17 @@ def _pool(ctx: Context, op: str) -> Value:
              "ceil_mode": bool(ctx.attr("ceil_mode", 0))}
     if op == "avg_pool":
         attrs["count_include_pad"] = bool(ctx.attr("count_include_pad", 0))
+    if op == "lp_pool":
+        attrs["p"] = lp_exponent(ctx)
     return ctx.emit(op, [x], attrs)
+
+
+def lp_exponent(ctx: Context) -> int:
+    """LpPool's / GlobalLpPool's p: a float at opset 1, an int later; a positive integer."""
+    p = ctx.attr("p", 2)
+    if not float(p) >= 1 or float(p) != int(p):
+        raise ctx.shape_error(f"p {p} must be a positive integer")
+    return int(p)
 
 
 @importer("MaxPool", (1, 8, 10, 11, 12, 22),
@@ -128,14 +138,14 @@ def _pool(ctx: Context, op: str) -> Value:
 def max_pool(ctx: Context) -> Value:
     if ctx.n_outputs() > 1:
         raise ctx.unsupported("the Indices output of MaxPool is not supported")
-    return _pool(ctx, "max_pool")
+    return import_pool(ctx, "max_pool")
 
 
 @importer("AveragePool", (1, 7, 10, 11, 19, 22),
           ("auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads",
            "strides"))
 def average_pool(ctx: Context) -> Value:
-    return _pool(ctx, "avg_pool")
+    return import_pool(ctx, "avg_pool")
 
 
 @importer("GlobalAveragePool", (1, 22))
@@ -178,6 +188,11 @@ for _act in ACTIVATIONS.values():
 @importer("Softmax", (1, 11, 13), ("axis",),
           notes="before opset 13: flatten to 2-D at axis, softmax, reshape back")
 def softmax(ctx: Context) -> Value:
+    return import_softmax(ctx, "softmax")
+
+
+def import_softmax(ctx: Context, op: str) -> Value:
+    """Softmax and LogSoftmax (the softmax family of graphcnn.ops.normalization)."""
     x = ctx.input(0)
     rank = x.type.rank
     axis = int(ctx.attr("axis", -1 if ctx.version >= 13 else 1))
@@ -185,9 +200,9 @@ def softmax(ctx: Context) -> Value:
         raise ctx.shape_error(f"axis {axis} out of range for input {x.type}")
     axis %= rank
     if ctx.version >= 13 or axis == rank - 1:  # one axis: the 2-D coercion is the same thing
-        return ctx.emit("softmax", [x], {"axis": axis})
+        return ctx.emit(op, [x], {"axis": axis})
     flat = ctx.emit("flatten", [x], {"axis": axis}, suffix="/flatten")
-    soft = ctx.emit("softmax", [flat], {"axis": 1}, suffix="/softmax")
+    soft = ctx.emit(op, [flat], {"axis": 1}, suffix=f"/{op}")
     return ctx.emit("reshape", [soft], {"shape": x.shape})
 
 

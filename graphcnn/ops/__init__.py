@@ -16,6 +16,7 @@ from . import (  # noqa: F401
     normalization,
     opaque,
     pool,
+    reduce,
     tensor,
 )
 from .activation import (
@@ -31,6 +32,7 @@ from .activation import (
 )
 from .elementwise import BINARY_OPS, Binary, OnnxBinary
 from .pool import POOL_OPS, Pool
+from .reduce import REDUCTIONS, Reduction
 from .registry import OPS, REQUIRED, OpDef, get_op, register
 
 # one input, same shape out, computed value by value
@@ -58,6 +60,7 @@ __all__ = [
            "OPS",
            "POOLS",
            "POOL_OPS",
+           "REDUCTIONS",
            "REQUIRED",
            "UNARY_ELEMENTWISE",
            "VIEWS",
@@ -67,6 +70,7 @@ __all__ = [
            "OnnxBinary",
            "OpDef",
            "Pool",
+           "Reduction",
            "VectorMath",
            "apply_activation",
            "as_epilogue",

@@ -105,3 +105,33 @@ def grouped_overhead(c_in: int, c_out: int, groups: int, in_block: int, out_bloc
     ranges = group_input_blocks(c_in, c_out, groups, in_block, out_block)
     done = sum(count for _, count in ranges) * in_block * out_block
     return done / (c_out * (c_in // groups))
+
+
+# blocked_concat: the channel concat of blocked tensors whose channel counts do not fill their
+# blocks (a DenseNet's growth of 8 or 24 channels): input i is blocked (N, Cb_i, *S, b_i) holding
+# channels[i] real channels; the output is blocked with block `block`, the real channels packed
+# one after another and the last block's padding zero. (Counts that fill every block concat
+# the blocked tensors directly, on axis 1.)
+def _bc_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    chans, block = tuple(a["channels"]), a["block"]
+    require(len(chans) == len(t) and block >= 1, f"channels {list(chans)} must give one count "
+            f"per input ({len(t)}) and block {block} must be >= 1")
+    first = t[0]
+    for x, c in zip(t, chans):
+        require(x.rank == first.rank >= 4 and x.shape[0] == first.shape[0]
+                and x.shape[2:-1] == first.shape[2:-1] and x.dtype == first.dtype,
+                f"inputs {[str(v) for v in t]} must be blocked tensors of one batch and size")
+        require(0 < c and -(-c // x.shape[-1]) == x.shape[1], f"{c} channels do not fill {x}")
+    total = sum(chans)
+    return [TensorType(blocked_shape((first.shape[0], total) + first.shape[2:-1], block),
+                       first.dtype)]
+
+
+def _blocked_concat(a: dict, *xs: np.ndarray) -> np.ndarray:
+    plain = [from_blocked(x, c) for x, c in zip(xs, a["channels"])]
+    return to_blocked(np.concatenate(plain, axis=1), a["block"])
+
+
+register(OpDef("blocked_concat", {"channels": REQUIRED, "block": REQUIRED}, _bc_infer,
+               _blocked_concat, inputs=(1, None),
+               doc="concat on the channels of blocked tensors, repacked into `block` lanes"))

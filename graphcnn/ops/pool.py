@@ -1,4 +1,4 @@
-"""Pooling: max / average / sum over sliding windows (1-D/2-D/3-D), and the global pools.
+"""Pooling: max / average / sum / Lp over sliding windows (1-D/2-D/3-D), and the global pools.
 
 Window placement follows ONNX (and PyTorch): pads are all-begins then all-ends; with ceil_mode the
 last window may hang over the end but must start inside input + begin pad. Average pooling divides
@@ -7,6 +7,8 @@ Max pooling starts from the lowest float, as onnxruntime's loop does: a window e
 padding (dilation, ceil_mode) gives -3.4028235e38, and so does a window of -inf inputs (as in
 onnxruntime's 1-D and 3-D pools; its 2-D kernel keeps -inf in windows clear of padding).
 Sum pooling has no ONNX op; it is the sum over the same window (zero padding).
+Lp pooling is (sum of |x|^p over the window) ^ (1/p), padding counting as zeros (ONNX LpPool);
+p is a positive integer.
 With layout="NCHWc" the input and output are blocked (N, Cb, *S, b): the block is one more
 channel axis, so the windows are computed on the equivalent (N, Cb*b, *S) tensor.
 """
@@ -28,7 +30,7 @@ class Pool:
     (None: no ONNX op, exported another way) and whether it runs on the blocked layout."""
 
     name: str
-    reduce: str  # "max" | "avg" | "sum"
+    reduce: str  # "max" | "avg" | "sum" | "lp"
     is_global: bool
     onnx: str | None
     blockable: bool = True  # per-channel: layout="NCHWc" runs on the blocked twin
@@ -40,6 +42,8 @@ POOL_OPS: dict[str, Pool] = {p.name: p for p in (
     Pool("sum_pool", "sum", False, None),  # a depthwise ones-kernel conv in ONNX
     Pool("global_avg_pool", "avg", True, "GlobalAveragePool"),
     Pool("global_max_pool", "max", True, "GlobalMaxPool"),
+    Pool("lp_pool", "lp", False, "LpPool"),
+    Pool("global_lp_pool", "lp", True, "GlobalLpPool"),
 )}
 
 POOL_ATTRS = {"kernel_shape": REQUIRED, "strides": None, "pads": None, "dilations": None,
@@ -126,12 +130,38 @@ def _avg_pool(a: dict, x: np.ndarray) -> np.ndarray:
     return (total / np.maximum(count, 1)).astype(x.dtype)
 
 
+def lp_power(x: np.ndarray, p: int) -> np.ndarray:
+    return np.abs(x) if p == 1 else np.abs(x) ** np.float32(p)
+
+
+def lp_root(total: np.ndarray, p: int) -> np.ndarray:
+    if p == 1:
+        return total
+    return np.sqrt(total) if p == 2 else total ** np.float32(1 / p)
+
+
+def _lp_pool(a: dict, x: np.ndarray) -> np.ndarray:
+    win, _, _ = _padded_windows(a, lp_power(x, a["p"]), 0.0)
+    return lp_root(win.sum(axis=_reduce_axes(x.ndim - 2), dtype=np.float32), a["p"]).astype(
+        x.dtype)
+
+
+def _lp_infer(infer):
+    def checked(a: dict, t: list[TensorType]) -> list[TensorType]:
+        require(int(a["p"]) == a["p"] and a["p"] >= 1, f"p {a['p']} must be a positive integer")
+        return infer(a, t)
+    return checked
+
+
 register(OpDef("max_pool", dict(POOL_ATTRS), blockable(_infer), blockable(_max_pool),
                normalize=_normalize, doc="max over each window (padding never wins)"))
 register(OpDef("avg_pool", {**POOL_ATTRS, "count_include_pad": False}, blockable(_infer),
                blockable(_avg_pool), normalize=_normalize, doc="mean over each window"))
 register(OpDef("sum_pool", dict(POOL_ATTRS), blockable(_infer), blockable(_sum_pool),
                normalize=_normalize, doc="sum over each window (zero padding)"))
+register(OpDef("lp_pool", {**POOL_ATTRS, "p": 2}, _lp_infer(blockable(_infer)),
+               blockable(_lp_pool), normalize=_normalize,
+               doc="(sum of |x|^p over each window) ^ (1/p), zero padding"))
 
 
 def _global_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
@@ -149,3 +179,41 @@ register(OpDef("global_avg_pool", {"layout": "NCHW"}, blockable(_global_infer),
 register(OpDef("global_max_pool", {"layout": "NCHW"}, blockable(_global_infer),
                blockable(lambda a, x: x.max(axis=_spatial(x), keepdims=True)),
                doc="max over all spatial dims"))
+
+register(OpDef("global_lp_pool", {"layout": "NCHW", "p": 2}, _lp_infer(blockable(_global_infer)),
+               blockable(lambda a, x: lp_root(lp_power(x, a["p"]).sum(
+                   axis=_spatial(x), keepdims=True, dtype=np.float32), a["p"]).astype(x.dtype)),
+               doc="(sum of |x|^p over all spatial dims) ^ (1/p)"))
+
+
+# ----- adaptive average pooling ---------------------------------------------------------------
+def adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
+    """PyTorch's bins: output i averages [floor(i * size / out), ceil((i + 1) * size / out))."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def _adaptive_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    x = t[0]
+    nd = x.rank - 2
+    out = tuple(int(o) for o in a["output_size"])
+    require(x.rank >= 3, f"input must be (N, C, *spatial), got {x}")
+    require(len(out) == nd and min(out) >= 1,
+            f"output_size {list(out)} must be {nd} positive sizes for input {x}")
+    return [TensorType(x.shape[:2] + out, x.dtype)]
+
+
+def _adaptive_avg_pool(a: dict, x: np.ndarray) -> np.ndarray:
+    out = tuple(a["output_size"])
+    bins = [adaptive_bins(x.shape[2 + i], o) for i, o in enumerate(out)]
+    y = np.empty(x.shape[:2] + out, np.float32)
+    for index in np.ndindex(*out):
+        window = tuple(slice(*bins[i][j]) for i, j in enumerate(index))
+        y[(slice(None), slice(None)) + index] = x[(slice(None), slice(None)) + window].mean(
+            axis=tuple(range(2, x.ndim)), dtype=np.float32)
+    return y
+
+
+# per channel, so it also runs on the blocked layout (layout="NCHWc")
+register(OpDef("adaptive_avg_pool", {"output_size": REQUIRED, "layout": "NCHW"},
+               blockable(_adaptive_infer), blockable(_adaptive_avg_pool),
+               doc="mean over PyTorch's adaptive bins (AdaptiveAvgPool): any output size"))

@@ -11,7 +11,7 @@ from indexing_cases import GENERATORS as INDEXING_GENERATORS
 
 import graphcnn as gc
 from graphcnn.ir import Graph
-from graphcnn.ops import ACTIVATIONS, OPS
+from graphcnn.ops import ACTIVATIONS, OPS, REDUCTIONS
 
 Case = tuple[Graph, list[np.ndarray]]
 
@@ -115,6 +115,8 @@ def pool_case(op: str) -> Callable:
                  "ceil_mode": bool(rng.random() < 0.4)}
         if op == "avg_pool":
             attrs["count_include_pad"] = bool(rng.random() < 0.5)
+        if op == "lp_pool":
+            attrs["p"] = int(rng.choice([1, 2, 3]))
         shape = (int(rng.integers(1, 3)), int(rng.integers(1, 5)), *size)
         blocked = 4 if nd == 2 and rng.random() < 0.2 else 0
         if blocked:
@@ -126,7 +128,8 @@ def pool_case(op: str) -> Callable:
 def global_pool_case(op: str) -> Callable:
     def make(rng) -> Case:
         shape = (2, int(rng.integers(1, 6)), *rng.integers(1, 7, int(rng.integers(1, 4))))
-        return single_op(op, rng, [shape])
+        attrs = {"p": int(rng.choice([1, 2, 3]))} if op == "global_lp_pool" else {}
+        return single_op(op, rng, [shape], (), attrs)
     return make
 
 
@@ -229,6 +232,11 @@ GENERATORS: dict[str, tuple[Callable, int]] = {
     "sum_pool": (pool_case("sum_pool"), 20),
     "global_avg_pool": (global_pool_case("global_avg_pool"), 4),
     "global_max_pool": (global_pool_case("global_max_pool"), 4),
+    "lp_pool": (pool_case("lp_pool"), 15),
+    "global_lp_pool": (global_pool_case("global_lp_pool"), 6),
+    "adaptive_avg_pool": (lambda r: single_op(
+        "adaptive_avg_pool", r, [(2, 3, int(r.integers(1, 12)), int(r.integers(1, 12)))], (),
+        {"output_size": [int(r.integers(1, 8)), int(r.integers(1, 8))]}), 8),
     "relu": (unary_case("relu"), 3),
     "sigmoid": (unary_case("sigmoid"), 3),
     "leaky_relu": (unary_case("leaky_relu", lambda r: {"alpha": float(r.uniform(0, 1))}), 3),
@@ -267,6 +275,99 @@ GENERATORS: dict[str, tuple[Callable, int]] = {
 GENERATORS.update(INDEXING_GENERATORS)  # any-dtype ops: their own inputs (indexing_cases.py)
 for _name in ACTIVATIONS:  # a new activation gets draws with its default attributes
     GENERATORS.setdefault(_name, (unary_case(_name), 3))
+
+
+def reduce_case(op: str) -> Callable:
+    """A random rank 1-4 shape, a random subset of axes (negative ones too; none = all),
+    keepdims 0 or 1; reduce_log_sum reduces sigmoid(x) (a positive sum)."""
+    def make(r: np.random.Generator) -> Case:
+        shape = tuple(int(d) for d in r.integers(1, 7, int(r.integers(1, 5))))
+        axes = [int(a) - len(shape) * int(r.random() < 0.3)
+                for a in range(len(shape)) if r.random() < 0.5]
+        attrs = {"axes": axes, "keepdims": int(r.integers(0, 2))}
+        g = Graph(f"one_{op}")
+        x = g.add_input("x0", shape)
+        if op == "reduce_log_sum":
+            x = g.apply("sigmoid", [x])
+        g.set_outputs([g.apply(op, [x], attrs)])
+        return g, [randn(r, shape)]
+    return make
+
+
+for _name in REDUCTIONS:
+    GENERATORS[_name] = (reduce_case(_name), 6)
+
+
+def norm_case(op: str) -> Callable:
+    """layer_norm at a random axis (bias or not), group_norm with a random divisor of C as
+    the groups (one per channel: InstanceNormalization), lp_norm p 1/2 at a random axis,
+    mean_variance_norm over (0, 2, 3) or a random subset of axes."""
+    def make(r: np.random.Generator) -> Case:
+        shape = tuple(int(d) for d in r.integers(1, 7, 4))
+        if op == "layer_norm":
+            axis = int(r.integers(-4, 4))
+            norm = shape[axis % 4:]
+            consts = [randn(r, norm)] + ([randn(r, norm)] if r.random() < 0.7 else [])
+            return single_op(op, r, [shape], consts,
+                             {"axis": axis, "epsilon": float(r.uniform(1e-6, 1e-2))})
+        if op == "group_norm":
+            c = int(r.integers(1, 5)) * 2
+            shape = (shape[0], c) + shape[2:]
+            if r.random() < 0.3:  # the blocked instance norm, padding lanes in its last block
+                block = int(r.choice([4, 8]))
+                width = -(-c // block) * block
+                consts = [np.pad(randn(r, c), (0, width - c)) for _ in range(2)]
+                return single_op(op, r, [shape], consts, {
+                    "num_groups": width, "epsilon": float(r.uniform(1e-6, 1e-2)),
+                    "layout": "NCHWc"}, blocked=block)
+            groups = int(r.choice([g for g in range(1, c + 1) if c % g == 0]))
+            return single_op(op, r, [shape], [randn(r, c), randn(r, c)],
+                             {"num_groups": groups, "epsilon": float(r.uniform(1e-6, 1e-2))})
+        if op == "lp_norm":
+            return single_op(op, r, [shape], (), {"axis": int(r.integers(-4, 4)),
+                                                  "p": int(r.choice([1, 2]))})
+        axes = (0, 2, 3) if r.random() < 0.5 else tuple(
+            a for a in range(4) if r.random() < 0.5) or (1,)
+        # onnxruntime's E[x^2] - E[x]^2 goes negative (NaN) over a single element: 2+ each
+        shape = tuple(max(d, 2) for d in shape)
+        return single_op(op, r, [shape], (), {"axes": axes})
+    return make
+
+
+def channel_norm_case(r: np.random.Generator) -> Case:
+    """Plain, or blocked with padding lanes in the last block."""
+    c = int(r.integers(1, 21))
+    shape = (int(r.integers(1, 3)), c, int(r.integers(1, 6)), int(r.integers(1, 9)))
+    block = int(r.choice([0, 4, 8, 16]))
+    width = -(-c // block) * block if block else c
+    consts = [np.pad(randn(r, c), (0, width - c)) for _ in range(2)]
+    attrs = {"epsilon": float(r.uniform(1e-6, 1e-2)), "layout": "NCHWc" if block else "NCHW",
+             "channels": c if block else 0}
+    return single_op("channel_norm", r, [shape], consts, attrs, blocked=block)
+
+
+GENERATORS["channel_norm"] = (channel_norm_case, 8)
+
+
+def blocked_concat_case(r: np.random.Generator) -> Case:
+    """2-3 blocked inputs of random channel counts and blocks, repacked into 4, 8 or 16."""
+    spatial = (int(r.integers(1, 5)), int(r.integers(1, 6)))
+    shapes = [(1, int(r.integers(1, 20))) + spatial for _ in range(int(r.integers(2, 4)))]
+    blocks = [int(r.choice([4, 8, 16])) for _ in shapes]
+    g = Graph("one_blocked_concat")
+    xs = [g.add_input(f"x{i}", s) for i, s in enumerate(shapes)]
+    ys = [g.apply("to_blocked", [x], {"block": b}) for x, b in zip(xs, blocks)]
+    y = g.apply("blocked_concat", ys, {"channels": [s[1] for s in shapes],
+                                       "block": int(r.choice([4, 8, 16]))})
+    g.set_outputs([g.apply("from_blocked", [y], {"channels": sum(s[1] for s in shapes)})])
+    return g, [randn(r, s) for s in shapes]
+
+
+GENERATORS["blocked_concat"] = (blocked_concat_case, 6)
+for _name in ("layer_norm", "group_norm", "lp_norm", "mean_variance_norm"):
+    GENERATORS[_name] = (norm_case(_name), 8)
+GENERATORS["log_softmax"] = (unary_case("log_softmax", lambda r: {"axis": int(r.integers(-1, 1))}),
+                             5)
 CASES = [(op, i) for op, (_, count) in GENERATORS.items() for i in range(count)]
 
 

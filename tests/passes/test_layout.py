@@ -78,13 +78,13 @@ def test_rule3_add_and_rule6_other_consumer():
                         "from_blocked"]
 
 
-def test_rule5_concat_needs_block_multiples():
-    for c, blocked in ((16, True), (8, False)):
+def test_rule5_concat_of_block_multiples_or_repacked():
+    for c, op in ((16, "concat"), (8, "blocked_concat")):
         g, x = _input(16)
         cat = g.apply("concat", [_conv(g, x, c, 1), _conv(g, x, 16, 3)], {"axis": 1})
         g.set_outputs([_conv(g, cat, 16, 5)])
         out = check_pass(g, partial(choose_layout, block=16))
-        assert ("from_blocked" not in ops(out)[:-1]) is blocked
+        assert "from_blocked" not in ops(out)[:-1] and op in ops(out)
 
 
 def test_noop_without_convs():

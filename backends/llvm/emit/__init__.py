@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from graphcnn.ops import VIEWS as VIEW_OPS  # computes nothing: the output aliases the input
 
-from . import conv, elementwise, indexing, linear, normalization, pool, tensor  # noqa: F401
+from . import (  # noqa: F401
+    conv,
+    elementwise,
+    indexing,
+    layout_concat,
+    linear,
+    normalization,
+    pool,
+    reduce,
+    tensor,
+)
 from .base import ELEMENT_TYPES, EMITTERS, EmitContext, Location, Task
 from .indexing import ANY_DTYPE_OPS
 

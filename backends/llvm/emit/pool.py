@@ -1,4 +1,4 @@
-"""Pooling: max / avg / sum windows (1-D/2-D/3-D, ceil_mode, dilation, count_include_pad) and
+"""Pooling: max / avg / sum / Lp windows (1-D/2-D/3-D, ceil_mode, dilation, count_include_pad) and
 the global pools, on NCHW or the blocked NCHWc layout.
 
 A task is one output row (n, c, od, oh); avg divides by the per-pixel count, a product of
@@ -23,6 +23,7 @@ from llvmlite import ir
 
 from graphcnn.ir import Node
 from graphcnn.ops import POOL_OPS
+from graphcnn.ops.pool import adaptive_bins
 
 from ..builder import (
     F32,
@@ -35,6 +36,7 @@ from ..builder import (
     hreduce,
     hsum,
     i64,
+    intrinsic,
     linear,
     load,
     load_table,
@@ -89,7 +91,9 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
     vw = ctx.vw
 
     def combine(b: ir.IRBuilder, acc: ir.Value, v: ir.Value, name: str) -> ir.Value:
-        return fmax(b, acc, v, name) if is_max else b.fadd(acc, v, name=name)
+        if is_max:
+            return fmax(b, acc, v, name)
+        return b.fadd(acc, lp_power(b, v, a["p"], name) if kind == "lp" else v, name=name)
 
     if kind == "avg":
         inc = a["count_include_pad"]
@@ -106,7 +110,8 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
         geometry = _Windows((dd, hh, ww), (od, oh, ow), (kd, kh, kw), (sd, sh, sw), (pd, ph, pw),
                             (ld, lh, lw))
         _emit_blocked(ctx, node, geometry, blk, combine, MAX_INIT if is_max else 0.0,
-                      (tab_dh, tab_w) if kind == "avg" else None)
+                      (tab_dh, tab_w) if kind == "avg" else None,
+                      (lambda b, v: lp_root(b, v, a["p"], "root")) if kind == "lp" else None)
         return
     with ctx.task(node, n * c * od * oh, work) as (b, env, t):
         tn_c, tod, toh = decompose(b, t, [n * c, od, oh], "t")
@@ -161,6 +166,29 @@ def emit_pool(ctx: EmitContext, node: Node) -> None:
                 cnt = b.fmul(cw, splat_value(b, f_dh, wd, "cdh.v"), name="cnt")
                 store(b, b.fdiv(load(b, row, i, wd, "tot"), cnt, name="avg"), row, i, "avg")
             vec_loop(b, 0, row_len, vw, divide, "div")
+        if kind == "lp":
+            vec_loop(b, 0, row_len, vw, lambda i, wd: store(
+                b, lp_root(b, load(b, row, i, wd, "tot"), a["p"], "root"), row, i, "lp"), "root")
+
+
+def lp_power(b: ir.IRBuilder, v: ir.Value, p: int, name: str) -> ir.Value:
+    """|v| ** p for a positive integer p, by multiplications."""
+    m = intrinsic(b, "llvm.fabs", [v], f"{name}.abs")
+    out = m
+    for _ in range(p - 1):
+        out = b.fmul(out, m, name=f"{name}.pow")
+    return out
+
+
+def lp_root(b: ir.IRBuilder, v: ir.Value, p: int, name: str) -> ir.Value:
+    """v ** (1 / p): nothing for p = 1, a square root for 2, llvm.pow otherwise."""
+    if p == 1:
+        return v
+    if p == 2:
+        return intrinsic(b, "llvm.sqrt", [v], name)
+    width = v.type.count if isinstance(v.type, ir.VectorType) else 0
+    exp = splat(1.0 / p, width) if width else ir.Constant(F32, 1.0 / p)
+    return intrinsic(b, "llvm.pow", [v, exp], name)
 
 
 @dataclass(frozen=True)
@@ -193,7 +221,8 @@ class _Windows:
 
 
 def _emit_blocked(ctx: EmitContext, node: Node, g: _Windows, blk: int, combine: Callable,
-                  init: float, avg_tables: tuple | None) -> None:
+                  init: float, avg_tables: tuple | None, finish: Callable | None = None
+                  ) -> None:
     x, y = node.inputs[0], node.outputs[0]
     (dd, hh, ww), (od, oh, ow) = g.size, g.out
     full = list(range(g.kernel[2]))
@@ -236,6 +265,8 @@ def _emit_blocked(ctx: EmitContext, node: Node, g: _Windows, blk: int, combine: 
                                  name="cw")
                 count = b.fmul(count_dh, count_w, name="cnt")
                 value = b.fdiv(value, splat_value(b, count, blk, "cnt.v"), name="avg")
+            if finish is not None:
+                value = finish(b, value)
             store(b, value, row, b.mul(o, i64(blk), name="o.off"), "y")
 
         for o in range(lo):  # left border pixels, then the interior loop, then the right ones
@@ -266,14 +297,16 @@ def emit_global_pool(ctx: EmitContext, node: Node) -> None:
     xs = x.type.shape[:-1] if blocked else x.type.shape
     n, c = xs[:2]
     spatial = int(np.prod(xs[2:]))
-    is_max = POOL_OPS[node.op].reduce == "max"
+    kind = POOL_OPS[node.op].reduce
+    is_max = kind == "max"
+    p = node.attrs.get("p", 1)
     vw = ctx.vw
     with ctx.task(node, n * c, x.type.size) as (b, env, t):
         src = gep(b, ctx.ptr(b, env, x, "in"), b.mul(t, i64(spatial * blk), name="src.off"),
                   "src")
         dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(blk), name="dst.off"), "dst")
         if blk == 1:
-            _reduce_contiguous(b, src, dst, spatial, is_max, vw)
+            _reduce_contiguous(b, src, dst, spatial, kind, vw, p)
             return_scale = None
         else:
             init = float("-inf") if is_max else 0.0
@@ -283,20 +316,27 @@ def emit_global_pool(ctx: EmitContext, node: Node) -> None:
 
                 def body(i, wd):
                     v = load(b, src, b.add(base, i, name="x.o"), wd, "x")
+                    if kind == "lp":
+                        v = lp_power(b, v, p, "xp")
                     acc = load(b, dst, i, wd, "acc")
                     store(b, fmax(b, acc, v, "m") if is_max else b.fadd(acc, v, name="a"),
                           dst, i, "acc")
                 vec_loop(b, 0, blk, vw, body, "blk")
             return_scale = blk
-        if not is_max and return_scale:
+        if kind == "lp" and return_scale:
+            vec_loop(b, 0, blk, vw, lambda i, wd: store(
+                b, lp_root(b, load(b, dst, i, wd, "tot"), p, "root"), dst, i, "lp"), "root")
+        elif not is_max and return_scale:
             vec_loop(b, 0, blk, vw, lambda i, wd: store(
                 b, b.fdiv(load(b, dst, i, wd, "tot"), splat(float(spatial), wd), name="mean"),
                 dst, i, "mean"), "div")
 
 
-def _reduce_contiguous(b: ir.IRBuilder, src: ir.Value, dst: ir.Value, count: int, is_max: bool,
-                       vw: int) -> None:
-    """dst[0] = max or mean of src[0:count]: vector accumulator, then a horizontal reduce."""
+def _reduce_contiguous(b: ir.IRBuilder, src: ir.Value, dst: ir.Value, count: int, kind: str,
+                       vw: int, p: int = 1) -> None:
+    """dst[0] = max, mean or Lp norm of src[0:count]: vector accumulator, then a horizontal
+    reduce."""
+    is_max = kind == "max"
     init = float("-inf") if is_max else 0.0
     width = vw if count >= vw else 1
     acc_slot = entry_alloca(b, ir.VectorType(F32, width), "acc.slot")
@@ -306,6 +346,8 @@ def _reduce_contiguous(b: ir.IRBuilder, src: ir.Value, dst: ir.Value, count: int
 
     def body(i, wd):
         v = load(b, src, i, wd, "x")
+        if kind == "lp":
+            v = lp_power(b, v, p, "xp")
         slot = acc_slot if wd == width else None
         if slot is None:  # tail lane
             acc = b.load(tail_slot, name="tacc")
@@ -321,5 +363,47 @@ def _reduce_contiguous(b: ir.IRBuilder, src: ir.Value, dst: ir.Value, count: int
         total = fmax(b, hreduce(b, vacc, lambda x, y: fmax(b, x, y, "hm"), "h"), tail, "max")
     else:
         total = b.fadd(hsum(b, vacc, "h"), tail, name="sum")
-        total = b.fdiv(total, ir.Constant(F32, float(count)), name="mean")
+        total = lp_root(b, total, p, "root") if kind == "lp" else \
+            b.fdiv(total, ir.Constant(F32, float(count)), name="mean")
     b.store(total, dst)
+
+
+@emitter("adaptive_avg_pool")
+def emit_adaptive_avg_pool(ctx: EmitContext, node: Node) -> None:
+    """A task is one output row (n, c, od, oh); each output pixel sums its bin (the bin bounds
+    per axis from constant tables) into one vector: the block's lanes on NCHWc, one lane on
+    NCHW, and divides by the bin's cell count."""
+    x, y = node.inputs[0], node.outputs[0]
+    blocked = node.attrs["layout"] == "NCHWc"
+    blk = x.type.shape[-1] if blocked else 1
+    xs = x.type.shape[:-1] if blocked else x.type.shape
+    nd = len(xs) - 2
+    n_c = x.type.shape[0] * x.type.shape[1]
+    size = as_3d(xs[2:], nd, 1)
+    out = as_3d(tuple(node.attrs["output_size"]), nd, 1)
+    tables = [const_table(ctx.module, f"{node.name}.bins{i}",
+                          [v for bin_ in adaptive_bins(s, o) for v in bin_])
+              for i, (s, o) in enumerate(zip(size, out))]
+    (dd, hh, ww), (od, oh, ow) = size, out
+    with ctx.task(node, n_c * od * oh, x.type.size) as (b, env, t):
+        tn_c, tod, toh = decompose(b, t, [n_c, od, oh], "t")
+
+        def bounds(axis: int, o: ir.Value) -> tuple[ir.Value, ir.Value]:
+            return tuple(load_table(b, tables[axis], linear(b, f"b{axis}.{i}", (o, 2), const=i),
+                                    f"k{axis}.{i}") for i in range(2))
+        (d0, d1), (h0, h1) = bounds(0, tod), bounds(1, toh)
+        in_ch = gep(b, ctx.ptr(b, env, x, "in"), b.mul(tn_c, i64(dd * hh * ww * blk)), "in_ch")
+        row = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(ow * blk), name="row.off"), "row")
+        acc = entry_alloca(b, vec_type(blk), "acc")
+        with for_range(b, 0, ow, name="ow") as o:
+            w0, w1 = bounds(2, o)
+            b.store(splat(0.0, blk), acc)
+            with for_range(b, d0, d1, name="d") as d, for_range(b, h0, h1, name="h") as h:
+                line = gep(b, in_ch, linear(b, "line", (d, hh * ww * blk), (h, ww * blk)), "line")
+                with for_range(b, w0, w1, name="w") as w:
+                    v = load(b, line, b.mul(w, i64(blk), name="w.off"), blk, "x")
+                    b.store(b.fadd(b.load(acc, name="a"), v, name="a2"), acc)
+            cells = b.mul(b.mul(b.sub(d1, d0), b.sub(h1, h0)), b.sub(w1, w0), name="cells")
+            count = b.sitofp(cells, F32, name="count")
+            store(b, b.fdiv(b.load(acc, name="sum"), splat_value(b, count, blk, "cnt"),
+                            name="avg"), row, b.mul(o, i64(blk), name="o.off"), "y")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcnn.ir import Graph
-from graphcnn.ops import ACTIVATIONS
+from graphcnn.ops import ACTIVATIONS, REDUCTIONS
 
 RNG = np.random.default_rng(1234)
 EXACT, SUMMED = 1e-5, 1e-4
@@ -182,6 +182,30 @@ CASES: dict[str, list] = {
         ("2d", lambda: single("global_avg_pool", [(2, 5, 7, 9)]), SUMMED),
         ("nchwc", pool_blocked("global_avg_pool", (1, 20, 7, 7), 16), SUMMED),
     ],
+    "lp_pool": [
+        ("2d-p2", lambda: single("lp_pool", [(2, 3, 9, 19)], {"kernel_shape": (3, 3),
+                                                              "strides": (2, 1)}), EXACT),
+        ("pads-p3", lambda: single("lp_pool", [(1, 3, 9, 11)], {
+            "kernel_shape": (3, 2), "pads": (1, 1, 1, 0), "ceil_mode": True, "p": 3,
+            "strides": (2, 2), "dilations": (1, 2)}), EXACT),
+        ("1d-p1", lambda: single("lp_pool", [(2, 2, 40)], {"kernel_shape": (4,), "p": 1}),
+         EXACT),
+        ("nchwc", pool_blocked("lp_pool", (1, 20, 9, 11), 16, kernel_shape=(3, 3),
+                               pads=(1, 1, 1, 1), strides=(2, 2)), EXACT),
+    ],
+    "adaptive_avg_pool": [
+        ("2d", lambda: single("adaptive_avg_pool", [(2, 3, 11, 13)], {"output_size": (3, 5)}),
+         EXACT),
+        ("1d-grow", lambda: single("adaptive_avg_pool", [(1, 2, 5)], {"output_size": (7,)}),
+         EXACT),
+        ("nchwc", pool_blocked("adaptive_avg_pool", (1, 20, 9, 7), 16, output_size=(4, 3)),
+         EXACT),
+    ],
+    "global_lp_pool": [
+        ("2d", lambda: single("global_lp_pool", [(2, 5, 7, 9)]), SUMMED),
+        ("p1", lambda: single("global_lp_pool", [(1, 3, 50)], {"p": 1}), SUMMED),
+        ("nchwc-p3", pool_blocked("global_lp_pool", (1, 9, 5, 5), 8, p=3), SUMMED),
+    ],
     "global_max_pool": [
         ("2d", lambda: single("global_max_pool", [(2, 5, 7, 9)]), EXACT),
         ("1d", lambda: single("global_max_pool", [(1, 3, 50)]), EXACT),
@@ -212,6 +236,10 @@ CASES: dict[str, list] = {
         ("last", lambda: single("softmax", [(3, 37)]), EXACT),
         ("middle", lambda: single("softmax", [(2, 5, 3, 4)], {"axis": 1}), EXACT),
         ("first", lambda: single("softmax", [(6, 7)], {"axis": 0}), EXACT),
+    ],
+    "log_softmax": [
+        ("last", lambda: single("log_softmax", [(3, 37)]), EXACT),
+        ("middle", lambda: single("log_softmax", [(2, 5, 3, 4)], {"axis": 1}), EXACT),
     ],
     "relu": [("odd", lambda: single("relu", [(3, 5, 7)]), EXACT)],
     "leaky_relu": [("odd", lambda: single("leaky_relu", [(2, 33)], {"alpha": 0.2}), EXACT)],
@@ -337,3 +365,94 @@ def _where() -> Graph:
 
 for _name in ACTIVATIONS:  # a new activation gets a case with its default attributes
     CASES.setdefault(_name, [("odd", lambda n=_name: single(n, [(5, 41)]), EXACT)])
+
+
+def _positive(g, x):
+    return g.apply("sigmoid", [x])  # reduce_log_sum: a sum of positive values
+
+
+# every reduction: the innermost run reduced (H*W, everything) or kept (channels, outer axes)
+REDUCE_CASES = [
+    ("hw", (2, 5, 6, 7), {"axes": (2, 3)}), ("inner", (3, 37), {"axes": (-1,), "keepdims": 0}),
+    ("all", (4, 3, 33), {}), ("outer", (3, 7, 19), {"axes": (1,), "keepdims": 0}),
+    ("mixed", (2, 3, 4, 21), {"axes": (0, 2)}), ("split", (2, 3, 4, 5), {"axes": (1, 3)}),
+]
+for _name in REDUCTIONS:
+    CASES[_name] = [(cid, lambda n=_name, s=shape, a=attrs: single(
+        n, [s], a, pre=_positive if n == "reduce_log_sum" else None), SUMMED)
+        for cid, shape, attrs in REDUCE_CASES]
+
+
+def _affine(*shape):
+    return [rnd(*shape), rnd(*shape)]
+
+
+CASES["layer_norm"] = [
+    ("last", lambda: single("layer_norm", [(3, 37)], {}, _affine(37)), EXACT),
+    ("chw-no-bias", lambda: single("layer_norm", [(2, 5, 6, 7)], {"axis": 1},
+                                   [rnd(5, 6, 7)]), EXACT),
+    ("stats", lambda: _multi("layer_norm", (4, 3, 19), {"axis": 1, "stats": True},
+                             _affine(3, 19)), EXACT),
+]
+CASES["channel_norm"] = [
+    ("nchw", lambda: single("channel_norm", [(2, 7, 5, 19)], {}, _affine(7)), EXACT),
+    ("nchw-1d", lambda: single("channel_norm", [(1, 40, 3)], {"epsilon": 1e-3}, _affine(40)),
+     EXACT),
+    ("nchwc-pad-lanes", lambda: single("channel_norm", [(2, 20, 5, 7)],
+                                       {"layout": "NCHWc", "channels": 20},
+                                       [np.pad(p, (0, 12)) for p in _affine(20)],
+                                       pre=blocked(16), post=unblocked(20)), EXACT),
+    ("nchwc-full", lambda: single("channel_norm", [(1, 16, 9, 70)],
+                                  {"layout": "NCHWc", "channels": 16}, _affine(16),
+                                  pre=blocked(8), post=unblocked(16)), EXACT),
+]
+CASES["group_norm"] = [
+    ("groups", lambda: single("group_norm", [(2, 6, 5, 7)], {"num_groups": 3}, _affine(6)),
+     EXACT),
+    ("instance", lambda: single("group_norm", [(2, 5, 9, 11)], {"num_groups": 5}, _affine(5)),
+     EXACT),
+    ("2d", lambda: single("group_norm", [(3, 4)], {"num_groups": 2}, _affine(4)), EXACT),
+    ("nchwc-instance", lambda: single("group_norm", [(2, 20, 5, 7)],
+                                      {"num_groups": 32, "layout": "NCHWc"},
+                                      [np.pad(p, (0, 12)) for p in _affine(20)],
+                                      pre=blocked(16), post=unblocked(20)), EXACT),
+]
+CASES["lp_norm"] = [
+    ("l2-last", lambda: single("lp_norm", [(3, 37)], {"p": 2}), EXACT),
+    ("l1-middle", lambda: single("lp_norm", [(2, 5, 4)], {"axis": 1, "p": 1}), EXACT),
+]
+CASES["mean_variance_norm"] = [
+    ("default", lambda: single("mean_variance_norm", [(2, 5, 6, 7)]), EXACT),
+    ("inner-kept", lambda: single("mean_variance_norm", [(2, 3, 17)], {"axes": (1,)}), EXACT),
+]
+
+
+def _multi(op: str, shape, attrs, consts) -> Graph:
+    """op over x0 and constants, every output a graph output."""
+    g = Graph(op)
+    node = g.add_node(op, [g.add_input("x0", shape)] + [g.add_constant(c, f"c{i}")
+                                                       for i, c in enumerate(consts)], attrs)
+    g.set_outputs(list(node.outputs))
+    return g
+
+
+def _blocked_concat(shapes_blocks, block):
+    """inputs of (shape, block) blocked, concatenated and repacked into `block` lanes."""
+    def build():
+        g = Graph("blocked_concat")
+        xs = [g.apply("to_blocked", [g.add_input(f"x{i}", s)], {"block": b})
+              for i, (s, b) in enumerate(shapes_blocks)]
+        y = g.apply("blocked_concat", xs, {"channels": [s[1] for s, _ in shapes_blocks],
+                                           "block": block})
+        g.set_outputs([g.apply("from_blocked", [y], {"channels": sum(
+            s[1] for s, _ in shapes_blocks)})])
+        return g
+    return build
+
+
+CASES["blocked_concat"] = [
+    ("densenet-growth8", _blocked_concat([((1, 24, 5, 6), 16), ((1, 8, 5, 6), 8)], 16), EXACT),
+    ("three-misaligned", _blocked_concat([((2, 5, 3, 4), 8), ((2, 7, 3, 4), 8),
+                                          ((2, 9, 3, 4), 16)], 16), EXACT),
+    ("aligned-first", _blocked_concat([((1, 16, 4, 4), 16), ((1, 20, 4, 4), 16)], 16), EXACT),
+]
