@@ -400,7 +400,9 @@ def test_dropped_ceil_windows_are_drawn():
 
 
 def test_every_op_has_a_generator():
-    assert set(OPS) <= set(GENERATORS), f"no random cases for {sorted(set(OPS) - set(GENERATORS))}"
+    # onnx_node is onnxruntime's own computation (tests/backends/test_fallback.py checks it)
+    ops = set(OPS) - {"onnx_node"}
+    assert ops <= set(GENERATORS), f"no random cases for {sorted(ops - set(GENERATORS))}"
 
 
 def test_draw_counts():
