@@ -15,7 +15,8 @@ PARAMS = [pytest.param(op, build, tol, id=f"{op}-{cid}")
 
 
 def test_every_op_has_a_case():
-    assert sorted(set(OPS) - set(CASES)) == []
+    # onnx_node has no llvm kernel by design: it runs on onnxruntime (tests/backends/test_fallback.py)
+    assert sorted(set(OPS) - set(CASES) - {"onnx_node"}) == []
 
 
 @pytest.mark.parametrize("rewrites", [False, True], ids=["plain", "rewrites"])
