@@ -17,7 +17,7 @@ import numpy as np
 
 from graphcnn.errors import CompileError
 from graphcnn.ir import Graph, Node, Value
-from graphcnn.ops.opaque import OPAQUE, node_proto
+from graphcnn.ops.opaque import OPAQUE, bind, node_proto
 from graphcnn.runtime import CompiledModel
 
 NATIVE, ONNXRUNTIME = "llvm", "onnxruntime"
@@ -119,16 +119,7 @@ def _session(seg: Segment, threads: int | None):
 
     nodes, initializers, seen, opset = [], [], set(), 1
     for node in seg.nodes:
-        proto = node_proto(node.attrs)
-        present = iter(node.inputs)
-        names = [next(present).name if slot else "" for slot in proto.input]
-        outs = iter(node.outputs)
-        out_names = [next(outs).name if slot else "" for slot in proto.output]
-        del proto.input[:]
-        del proto.output[:]
-        proto.input.extend(names)
-        proto.output.extend(out_names)
-        nodes.append(proto)
+        nodes.append(bind(node_proto(node.attrs), node))
         opset = max(opset, node.attrs["opset"])
         for v in node.inputs:
             if v.is_constant and v.name not in seen:

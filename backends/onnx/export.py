@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from graphcnn.errors import UnsupportedOpError
 from graphcnn.ir import Graph, Node, Value
 from graphcnn.ops import ACTIVATIONS, BINARY_OPS, POOL_OPS, REDUCTIONS, get_activation
-from graphcnn.ops.opaque import OPAQUE, node_proto
+from graphcnn.ops.opaque import OPAQUE, bind, node_proto
 from graphcnn.ops.pool import adaptive_bins, pool_output_shape
 from graphcnn.ops.tensor import channel_shuffle_sources
 
@@ -335,15 +335,7 @@ def _opaque(e: Emitter, node: Node) -> None:
     proto = node_proto(node.attrs)
     if node.attrs["opset"] != OPSET:
         proto = _convert_opaque(node, proto)
-    present = iter(node.inputs)
-    names = [next(present).name if slot else "" for slot in proto.input]
-    outs = iter(node.outputs)
-    out_names = [next(outs).name if slot else "" for slot in proto.output]
-    del proto.input[:]
-    del proto.output[:]
-    proto.input.extend(names)
-    proto.output.extend(out_names)
-    e.nodes.append(proto)
+    e.nodes.append(bind(proto, node))
     if node.attrs["domain"] not in ("", "ai.onnx"):
         e.domains.add(node.attrs["domain"])
 

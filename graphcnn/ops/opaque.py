@@ -37,6 +37,19 @@ def node_proto(attrs: dict):
     return node
 
 
+def bind(proto, node):
+    """`proto` (a stored NodeProto, slots i<k>/o<k>) with its slots renamed to the IR node's
+    input and output value names; omitted optional slots stay empty."""
+    present, made = iter(node.inputs), iter(node.outputs)
+    names = [next(present).name if slot else "" for slot in proto.input]
+    out_names = [next(made).name if slot else "" for slot in proto.output]
+    del proto.input[:]
+    del proto.output[:]
+    proto.input.extend(names)
+    proto.output.extend(out_names)
+    return proto
+
+
 def encode_node(node) -> str:
     return base64.b64encode(node.SerializeToString()).decode("ascii")
 
