@@ -169,6 +169,17 @@ class _Blocker:
         replace_node(self.graph, node, logical)
         adopt_name(y, node)
 
+    def padded(self, params: list[Value], t: Value, fills: tuple[float, ...]) -> list[Value]:
+        """Per-channel constants padded to every channel of the blocked twin `t`, each padding
+        channel holding its `fills` value (chosen so padding channels stay zero)."""
+        channels = t.type.shape[1] * t.type.shape[-1]
+        out = []
+        for p, fill in zip(params, fills):
+            data = np.full(channels, fill, np.float32)
+            data[:p.data.shape[0]] = p.data
+            out.append(self.graph.add_constant(data, name=f"{p.name}.blocked"))
+        return out
+
     def batch_norm(self, node: Node) -> None:  # Rule 5b
         t = self.twin.get(id(node.inputs[0]))
         params = node.inputs[1:]
@@ -176,12 +187,7 @@ class _Blocker:
                 or not all(p.is_constant for p in params)
                 or not preserves_zero(node.attrs["activation"], node.attrs["activation_params"])):
             return
-        channels = t.type.shape[1] * t.type.shape[-1]
-        padded = []
-        for p, fill in zip(params, (0.0, 0.0, 0.0, 1.0)):  # scale, bias, mean, var
-            data = np.full(channels, fill, np.float32)
-            data[:p.data.shape[0]] = p.data
-            padded.append(self.graph.add_constant(data, name=f"{p.name}.blocked"))
+        padded = self.padded(params, t, (0.0, 0.0, 0.0, 1.0))  # scale, bias, mean, var
         self.rebuild(node, [t] + padded, layout="NCHWc")
 
     def channel_norm(self, node: Node) -> None:  # Rule 5d
@@ -190,12 +196,7 @@ class _Blocker:
         if (t is None or node.attrs["layout"] != "NCHW" or t.type.rank < 4
                 or not all(p.is_constant for p in params)):
             return
-        channels = t.type.shape[1] * t.type.shape[-1]
-        padded = []
-        for p in params:
-            data = np.zeros(channels, np.float32)
-            data[:p.data.shape[0]] = p.data
-            padded.append(self.graph.add_constant(data, name=f"{p.name}.blocked"))
+        padded = self.padded(params, t, (0.0,) * len(params))
         self.rebuild(node, [t] + padded, layout="NCHWc", channels=node.attrs["channels"])
 
     def instance_norm(self, node: Node) -> None:  # Rule 5e
@@ -205,12 +206,8 @@ class _Blocker:
                 or node.attrs["num_groups"] != node.inputs[0].shape[1]
                 or not node.attrs["epsilon"] > 0 or not all(p.is_constant for p in params)):
             return
-        channels = t.type.shape[1] * t.type.shape[-1]
-        padded = []
-        for p in params:
-            data = np.zeros(channels, np.float32)
-            data[:p.data.shape[0]] = p.data
-            padded.append(self.graph.add_constant(data, name=f"{p.name}.blocked"))
+        padded = self.padded(params, t, (0.0,) * len(params))
+        channels = t.type.shape[1] * t.type.shape[-1]  # every blocked channel its own group
         self.rebuild(node, [t] + padded, layout="NCHWc", num_groups=channels)
 
     def channel_shuffle(self, node: Node) -> None:  # Rule 5c
