@@ -20,6 +20,7 @@ from ..builder import (
     F32,
     apply_activation,
     decompose,
+    dot_index,
     entry_alloca,
     fmax,
     for_range,
@@ -353,10 +354,8 @@ def emit_mean_variance_norm(ctx: EmitContext, node: Node) -> None:
     kept, reduced = split_runs(merged_runs(x.type.shape, node.attrs["axes"]))
     reduced = reduced or [(1, 1)]  # only unit axes normalised: one element per slice
     with ctx.task(node, math.prod(s for s, _ in kept), 4 * x.type.size) as (b, env, t):
-        base = i64(0)
-        if kept:
-            for i, (_, stride) in zip(decompose(b, t, [s for s, _ in kept], "k"), kept):
-                base = b.add(base, b.mul(i, i64(stride)), name="base")
+        idx = decompose(b, t, [s for s, _ in kept], "k") if kept else []
+        base = dot_index(b, idx, [stride for _, stride in kept], "base")
         src = gep(b, ctx.ptr(b, env, x, "in"), base, "src")
         dst = gep(b, ctx.ptr(b, env, y, "out"), base, "dst")
         mean, var = _mean_var(b, src, reduced, ctx.vw)

@@ -24,6 +24,7 @@ from graphcnn.ops.reduce import Reduction
 from ..builder import (
     F32,
     decompose,
+    dot_index,
     entry_alloca,
     fmax,
     for_range,
@@ -145,9 +146,7 @@ def _emit_inner_reduced(ctx: EmitContext, node: Node, r: Reduction, kept: Dims, 
     with ctx.task(node, math.prod(s for s, _ in kept), x.type.size) as (b, env, t):
         m = _Math(b, r, count)
         idx = decompose(b, t, [s for s, _ in kept], "k") if kept else []
-        base = i64(0)
-        for i, (_, stride) in zip(idx, kept):
-            base = b.add(base, b.mul(i, i64(stride)), name="base")
+        base = dot_index(b, idx, [stride for _, stride in kept], "base")
         src = gep(b, ctx.ptr(b, env, x, "in"), base, "src")
         vacc = entry_alloca(b, vec_type(width), "vacc")
         sacc = entry_alloca(b, F32, "sacc")
@@ -189,9 +188,7 @@ def _emit_inner_kept(ctx: EmitContext, node: Node, r: Reduction, kept: Dims, red
     with ctx.task(node, math.prod(s for s, _ in outer), x.type.size) as (b, env, t):
         m = _Math(b, r, count)
         idx = decompose(b, t, [s for s, _ in outer], "k") if outer else []
-        base = i64(0)
-        for i, (_, stride) in zip(idx, outer):
-            base = b.add(base, b.mul(i, i64(stride)), name="base")
+        base = dot_index(b, idx, [stride for _, stride in outer], "base")
         src = gep(b, ctx.ptr(b, env, x, "in"), base, "src")
         dst = gep(b, ctx.ptr(b, env, y, "out"), b.mul(t, i64(row), name="row"), "dst")
         slots: dict[int, ir.AllocaInstr] = {}
