@@ -116,6 +116,16 @@ class Context:
             raise NotConstant(what)
         return v.data
 
+    def const_ints(self, i: int, what: str) -> list[int] | None:
+        """Input i as a 1-D (or scalar) integer constant; None if the input is omitted."""
+        data = self.const(i, what)
+        if data is None:
+            return None
+        if data.ndim > 1 or data.dtype.kind not in "iu":
+            raise self.shape_error(f"{what} must be a 1-D integer tensor, got {data.dtype}"
+                                   f"{list(data.shape)}")
+        return [int(v) for v in data.reshape(-1)]
+
     def n_outputs(self) -> int:
         """Outputs the model asks for (trailing empty names do not count)."""
         names = list(self.node.output)

@@ -76,13 +76,7 @@ def _axes(ctx: Context, input_index: int, what: str = "axes") -> list[int] | Non
     """Axes from the `axes` attribute (old opsets) or a constant input (newer ones)."""
     if ctx.has_attr("axes"):
         return [int(a) for a in ctx.attr("axes")]
-    data = ctx.const(input_index, what)
-    if data is None:
-        return None
-    if data.ndim > 1 or data.dtype.kind not in "iu":
-        raise ctx.shape_error(f"{what} must be a 1-D integer tensor, got {data.dtype}"
-                              f"{list(data.shape)}")
-    return [int(a) for a in data.reshape(-1)]
+    return ctx.const_ints(input_index, what)
 
 
 # ----- convolution and pooling ------------------------------------------------------------------

@@ -27,11 +27,7 @@ def _reduction(r: Reduction) -> None:
         if ctx.version < r.axes_input_since:
             axes = [int(a) for a in ctx.attr("axes", [])]
         else:
-            data = ctx.const(1, "axes")
-            if data is not None and (data.ndim > 1 or data.dtype.kind not in "iu"):
-                raise ctx.shape_error(f"axes must be a 1-D integer tensor, got {data.dtype}"
-                                      f"{list(data.shape)}")
-            axes = [] if data is None else [int(a) for a in data.reshape(-1)]
+            axes = ctx.const_ints(1, "axes") or []
             if not axes and ctx.attr("noop_with_empty_axes", 0):
                 return ctx.emit("identity", [x])
         return ctx.emit(r.name, [x], {"axes": axes, "keepdims": int(keepdims)})

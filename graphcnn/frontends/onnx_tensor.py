@@ -20,17 +20,6 @@ from .onnx_safety import np_dtype
 _LATEST = (21, 23, 24, 25)  # since_versions that only widened the type lists
 
 
-def _ints(ctx: Context, i: int, what: str) -> list[int] | None:
-    """A 1-D integer constant input (None if omitted)."""
-    data = ctx.const(i, what)
-    if data is None:
-        return None
-    if data.ndim > 1 or data.dtype.kind not in "iu":
-        raise ctx.shape_error(f"{what} must be a 1-D integer tensor, got {data.dtype}"
-                              f"{list(data.shape)}")
-    return [int(v) for v in data.reshape(-1)]
-
-
 def _emit_all(ctx: Context, op: str, inputs: list[Value], attrs: dict) -> list[Value]:
     """Every output of one node (Context.emit returns the first), folded when all inputs are
     constant."""
@@ -113,8 +102,8 @@ def slice_(ctx: Context) -> Value:
             raise ctx.shape_error("missing required attribute starts or ends")
         axes, steps = ctx.attr("axes"), None
     else:
-        starts, ends = _ints(ctx, 1, "starts"), _ints(ctx, 2, "ends")
-        axes, steps = _ints(ctx, 3, "axes"), _ints(ctx, 4, "steps")
+        starts, ends = ctx.const_ints(1, "starts"), ctx.const_ints(2, "ends")
+        axes, steps = ctx.const_ints(3, "axes"), ctx.const_ints(4, "steps")
     return ctx.emit("slice", [data], {"starts": [int(v) for v in starts],
                                       "ends": [int(v) for v in ends],
                                       "axes": None if axes is None else [int(v) for v in axes],
@@ -128,7 +117,7 @@ def split(ctx: Context) -> list[Value]:
     data = _data(ctx)
     axis = int(ctx.attr("axis", 0))
     if ctx.version >= 13:
-        sizes = _ints(ctx, 1, "split")
+        sizes = ctx.const_ints(1, "split")
     else:
         sizes = ctx.attr("split")
         sizes = None if sizes is None else [int(s) for s in sizes]
@@ -159,7 +148,7 @@ def split(ctx: Context) -> list[Value]:
 
 @importer("Expand", (8, 13), notes="the shape input must be a constant")
 def expand(ctx: Context) -> Value:
-    shape = _ints(ctx, 1, "shape")
+    shape = ctx.const_ints(1, "shape")
     if shape is None:
         raise ctx.shape_error("missing shape")
     if any(d < 0 for d in shape):
@@ -173,7 +162,7 @@ def expand(ctx: Context) -> Value:
 
 @importer("Tile", (6, 13), notes="repeats must be a constant")
 def tile(ctx: Context) -> Value:
-    reps = _ints(ctx, 1, "repeats")
+    reps = ctx.const_ints(1, "repeats")
     if reps is None:
         raise ctx.shape_error("missing repeats")
     return ctx.emit("tile", [_data(ctx)], {"repeats": reps})
