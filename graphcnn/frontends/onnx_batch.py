@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from ..errors import ShapeError, where
 from ..ir import Graph, Node
-from ..ops import BINARY_ELEMENTWISE, POOLS, UNARY_ELEMENTWISE
+from ..ops import BINARY_ELEMENTWISE, POOLS, REDUCTIONS, UNARY_ELEMENTWISE
 
 
 def rebatched_shape(shape: list[int], x_shape: tuple[int, ...], old: int, new: int
@@ -52,7 +52,47 @@ def _elementwise(node: Node, batched: set[int]) -> bool:
     return True
 
 
+def _axis_not_batch(node: Node, batched: set[int]) -> bool:
+    """A per-sample op along `axis` (argmax, log_softmax, layer_norm from axis on, ...)."""
+    return _first_input_batched(node, batched) and \
+        _axis(node.attrs["axis"], len(node.inputs[0].shape)) != 0
+
+
+def _axes_not_batch(node: Node, batched: set[int]) -> bool:
+    """A reduction or normalisation over `axes` (empty: all of them) that leaves axis 0."""
+    rank = len(node.inputs[0].shape)
+    axes = node.attrs["axes"]
+    return _first_input_batched(node, batched) and bool(axes) and \
+        0 not in [_axis(a, rank) for a in axes]
+
+
+def _gather(node: Node, batched: set[int]) -> bool:
+    """Rows of a table by per-sample ids (an embedding), or a gather off the batch axis."""
+    data, indices = node.inputs
+    if id(data) not in batched:
+        return node.attrs["axis"] == 0 and len(indices.shape) >= 1
+    return id(indices) not in batched and _axis(node.attrs["axis"], len(data.shape)) != 0
+
+
+def _slice(node: Node, batched: set[int]) -> bool:
+    a = node.attrs
+    return _first_input_batched(node, batched) and a["starts"][0] == 0 and \
+        a["steps"][0] == 1 and node.outputs[0].shape[0] == node.inputs[0].shape[0]
+
+
 _SAMPLEWISE: dict[str, Callable[[Node, set[int]], bool]] = {
+    **{op: _axes_not_batch for op in (*REDUCTIONS, "mean_variance_norm")},
+    **{op: _axis_not_batch for op in ("argmax", "argmin", "log_softmax", "layer_norm", "lp_norm",
+                                      "split")},
+    **{op: _first_input_batched for op in (
+        "group_norm", "channel_norm", "adaptive_avg_pool", "cast")},
+    "where": _elementwise,
+    "gather": _gather,
+    "slice": _slice,
+    "expand": lambda n, b: _first_input_batched(n, b) and
+    len(n.outputs[0].shape) == len(n.inputs[0].shape) and
+    n.outputs[0].shape[0] == n.inputs[0].shape[0],
+    "tile": lambda n, b: _first_input_batched(n, b) and n.attrs["repeats"][0] == 1,
     **{op: _first_input_batched for op in UNARY_ELEMENTWISE | POOLS},
     **{op: _elementwise for op in BINARY_ELEMENTWISE},
     **{op: _first_input_batched for op in (

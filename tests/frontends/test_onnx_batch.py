@@ -106,3 +106,21 @@ def test_batch_applies_to_given_input_shapes():
         model.graph.input[0].type.tensor_type.shape.dim[d].dim_param = "HW"
     graph = gc.from_onnx(model, input_shapes={"x": (1, 3, 10, 10)}, batch=5)
     assert graph.inputs[0].shape == (5, 3, 10, 10) and graph.outputs[0].shape == (5, 5)
+
+
+@pytest.mark.parametrize("axes,ok", [([2, 3], True), ([-1, -2], True), ([0], False), ([], False)])
+def test_reduction_rebinds_only_off_the_batch_axis(axes, ok):
+    """ReduceMean over the spatial axes (the dynamo exporter's global pool) is per sample; over
+    the batch axis, or over every axis, it is not."""
+    nodes = [helper.make_node("ReduceMean", ["x", "axes"] if axes else ["x"], ["y"], keepdims=1,
+                              name="mean")]
+    out = np.empty((1, 3, 8, 8)).mean(axis=tuple(axes) or None, keepdims=True).shape
+    inits = {"axes": np.array(axes, np.int64)} if axes else {}
+    model = _model(nodes, inits, out, opset=18)
+    if not ok:
+        with pytest.raises(ShapeError, match="mean"):
+            gc.from_onnx(model, batch=4)
+        return
+    x = RNG.standard_normal((4, 3, 8, 8)).astype(np.float32)
+    got = gc.compile(gc.from_onnx(model, batch=4), target="llvm")(x)
+    np.testing.assert_allclose(got, _per_sample(model, x), rtol=1e-5, atol=1e-6)
