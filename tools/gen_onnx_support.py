@@ -158,6 +158,16 @@ def render(targets: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+CORPUS_HEADING = "## The model corpus"
+
+
+def corpus_section(text: str) -> str:
+    """The corpus table at the doc's end: benchmarks/bench_corpus.py --write-doc writes it (a
+    benchmark, not a measurement this generator makes), so regenerating keeps it as it is."""
+    start = text.find("\n" + CORPUS_HEADING)
+    return "" if start < 0 else text[start:]
+
+
 def measured_targets(text: str) -> list[str]:
     for line in text.splitlines():
         if line.startswith(TARGETS_LINE):
@@ -173,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     current = DOC.read_text() if DOC.exists() else ""
     targets = args.targets.split(",") if args.targets else measured_targets(current)
-    text = render(targets)
+    text = render(targets) + corpus_section(current)
     if args.check:
         if text != current:
             print(f"{DOC} is stale; run python tools/gen_onnx_support.py", file=sys.stderr)
