@@ -11,9 +11,10 @@ Levels:
   0  nothing (the graph as given, verified)
   1  cleanups that never change what runs: identity/dropout removal, constant folding,
      view cancellation, CSE, dead code
-  2  level 1 + spelled-out layer norms as one op, spatial reductions as global pools,
-     per-channel mul/add after a batch norm folded into it, batch-norm folding, pad folding, epilogue fusion (bias, residual, activation),
-     concat prefix reuse, in-place concat marks; for target "llvm" also the strided-1x1 split,
+  2  level 1 + spelled-out layer norms as one op, channels-last regions (ConvNeXt's MLP)
+     as channels-first convs, spatial reductions as global pools, per-channel mul/add after
+     a batch norm folded into it, batch-norm folding, pad folding, epilogue fusion (bias,
+     residual, activation), concat prefix reuse, in-place concat marks; for target "llvm" also the strided-1x1 split,
      the channel-shuffle op, the blocked layout (dense heads reading it directly)
   3  level 2, with the cleanup + fusion passes run a second time after the layout choice
 Target "llvm" ends every level, 0 included, with the rewrites its kernels need (`_lowering`):
@@ -35,6 +36,7 @@ from graphcnn.verify import verify as verify_graph
 
 from .cancel_views import cancel_views
 from .channel_shuffle import fuse_channel_shuffle
+from .channels_first import channels_first
 from .concat_inplace import mark_concat_inplace
 from .concat_prefix import reuse_concat_prefixes
 from .cse import eliminate_common_subexpressions
@@ -72,6 +74,7 @@ def _cleanup() -> list[Pass]:
 def _fusion() -> list[Pass]:
     return [
         Pass("fuse-layer-norm", fuse_layer_norm),  # TorchScript's spelled-out LayerNorm
+        Pass("channels-first", channels_first),  # ConvNeXt's channels-last MLP: 1x1 convs
         Pass("reduce-to-global-pool", reduce_to_global_pool),  # ReduceMean over H, W: a pool
         Pass("fuse-batch-norm-affine", fuse_batch_norm_affine),  # bn -> mul -> add: one bn
         Pass("fold-batch-norm", fold_batch_norm),  # bn sits between conv and activation

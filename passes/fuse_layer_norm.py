@@ -11,10 +11,9 @@ the match):
 2. a following mul by a constant broadcasting into x.shape[k:] (either operand order) becomes
    the scale (the mul's output then takes over).
 3. a following add of such a constant becomes the bias.
-4. transpose(layer_norm(transpose(x, (0, 2, ..., r-1, 1)), axis=r-1), (0, r-1, 1, ..., r-2)),
-   the layer norm over the channels as ConvNeXt's LayerNorm2d is exported (the middle values
-   used only there) -> channel_norm(x, scale, bias), which runs on the blocked layout.
-The intermediate nodes are dropped when nothing else reads them.
+The intermediate nodes are dropped when nothing else reads them. A layer norm over the channels
+of a channels-last transpose (ConvNeXt's LayerNorm2d) becomes a channel_norm in
+passes/channels_first.py.
 """
 from __future__ import annotations
 
@@ -90,43 +89,8 @@ def _affine(graph: Graph, v: Value, op: str, shape: tuple[int, ...]
         return None
 
 
-def _channels_last(node: Node | None, rank: int) -> bool:
-    return (node is not None and node.op == "transpose"
-            and tuple(node.attrs["perm"]) == (0,) + tuple(range(2, rank)) + (1,))
-
-
-def _channels_first(node: Node, rank: int) -> bool:
-    return node.op == "transpose" and tuple(node.attrs["perm"]) == (0, rank - 1) + tuple(
-        range(1, rank - 1))
-
-
-def _fuse_channel_norm(graph: Graph) -> bool:  # Rule 4
-    changed = False
-    for ln in [n for n in graph.nodes if n.op == "layer_norm"]:
-        v, rank = ln.inputs[0], ln.inputs[0].type.rank
-        before = v.producer
-        if (rank < 3 or ln.attrs["axis"] != rank - 1 or ln.attrs["stats"]
-                or not _channels_last(before, rank) or not _private(graph, v, 1)
-                or not _private(graph, ln.outputs[0], 1)):
-            continue
-        after = ln.outputs[0].uses[0][0]
-        if not _channels_first(after, rank):
-            continue
-        params = list(ln.inputs[1:])
-        if len(params) == 1:
-            params.append(graph.add_constant(np.zeros(v.type.shape[-1], np.float32),
-                                             f"{ln.name}.bias"))
-        y = graph.apply("channel_norm", [before.inputs[0]] + params,
-                        {"epsilon": ln.attrs["epsilon"]}, name=ln.name, before=after)
-        replace_node(graph, after, y)
-        adopt_name(y, ln)
-        changed = True
-    return changed
-
-
 def fuse_layer_norm(graph: Graph) -> bool:
     changed = _fuse_layer_norm(graph)
-    changed = _fuse_channel_norm(graph) or changed
     if changed:
         eliminate_dead_code(graph)
     return changed
