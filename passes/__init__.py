@@ -81,6 +81,10 @@ def _fusion() -> list[Pass]:
         Pass("fold-pad", fold_pad),  # explicit pads into conv / pool windows
         Pass("fuse-residual-add", fuse_residual_add),  # before activations: act(conv + b + r)
         Pass("fuse-conv-activation", fuse_conv_activation),  # bias add, relu, clip, ... epilogues
+        # the residual adds that bias / scale folds exposed (ConvNeXt's layer-scaled residual),
+        # and the activations after them
+        Pass("fuse-residual-add", fuse_residual_add),
+        Pass("fuse-conv-activation", fuse_conv_activation),
         Pass("reuse-concat-prefixes", reuse_concat_prefixes),  # DenseNet: concat chains
         Pass("dce", eliminate_dead_code),
     ]

@@ -3,6 +3,7 @@
 Rules as data: (consumer op, producer op, rewrite). Each applies when the producer's output has
 one use (and is not a graph output) and the producer's epilogue has room for it.
 1. add(conv(x, w[, b]), c)  -> conv(x, w, b + c)          c constant, per-channel (C,1,..,1) shape
+1b. mul(conv(x, w[, b]), c) -> conv(x, w * c, b * c)     the same c (ConvNeXt's layer scale)
 2. act(conv(...)) -> conv[activation=act](...) for every epilogue-fusible activation of the
    activation table (relu, leaky_relu, clip, sigmoid, ...)
    (relu6 is clip(0, 6); a conv carrying a residual takes the activation after the residual
@@ -26,9 +27,9 @@ from .util import adopt_name, replace_node, single_private_use
 MAX_ROUNDS = 8
 
 
-def _bias_of(graph: Graph, add: Node, conv: Node):
-    """The per-channel bias vector the constant operand of `add` is, or None."""
-    other = [v for v in add.inputs if v is not conv.outputs[0]]
+def _per_channel(graph: Graph, node: Node, conv: Node):
+    """The per-channel vector the constant operand of `node` (an add or mul) is, or None."""
+    other = [v for v in node.inputs if v is not conv.outputs[0]]
     if len(other) != 1 or not other[0].is_constant:
         return None
     c, y = other[0].data, conv.outputs[0].type.shape
@@ -40,21 +41,35 @@ def _bias_of(graph: Graph, add: Node, conv: Node):
     return c.reshape(-1).astype(np.float32)
 
 
-def fuse_bias(graph: Graph, add: Node) -> bool:  # Rule 1
-    conv = next((v.producer for v in add.inputs if v.producer is not None
+def _foldable_conv(graph: Graph, node: Node) -> Node | None:
+    """The NCHW conv without epilogue that feeds `node` alone and has constant weights."""
+    conv = next((v.producer for v in node.inputs if v.producer is not None
                  and v.producer.op == "conv"), None)
     if (conv is None or conv.attrs["activation"] != "none" or conv.attrs["residual"]
             or conv.attrs["layout"] != "NCHW" or not single_private_use(graph, conv.outputs[0])
             or not all(v.is_constant for v in conv.inputs[1:3])):
-        return False
-    c = _bias_of(graph, add, conv)
+        return None
+    return conv
+
+
+def fuse_bias(graph: Graph, node: Node) -> bool:  # Rules 1, 1b
+    conv = _foldable_conv(graph, node)
+    c = None if conv is None else _per_channel(graph, node, conv)
     if c is None:
         return False
+    w = conv.inputs[1]
     old = conv.inputs[2].data if len(conv.inputs) > 2 else np.zeros_like(c)
-    b = graph.add_constant((old + c).astype(np.float32), f"{conv.name}.bias")
-    y = graph.apply("conv", [conv.inputs[0], conv.inputs[1], b], dict(conv.attrs), name=conv.name,
-                    before=add)
-    replace_node(graph, add, y)
+    if node.op == "mul":
+        shape = (-1,) + (1,) * (w.type.rank - 1)
+        w = graph.add_constant((w.data * c.reshape(shape)).astype(np.float32),
+                               f"{conv.name}.weight", copy=False)
+        bias = old * c
+    else:
+        bias = old + c
+    b = graph.add_constant(bias.astype(np.float32), f"{conv.name}.bias")
+    y = graph.apply("conv", [conv.inputs[0], w, b], dict(conv.attrs), name=conv.name,
+                    before=node)
+    replace_node(graph, node, y)
     graph.remove(conv)
     adopt_name(y, conv)
     return True
@@ -81,6 +96,7 @@ def fuse_into_epilogue(graph: Graph, act: Node) -> bool:  # Rules 2, 3, 4
 
 RULES = (
     ("add", fuse_bias),                                         # add(conv, c)  -> conv[b+c]
+    ("mul", fuse_bias),                                         # mul(conv, c)  -> conv[w*c]
     *((op, fuse_into_epilogue) for op in sorted(FUSIBLE_ACTIVATIONS)),  # act(conv) -> conv[act]
 )
 

@@ -3,6 +3,10 @@ back) rebuilt over the channels of the untransposed map; one test per rule, the 
 ConvNeXt block as both of torch's exporters write it, numerics before and after."""
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
+
 import numpy as np
 import pytest
 from graphcnn.backends.reference import interpret
@@ -120,9 +124,6 @@ class _Block:
 @pytest.mark.parametrize("act", ["relu", "hardswish"])
 def test_a_convnext_block_from_either_exporter_runs_blocked(tmp_path, exporter, act):
     torch = pytest.importorskip("torch", reason="torch is not installed (the models extra)")
-    import contextlib
-    import io
-    import warnings
     model, x = _Block.module(act), torch.randn(1, 20, 10, 10)
     path = tmp_path / "block.onnx"
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -183,3 +184,25 @@ def test_convnext_norm_runs_blocked_between_convs(opt_level):
     for target in ("llvm", "onnxruntime"):
         got = gc.compile(graph, target=target, opt_level=opt_level)(x)
         assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-5
+
+
+def test_the_layer_scale_and_residual_fold_into_the_last_conv():
+    """ConvNeXt's x + gamma * block(x): after the region, the (C,1,1) layer scale folds into the
+    second 1x1 conv's weights and bias (fuse-conv-activation rule 1b), and the residual add then
+    fuses into it."""
+    pytest.importorskip("torch", reason="torch is not installed (the models extra)")
+    import torch
+    model, x = _Block.module("relu"), torch.randn(1, 20, 10, 10)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17)
+    graph = gc.from_onnx(buf.getvalue())
+    opt = gc.optimize(graph, opt_level=2, target="llvm")
+    assert [n.op for n in opt.nodes] == ["to_blocked", "conv", "channel_norm", "conv", "conv",
+                                         "from_blocked"], str(opt)
+    assert opt.nodes[4].attrs["residual"]
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = gc.compile(graph, target="llvm")(x.numpy())
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-5

@@ -29,6 +29,22 @@ def test_rule1_bias_add_then_activation():
             assert ops(out) == ["conv"] and len(out.nodes[0].inputs) == 3
 
 
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(8, 1, 1), (1, 8, 1, 1)])
+def test_rule1b_per_channel_scale_into_conv_weights(shape, bias):
+    g, y = conv_graph(bias=bias)
+    scaled = g.apply("mul", [const(g, shape, 7), y])
+    g.set_outputs([g.apply("relu", [g.apply("add", [scaled, const(g, (8, 1, 1), 8)])])])
+    out = check_pass(g, fuse_conv_activation)
+    assert ops(out) == ["conv"] and out.nodes[0].attrs["activation"] == "relu"
+
+
+def test_rule1b_noop_for_a_scale_that_is_not_per_channel():
+    g, y = conv_graph()
+    g.set_outputs([g.apply("mul", [y, const(g, (1, 1, 4), 7)])])
+    check_pass(g, fuse_conv_activation, changed=False)
+
+
 def test_rule3_gemm_activation():
     g = Graph("t")
     x = g.add_input("x", (2, 5))
