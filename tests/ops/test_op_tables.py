@@ -137,6 +137,7 @@ def test_onnx_round_trip_keeps_op_and_params(name):
         want = gc.compile(g, target="reference")(x)
         np.testing.assert_allclose(gc.compile(back, target="reference")(x), want,
                                    rtol=1e-6, atol=1e-7)
+        assert [n.op for n in gc.optimize(back, opt_level=2).nodes] == [name]  # fused back
         return
     (node,) = [n for n in back.nodes if n.op == name]
     np.testing.assert_allclose(act.params(node.attrs), params, rtol=1e-7)
