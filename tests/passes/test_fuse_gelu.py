@@ -4,11 +4,11 @@ import math
 
 import numpy as np
 import pytest
+from graphcnn.passes.fuse_gelu import fuse_gelu
 from pass_cases import check_pass, conv_graph, ops, rel_l2
 from torch_exports import EXPORTERS, conv_then, export
 
 import graphcnn as gc
-from graphcnn.passes.fuse_gelu import fuse_gelu
 
 
 def _c(g, v):

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from graphcnn.passes.fuse_self_gating import fuse_hard_swish, fuse_silu
 from pass_cases import check_pass, conv_graph, ops, rel_l2
 from torch_exports import EXPORTERS, conv_then, export
 
 import graphcnn as gc
-from graphcnn.passes.fuse_self_gating import fuse_hard_swish, fuse_silu
 
 
 @pytest.mark.parametrize("gate_first", [False, True])

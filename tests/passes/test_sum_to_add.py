@@ -3,10 +3,10 @@ from __future__ import annotations
 import os
 
 import onnx
+from graphcnn.passes.sum_to_add import sum_to_add
 from pass_cases import check_pass, conv_graph, ops
 
 import graphcnn as gc
-from graphcnn.passes.sum_to_add import sum_to_add
 
 
 def test_rule1_two_input_sum_becomes_add():
