@@ -461,7 +461,8 @@ def verf(b: ir.IRBuilder, x: ir.Value, name: str) -> ir.Value:
                      -1.60960333262415e-02), f"{name}.p")
     q = _poly(b, z, (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
                      -7.37332916720468e-03, -1.42647390514189e-02), f"{name}.q")
-    y = b.fdiv(b.fmul(xc, p, name=f"{name}.xp"), q, name=f"{name}.y")
+    # x * (p / q): x * p first would go subnormal for tiny x and lose its digits
+    y = b.fmul(xc, b.fdiv(p, q, name=f"{name}.pq"), name=f"{name}.y")
     return b.select(b.fcmp_unordered("uno", x, x, name=f"{name}.nan"), x, y, name=name)
 
 
