@@ -237,6 +237,58 @@ class Hardswish(Layer):
     op = "hard_swish"
 
 
+class SiLU(Layer):
+    """x * sigmoid(x), as PyTorch's nn.SiLU."""
+
+    op = "silu"
+
+
+class Tanh(Layer):
+    op = "tanh"
+
+
+class Mish(Layer):
+    """x * tanh(softplus(x)), as PyTorch's nn.Mish."""
+
+    op = "mish"
+
+
+class GELU(Layer):
+    """PyTorch's nn.GELU: x / 2 * (1 + erf(x / sqrt(2))), or its tanh approximation."""
+
+    def __init__(self, approximate: str = "none"):
+        if approximate not in ("none", "tanh"):
+            raise ShapeError(f"GELU: unknown approximate {approximate!r}; expected 'none' or "
+                             f"'tanh'")
+        self.approximate = approximate
+
+    @property
+    def op(self) -> str:
+        return "gelu" if self.approximate == "none" else "gelu_tanh"
+
+
+class ELU(Layer):
+    op = "elu"
+
+    def __init__(self, alpha: float = 1.0):
+        self.alpha = alpha
+
+    def attrs(self):
+        return {"alpha": float(self.alpha)}
+
+
+class Softplus(Layer):
+    """log(1 + exp(x)), PyTorch's nn.Softplus at its default beta = 1 (its threshold only
+    switches to the identity where the two agree in float32)."""
+
+    op = "softplus"
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        if beta != 1.0:
+            raise ShapeError(f"Softplus: beta={beta!r} is not supported (beta = 1 only)")
+        self.beta, self.threshold = beta, threshold
+
+
 class Identity(Layer):
     op = "identity"
 

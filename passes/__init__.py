@@ -11,10 +11,12 @@ Levels:
   0  nothing (the graph as given, verified)
   1  cleanups that never change what runs: identity/dropout removal, constant folding,
      view cancellation, CSE, dead code
-  2  level 1 + spelled-out layer norms as one op, channels-last regions (ConvNeXt's MLP)
-     as channels-first convs, spatial reductions as global pools, per-channel mul/add after
-     a batch norm folded into it, batch-norm folding, pad folding, epilogue fusion (bias,
-     residual, activation), concat prefix reuse, in-place concat marks; for target "llvm" also the strided-1x1 split,
+  2  level 1 + two-input sums as adds, x * sigmoid(x) / x * hard_sigmoid(x) / spelled-out
+     GELUs as one activation, spelled-out layer norms as one op, channels-last regions
+     (ConvNeXt's MLP) as channels-first convs, spatial reductions as global pools, per-channel
+     mul/add after a batch norm folded into it, batch-norm folding, pad folding, epilogue
+     fusion (bias, residual, activation), concat prefix reuse, in-place concat marks; for
+     target "llvm" also the strided-1x1 split,
      the channel-shuffle op, the blocked layout (dense heads reading it directly)
   3  level 2, with the cleanup + fusion passes run a second time after the layout choice
 Target "llvm" ends every level, 0 included, with the rewrites its kernels need (`_lowering`):
@@ -48,8 +50,10 @@ from .fold_pad import fold_pad
 from .fuse_activation import fuse_conv_activation
 from .fuse_batch_norm_affine import fuse_batch_norm_affine
 from .fuse_conv_pool import fuse_conv_pool
+from .fuse_gelu import fuse_gelu
 from .fuse_layer_norm import fuse_layer_norm
 from .fuse_residual import fuse_residual_add
+from .fuse_self_gating import fuse_hard_swish, fuse_silu
 from .kernel_family import choose_kernel_family
 from .layout import DEFAULT_BLOCK, choose_layout
 from .legalize_convs import legalize_convs
@@ -57,6 +61,7 @@ from .manager import Pass, PassError, PassManager, PassReport, restore_output_na
 from .reduce_to_pool import reduce_to_global_pool
 from .remove_identity import remove_identity
 from .split_strided_1x1 import split_strided_1x1
+from .sum_to_add import sum_to_add
 
 LLVM_TARGETS = frozenset({"llvm"})
 
@@ -73,6 +78,10 @@ def _cleanup() -> list[Pass]:
 
 def _fusion() -> list[Pass]:
     return [
+        Pass("sum-to-add", sum_to_add),  # a two-input Sum residual: the add rules see it
+        Pass("fuse-silu", fuse_silu),  # x * sigmoid(x): one activation, fusible below
+        Pass("fuse-hard-swish", fuse_hard_swish),  # x * hard_sigmoid(x, 1/6, 1/2)
+        Pass("fuse-gelu", fuse_gelu),  # TorchScript's spelled-out erf / tanh GELU
         Pass("fuse-layer-norm", fuse_layer_norm),  # TorchScript's spelled-out LayerNorm
         Pass("channels-first", channels_first),  # ConvNeXt's channels-last MLP: 1x1 convs
         Pass("reduce-to-global-pool", reduce_to_global_pool),  # ReduceMean over H, W: a pool

@@ -338,12 +338,15 @@ def vmin(b: ir.IRBuilder, x: ir.Value, y: ir.Value, name: str) -> ir.Value:
 
 
 def vexp(b: ir.IRBuilder, x: ir.Value, name: str) -> ir.Value:
-    """exp(x) for float vectors, ~1 ulp on [-87, 88]: 2^n * p(r), r = x - n*ln2 (Cephes expf)."""
-    width = x.type.count
-    x = vmin(b, vmax(b, x, splat(-87.0, width), f"{name}.lo"), splat(88.0, width), f"{name}.cl")
+    """exp(x) for float vectors, ~1 ulp: 2^n * p(r), r = x - n*ln2 (Cephes expf). 2^n is
+    applied as two halves, so results near overflow and the subnormal ones are right; beyond
+    float range exp is inf or 0 as numpy's, NaN stays NaN."""
+    width, x0 = x.type.count, x
+    x = vmin(b, vmax(b, x, splat(-103.97208, width), f"{name}.lo"), splat(88.72283, width),
+             f"{name}.cl")
     n = intrinsic(b, "llvm.rint", [b.fmul(x, splat(1 / math.log(2), width),
                                             name=f"{name}.xl2")], f"{name}.n")
-    # Two-step Cody-Waite reduction keeps r accurate for |n| up to 127.
+    # Two-step Cody-Waite reduction keeps r accurate for |n| up to 150.
     r = fma(b, n, splat(-0.693359375, width), x, f"{name}.r0")
     r = fma(b, n, splat(2.12194440e-4, width), r, f"{name}.r")
     coeffs = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
@@ -354,10 +357,136 @@ def vexp(b: ir.IRBuilder, x: ir.Value, name: str) -> ir.Value:
     rr = b.fmul(r, r, name=f"{name}.rr")
     p = fma(b, p, rr, b.fadd(r, splat(1.0, width), name=f"{name}.r1"), f"{name}.poly")
     ivec = ir.VectorType(I32, width)
-    bits = b.shl(b.add(b.fptosi(n, ivec, name=f"{name}.ni"), ir.Constant(ivec, [127] * width),
-                       name=f"{name}.biased"),
-                 ir.Constant(ivec, [23] * width), name=f"{name}.bits")
-    return b.fmul(p, b.bitcast(bits, x.type, name=f"{name}.pow2"), name=name)
+    ni = b.fptosi(n, ivec, name=f"{name}.ni")
+    half = b.ashr(ni, ir.Constant(ivec, [1] * width), name=f"{name}.nh")
+    for k, part in enumerate((half, b.sub(ni, half, name=f"{name}.nr"))):
+        bits = b.shl(b.add(part, ir.Constant(ivec, [127] * width), name=f"{name}.biased{k}"),
+                     ir.Constant(ivec, [23] * width), name=f"{name}.bits{k}")
+        p = b.fmul(p, b.bitcast(bits, x.type, name=f"{name}.pow2_{k}"), name=f"{name}.y{k}")
+    y = b.select(b.fcmp_ordered(">", x0, splat(88.72283, width), name=f"{name}.big"),
+                 splat(math.inf, width), p, name=f"{name}.ov")
+    y = b.select(b.fcmp_ordered("<", x0, splat(-103.97208, width), name=f"{name}.tiny"),
+                 splat(0.0, width), y, name=f"{name}.un")
+    return b.select(b.fcmp_unordered("uno", x0, x0, name=f"{name}.nan"), x0, y, name=name)
+
+
+def _poly(b: ir.IRBuilder, x: ir.Value, coeffs: Sequence[float], name: str) -> ir.Value:
+    """coeffs[0] * x^(n-1) + ... + coeffs[-1], Horner with FMAs."""
+    p = splat(coeffs[0], x.type.count)
+    for i, c in enumerate(coeffs[1:]):
+        p = fma(b, p, x, splat(c, x.type.count), f"{name}{i}")
+    return p
+
+
+def _ivec(width: int, value: int) -> ir.Constant:
+    return ir.Constant(ir.VectorType(I32, width), [value] * width)
+
+
+def vlog(b: ir.IRBuilder, x: ir.Value, name: str) -> ir.Value:
+    """log(x), ~1 ulp (Cephes logf): x = m * 2^e with m in [sqrt(1/2), sqrt(2)), a degree-9
+    polynomial in m - 1; subnormals scaled up first; log(0) = -inf, log(<0) = NaN."""
+    w = x.type.count
+    ivec = ir.VectorType(I32, w)
+    small = b.fcmp_ordered("<", x, splat(1.17549435e-38, w), name=f"{name}.sub")
+    xs = b.select(small, b.fmul(x, splat(8388608.0, w), name=f"{name}.scaled"), x,
+                  name=f"{name}.xs")
+    bits = b.bitcast(xs, ivec, name=f"{name}.bits")
+    biased = b.and_(b.lshr(bits, _ivec(w, 23), name=f"{name}.eb"), _ivec(w, 255),
+                    name=f"{name}.eb8")
+    e = b.sitofp(b.sub(biased, _ivec(w, 126), name=f"{name}.ei"), x.type, name=f"{name}.e0")
+    e = b.fadd(e, b.select(small, splat(-23.0, w), splat(0.0, w), name=f"{name}.eoff"),
+               name=f"{name}.e1")
+    m = b.bitcast(b.or_(b.and_(bits, _ivec(w, 0x007FFFFF), name=f"{name}.mb"),
+                        _ivec(w, 0x3F000000), name=f"{name}.mh"), x.type, name=f"{name}.m0")
+    lt = b.fcmp_ordered("<", m, splat(0.707106781186547524, w), name=f"{name}.lt")
+    e = b.fsub(e, b.select(lt, splat(1.0, w), splat(0.0, w), name=f"{name}.de"),
+               name=f"{name}.e")
+    m = b.fsub(b.select(lt, b.fadd(m, m, name=f"{name}.m2"), m, name=f"{name}.m1"),
+               splat(1.0, w), name=f"{name}.m")
+    z = b.fmul(m, m, name=f"{name}.z")
+    p = _poly(b, m, (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
+                     1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
+                     3.3333331174e-1), f"{name}.p")
+    y = b.fmul(b.fmul(p, m, name=f"{name}.pm"), z, name=f"{name}.pz")
+    y = fma(b, e, splat(-2.12194440e-4, w), y, f"{name}.y1")
+    y = fma(b, z, splat(-0.5, w), y, f"{name}.y2")
+    r = fma(b, e, splat(0.693359375, w), b.fadd(m, y, name=f"{name}.my"), f"{name}.r")
+    r = b.select(b.fcmp_ordered("==", x, splat(math.inf, w), name=f"{name}.inf"),
+                 splat(math.inf, w), r, name=f"{name}.rinf")
+    r = b.select(b.fcmp_ordered("==", x, splat(0.0, w), name=f"{name}.zero"),
+                 splat(-math.inf, w), r, name=f"{name}.rzero")
+    return b.select(b.fcmp_unordered("<", x, splat(0.0, w), name=f"{name}.neg"),
+                    splat(math.nan, w), r, name=name)
+
+
+def vlog1p(b: ir.IRBuilder, x: ir.Value, name: str) -> ir.Value:
+    """log(1 + x), accurate for small x: log(u) * x / (u - 1) with u = 1 + x rounded (the
+    quotient corrects u's rounding error)."""
+    w = x.type.count
+    u = b.fadd(x, splat(1.0, w), name=f"{name}.u")
+    d = b.fsub(u, splat(1.0, w), name=f"{name}.d")
+    r = b.fmul(vlog(b, u, f"{name}.log"), b.fdiv(x, d, name=f"{name}.q"), name=f"{name}.r")
+    r = b.select(b.fcmp_ordered("==", d, splat(0.0, w), name=f"{name}.exact"), x, r,
+                 name=f"{name}.r1")
+    return b.select(b.fcmp_ordered("==", x, splat(math.inf, w), name=f"{name}.inf"), x, r,
+                    name=name)
+
+
+def vtanh(b: ir.IRBuilder, x: ir.Value, name: str) -> ir.Value:
+    """tanh(x), a few ulp (Cephes tanhf): an odd polynomial below |x| = 0.625, else
+    1 - 2 / (exp(2|x|) + 1) with x's sign."""
+    w = x.type.count
+    ax = intrinsic(b, "llvm.fabs", [x], f"{name}.abs")
+    s = b.fmul(x, x, name=f"{name}.s")
+    p = _poly(b, s, (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1,
+                     -3.33332819422e-1), f"{name}.p")
+    ys = fma(b, b.fmul(p, s, name=f"{name}.ps"), x, x, f"{name}.small")
+    e = vexp(b, b.fmul(vmin(b, ax, splat(9.0, w), f"{name}.cl"), splat(2.0, w),
+                       name=f"{name}.2x"), f"{name}.exp")
+    yl = b.fsub(splat(1.0, w), b.fdiv(splat(2.0, w), b.fadd(e, splat(1.0, w), name=f"{name}.e1"),
+                                      name=f"{name}.q"), name=f"{name}.big")
+    yl = intrinsic(b, "llvm.copysign", [yl, x], f"{name}.signed")
+    y = b.select(b.fcmp_ordered("<", ax, splat(0.625, w), name=f"{name}.lt"), ys, yl,
+                 name=f"{name}.y")
+    return b.select(b.fcmp_unordered("uno", x, x, name=f"{name}.nan"), x, y, name=name)
+
+
+def verf(b: ir.IRBuilder, x: ir.Value, name: str) -> ir.Value:
+    """erf(x), a few ulp: x * p(x^2) / q(x^2) on [-4, 4] (Eigen's float erf), +-1 beyond."""
+    w = x.type.count
+    xc = vmin(b, vmax(b, x, splat(-4.0, w), f"{name}.lo"), splat(4.0, w), f"{name}.cl")
+    z = b.fmul(xc, xc, name=f"{name}.z")
+    p = _poly(b, z, (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
+                     -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+                     -1.60960333262415e-02), f"{name}.p")
+    q = _poly(b, z, (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+                     -7.37332916720468e-03, -1.42647390514189e-02), f"{name}.q")
+    # x * (p / q): x * p first would go subnormal for tiny x and lose its digits
+    y = b.fmul(xc, b.fdiv(p, q, name=f"{name}.pq"), name=f"{name}.y")
+    return b.select(b.fcmp_unordered("uno", x, x, name=f"{name}.nan"), x, y, name=name)
+
+
+def vpow(b: ir.IRBuilder, x: ir.Value, y: ir.Value, name: str) -> ir.Value:
+    """x ** y as C's powf: exp(y * log|x|), the sign of x for odd integer y, NaN for a negative
+    base with a non-integer exponent, 1 for y == 0 or x == 1."""
+    w = x.type.count
+    ax = intrinsic(b, "llvm.fabs", [x], f"{name}.abs")
+    r = vexp(b, b.fmul(y, vlog(b, ax, f"{name}.log"), name=f"{name}.ylog"), f"{name}.exp")
+    yr = intrinsic(b, "llvm.rint", [y], f"{name}.yr")
+    is_int = b.fcmp_ordered("==", yr, y, name=f"{name}.int")
+    half = b.fmul(y, splat(0.5, w), name=f"{name}.half")
+    odd = b.and_(is_int, b.fcmp_ordered("!=", intrinsic(b, "llvm.rint", [half], f"{name}.hr"),
+                                        half, name=f"{name}.odd0"), name=f"{name}.odd")
+    signed = b.fcmp_ordered("<", intrinsic(b, "llvm.copysign", [splat(1.0, w), x],
+                                           f"{name}.sgn"), splat(0.0, w), name=f"{name}.neg")
+    r = b.select(b.and_(signed, odd, name=f"{name}.flip"), b.fneg(r, name=f"{name}.nr"), r,
+                 name=f"{name}.r1")
+    bad = b.and_(b.fcmp_ordered("<", x, splat(0.0, w), name=f"{name}.lt0"),
+                 b.not_(is_int, name=f"{name}.frac"), name=f"{name}.bad")
+    r = b.select(bad, splat(math.nan, w), r, name=f"{name}.r2")
+    one = b.or_(b.fcmp_ordered("==", y, splat(0.0, w), name=f"{name}.y0"),
+                b.fcmp_ordered("==", x, splat(1.0, w), name=f"{name}.x1"), name=f"{name}.one")
+    return b.select(one, splat(1.0, w), r, name=name)
 
 
 class LLVMVectorMath:
@@ -410,6 +539,37 @@ class LLVMVectorMath:
 
     def select(self, cond: ir.Value, x: ir.Value, y: ir.Value) -> ir.Value:
         return self.b.select(cond, x, y, name=self._n("sel"))
+
+    def sqrt(self, x: ir.Value) -> ir.Value:
+        return intrinsic(self.b, "llvm.sqrt", [x], self._n("sqrt"))
+
+    def abs(self, x: ir.Value) -> ir.Value:
+        return intrinsic(self.b, "llvm.fabs", [x], self._n("abs"))
+
+    def floor(self, x: ir.Value) -> ir.Value:
+        return intrinsic(self.b, "llvm.floor", [x], self._n("floor"))
+
+    def ceil(self, x: ir.Value) -> ir.Value:
+        return intrinsic(self.b, "llvm.ceil", [x], self._n("ceil"))
+
+    def round(self, x: ir.Value) -> ir.Value:
+        # the default rounding mode: to nearest, halves to even (np.rint)
+        return intrinsic(self.b, "llvm.rint", [x], self._n("round"))
+
+    def log(self, x: ir.Value) -> ir.Value:
+        return vlog(self.b, x, self._n("log"))
+
+    def log1p(self, x: ir.Value) -> ir.Value:
+        return vlog1p(self.b, x, self._n("log1p"))
+
+    def tanh(self, x: ir.Value) -> ir.Value:
+        return vtanh(self.b, x, self._n("tanh"))
+
+    def erf(self, x: ir.Value) -> ir.Value:
+        return verf(self.b, x, self._n("erf"))
+
+    def pow(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return vpow(self.b, x, y, self._n("pow"))
 
 
 def apply_activation(b: ir.IRBuilder, x: ir.Value, activation: str, params: Sequence[float],

@@ -71,9 +71,12 @@ def _ints(values) -> np.ndarray:
 # ----- fused epilogue and layout helpers ---------------------------------------------------------
 def _activation(e: Emitter, name: str, params: tuple, x: str, out: str | None, hint: str) -> str:
     """The ONNX node of a table activation (graphcnn.ops.ACTIVATIONS) with `params`: its
-    attributes, or constant inputs from the mapping's `inputs_since` opset on (Clip)."""
+    attributes, or constant inputs from the mapping's `inputs_since` opset on (Clip); the ones
+    without an ONNX op at OPSET as the standard ops they expand to (_EXPANDED)."""
     onx = get_activation(name).onnx
     if onx is None or onx.versions[0] > OPSET:
+        if name in _EXPANDED:
+            return _EXPANDED[name](e, x, out, hint)
         raise UnsupportedOpError(f"node {hint!r}: activation {name!r} has no ONNX op at opset "
                                  f"{OPSET}", {name: [hint]})
     inputs, attrs = [x], {}
@@ -82,7 +85,39 @@ def _activation(e: Emitter, name: str, params: tuple, x: str, out: str | None, h
                    for (key, _), p in zip(onx.attrs, params)]
     else:
         attrs = {key: float(p) for (key, _), p in zip(onx.attrs, params)}
+    if onx.variant is not None:
+        attrs[onx.variant[0]] = onx.variant[1]
     return e.add(onx.op_type, inputs, out, hint=hint, **attrs)
+
+
+def _silu(e: Emitter, x: str, out: str | None, hint: str) -> str:
+    return e.add("Mul", [x, e.add("Sigmoid", [x], hint=hint)], out, hint=hint)
+
+
+def _gelu(e: Emitter, x: str, out: str | None, hint: str) -> str:
+    """x * 0.5 * (1 + erf(x * sqrt(1/2))), in the reference's order (onnxruntime's Gelu-20)."""
+    def c(v: float) -> str:
+        return e.const(np.array(v, np.float32), f"{hint}_c")
+    erf = e.add("Erf", [e.add("Mul", [x, c(0.7071067811865476)], hint=hint)], hint=hint)
+    half = e.add("Mul", [x, c(0.5)], hint=hint)
+    return e.add("Mul", [half, e.add("Add", [c(1.0), erf], hint=hint)], out, hint=hint)
+
+
+def _gelu_tanh(e: Emitter, x: str, out: str | None, hint: str) -> str:
+    def c(v: float) -> str:
+        return e.const(np.array(v, np.float32), f"{hint}_c")
+    cube = e.add("Mul", [e.add("Mul", [e.add("Mul", [c(0.044715), x], hint=hint), x],
+                               hint=hint), x], hint=hint)
+    inner = e.add("Mul", [c(0.7978845608028654), e.add("Add", [x, cube], hint=hint)], hint=hint)
+    half = e.add("Mul", [x, c(0.5)], hint=hint)
+    return e.add("Mul", [half, e.add("Add", [c(1.0), e.add("Tanh", [inner], hint=hint)],
+                                     hint=hint)], out, hint=hint)
+
+
+# activations with no ONNX op (silu) or none yet at OPSET (Gelu-20): the ops they expand to
+_EXPANDED: dict[str, Callable[[Emitter, str, str | None, str], str]] = {
+    "silu": _silu, "gelu": _gelu, "gelu_tanh": _gelu_tanh,
+}
 
 
 def _epilogue(e: Emitter, node: Node, y: str, out: str | None, residual: str | None = None) -> str:
@@ -495,7 +530,8 @@ EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "adaptive_avg_pool": _adaptive_avg_pool,
     "gemm": _gemm,
     "matmul": _simple("MatMul"),
-    **{name: _activation_op(name) for name, act in ACTIVATIONS.items() if act.onnx is not None},
+    **{name: _activation_op(name) for name, act in ACTIVATIONS.items()
+       if act.onnx is not None or name in _EXPANDED},
     "softmax": _simple("Softmax", lambda n: {"axis": n.attrs["axis"]}),
     "log_softmax": _simple("LogSoftmax", lambda n: {"axis": n.attrs["axis"]}),
     "layer_norm": _layer_norm,

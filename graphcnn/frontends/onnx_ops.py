@@ -155,12 +155,27 @@ def global_max_pool(ctx: Context) -> Value:
 # ----- activations ---------------------------------------------------------------------------
 
 
-def _activation(act: Activation) -> None:
-    """Register the importer of a table activation (graphcnn.ops.ACTIVATIONS) from its ONNX
-    mapping: params from attributes, or from constant inputs at opsets >= inputs_since."""
-    onx = act.onnx
+def _activation(acts: list[Activation]) -> None:
+    """Register the importer of the table activations (graphcnn.ops.ACTIVATIONS) of one ONNX
+    op type from their mapping: params from attributes, or from constant inputs at opsets >=
+    inputs_since; several activations of one op type are told apart by a string attribute
+    (Gelu's approximate)."""
+    onx = acts[0].onnx
+    variants = {a.onnx.variant[1]: a for a in acts if a.onnx.variant is not None}
 
     def fn(ctx: Context) -> Value:
+        act = acts[0]
+        if variants:
+            key, default = onx.variant[0], next(iter(variants))
+            value = ctx.attr(key, default)
+            if value not in variants:
+                raise ctx.shape_error(f"unknown {key} {value!r}; expected one of "
+                                      f"{sorted(variants)}")
+            act = variants[value]
+        if onx.inputs_since is not None and ctx.version >= onx.inputs_since:
+            bounds = [ctx.input(k + 1) for k in range(len(onx.attrs))]
+            if any(v is not None and not v.is_constant for v in bounds):
+                return _runtime_params(ctx, act, bounds)
         params = []
         for k, (key, default) in enumerate(onx.attrs):
             if onx.inputs_since is not None and ctx.version >= onx.inputs_since:
@@ -171,12 +186,31 @@ def _activation(act: Activation) -> None:
         return ctx.emit(act.name, [ctx.input(0)],
                         {key: p for (key, _), p in zip(act.attrs, params)})
 
-    importer(onx.op_type, onx.versions, [key for key, _ in onx.attrs], notes=onx.notes)(fn)
+    attrs = [key for key, _ in onx.attrs] + ([onx.variant[0]] if onx.variant else [])
+    importer(onx.op_type, onx.versions, attrs, notes=onx.notes)(fn)
 
 
+def _runtime_params(ctx: Context, act: Activation, params: list[Value | None]) -> Value:
+    """An activation whose param inputs are runtime tensors (Clip's min/max): each becomes the
+    table's binary op for it (runtime_params), applied in order, constants as scalars."""
+    y = ctx.input(0)
+    for k, (v, op) in enumerate(zip(params, act.onnx.runtime_params)):
+        if v is None:
+            continue
+        if v.is_constant:
+            v = ctx.constant(np.array(_scalar(ctx, v.data, act.onnx.attrs[k][0]), np.float32))
+        elif v.type.size != 1:
+            raise ctx.shape_error(f"{act.onnx.attrs[k][0]} must be a scalar, got {v.type}")
+        y = ctx.emit(op, [y, v], suffix="" if k == len(params) - 1 else f"/{op}")
+    return y
+
+
+_BY_OP_TYPE: dict[str, list[Activation]] = {}
 for _act in ACTIVATIONS.values():
     if _act.onnx is not None:
-        _activation(_act)
+        _BY_OP_TYPE.setdefault(_act.onnx.op_type, []).append(_act)
+for _acts in _BY_OP_TYPE.values():
+    _activation(_acts)
 
 
 @importer("Softmax", (1, 11, 13), ("axis",),
@@ -343,6 +377,10 @@ def _binary(op: Binary) -> None:
                 raise ctx.shape_error(f"cannot broadcast {b.type} into {a.type} at axis {axis}")
             b = ctx.emit("reshape", [b], {"shape": b.shape + (1,) * trailing},
                          suffix="/broadcast")
+        elif (onx.per_channel_before is not None and ctx.version < onx.per_channel_before
+              and b.type.rank == 1 and a.type.rank > 2 and b.shape[0] == a.shape[1] > 1):
+            b = ctx.emit("reshape", [b], {"shape": b.shape + (1,) * (a.type.rank - 2)},
+                         suffix="/per_channel")
         return ctx.emit(op.name, [a, b])
 
     importer(onx.op_type, onx.versions, notes=onx.notes)(fn)

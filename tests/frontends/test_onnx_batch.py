@@ -124,3 +124,34 @@ def test_reduction_rebinds_only_off_the_batch_axis(axes, ok):
     x = RNG.standard_normal((4, 3, 8, 8)).astype(np.float32)
     got = gc.compile(gc.from_onnx(model, batch=4), target="llvm")(x)
     np.testing.assert_allclose(got, _per_sample(model, x), rtol=1e-5, atol=1e-6)
+
+
+# ----- the pointwise ops (per sample when their other operands do not span the batch) ----------
+def _pointwise(op: str, other_shape, extra=()) -> onnx.ModelProto:
+    inits = {"w": RNG.standard_normal((4, 3, 3, 3)).astype(np.float32),
+             "o": np.abs(RNG.standard_normal(other_shape)).astype(np.float32) + 0.5}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Gelu", ["c"], ["g"]),
+             helper.make_node(op, ["g", "o", *extra], ["y"])]
+    return _model(nodes, inits, (1, 4, 8, 8), opset=20)
+
+
+@pytest.mark.parametrize("op,other", [("PRelu", (4, 1, 1)), ("Sub", (1, 4, 1, 8)),
+                                      ("Div", (8,)), ("Pow", (1,)), ("Max", (4, 8, 8)),
+                                      ("Mean", (1, 1, 1, 1))])
+def test_pointwise_ops_rebind_per_sample(op, other):
+    model = _pointwise(op, other)
+    graph = gc.from_onnx(model, batch=3)
+    x = RNG.standard_normal((3, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(gc.compile(graph, target="reference")(x), _per_sample(model, x),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_pointwise_op_with_an_operand_spanning_the_file_batch_is_refused():
+    model = _pointwise("Sub", (1, 4, 8, 8))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 2
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(
+        RNG.standard_normal((2, 4, 8, 8)).astype(np.float32), "o"))
+    with pytest.raises(ShapeError, match="Sub|sub"):
+        gc.from_onnx(model, batch=2 * 3)

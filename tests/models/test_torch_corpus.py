@@ -26,8 +26,6 @@ RTOL_L2 = 1e-4
 
 # (architecture, exporter) -> the op types its import reports unsupported
 UNSUPPORTED: dict[tuple[str, str], frozenset[str]] = {
-    ("convnext_tiny", "dynamo"): frozenset({"Gelu"}),
-    ("convnext_tiny", "torchscript"): frozenset({"Div", "Erf"}),
     ("fcn_resnet50", "dynamo"): frozenset({"Resize"}),
     ("fcn_resnet50", "torchscript"): frozenset({"Resize"}),
     ("lraspp_mobilenet_v3_large", "dynamo"): frozenset({"Resize"}),

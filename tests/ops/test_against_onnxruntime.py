@@ -51,8 +51,11 @@ def channel_shuffle_case(r: np.random.Generator) -> Case:
 
 # every fused activation of the table: explicit params where it takes some, else its defaults
 EPILOGUE_PARAMS = {"leaky_relu": (0.1,), "clip": (-0.5, 0.7), "hard_sigmoid": (0.3, 0.4)}
+# functions of a half line (or with poles) draw positive inputs of their own (POSITIVE_INPUT)
+POSITIVE_INPUT = {"sqrt", "log", "reciprocal"}
 EPILOGUES = [("none", ())] + [(name, EPILOGUE_PARAMS.get(name, tuple(d for _, d in a.attrs)))
-                              for name, a in ACTIVATIONS.items() if a.fusible]
+                              for name, a in ACTIVATIONS.items()
+                              if a.fusible and name not in POSITIVE_INPUT]
 
 
 def conv_case(rng) -> Case:
@@ -181,8 +184,27 @@ def binary_case(op: str) -> Callable:
     return lambda rng: single_op(op, rng, broadcast_shapes(rng, 2))
 
 
-def sum_case(rng) -> Case:
-    return single_op("sum", rng, broadcast_shapes(rng, int(rng.integers(1, 4))))
+def variadic_case(op: str) -> Callable:
+    return lambda rng: single_op(op, rng, broadcast_shapes(rng, int(rng.integers(1, 4))))
+
+
+sum_case = variadic_case("sum")
+
+
+def positive_case(op: str, count: int = 1) -> Callable:
+    """Inputs in [0.1, 3] (sqrt, log, 1/x, the base of pow), broadcasting."""
+    def make(rng) -> Case:
+        graph, inputs = single_op(op, rng, broadcast_shapes(rng, count))
+        inputs[0] = np.abs(inputs[0]) + np.float32(0.1)
+        return graph, inputs
+    return make
+
+
+def prelu_case(rng) -> Case:
+    """A slope of x's shape with dims dropped or set to 1 (per channel, shared, per element)."""
+    x = tuple(int(d) for d in rng.integers(1, 5, int(rng.integers(2, 5))))
+    slope = tuple(1 if rng.random() < 0.5 else d for d in x)[int(rng.integers(0, len(x))):]
+    return single_op("prelu", rng, [x, slope or (1,)])
 
 
 def reshape_case(rng) -> Case:
@@ -272,6 +294,13 @@ GENERATORS: dict[str, tuple[Callable, int]] = {
     "from_blocked": (lambda r: single_op("from_blocked", r, [(1, 2, 3, 3, 4)], (),
                                          {"channels": int(r.integers(5, 9))}), 3),
 }
+GENERATORS.update({  # the pointwise math and broadcasting arithmetic
+    **{op: (binary_case(op), 6) for op in ("sub", "div")},
+    **{op: (variadic_case(op), 6) for op in ("max", "min", "mean")},
+    **{op: (positive_case(op), 3) for op in POSITIVE_INPUT},
+    "pow": (positive_case("pow", 2), 6),
+    "prelu": (prelu_case, 6),
+})
 GENERATORS.update(INDEXING_GENERATORS)  # any-dtype ops: their own inputs (indexing_cases.py)
 for _name in ACTIVATIONS:  # a new activation gets draws with its default attributes
     GENERATORS.setdefault(_name, (unary_case(_name), 3))

@@ -107,6 +107,9 @@ def emit_binary(ctx: EmitContext, node: Node) -> None:
         acc = xs[0]
         for k, x in enumerate(xs[1:]):  # left to right, as the reference folds
             acc = op.vector(LLVMVectorMath(b, x.type.count, f"{name}.{k}"), acc, x)
+        if op.average:
+            m = LLVMVectorMath(b, acc.type.count, f"{name}.mean")
+            acc = m.div(acc, m.const(len(xs)))
         return acc
     emit_map(ctx, node, node.inputs, node.outputs[0], combine, work_per=op.cost)
 

@@ -456,3 +456,80 @@ CASES["blocked_concat"] = [
                                           ((2, 9, 3, 4), 16)], 16), EXACT),
     ("aligned-first", _blocked_concat([((1, 16, 4, 4), 16), ((1, 20, 4, 4), 16)], 16), EXACT),
 ]
+
+
+# ----- the pointwise ops: math functions, activations, broadcasting binaries ----------------
+def _abs_pre(g, x):
+    return g.apply("abs", [x])  # a domain of x >= 0 (sqrt, log, ...)
+
+
+def _after_conv(op: str, attrs=None, n_in: int = 1, consts=()):
+    """conv -> add(y, y) -> op: under the level-2 pipeline the conv runs blocked and so does
+    the op when it keeps zero padding (the add keeps it from fusing into the conv)."""
+    w, b = rnd(12, 5, 3, 3) * 0.3, rnd(12)
+
+    def build():
+        g = Graph(f"{op}_after_conv")
+        y = g.apply("conv", [g.add_input("x", (1, 5, 7, 9)), g.add_constant(w, "w"),
+                             g.add_constant(b, "b")], {"pads": [1, 1, 1, 1]})
+        y = g.apply("add", [y, y])
+        if op in ("sqrt", "log"):
+            y = g.apply("abs", [y])
+        ins = [y] * n_in + [g.add_constant(c, f"c{i}") for i, c in enumerate(consts)]
+        g.set_outputs([g.apply(op, ins, attrs or {})])
+        return g
+    return build
+
+
+def _pow(base_shape, exp_shape, negative_base=False):
+    def build():
+        g = Graph("pow")
+        x = g.add_input("x", base_shape)
+        x = x if negative_base else g.apply("abs", [x])
+        if negative_base:  # integer exponents: the sign of x for the odd ones
+            e = g.add_constant(RNG.integers(-3, 4, exp_shape).astype(np.float32), "e")
+        else:
+            e = g.add_input("e", exp_shape)
+        g.set_outputs([g.apply("pow", [x, e])])
+        return g
+    return build
+
+
+_DOMAIN = {"sqrt": _abs_pre, "log": _abs_pre}
+for _name in ("silu", "tanh", "erf", "gelu", "gelu_tanh", "mish", "softplus", "softsign", "elu",
+              "selu", "celu", "thresholded_relu", "sqrt", "exp", "log", "abs", "neg",
+              "reciprocal", "floor", "ceil", "round", "sign"):
+    CASES[_name] = [
+        ("odd", lambda n=_name: single(n, [(5, 41)], pre=_DOMAIN.get(n)), EXACT),
+        # 1/x of conv sums near zero magnifies their summation order: SUMMED
+        ("after-conv", _after_conv(_name), SUMMED if _name == "reciprocal" else EXACT),
+    ]
+CASES["celu"].append(("alpha", lambda: single("celu", [(3, 37)], {"alpha": 0.4}), EXACT))
+CASES["elu"].append(("alpha", lambda: single("elu", [(3, 37)], {"alpha": 0.3}), EXACT))
+CASES["thresholded_relu"].append(
+    ("alpha", lambda: single("thresholded_relu", [(3, 37)], {"alpha": -0.2}), EXACT))
+for _name in ("sub", "div", "max", "min"):
+    CASES[_name] = [
+        ("same", lambda n=_name: single(n, [(3, 17), (3, 17)]), EXACT),
+        ("bcast-chan", lambda n=_name: single(n, [(2, 5, 4, 3), (5, 1, 1)]), EXACT),
+        ("bcast-both", lambda n=_name: single(n, [(4, 1, 7), (1, 6, 1)]), EXACT),
+        ("scalar", lambda n=_name: single(n, [(5, 5)], consts=[rnd()]), EXACT),
+        ("after-conv", _after_conv(_name, n_in=2), EXACT),
+    ]
+for _name in ("max", "min", "mean"):
+    CASES.setdefault(_name, []).extend([
+        ("three", lambda n=_name: single(n, [(2, 19), (2, 19), (19,)]), EXACT),
+        ("one", lambda n=_name: single(n, [(3, 3)]), EXACT),
+    ])
+CASES["mean"].append(("after-conv", _after_conv("mean", n_in=3), EXACT))
+CASES["pow"] = [
+    ("same", _pow((3, 17), (3, 17)), EXACT),
+    ("bcast-row", _pow((2, 3, 19), (19,)), EXACT),
+    ("negative-base", _pow((4, 21), (4, 21), negative_base=True), EXACT),
+]
+CASES["prelu"] = [
+    ("per-channel", lambda: single("prelu", [(2, 6, 5, 7)], consts=[rnd(6, 1, 1)]), EXACT),
+    ("runtime-slope", lambda: single("prelu", [(2, 6, 5, 7), (1, 6, 1, 1)]), EXACT),
+    ("bcast-last", lambda: single("prelu", [(3, 4, 19)], consts=[rnd(19)]), EXACT),
+    ("after-conv", _after_conv("prelu", consts=[rnd(12, 1, 1)]), EXACT),
+]
