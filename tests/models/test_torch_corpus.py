@@ -28,12 +28,6 @@ RTOL_L2 = 1e-4
 UNSUPPORTED: dict[tuple[str, str], frozenset[str]] = {
     ("convnext_tiny", "dynamo"): frozenset({"Gelu"}),
     ("convnext_tiny", "torchscript"): frozenset({"Div", "Erf"}),
-    ("fcn_resnet50", "dynamo"): frozenset({"Resize"}),
-    ("fcn_resnet50", "torchscript"): frozenset({"Resize"}),
-    ("lraspp_mobilenet_v3_large", "dynamo"): frozenset({"Resize"}),
-    ("lraspp_mobilenet_v3_large", "torchscript"): frozenset({"Resize"}),
-    ("unet", "dynamo"): frozenset({"ConvTranspose"}),
-    ("unet", "torchscript"): frozenset({"ConvTranspose"}),
 }
 
 CASES = [(name, exporter) for name in ARCHITECTURES for exporter in EXPORTERS]
