@@ -7,7 +7,15 @@
    dilation 1, no pads or output_padding: each output pixel takes exactly one tap, so
    y = depth_to_space_CRD(conv1x1(x, W'), b=s) with W'[m*s*s + i*s + j, c] = W[c, m, i, j]
    (per group), bias repeated s*s times: a GEMM, no wasted multiply-adds.
-3. any other conv_transpose with a constant weight: the transposed conv is the correlation of
+3. a conv_transpose with a constant weight, dilation 1, pads >= 0 and a stride > 1 splits into
+   its stride phases (sub-pixel convolution): along an axis, the output cells s*q + r take
+   exactly the taps r, r + s, ... of the kernel, so f[s*q + r] = sum_j x[q - j] * W[r + s*j],
+   one small stride-1 conv per phase (its sub-kernel flipped, padded by J-1 before and Q-in
+   after, Q = ceil(full / s)), the phases concatenated on the channels and interleaved by a
+   reshape -> transpose -> reshape, the pads cropped last. The same multiply-adds as the
+   direct scatter, on the blocked conv kernels (a phase without taps, kernel < stride, is a
+   1-tap zero conv: its cells hold the bias).
+4. any other conv_transpose: the transposed conv is the correlation of
    the zero-inserted input with the flipped kernel, y = conv(pad(z), flip(W)^T) where
    z[s*i] = x[i] (zeros between, as reshape -> pad -> reshape), padded by d*(k-1) - pad_begin
    before and d*(k-1) + output_padding - pad_end after (a negative amount crops); the conv
@@ -16,6 +24,8 @@
    A runtime weight is transposed and flipped by reshape / transpose / reversing-slice nodes.
 """
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -45,13 +55,13 @@ def _group_weights(w: np.ndarray, groups: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(parts, axis=0))
 
 
-def _subpixel(node: Node) -> bool:
+def _kernel_is_stride(node: Node) -> bool:
     a, w = node.attrs, node.inputs[1].type.shape
     return (len(w) == 4 and tuple(w[2:]) == tuple(a["strides"]) and a["dilations"] == (1, 1)
             and not any(a["pads"]) and not any(a["output_padding"]))
 
 
-def _conv_transpose_subpixel(graph: Graph, node: Node) -> Value:  # Rule 2
+def _conv_transpose_gemm(graph: Graph, node: Node) -> Value:  # Rule 2
     x, a = node.inputs[0], node.attrs
     w = node.inputs[1].data.astype(np.float32)
     s = a["strides"][0]
@@ -65,6 +75,48 @@ def _conv_transpose_subpixel(graph: Graph, node: Node) -> Value:  # Rule 2
     y = graph.apply("conv", ins, {"groups": a["groups"]}, name=f"{node.name}.gemm", before=node)
     return _rearrange(graph, y, "depth_to_space", {"blocksize": s, "mode": "CRD"},
                       node.outputs[0].shape, node.name, node)
+
+
+def _phased(node: Node) -> bool:
+    a = node.attrs
+    return (all(v.is_constant for v in node.inputs[1:]) and max(a["strides"]) > 1
+            and all(d == 1 for d in a["dilations"]) and min(a["pads"]) >= 0)
+
+
+def _conv_transpose_phases(graph: Graph, node: Node) -> Value:  # Rule 3
+    x, a = node.inputs[0], node.attrs
+    nd = x.type.rank - 2
+    wt = _group_weights(node.inputs[1].data.astype(np.float32), a["groups"])  # (M, C/g, *K)
+    k, s, op = wt.shape[2:], a["strides"], a["output_padding"]
+    n, m = x.shape[0], wt.shape[0]
+    spatial = x.shape[2:]
+    q = [-(-(s[i] * (spatial[i] - 1) + k[i] + op[i]) // s[i]) for i in range(nd)]
+    phases = []
+    for phase in itertools.product(*(range(v) for v in s)):
+        sub = wt[(slice(None), slice(None)) + tuple(slice(r, None, v) for r, v in zip(phase, s))]
+        if 0 in sub.shape:  # no tap lands on this phase: a 1-tap zero kernel (bias only)
+            sub = np.zeros(sub.shape[:2] + tuple(max(1, t) for t in sub.shape[2:]), np.float32)
+        sub = np.ascontiguousarray(np.flip(sub, axis=tuple(range(2, 2 + nd))))
+        pads = [t - 1 for t in sub.shape[2:]] + [q[i] - spatial[i] for i in range(nd)]
+        tag = "".join(str(r) for r in phase)
+        ins = [x, graph.add_constant(sub, name=f"{node.name}.w{tag}")] + list(node.inputs[2:])
+        phases.append(graph.apply("conv", ins, {"pads": pads, "groups": a["groups"]},
+                                  name=f"{node.name}.phase{tag}", before=node))
+    v = graph.apply("concat", phases, {"axis": 1}, name=f"{node.name}.phases", before=node)
+    v = graph.apply("reshape", [v], {"shape": (n, *s, m, *q)}, name=f"{node.name}.split",
+                    before=node)
+    perm = (0, nd + 1) + tuple(d for i in range(nd) for d in (nd + 2 + i, 1 + i))
+    v = graph.apply("transpose", [v], {"perm": perm}, name=f"{node.name}.interleave",
+                    before=node)
+    v = graph.apply("reshape", [v], {"shape": (n, m) + tuple(qi * si for qi, si in zip(q, s))},
+                    name=f"{node.name}.full", before=node)
+    out = node.outputs[0].shape[2:]
+    p = a["pads"]
+    crop = [0, 0] + [-p[i] for i in range(nd)] + [0, 0] + [
+        -(q[i] * s[i] - p[i] - out[i]) for i in range(nd)]
+    if not any(crop):
+        return v
+    return graph.apply("pad", [v], {"pads": crop}, name=node.name, before=node)
 
 
 def _zero_insert(graph: Graph, node: Node, x: Value, strides) -> Value:
@@ -104,7 +156,7 @@ def _conv_weight(graph: Graph, node: Node) -> Value:
                        name=f"{name}.flip", before=node)
 
 
-def _conv_transpose_direct(graph: Graph, node: Node) -> Value:  # Rule 3
+def _conv_transpose_direct(graph: Graph, node: Node) -> Value:  # Rule 4
     x, a = node.inputs[0], node.attrs
     nd = x.type.rank - 2
     k = node.inputs[1].shape[2:]
@@ -130,8 +182,9 @@ def lower_spatial(graph: Graph) -> bool:
                            node.name, node)
         elif node.op == "conv_transpose":
             constant = all(v.is_constant for v in node.inputs[1:])
-            y = (_conv_transpose_subpixel if constant and _subpixel(node) else
-                 _conv_transpose_direct)(graph, node)
+            rule = (_conv_transpose_gemm if constant and _kernel_is_stride(node) else
+                    _conv_transpose_phases if _phased(node) else _conv_transpose_direct)
+            y = rule(graph, node)
         else:
             continue
         replace_node(graph, node, y)
