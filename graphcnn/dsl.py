@@ -223,6 +223,101 @@ class Conv3d(_ConvNd):
     nd = 3
 
 
+class ConvTranspose2d(Layer):
+    """torch.nn.ConvTranspose2d: weight (in, out/groups, kh, kw); out = (in-1)*stride
+    - 2*padding + dilation*(k-1) + output_padding + 1."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool | np.ndarray = True,
+                 dilation=1, weight: np.ndarray | None = None, seed: int | None = None):
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _tuple(kernel_size, 2, "kernel_size")
+        self.stride = _tuple(stride, 2, "stride")
+        self.dilation = _tuple(dilation, 2, "dilation")
+        self.output_padding = _tuple(output_padding, 2, "output_padding")
+        p = _tuple(padding, 2, "padding")
+        self.pads = p + p
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ShapeError(f"{self}: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        shape = (in_channels, out_channels // groups) + self.kernel_size
+        # torch's fan_in of a transposed conv is weight.size(1) * the kernel taps
+        bound = 1 / math.sqrt((out_channels // groups) * math.prod(self.kernel_size))
+        rng = _generator(seed)
+        self.weight = (_weight(weight, shape, self, "weight") if weight is not None else
+                       rng.uniform(-bound, bound, shape).astype(np.float32))
+        if isinstance(bias, (bool, np.bool_)):
+            self.bias = rng.uniform(-bound, bound, out_channels).astype(np.float32) if bias else None
+        else:
+            self.bias = _weight(bias, (out_channels,), self, "bias")
+
+    def check(self, shape):
+        if len(shape) != 4 or shape[1] != self.in_channels:
+            raise ShapeError(f"{self}: expects (N, {self.in_channels}, H, W), got input shape "
+                             f"{shape} (weight shape {self.weight.shape})")
+
+    def emit(self, x):
+        params = {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
+        return x.builder.op("conv_transpose", [x], name="conv_transpose", params=params,
+                            strides=self.stride, pads=self.pads, dilations=self.dilation,
+                            output_padding=self.output_padding, groups=self.groups)
+
+    def __repr__(self) -> str:
+        return (f"ConvTranspose2d({self.in_channels}, {self.out_channels}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride})")
+
+
+class Upsample(Layer):
+    """torch.nn.Upsample over the spatial dims: mode "nearest" (source floor(dst / scale)) or
+    "bilinear" (half-pixel centres, or align_corners); `size` or `scale_factor`."""
+
+    op = "resize"
+
+    def __init__(self, size=None, scale_factor=None, mode: str = "nearest",
+                 align_corners: bool | None = None):
+        if (size is None) == (scale_factor is None):
+            raise ShapeError("Upsample: give exactly one of size and scale_factor")
+        if mode not in ("nearest", "bilinear"):
+            raise ShapeError(f"Upsample: mode={mode!r} must be 'nearest' or 'bilinear'")
+        if align_corners is not None and mode == "nearest":
+            raise ShapeError("Upsample: align_corners only applies to mode='bilinear'")
+        self.size = None if size is None else _tuple(size, 2, "size")
+        self.scale_factor = None if scale_factor is None else tuple(
+            float(s) for s in ((scale_factor,) * 2 if isinstance(scale_factor, (int, float))
+                               else scale_factor))
+        if self.scale_factor is not None and (len(self.scale_factor) != 2 or
+                                              min(self.scale_factor) <= 0):
+            raise ShapeError(f"Upsample: scale_factor={scale_factor!r} must be 1 or 2 "
+                             f"numbers > 0")
+        self.mode, self.align_corners = mode, bool(align_corners)
+
+    def check(self, shape):
+        if len(shape) != 4:
+            raise ShapeError(f"{self}: expects (N, C, H, W), got input shape {shape}")
+
+    def emit(self, x):
+        n, c, h, w = x.shape
+        if self.size is not None:
+            out, scales = self.size, (self.size[0] / h, self.size[1] / w)
+        else:
+            scales = self.scale_factor
+            out = (math.floor(h * scales[0]), math.floor(w * scales[1]))
+        if self.align_corners:  # torch divides by the integer output length
+            scales = (out[0] / h, out[1] / w)
+        attrs = {"sizes": (n, c) + tuple(out), "scales": (1.0, 1.0) + tuple(scales)}
+        if self.mode == "nearest":
+            attrs.update(mode="nearest", coordinate_transformation_mode="asymmetric",
+                         nearest_mode="floor")
+        else:
+            attrs.update(mode="linear", coordinate_transformation_mode=(
+                "align_corners" if self.align_corners else "half_pixel"))
+        return x.builder.op("resize", [x], name="upsample", **attrs)
+
+    def __repr__(self) -> str:
+        what = f"size={self.size}" if self.size else f"scale_factor={self.scale_factor}"
+        return f"Upsample({what}, mode={self.mode!r})"
+
+
 class ReLU(Layer):
     op = "relu"
 

@@ -57,6 +57,7 @@ from .fuse_self_gating import fuse_hard_swish, fuse_silu
 from .kernel_family import choose_kernel_family
 from .layout import DEFAULT_BLOCK, choose_layout
 from .legalize_convs import legalize_convs
+from .lower_spatial import lower_spatial
 from .manager import Pass, PassError, PassManager, PassReport, restore_output_names
 from .reduce_to_pool import reduce_to_global_pool
 from .remove_identity import remove_identity
@@ -101,6 +102,7 @@ def _fusion() -> list[Pass]:
 
 def _llvm(block: int) -> list[Pass]:
     return [
+        Pass("lower-spatial", lower_spatial),  # before layout: its convs and copies block too
         Pass("split-strided-1x1", split_strided_1x1),  # before layout: the subsample blocks too
         Pass("fuse-channel-shuffle", fuse_channel_shuffle),  # before layout: it runs blocked
         Pass("choose-layout", functools.partial(choose_layout, block=block)),  # after fusion
@@ -111,6 +113,7 @@ def _llvm(block: int) -> list[Pass]:
 def _lowering(block: int) -> list[Pass]:
     """What the llvm backend needs of every graph, after all other rewrites."""
     return [
+        Pass("lower-spatial", lower_spatial),  # levels 0-1: the ops no llvm kernel runs
         Pass("fuse-conv-pool", functools.partial(fuse_conv_pool, vector_width=block)),
         Pass("legalize-convs", functools.partial(legalize_convs, vector_width=block)),
         # last: the families of the final nodes, which the backend's plan stage builds

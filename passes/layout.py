@@ -39,6 +39,12 @@ leaving it (shared by all its NCHW consumers).
    scale and bias padded with zeros (a zero padding channel normalises to zero).
 5f. split on axis 1 runs blocked on its input's twin when every part's channel count is a
    multiple of the block (ShuffleNet-v2's halves): a split of whole channel blocks.
+5g. resize over the spatial axes only (N and C kept, scale 1) runs on its input's twin as a
+   rank-5 resize whose block axis is kept too (FCN's / LR-ASPP's upsampling between convs):
+   each lane interpolates on its own, padding lanes stay zero unless a tf_crop_and_resize
+   extrapolates a non-zero value (then it stays NCHW).
+5h. pad of the spatial axes only (reflect / edge / wrap, or constant 0) runs on its input's
+   twin with the block axis unpadded: padding lanes copy zeros.
 6. Everything else reads the logical value (through the from_blocked, kept by rule 7).
 7. Conversions nobody reads are removed (dead-code elimination at the end of the pass).
 """
@@ -216,6 +222,29 @@ class _Blocker:
             self.rebuild(node, [t], layout="NCHWc", channels=node.attrs["channels"])
 
 
+    def resize(self, node: Node) -> None:  # Rule 5g
+        t, a = self.twin.get(id(node.inputs[0])), node.attrs
+        x = node.inputs[0]
+        if (t is None or t.type.rank != 5 or a["sizes"][:2] != x.shape[:2]
+                or a["scales"][:2] != (1.0, 1.0) or (a["extrapolation_value"] != 0 and
+                                                     a["coordinate_transformation_mode"]
+                                                     == "tf_crop_and_resize")):
+            return
+        sizes = (t.type.shape[0], t.type.shape[1]) + a["sizes"][2:] + (t.type.shape[-1],)
+        roi = ()
+        if a["roi"]:
+            roi = (0.0, 0.0) + a["roi"][2:4] + (0.0, 1.0, 1.0) + a["roi"][6:8] + (1.0,)
+        self.rebuild(node, [t], sizes=sizes, scales=(1.0, 1.0) + a["scales"][2:] + (1.0,),
+                     roi=roi)
+
+    def pad(self, node: Node) -> None:  # Rule 5h
+        t, a = self.twin.get(id(node.inputs[0])), node.attrs
+        p = a["pads"]
+        if (t is None or t.type.rank != 5 or any(p[i] for i in (0, 1, 4, 5))
+                or (a["mode"] == "constant" and a["value"] != 0)):
+            return
+        self.rebuild(node, [t], pads=(0, 0) + p[2:4] + (0, 0, 0) + p[6:8] + (0,))
+
     def split(self, node: Node) -> None:  # Rule 5f
         t = self.twin.get(id(node.inputs[0]))
         if t is None or t.type.rank < 4 or node.attrs["axis"] != 1:
@@ -255,6 +284,10 @@ def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
             blocker.channel_shuffle(node)
         elif node.op == "split":
             blocker.split(node)
+        elif node.op == "resize":
+            blocker.resize(node)
+        elif node.op == "pad":
+            blocker.pad(node)
         elif node.op == "channel_norm":
             blocker.channel_norm(node)
         elif node.op == "group_norm":

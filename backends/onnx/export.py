@@ -28,6 +28,7 @@ from graphcnn.ir import Graph, Node, Value
 from graphcnn.ops import ACTIVATIONS, BINARY_OPS, POOL_OPS, REDUCTIONS, get_activation
 from graphcnn.ops.opaque import OPAQUE, bind, node_proto
 from graphcnn.ops.pool import adaptive_bins, pool_output_shape
+from graphcnn.ops.spatial import space_to_depth_perm
 from graphcnn.ops.tensor import channel_shuffle_sources
 
 OPSET = 19
@@ -337,7 +338,64 @@ def _activation_op(name: str) -> Callable[[Emitter, Node], None]:
 def _pad(e: Emitter, node: Node) -> None:
     value = e.const(np.array(node.attrs["value"], np.float32), "pad_value")
     e.add("Pad", [node.inputs[0].name, e.const(_ints(node.attrs["pads"]), "pads"), value],
-          node.outputs[0].name, mode="constant")
+          node.outputs[0].name, mode=node.attrs["mode"])
+
+
+def _conv_transpose(e: Emitter, node: Node) -> None:
+    """ConvTranspose with the non-negative pads; a negative pad (an output extended past the
+    natural size) becomes a zero Pad after it, and then the bias is added to every cell."""
+    a = node.attrs
+    nd = len(a["strides"])
+    pads = list(a["pads"])
+    extend = [max(0, -p) for p in pads]
+    attrs = {"strides": list(a["strides"]), "dilations": list(a["dilations"]),
+             "pads": [max(0, p) for p in pads], "output_padding": list(a["output_padding"]),
+             "group": a["groups"], "kernel_shape": list(node.inputs[1].shape[2:])}
+    ins = [v.name for v in node.inputs]
+    if not any(extend):
+        e.add("ConvTranspose", ins, node.outputs[0].name, **attrs)
+        return
+    y = e.add("ConvTranspose", ins[:2], hint=node.name, **attrs)
+    last = len(node.inputs) == 2
+    full = [0, 0] + extend[:nd] + [0, 0] + extend[nd:]
+    y = e.add("Pad", [y, e.const(_ints(full), "pads")], node.outputs[0].name if last else None,
+              hint=node.name, mode="constant")
+    if not last:
+        bias = e.add("Reshape", [ins[2], e.const(_ints([-1] + [1] * nd), "shape")],
+                     hint=f"{node.name}_bias")
+        e.add("Add", [y, bias], node.outputs[0].name)
+
+
+def _resize(e: Emitter, node: Node) -> None:
+    """Resize-19 with the full output shape as `sizes`, or as `scales` when the coordinate
+    scales are not sizes / input (a scale whose output width was fractional)."""
+    a, x = node.attrs, node.inputs[0]
+    by_sizes = all(np.isclose(s, o / i) for s, o, i in zip(a["scales"], a["sizes"], x.shape))
+    roi = e.const(np.asarray(a["roi"], np.float32), "roi") if a["roi"] else ""
+    ins = [x.name, roi, "" if by_sizes else e.const(np.asarray(a["scales"], np.float32),
+                                                    "scales")]
+    if by_sizes:
+        ins.append(e.const(_ints(a["sizes"]), "sizes"))
+    e.add("Resize", ins, node.outputs[0].name, mode=a["mode"],
+          coordinate_transformation_mode=a["coordinate_transformation_mode"],
+          nearest_mode=a["nearest_mode"], cubic_coeff_a=float(a["cubic_coeff_a"]),
+          exclude_outside=a["exclude_outside"],
+          extrapolation_value=float(a["extrapolation_value"]))
+
+
+def _space_to_depth(e: Emitter, node: Node) -> None:
+    """SpaceToDepth-13 has no mode: CRD is the Reshape -> Transpose -> Reshape it stands for."""
+    a = node.attrs
+    if a["mode"] == "DCR":
+        e.add("SpaceToDepth", [node.inputs[0].name], node.outputs[0].name,
+              blocksize=a["blocksize"])
+        return
+    n, c, h, w = node.inputs[0].shape
+    bs = a["blocksize"]
+    v = e.add("Reshape", [node.inputs[0].name, e.const(_ints([n, c, h // bs, bs, w // bs, bs]),
+                                                       "shape")], hint=node.name)
+    v = e.add("Transpose", [v], hint=node.name, perm=list(space_to_depth_perm("CRD")))
+    e.add("Reshape", [v, e.const(_ints(node.outputs[0].shape), "shape")], node.outputs[0].name)
 
 
 def _channel_shuffle(e: Emitter, node: Node) -> None:
@@ -555,6 +613,12 @@ EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "dropout": _simple("Identity"),  # inference: dropout computes nothing
     "identity": _simple("Identity"),
     "pad": _pad,
+    # graphcnn/ops/spatial.py
+    "conv_transpose": _conv_transpose,
+    "resize": _resize,
+    "depth_to_space": _simple("DepthToSpace", lambda n: {"blocksize": n.attrs["blocksize"],
+                                                         "mode": n.attrs["mode"]}),
+    "space_to_depth": _space_to_depth,
     "squeeze": _with_const_input("Squeeze", lambda n: _ints(n.attrs["axes"]), "axes"),
     "unsqueeze": _with_const_input("Unsqueeze", lambda n: _ints(n.attrs["axes"]), "axes"),
     "channel_shuffle": _channel_shuffle,

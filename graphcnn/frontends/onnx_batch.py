@@ -96,7 +96,11 @@ _SAMPLEWISE: dict[str, Callable[[Node, set[int]], bool]] = {
     **{op: _first_input_batched for op in UNARY_ELEMENTWISE | POOLS},
     **{op: _elementwise for op in BINARY_ELEMENTWISE},
     **{op: _first_input_batched for op in (
-        "conv", "batch_norm", "lrn", "channel_shuffle", "identity", "dropout")},
+        "conv", "batch_norm", "lrn", "channel_shuffle", "identity", "dropout",
+        "conv_transpose", "depth_to_space", "space_to_depth")},
+    # the batch axis left as it is (a resize along it would mix samples)
+    "resize": lambda n, b: _first_input_batched(n, b) and
+    n.attrs["sizes"][0] == n.inputs[0].shape[0] and n.attrs["scales"][0] == 1.0,
     "softmax": lambda n, b: _first_input_batched(n, b) and
     _axis(n.attrs["axis"], len(n.inputs[0].shape)) != 0,
     "concat": lambda n, b: all(id(v) in b for v in n.inputs) and

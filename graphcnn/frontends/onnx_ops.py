@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import ModelLoadError
 from ..ir import Value
 from ..ops import ACTIVATIONS, BINARY_OPS, Activation, Binary
+from ..ops.tensor import PAD_MODES
 from .onnx_batch import rebatched_shape
 from .onnx_context import Context, importer
 
@@ -286,12 +287,14 @@ def concat(ctx: Context) -> Value:
 
 
 @importer("Pad", (2, 11, 13, 18, 19, 21, 23, 24, 25), ("pads", "mode", "value", "axes"),
-          notes="constant mode only; pads, constant_value and axes must be constants")
+          notes="constant, reflect, edge and wrap (from opset 19); pads, constant_value and "
+                "axes must be constants")
 def pad(ctx: Context) -> Value:
     x = ctx.input(0)
     mode = ctx.attr("mode", "constant")
-    if mode != "constant":
-        raise ctx.unsupported(f"pad mode {mode!r} is not supported (constant only)")
+    modes = PAD_MODES if ctx.version >= 19 else PAD_MODES[:3]
+    if mode not in modes:
+        raise ctx.shape_error(f"unknown pad mode {mode!r}; known at this opset: {list(modes)}")
     rank = x.type.rank
     if ctx.version < 11:
         pads, value = [int(p) for p in ctx.attr("pads", [])], float(ctx.attr("value", 0.0))
@@ -312,7 +315,7 @@ def pad(ctx: Context) -> Value:
         if not -rank <= axis < rank:
             raise ctx.shape_error(f"axis {axis} out of range for input {x.type}")
         full[axis % rank], full[axis % rank + rank] = pads[i], pads[i + len(axes)]
-    return ctx.emit("pad", [x], {"pads": full, "value": value})
+    return ctx.emit("pad", [x], {"pads": full, "value": value, "mode": mode})
 
 
 @importer("Squeeze", (1, 11, 13, 21, 23, 24, 25), ("axes",),
@@ -428,5 +431,6 @@ def lrn(ctx: Context) -> Value:
         "beta": float(ctx.attr("beta", 0.75)), "bias": float(ctx.attr("bias", 1.0))})
 
 
-# the helper ops that constant-fold register themselves into the same table
-from . import onnx_fold  # noqa: F401
+# the helper ops that constant-fold, and the spatial resampling ops, register themselves into
+# the same table
+from . import onnx_fold, onnx_spatial  # noqa: F401

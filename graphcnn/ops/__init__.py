@@ -17,6 +17,7 @@ from . import (  # noqa: F401
     opaque,
     pool,
     reduce,
+    spatial,
     tensor,
 )
 from .activation import (

@@ -150,14 +150,32 @@ register(OpDef("concat", {"axis": REQUIRED}, _concat_infer,
 
 
 # ----- pad ----------------------------------------------------------------------------------
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
 def _pad_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
     x = t[0]
-    p = a["pads"]
-    require(len(p) == 2 * x.rank, f"pads {p} must have {2 * x.rank} entries for {x}")
-    require(a["mode"] == "constant", f"pad mode {a['mode']!r} is not supported (constant only)")
-    shape = tuple(x.shape[i] + p[i] + p[i + x.rank] for i in range(x.rank))
+    p, r = a["pads"], x.rank
+    require(len(p) == 2 * r, f"pads {p} must have {2 * r} entries for {x}")
+    require(a["mode"] in PAD_MODES, f"pad mode {a['mode']!r} must be one of {PAD_MODES}")
+    shape = tuple(x.shape[i] + p[i] + p[i + r] for i in range(r))
     require(all(d >= 1 for d in shape), f"pads {p} leave an empty tensor from {x}")
+    if a["mode"] == "reflect":  # ONNX: a reflection never repeats the border or wraps around
+        for i in range(r):
+            kept = x.shape[i] - max(0, -p[i]) - max(0, -p[i + r])
+            require(max(p[i], p[i + r]) <= kept - 1 or max(p[i], p[i + r]) <= 0,
+                    f"reflect pads {p} on axis {i} need at most {kept - 1} (the dim is {kept})")
     return [TensorType(shape, x.dtype)]
+
+
+def pad_sources(size: int, begin: int, end: int, mode: str) -> np.ndarray:
+    """The input index each output index of one axis reads, -1 for the constant fill: negative
+    pads crop first, then the mode pads (as np.pad does on the cropped axis)."""
+    kept = np.arange(size)[max(0, -begin):size - max(0, -end)]
+    widths = (max(0, begin), max(0, end))
+    if mode == "constant":
+        return np.pad(kept, widths, constant_values=-1)
+    return np.pad(kept, widths, mode={"edge": "edge", "reflect": "reflect", "wrap": "wrap"}[mode])
 
 
 def _pad(a: dict, x: np.ndarray) -> np.ndarray:
@@ -165,11 +183,14 @@ def _pad(a: dict, x: np.ndarray) -> np.ndarray:
     # negative pads crop
     crop = tuple(slice(max(0, -p[i]), x.shape[i] - max(0, -p[i + r])) for i in range(r))
     widths = [(max(0, p[i]), max(0, p[i + r])) for i in range(r)]
+    if a["mode"] != "constant":
+        return np.pad(x[crop], widths, mode=a["mode"])
     return np.pad(x[crop], widths, constant_values=np.float32(a["value"]))
 
 
 register(OpDef("pad", {"pads": REQUIRED, "value": 0.0, "mode": "constant"}, _pad_infer, _pad,
-               doc="constant padding; pads all-begins then all-ends, negative pads crop"))
+               doc="constant, reflect, edge or wrap padding; pads all-begins then all-ends, "
+                   "negative pads crop"))
 
 
 # ----- squeeze / unsqueeze ------------------------------------------------------------------

@@ -155,3 +155,51 @@ def test_pointwise_op_with_an_operand_spanning_the_file_batch_is_refused():
         RNG.standard_normal((2, 4, 8, 8)).astype(np.float32), "o"))
     with pytest.raises(ShapeError, match="Sub|sub"):
         gc.from_onnx(model, batch=2 * 3)
+
+
+# ----- spatial resampling ops: per sample, Resize's sizes re-batched --------------------------
+def _spatial(nodes, inits, in_shape, opset=19):
+    return _model(nodes, inits, [in_shape[0]] + [None] * 3, in_shape, opset)
+
+
+_CT_WEIGHT = RNG.standard_normal((3, 4, 3, 3)).astype(np.float32)
+SPATIAL = {
+    "conv_transpose": lambda b: _spatial(
+        [helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2])],
+        {"w": _CT_WEIGHT}, (b, 3, 5, 5)),
+    "resize_sizes": lambda b: _spatial(
+        [helper.make_node("Resize", ["x", "", "", "s"], ["y"], mode="linear")],
+        {"s": np.array([b, 3, 9, 7], np.int64)}, (b, 3, 5, 5)),
+    "resize_scales": lambda b: _spatial(
+        [helper.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest")],
+        {"s": np.array([1, 1, 2, 1.5], np.float32)}, (b, 3, 5, 5)),
+    "depth_to_space": lambda b: _spatial(
+        [helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode="CRD")], {},
+        (b, 8, 3, 3)),
+    "space_to_depth": lambda b: _spatial(
+        [helper.make_node("SpaceToDepth", ["x"], ["y"], blocksize=2)], {}, (b, 2, 4, 6)),
+    "pad_reflect": lambda b: _spatial(
+        [helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect")],
+        {"p": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)}, (b, 2, 4, 6)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPATIAL))
+def test_spatial_ops_rebind_the_batch(name):
+    model = SPATIAL[name](2)
+    graph = gc.from_onnx(model, batch=5)
+    x = RNG.standard_normal((5,) + graph.inputs[0].shape[1:]).astype(np.float32)
+    for backend in ("reference", "llvm"):
+        np.testing.assert_allclose(gc.compile(graph, target=backend)(x),
+                                   _per_sample(SPATIAL[name](1), x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", [
+    _spatial([helper.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest")],
+             {"s": np.array([2, 1, 1, 1], np.float32)}, (2, 3, 4, 4)),
+    _spatial([helper.make_node("Pad", ["x", "p"], ["y"], mode="edge")],
+             {"p": np.array([1, 0, 0, 0, 0, 0, 0, 0], np.int64)}, (2, 3, 4, 4)),
+], ids=["resize-along-batch", "pad-batch-axis"])
+def test_spatial_ops_mixing_samples_are_refused(model):
+    with pytest.raises(ShapeError, match="cannot re-bind the batch"):
+        gc.from_onnx(model, batch=4)

@@ -45,9 +45,21 @@ EXCLUDED: dict[str, str] = {
     "test_tile": _RUNTIME_SHAPE.format("Tile repeats are"),
     "test_tile_precomputed": _RUNTIME_SHAPE.format("Tile repeats are"),
     # model folders
-    "test_ReflectionPad2d": "Pad mode 'reflect'; graphcnn's pad is constant mode only",
-    "test_operator_pad": "Pad mode 'reflect'; graphcnn's pad is constant mode only",
-    "test_ReplicationPad2d": "Pad mode 'edge'; graphcnn's pad is constant mode only",
+    # spatial resampling: Resize's / Upsample's scales as runtime graph inputs (run with them
+    # as initializers in tests/frontends/test_onnx_spatial.py); antialias is refused
+    **{f"test_resize_{s}": _RUNTIME_SHAPE.format("Resize scales are") for s in (
+        "upsample_scales_nearest", "downsample_scales_nearest", "upsample_scales_linear",
+        "upsample_scales_linear_align_corners", "downsample_scales_linear",
+        "downsample_scales_linear_align_corners", "upsample_scales_cubic",
+        "upsample_scales_cubic_align_corners", "downsample_scales_cubic",
+        "downsample_scales_cubic_align_corners", "upsample_scales_cubic_A_n0p5_exclude_outside",
+        "downsample_scales_cubic_A_n0p5_exclude_outside", "upsample_scales_cubic_asymmetric",
+        "upsample_scales_nearest_axes_2_3", "upsample_scales_nearest_axes_3_2",
+        "downsample_scales_linear_half_pixel_symmetric",
+        "upsample_scales_linear_half_pixel_symmetric")},
+    **{f"test_resize_downsample_scales_{m}_antialias": "Resize antialias=1 is unsupported "
+       "(and its scales are a runtime input)" for m in ("linear", "cubic")},
+    "test_upsample_nearest": _RUNTIME_SHAPE.format("Upsample scales are"),
 }
 
 TARGETS = ["reference", "llvm"]

@@ -265,10 +265,9 @@ def test_pad_axes_input_and_negative_pads():
           {"p": i64(2, -1, 1, -1), "axes": i64(-1, 1)}, opset=18)
 
 
-def test_pad_reflect_is_unsupported():
-    model = build([node("Pad", ["x", "p"], mode="reflect")], {"x": rand(2, 3)}, {"p": i64(0, 1, 0, 1)})
-    with pytest.raises(UnsupportedOpError, match="reflect"):
-        gc.from_onnx(model)
+@pytest.mark.parametrize("mode", ["reflect", "edge"])
+def test_pad_reflect_and_edge_modes(mode):
+    check([node("Pad", ["x", "p"], mode=mode)], {"x": rand(2, 3)}, {"p": i64(0, 1, 0, 1)})
 
 
 @pytest.mark.parametrize("opset", [11, 13, 21])

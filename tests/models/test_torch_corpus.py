@@ -26,12 +26,6 @@ RTOL_L2 = 1e-4
 
 # (architecture, exporter) -> the op types its import reports unsupported
 UNSUPPORTED: dict[tuple[str, str], frozenset[str]] = {
-    ("fcn_resnet50", "dynamo"): frozenset({"Resize"}),
-    ("fcn_resnet50", "torchscript"): frozenset({"Resize"}),
-    ("lraspp_mobilenet_v3_large", "dynamo"): frozenset({"Resize"}),
-    ("lraspp_mobilenet_v3_large", "torchscript"): frozenset({"Resize"}),
-    ("unet", "dynamo"): frozenset({"ConvTranspose"}),
-    ("unet", "torchscript"): frozenset({"ConvTranspose"}),
 }
 
 CASES = [(name, exporter) for name in ARCHITECTURES for exporter in EXPORTERS]

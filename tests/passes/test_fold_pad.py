@@ -54,3 +54,13 @@ def test_rule5_and_noop():
     g, p = _padded(value=1.0)
     g.set_outputs([g.apply("conv", [p, const(g, (2, 4, 1, 1), 1)])])
     check_pass(g, fold_pad, changed=False)
+
+
+def test_only_constant_pads_fold():
+    """A reflect / edge / wrap pad is not a conv's zero padding: it stays."""
+    for mode in ("reflect", "edge", "wrap"):
+        g = Graph("t")
+        x = g.add_input("x", (1, 3, 8, 8))
+        p = g.apply("pad", [x], {"pads": (0, 0, 1, 1, 0, 0, 1, 1), "mode": mode})
+        g.set_outputs([g.apply("conv", [p, const(g, (4, 3, 3, 3), 1)])])
+        assert fold_pad(g) is False and [n.op for n in g.nodes] == ["pad", "conv"]

@@ -171,3 +171,42 @@ def test_rule5d_split_of_whole_blocks_stays_blocked():
             assert split.attrs["split"] == (1, 1) and split.inputs[0].type.rank == 5
         else:
             assert ops(out).count("from_blocked") == 3 and ops(out).count("to_blocked") == 3
+
+
+def test_rule5g_spatial_resize_stays_blocked():
+    for attrs, blocked in (({"mode": "linear"}, True),
+                           ({"mode": "linear", "coordinate_transformation_mode":
+                             "tf_crop_and_resize", "roi": (0, 0, 0.1, 0, 1, 1, 0.9, 1),
+                             "extrapolation_value": 0.0}, True),
+                           ({"mode": "nearest", "coordinate_transformation_mode":
+                             "tf_crop_and_resize", "roi": (0, 0, -0.5, 0, 1, 1, 1, 1),
+                             "extrapolation_value": 2.0}, False)):
+        g, x = _input(8)
+        y = g.apply("resize", [_conv(g, x, 20, 1)], {"sizes": (1, 20, 13, 16), **attrs})
+        g.set_outputs([_conv(g, y, 8, 3)])
+        out = check_pass(g, partial(choose_layout, block=16))
+        if blocked:
+            assert ops(out) == ["to_blocked", "conv", "resize", "conv", "from_blocked"]
+            assert out.nodes[2].attrs["sizes"] == (1, 2, 13, 16, 16)
+        else:  # extrapolating 2.0 would fill the padding lanes
+            assert ops(out).count("from_blocked") == 2
+
+
+def test_rule5g_resize_along_channels_stays_nchw():
+    g, x = _input(8)
+    y = g.apply("resize", [_conv(g, x, 20, 1)], {"sizes": (1, 10, 8, 8), "mode": "linear"})
+    g.set_outputs([_conv(g, y, 8, 3)])
+    out = check_pass(g, partial(choose_layout, block=16))
+    resize = next(n for n in out.nodes if n.op == "resize")
+    assert resize.inputs[0].producer.op == "from_blocked" and resize.attrs["sizes"][1] == 10
+
+
+def test_rule5h_spatial_pad_stays_blocked_unless_it_fills_lanes():
+    for attrs, blocked in (({"mode": "reflect"}, True), ({"mode": "edge"}, True),
+                           ({"mode": "constant", "value": 0.0}, True),
+                           ({"mode": "constant", "value": 1.0}, False)):
+        g, x = _input(8)
+        y = g.apply("pad", [_conv(g, x, 20, 1)], {"pads": (0, 0, 1, 2, 0, 0, 2, 1), **attrs})
+        g.set_outputs([_conv(g, y, 8, 3)])
+        out = check_pass(g, partial(choose_layout, block=16))
+        assert (ops(out) == ["to_blocked", "conv", "pad", "conv", "from_blocked"]) == blocked

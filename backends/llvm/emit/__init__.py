@@ -13,6 +13,7 @@ from . import (  # noqa: F401
     normalization,
     pool,
     reduce,
+    spatial,
     tensor,
 )
 from .base import ELEMENT_TYPES, EMITTERS, EmitContext, Location, Task

@@ -32,6 +32,7 @@ from ..builder import (
 )
 from .base import EmitContext, emitter
 from .indexing import lanes_of, vload, vstore
+from .spatial import emit_pad_modes
 
 
 @emitter("transpose")
@@ -149,6 +150,9 @@ def emit_concat(ctx: EmitContext, node: Node) -> None:
 
 @emitter("pad")
 def emit_pad(ctx: EmitContext, node: Node) -> None:
+    if node.attrs["mode"] != "constant":
+        emit_pad_modes(ctx, node)
+        return
     x, y = node.inputs[0], node.outputs[0]
     pads, value = node.attrs["pads"], float(node.attrs["value"])
     xs, ys = x.type.shape, y.type.shape

@@ -477,6 +477,30 @@ def _after_conv(op: str, attrs=None, n_in: int = 1, consts=()):
             y = g.apply("abs", [y])
         ins = [y] * n_in + [g.add_constant(c, f"c{i}") for i, c in enumerate(consts)]
         g.set_outputs([g.apply(op, ins, attrs or {})])
+
+
+# ----- spatial resampling (graphcnn/ops/spatial.py, pad modes) --------------------------------
+def _resize(shape, sizes, **attrs):
+    return lambda: single("resize", [shape], {"sizes": sizes, **attrs})
+
+
+def _conv_transpose(x, w, b=None, **attrs):
+    consts = [rnd(*w)] + ([rnd(b)] if b else [])
+    return lambda: single("conv_transpose", [x], attrs, consts)
+
+
+def _between_convs(op, attrs, c=8, hw=(6, 7), consts=()):
+    """conv -> op -> conv: the op between two (blocked, after the llvm passes) convs."""
+    w1 = rnd(c, 3, 3, 3)
+    def build():
+        g = Graph(op)
+        x = g.add_input("x", (1, 3) + hw)
+        h = g.apply("conv", [x, g.add_constant(w1, "w1")], {"pads": (1, 1, 1, 1)})
+        h = g.apply("relu", [h])
+        h = g.apply(op, [h] + [g.add_constant(k, f"k{i}") for i, k in enumerate(consts)],
+                    attrs(h) if callable(attrs) else attrs)
+        w = g.add_constant(rnd(8, h.shape[1], 3, 3), "w2")
+        g.set_outputs([g.apply("conv", [h, w], {"pads": (1, 1, 1, 1)})])
         return g
     return build
 
@@ -533,3 +557,66 @@ CASES["prelu"] = [
     ("bcast-last", lambda: single("prelu", [(3, 4, 19)], consts=[rnd(19)]), EXACT),
     ("after-conv", _after_conv("prelu", consts=[rnd(12, 1, 1)]), EXACT),
 ]
+
+
+CASES["conv_transpose"] = [
+    ("2d-stride2-pads", _conv_transpose((1, 3, 5, 6), (3, 4, 3, 3), 4, strides=(2, 2),
+                                        pads=(1, 0, 0, 1), output_padding=(1, 0)), SUMMED),
+    ("2d-subpixel", _conv_transpose((2, 8, 4, 5), (8, 6, 2, 2), 6, strides=(2, 2)), SUMMED),
+    ("2d-groups-dilations", _conv_transpose((1, 4, 5, 4), (4, 3, 2, 3), groups=2,
+                                            dilations=(2, 1), strides=(1, 3)), SUMMED),
+    ("2d-extended", _conv_transpose((1, 2, 4, 4), (2, 3, 3, 3), strides=(3, 2),
+                                    pads=(0, 0, -1, -2)), SUMMED),
+    ("1d", _conv_transpose((2, 3, 9), (3, 5, 4), 5, strides=(3,), pads=(1, 2)), SUMMED),
+    ("3d", _conv_transpose((1, 2, 3, 4, 3), (2, 2, 2, 3, 2), strides=(2, 1, 2),
+                           pads=(0, 1, 0, 1, 0, 0)), SUMMED),
+    ("unet-between-convs", _between_convs("conv_transpose", {"strides": (2, 2)}, c=16,
+                                          consts=(rnd(16, 8, 2, 2), rnd(8))), SUMMED),
+    ("strided-between-convs", _between_convs("conv_transpose", {
+        "strides": (2, 2), "pads": (1, 1, 1, 1), "output_padding": (1, 1)}, c=16,
+        consts=(rnd(16, 12, 3, 3),)), SUMMED),
+]
+CASES["resize"] = [
+    ("nearest-2x", _resize((1, 3, 5, 7), (1, 3, 10, 14), mode="nearest",
+                           coordinate_transformation_mode="asymmetric",
+                           nearest_mode="floor"), EXACT),
+    ("nearest-half-pixel", _resize((2, 2, 6, 5), (2, 2, 9, 3), mode="nearest",
+                                   nearest_mode="round_prefer_ceil"), EXACT),
+    ("bilinear-align", _resize((1, 3, 5, 7), (1, 3, 11, 9), mode="linear",
+                               coordinate_transformation_mode="align_corners"), EXACT),
+    ("bilinear-pytorch", _resize((2, 5, 6, 4), (2, 5, 3, 10), mode="linear",
+                                 coordinate_transformation_mode="pytorch_half_pixel"), EXACT),
+    ("cubic-exclude", _resize((1, 2, 6, 7), (1, 2, 9, 5), mode="cubic", cubic_coeff_a=-0.5,
+                              exclude_outside=1), EXACT),
+    ("trilinear", _resize((1, 2, 3, 4, 5), (1, 2, 6, 6, 4), mode="linear"), EXACT),
+    ("crop-extrapolate", _resize((1, 2, 6, 7), (1, 2, 8, 9), mode="linear",
+                                 coordinate_transformation_mode="tf_crop_and_resize",
+                                 roi=(0, 0, -0.2, 0.3, 1, 1, 0.8, 1.4),
+                                 extrapolation_value=1.5), EXACT),
+    ("channels-axis", _resize((2, 6, 5), (2, 4, 5), mode="linear"), EXACT),
+    ("fcn-between-convs", _between_convs("resize", lambda h: {
+        "sizes": h.shape[:2] + (12, 14), "mode": "linear"}, c=20), SUMMED),
+    ("nearest-between-convs", _between_convs("resize", lambda h: {
+        "sizes": h.shape[:2] + (12, 21), "mode": "nearest",
+        "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}), SUMMED),
+]
+CASES["depth_to_space"] = [
+    ("dcr", lambda: single("depth_to_space", [(2, 12, 3, 5)], {"blocksize": 2}), EXACT),
+    ("crd", lambda: single("depth_to_space", [(1, 18, 4, 3)], {"blocksize": 3, "mode": "CRD"}),
+     EXACT),
+    ("between-convs", _between_convs("depth_to_space", {"blocksize": 2}, c=16), SUMMED),
+]
+CASES["space_to_depth"] = [
+    ("dcr", lambda: single("space_to_depth", [(2, 3, 6, 4)], {"blocksize": 2}), EXACT),
+    ("crd", lambda: single("space_to_depth", [(1, 2, 6, 9)], {"blocksize": 3, "mode": "CRD"}),
+     EXACT),
+]
+CASES["pad"] += [
+    (f"{mode}-{cid}", lambda mode=mode, shape=shape, pads=pads: single(
+        "pad", [shape], {"pads": pads, "mode": mode}), EXACT)
+    for mode in ("reflect", "edge", "wrap")
+    for cid, shape, pads in (("4d", (2, 3, 5, 6), (0, 0, 2, 1, 0, 0, 1, 3)),
+                             ("negative", (2, 3, 5, 21), (0, 1, -1, 4, 0, -1, 2, -2)),
+                             ("long-row", (1, 2, 3, 40), (0, 0, 1, 5, 0, 0, 2, 3)))
+] + [("reflect-between-convs", _between_convs("pad", {
+    "pads": (0, 0, 1, 2, 0, 0, 2, 1), "mode": "reflect"}), SUMMED)]
