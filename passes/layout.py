@@ -9,7 +9,9 @@ needs: a region gets one `to_blocked` per entering value and one `from_blocked` 
 leaving it (shared by all its NCHW consumers).
 1. conv (2-D, NCHW, constant weight/bias, groups 1, depthwise, or grouped at most
    MAX_GROUPED_OVERHEAD times the useful multiply-adds: an output block straddling groups
-   reduces over all their inputs) with at least 4 output channels is blocked. Output block =
+   reduces over all their inputs) with at least 4 output channels, or any number when its
+   input has a twin (a squeeze-excitation's 2-channel squeeze: 4 lanes, no conversions), is
+   blocked. Output block =
    `block`, or for fewer than block/2 output channels the smallest of 4, 8, ... that holds
    them (LeNet's 6 channels: 8 lanes, not 16 with 10 wasted; the register-tiled kernel still
    beats the plain-layout one by 10x there). Input: its twin if it has one; else to_blocked
@@ -18,9 +20,19 @@ leaving it (shared by all its NCHW consumers).
    needs input block = output block. A residual input gets a twin with the output block.
 2. an activation that is zero-preserving for its params (the activation table: relu,
    leaky_relu, clip with min <= 0 <= max, ...) runs on the twin: it maps the zero-padded
-   channels to zero. One with act(0) != 0 (sigmoid: 0 -> 0.5) ends the region.
-3. a zero-preserving binary elementwise op (add, mul, sum: f(0, 0) = 0) of twins of the same
-   blocked shape, its inputs of one logical shape, runs blocked.
+   channels to zero.
+2b. one with act(0) != 0 (sigmoid: 0 -> 0.5) runs on the twin only when a binary op reads it
+   that brings the padding lanes back to zero (x * sigmoid(x), EfficientNet's SiLU): its output
+   is a "dirty" twin (padding lanes act(0), finite), which only rule 3 reads; every other
+   consumer, to_blocked included, takes the logical value. Otherwise it ends the region.
+   Dirtiness is read off the producer (`_dirty`), so a second run sees the same.
+3. a binary elementwise op (the BINARY_OPS table) whose output is 4-D runs blocked when each
+   input is a twin with the output's channels and one block (other dims equal or broadcast:
+   squeeze-excitation's (N,C,H,W) * (N,C,1,1)), or a constant that is a scalar or per-channel
+   ((C,1,1), (1,C,1,1)). Constants are padded to the blocked channels, (1, C/b, 1, 1, b), with
+   a fill z from (0, 1) for which f over the inputs' padding values is exactly 0 (mul, add:
+   0; a divisor: 1); a scalar the op already maps to 0 stays as it is. So the output's padding
+   lanes are zero again: mul(x, sigmoid) with 0 * 0.5, add(x, c) with 0 + 0.
 4. the blockable pools of the pool table (max/avg/sum/Lp pools and global pools) and
    adaptive_avg_pool run blocked with layout="NCHWc" (per-channel).
 5. concat on axis 1 runs blocked when all inputs have twins with the same block and every
@@ -44,6 +56,8 @@ leaving it (shared by all its NCHW consumers).
 """
 from __future__ import annotations
 
+from functools import reduce
+
 import numpy as np
 
 from graphcnn.ir import Graph, Node, Value
@@ -60,6 +74,36 @@ MIN_BLOCKED_CHANNELS = 4  # the narrowest vector the conv kernels take
 MAX_GROUPED_OVERHEAD = 2.0
 
 
+def _dirty(t: Value) -> bool:
+    """A blocked value whose padding lanes are act(0) != 0 (rule 2b)."""
+    node = t.producer
+    if node is None or node.op not in ACTIVATIONS:
+        return False
+    act = ACTIVATIONS[node.op]
+    return not act.preserves_zero(act.params(node.attrs))
+
+
+def _padding_value(t: Value) -> float:
+    """What the padding lanes of blocked value t hold: 0, or act(0) for a dirty twin."""
+    if not _dirty(t):
+        return 0.0
+    act = ACTIVATIONS[t.producer.op]
+    return float(act.numpy(np.zeros(1, np.float32), *act.params(t.producer.attrs))[0])
+
+
+def _per_channel(v: Value, channels: int) -> np.ndarray | None:
+    """A constant's values per channel when it broadcasts as a scalar or along channels only
+    against a 4-D (N, channels, H, W) tensor, else None."""
+    if not v.is_constant or v.type.rank > 4:
+        return None
+    shape = (1,) * (4 - v.type.rank) + v.shape
+    if shape == (1, 1, 1, 1):
+        return np.full(channels, v.data.reshape(()), np.float32)
+    if shape == (1, channels, 1, 1):
+        return np.asarray(v.data, np.float32).reshape(channels)
+    return None
+
+
 class _Blocker:
     def __init__(self, graph: Graph, block: int):
         self.graph, self.block = graph, block
@@ -70,10 +114,15 @@ class _Blocker:
             if node.op == "from_blocked":
                 self.twin[id(node.outputs[0])] = node.inputs[0]
 
+    def clean(self, v: Value) -> Value | None:
+        """v's blocked twin when its padding lanes are zero (every reader but rule 3's)."""
+        t = self.twin.get(id(v))
+        return None if t is None or _dirty(t) else t
+
     def to_blocked(self, v: Value, block: int, before: Node) -> Value:
         """The blocked twin of v with this block: the existing one, or one to_blocked of v
         (v itself stays the logical value, so a second block size never needs from_blocked)."""
-        t = self.twin.get(id(v))
+        t = self.clean(v)
         if t is not None and t.type.shape[-1] == block:
             return t
         key = (id(v), block)
@@ -104,11 +153,12 @@ class _Blocker:
         a, x, w = node.attrs, node.inputs[0], node.inputs[1].type.shape
         c_in, c_out = x.shape[1], w[0]
         depthwise = a["groups"] == c_in == c_out and w[1] == 1
-        if (a["layout"] != "NCHW" or x.type.rank != 4 or c_out < MIN_BLOCKED_CHANNELS
+        t = self.clean(x)
+        if (a["layout"] != "NCHW" or x.type.rank != 4
+                or (c_out < MIN_BLOCKED_CHANNELS and t is None)
                 or not all(v.is_constant for v in node.inputs[1:3])):
             return
         ob = self.out_block(c_out)
-        t = self.twin.get(id(x))
         if depthwise:
             ib = ob
         elif t is not None:
@@ -131,24 +181,89 @@ class _Blocker:
             b *= 2
         return b
 
-    def elementwise(self, node: Node) -> None:  # Rules 2, 3
+    def activation(self, node: Node) -> None:  # Rules 2, 2b
+        t = self.clean(node.inputs[0])
+        if t is None:
+            return
+        act = ACTIVATIONS[node.op]
+        params = act.params(node.attrs)
+        if not act.preserves_zero(params):
+            pad = act.numpy(np.zeros(1, np.float32), *params)
+            if not np.isfinite(pad).all() or not any(
+                    self.restores_zero(user, node.outputs[0], float(pad[0]))
+                    for user in node.outputs[0].users()):
+                return
+        self.rebuild(node, [t])
+
+    def restores_zero(self, user: Node, v: Value, pad: float) -> bool:
+        """Rule 2b: `user` is a binary op reading v (padding lanes `pad`) beside clean twins
+        and constants only, which maps the padding back to zero (0 * pad)."""
+        if user.op not in BINARY_OPS:
+            return False
+        pads = [pad if u is v else 0.0 for u in user.inputs]
+        others = [u for u in user.inputs if u is not v]
+        c = user.outputs[0].shape[1] if user.outputs[0].type.rank == 4 else -1
+        return (all(self.clean(u) is not None or _per_channel(u, c) is not None for u in others)
+                and self.zero_fill(BINARY_OPS[user.op], pads, [False] * len(pads)) is not None)
+
+    @staticmethod
+    def zero_fill(op, pads: list[float], constant: list[bool]) -> float | None:
+        """A padding value z for the constant inputs that makes f(padding lanes) exactly 0."""
+        for z in (0.0, 1.0):
+            args = [np.float32(z if c else p) for p, c in zip(pads, constant)]
+            with np.errstate(all="ignore"):
+                out = reduce(op.numpy, args)
+            if out == 0:
+                return z
+        return None
+
+    def binary(self, node: Node) -> None:  # Rule 3
+        out = node.outputs[0]
+        if out.type.rank != 4:
+            return
+        c = out.shape[1]
         twins = [self.twin.get(id(v)) for v in node.inputs]
-        if any(t is None for t in twins) or len({t.type.shape for t in twins}) != 1:
+        blocks = {t.type.shape[-1] for t in twins if t is not None and t.type.rank == 5}
+        if len(blocks) != 1 or any(
+                t is not None and (t.type.rank != 5 or v.type.rank != 4 or v.shape[1] != c)
+                for v, t in zip(node.inputs, twins)):
             return
-        if node.op in BINARY_OPS and len({v.shape for v in node.inputs}) != 1:
+        block = blocks.pop()
+        values = [None if t is not None else _per_channel(v, c)
+                  for v, t in zip(node.inputs, twins)]
+        if any(t is None and d is None for t, d in zip(twins, values)):
+            return  # an input that is neither a twin nor a per-channel constant
+        op = BINARY_OPS[node.op]
+        constant = [t is None for t in twins]
+        pads = [0.0 if t is None else _padding_value(t) for t in twins]
+        # a scalar constant as it is, when the op maps the padding lanes to 0 with its value
+        kept = [t is None and v.type.size == 1 for v, t in zip(node.inputs, twins)]
+        seen = [float(v.data.reshape(())) if k else p for v, k, p in zip(node.inputs, kept, pads)]
+        fill = self.zero_fill(op, seen, [c_ and not k for c_, k in zip(constant, kept)])
+        if fill is None:
+            kept = [False] * len(kept)
+            fill = self.zero_fill(op, pads, constant)
+        if fill is None:
             return
-        act = ACTIVATIONS.get(node.op)
-        if act is not None and not act.preserves_zero(act.params(node.attrs)):
-            return
-        self.rebuild(node, twins)
+        cb = -(-c // block)
+        ins = []
+        for v, t, d, k in zip(node.inputs, twins, values, kept):
+            if t is not None or k:
+                ins.append(t if t is not None else v)
+                continue
+            data = np.full(cb * block, fill, np.float32)
+            data[:c] = d
+            ins.append(self.graph.add_constant(data.reshape(1, cb, 1, 1, block),
+                                               name=f"{v.name}.blocked"))
+        self.rebuild(node, ins)
 
     def pool(self, node: Node) -> None:  # Rule 4
-        t = self.twin.get(id(node.inputs[0]))
+        t = self.clean(node.inputs[0])
         if t is not None and t.type.rank == 5 and node.attrs["layout"] == "NCHW":
             self.rebuild(node, [t], layout="NCHWc")
 
     def concat(self, node: Node) -> None:  # Rule 5
-        twins = [self.twin.get(id(v)) for v in node.inputs]
+        twins = [self.clean(v) for v in node.inputs]
         if node.attrs["axis"] != 1 or any(t is None for t in twins):
             return
         b = twins[0].type.shape[-1]
@@ -181,7 +296,7 @@ class _Blocker:
         return out
 
     def batch_norm(self, node: Node) -> None:  # Rule 5b
-        t = self.twin.get(id(node.inputs[0]))
+        t = self.clean(node.inputs[0])
         params = node.inputs[1:]
         if (t is None or node.attrs["layout"] != "NCHW" or t.type.rank != 5
                 or not all(p.is_constant for p in params)
@@ -191,7 +306,7 @@ class _Blocker:
         self.rebuild(node, [t] + padded, layout="NCHWc")
 
     def channel_norm(self, node: Node) -> None:  # Rule 5d
-        t = self.twin.get(id(node.inputs[0]))
+        t = self.clean(node.inputs[0])
         params = node.inputs[1:]
         if (t is None or node.attrs["layout"] != "NCHW" or t.type.rank < 4
                 or not all(p.is_constant for p in params)):
@@ -200,7 +315,7 @@ class _Blocker:
         self.rebuild(node, [t] + padded, layout="NCHWc", channels=node.attrs["channels"])
 
     def instance_norm(self, node: Node) -> None:  # Rule 5e
-        t = self.twin.get(id(node.inputs[0]))
+        t = self.clean(node.inputs[0])
         params = node.inputs[1:]
         if (t is None or node.attrs["layout"] != "NCHW" or t.type.rank != 5
                 or node.attrs["num_groups"] != node.inputs[0].shape[1]
@@ -211,13 +326,13 @@ class _Blocker:
         self.rebuild(node, [t] + padded, layout="NCHWc", num_groups=channels)
 
     def channel_shuffle(self, node: Node) -> None:  # Rule 5c
-        t = self.twin.get(id(node.inputs[0]))
+        t = self.clean(node.inputs[0])
         if t is not None and t.type.rank >= 4 and node.attrs["layout"] == "NCHW":
             self.rebuild(node, [t], layout="NCHWc", channels=node.attrs["channels"])
 
 
     def split(self, node: Node) -> None:  # Rule 5f
-        t = self.twin.get(id(node.inputs[0]))
+        t = self.clean(node.inputs[0])
         if t is None or t.type.rank < 4 or node.attrs["axis"] != 1:
             return
         b = t.type.shape[-1]
@@ -242,9 +357,10 @@ def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
     for node in list(graph.nodes):
         if node.op == "conv":
             blocker.conv(node)
-        elif node.op in ACTIVATIONS or (node.op in BINARY_OPS
-                                        and BINARY_OPS[node.op].zero_preserving):
-            blocker.elementwise(node)
+        elif node.op in ACTIVATIONS:
+            blocker.activation(node)
+        elif node.op in BINARY_OPS:
+            blocker.binary(node)
         elif node.op in BLOCKED_POOLS or node.op == "adaptive_avg_pool":
             blocker.pool(node)
         elif node.op == "concat":
