@@ -1,0 +1,119 @@
+"""Layout conversions per corpus model: to_blocked / from_blocked nodes left by
+`gc.optimize(g, opt_level=2, target="llvm")` on the torch-exported corpus (tests/torch_corpus.py,
+both exporters), against a per-model budget with one line of reason per conversion, so a
+change that breaks a blocked region up fails here. The default suite runs the reduced widths,
+the slow suite the published ones.
+
+A model that does not import natively yet is skipped with the ops it lacks; once it imports it
+fails until its budget is written down.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[models]')")
+
+from torch_corpus import EXPORTERS, export
+from torch_zoo import ARCHITECTURES
+
+import graphcnn as gc
+from graphcnn.errors import UnsupportedOpError
+
+IMAGE = "the image enters blocked"
+_NOT_NATIVE = ("convnext_tiny", "fcn_resnet50", "lraspp_mobilenet_v3_large", "unet")
+
+# name -> {reason: conversions}; a (name, exporter) key overrides it for that exporter
+SMALL: dict[str | tuple[str, str], dict[str, int]] = {
+    **{name: {IMAGE: 1} for name in (
+        "alexnet", "vgg16", "resnet18", "resnet50", "wide_resnet50_2", "densenet121",
+        "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
+        "mnasnet1_0", "efficientnet_b0")},
+    "squeezenet1_1": {IMAGE: 1, "the pooled 1000 logits leave for the flatten output": 1},
+    "text_cnn": {"the embedded tokens enter blocked (lifted to 2-D convs)": 1,
+                 "the pooled features leave for the classifier (156 do not fill blocks)": 1},
+    "resnext50_32x4d": {IMAGE: 1, "2-channel groups (32 of 64), NCHW kernel, 10 convs, in": 10,
+                        "... and out": 10},
+    "regnet_y_400mf": {IMAGE: 1, "8-channel groups straddling 16-lane blocks, 6 convs, in": 6,
+                       "... and out": 6},
+    ("shufflenet_v2_x1_0", "dynamo"): {
+        IMAGE: 1, "split of 28-channel halves (not whole blocks), 12 units, in": 12,
+        "... and out": 12},
+    ("shufflenet_v2_x1_0", "torchscript"): {
+        IMAGE: 1, "split of 28-channel halves (not whole blocks), 16 units, in": 16,
+        "... and out": 16},
+}
+
+FULL: dict[str | tuple[str, str], dict[str, int]] = {
+    **{name: {IMAGE: 1} for name in (
+        "alexnet", "vgg16", "resnet18", "resnet50", "wide_resnet50_2", "densenet121",
+        "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
+        "mnasnet1_0", "efficientnet_b0")},
+    "squeezenet1_1": {IMAGE: 1, "the pooled 1000 logits leave for the flatten output": 1},
+    "text_cnn": {"the embedded tokens enter blocked (lifted to 2-D convs)": 1,
+                 "the pooled features leave for the classifier (300 do not fill blocks)": 1},
+    "resnext50_32x4d": {IMAGE: 1, "4-channel groups (4x the work blocked), 3 convs, in": 3,
+                        "... and out": 3},
+    "regnet_y_400mf": {IMAGE: 1, "8-channel groups straddling 16-lane blocks, in": 18,
+                       "... and out": 19},
+    "shufflenet_v2_x1_0": {IMAGE: 1, "split of 58/116/232-channel halves, 16 units, in": 16,
+                           "... and out": 16},
+}
+
+CASES = [(name, exporter) for name in ARCHITECTURES for exporter in EXPORTERS]
+
+
+def _budget(table: dict, name: str, exporter: str) -> dict[str, int] | None:
+    return table.get((name, exporter), table.get(name))
+
+
+def _check(table: dict, name: str, exporter: str, **size) -> None:
+    e = export(name, exporter, **size)
+    budget = _budget(table, name, exporter)
+    try:
+        graph = gc.from_onnx(str(e.path))
+    except UnsupportedOpError as err:
+        if budget is None and name in _NOT_NATIVE:
+            pytest.skip(f"not importable natively yet: {sorted(err.ops)}")
+        raise
+    assert budget is not None, f"{name} ({exporter}) imports: write down its budget"
+    ops = Counter(n.op for n in gc.optimize(graph, opt_level=2, target="llvm").nodes)
+    got = ops["to_blocked"] + ops["from_blocked"]
+    assert got == sum(budget.values()), (
+        f"{name} ({exporter}): {ops['to_blocked']} to_blocked + {ops['from_blocked']} "
+        f"from_blocked, budget {sum(budget.values())}: {budget}")
+
+
+@pytest.mark.parametrize("name,exporter", CASES, ids=[f"{n}-{e}" for n, e in CASES])
+def test_conversions_reduced_width(name, exporter):
+    _check(SMALL, name, exporter)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,exporter", CASES, ids=[f"{n}-{e}" for n, e in CASES])
+def test_conversions_full_width(name, exporter):
+    _check(FULL, name, exporter, width=1.0, size=ARCHITECTURES[name].full_size)
+
+
+def test_budgets_name_corpus_models():
+    for table in (SMALL, FULL):
+        for key in table:
+            name = key[0] if isinstance(key, tuple) else key
+            assert name in ARCHITECTURES and name not in _NOT_NATIVE
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_mobilenet_v2_depthwise_convs_carry_bias_and_activation(exporter):
+    """Batch norm folded into every conv, relu6 fused as its epilogue: the depthwise convs
+    too (nothing but convs between the image and the pool)."""
+    graph = gc.from_onnx(str(export("mobilenet_v2", exporter).path))
+    opt = gc.optimize(graph, opt_level=2, target="llvm")
+    assert {n.op for n in opt.nodes} == {"to_blocked", "conv", "global_avg_pool", "reshape",
+                                         "gemm"}
+    depthwise = [n for n in opt.nodes if n.op == "conv" and n.attrs["groups"] > 1]
+    assert len(depthwise) == 17
+    for n in depthwise:
+        assert n.attrs["groups"] == n.inputs[1].shape[0] and n.inputs[1].shape[1] == 1
+        assert len(n.inputs) == 3 and n.inputs[2].is_constant
+        assert n.attrs["activation"] == "clip" and tuple(n.attrs["activation_params"]) == (0, 6)
