@@ -9,15 +9,16 @@ needs: a region gets one `to_blocked` per entering value and one `from_blocked` 
 leaving it (shared by all its NCHW consumers).
 1. conv (2-D, NCHW, constant weight/bias, groups 1, depthwise, or grouped at most
    MAX_GROUPED_OVERHEAD times the useful multiply-adds: an output block straddling groups
-   reduces over all their inputs) with at least 4 output channels, or any number when its
-   input has a twin (a squeeze-excitation's 2-channel squeeze: 4 lanes, no conversions), is
-   blocked. Output block =
+   reduces over all their inputs; groups of a few lanes, as many in as out, dividing the
+   block, run on the lane-group kernel instead, without that waste) with at least 4 output
+   channels, or any number when its input has a twin (a squeeze-excitation's 2-channel
+   squeeze: 4 lanes, no conversions), is blocked. Output block =
    `block`, or for fewer than block/2 output channels the smallest of 4, 8, ... that holds
    them (LeNet's 6 channels: 8 lanes, not 16 with 10 wasted; the register-tiled kernel still
    beats the plain-layout one by 10x there). Input: its twin if it has one; else to_blocked
    with block `block`, or, for C_in < block (an image's 3 channels), one block of C_in
-   channels, which pads nothing (one channel: a reshape, the same bytes). A depthwise conv
-   needs input block = output block. A residual input gets a twin with the output block.
+   channels, which pads nothing (one channel: a reshape, the same bytes). A depthwise or
+   lane-group conv needs input block = output block. A residual input gets a twin with the output block.
 2. an activation that is zero-preserving for its params (the activation table: relu,
    leaky_relu, clip with min <= 0 <= max, ...) runs on the twin: it maps the zero-padded
    channels to zero.
@@ -64,13 +65,15 @@ from graphcnn.ir import Graph, Node, Value
 from graphcnn.ops import ACTIVATIONS, BINARY_OPS, BLOCKED_POOLS, preserves_zero
 from graphcnn.ops.layout import grouped_overhead
 
+from .conv_kernels import lane_group_size
 from .dce import eliminate_dead_code
 from .util import adopt_name, replace_node
 
 DEFAULT_BLOCK = 16
 MIN_BLOCKED_CHANNELS = 4  # the narrowest vector the conv kernels take
 # ShuffleNet's g=3 1x1 convs: 1.0-1.6x, and blocked they run ~2x faster than the NCHW kernel
-# without the layout changes around them; ResNeXt's 4-channel groups (4x) stay NCHW
+# without the layout changes around them (groups of a few lanes dividing the block, ResNeXt's
+# 4 channels, take the lane-group kernel, which has no such waste)
 MAX_GROUPED_OVERHEAD = 2.0
 
 
@@ -159,13 +162,14 @@ class _Blocker:
                 or not all(v.is_constant for v in node.inputs[1:3])):
             return
         ob = self.out_block(c_out)
-        if depthwise:
+        lanes = lane_group_size(c_in, c_out, a["groups"], ob)
+        if depthwise or lanes is not None:
             ib = ob
         elif t is not None:
             ib = t.type.shape[-1]
         else:
             ib = min(self.block, c_in)
-        if (a["groups"] != 1 and not depthwise
+        if (a["groups"] != 1 and not depthwise and lanes is None
                 and grouped_overhead(c_in, c_out, a["groups"], ib, ob) > MAX_GROUPED_OVERHEAD):
             return
         ins = [self.to_blocked(x, ib, node)] + list(node.inputs[1:3])

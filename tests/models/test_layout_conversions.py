@@ -24,19 +24,17 @@ from graphcnn.errors import UnsupportedOpError
 IMAGE = "the image enters blocked"
 _NOT_NATIVE = ("convnext_tiny", "fcn_resnet50", "lraspp_mobilenet_v3_large", "unet")
 
+ONE = ("alexnet", "vgg16", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2",
+       "densenet121", "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3_large",
+       "mobilenet_v3_small", "mnasnet1_0", "efficientnet_b0", "regnet_y_400mf")
+SQUEEZENET = {IMAGE: 1, "the pooled 1000 logits leave for the flatten output": 1}
+TEXT_CNN = {"the embedded tokens enter blocked (the convs lifted to 2-D)": 1}
+
 # name -> {reason: conversions}; a (name, exporter) key overrides it for that exporter
 SMALL: dict[str | tuple[str, str], dict[str, int]] = {
-    **{name: {IMAGE: 1} for name in (
-        "alexnet", "vgg16", "resnet18", "resnet50", "wide_resnet50_2", "densenet121",
-        "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
-        "mnasnet1_0", "efficientnet_b0")},
-    "squeezenet1_1": {IMAGE: 1, "the pooled 1000 logits leave for the flatten output": 1},
-    "text_cnn": {"the embedded tokens enter blocked (lifted to 2-D convs)": 1,
-                 "the pooled features leave for the classifier (156 do not fill blocks)": 1},
-    "resnext50_32x4d": {IMAGE: 1, "2-channel groups (32 of 64), NCHW kernel, 10 convs, in": 10,
-                        "... and out": 10},
-    "regnet_y_400mf": {IMAGE: 1, "8-channel groups straddling 16-lane blocks, 6 convs, in": 6,
-                       "... and out": 6},
+    **{name: {IMAGE: 1} for name in ONE},
+    "squeezenet1_1": SQUEEZENET,
+    "text_cnn": TEXT_CNN,
     ("shufflenet_v2_x1_0", "dynamo"): {
         IMAGE: 1, "split of 28-channel halves (not whole blocks), 12 units, in": 12,
         "... and out": 12},
@@ -46,17 +44,9 @@ SMALL: dict[str | tuple[str, str], dict[str, int]] = {
 }
 
 FULL: dict[str | tuple[str, str], dict[str, int]] = {
-    **{name: {IMAGE: 1} for name in (
-        "alexnet", "vgg16", "resnet18", "resnet50", "wide_resnet50_2", "densenet121",
-        "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
-        "mnasnet1_0", "efficientnet_b0")},
-    "squeezenet1_1": {IMAGE: 1, "the pooled 1000 logits leave for the flatten output": 1},
-    "text_cnn": {"the embedded tokens enter blocked (lifted to 2-D convs)": 1,
-                 "the pooled features leave for the classifier (300 do not fill blocks)": 1},
-    "resnext50_32x4d": {IMAGE: 1, "4-channel groups (4x the work blocked), 3 convs, in": 3,
-                        "... and out": 3},
-    "regnet_y_400mf": {IMAGE: 1, "8-channel groups straddling 16-lane blocks, in": 18,
-                       "... and out": 19},
+    **{name: {IMAGE: 1} for name in ONE},
+    "squeezenet1_1": SQUEEZENET,
+    "text_cnn": TEXT_CNN,
     "shufflenet_v2_x1_0": {IMAGE: 1, "split of 58/116/232-channel halves, 16 units, in": 16,
                            "... and out": 16},
 }

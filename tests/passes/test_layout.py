@@ -137,15 +137,20 @@ def test_rule5b_batch_norm_with_sigmoid_stays_nchw():
 
 def test_rule1_grouped_conv_blocked_unless_groups_waste_lanes():
     """ShuffleNet's g=3 1x1 convs (blocks straddle groups: 1.6x the multiply-adds) run blocked;
-    4-channel groups in 16-lane blocks (4x) stay NCHW."""
+    6-channel groups widening to 12 (blocks straddle groups, 2.7x) stay NCHW; 4-channel groups
+    as many in as out, 4 to a 16-lane block, take the lane-group kernel (no waste)."""
     g, x = _input(24)
     y = _conv(g, x, 48, 1, k=1, groups=3, activation="relu")
     g.set_outputs([_conv(g, y, 48, 3, k=1, groups=3)])
     out = check_pass(g, partial(choose_layout, block=16))
     assert ops(out) == ["to_blocked", "conv", "conv", "from_blocked"]
+    g, x = _input(48)
+    g.set_outputs([_conv(g, x, 96, 1, groups=8)])
+    check_pass(g, partial(choose_layout, block=16), changed=False)
     g, x = _input(64)
     g.set_outputs([_conv(g, x, 64, 1, groups=16)])
-    check_pass(g, partial(choose_layout, block=16), changed=False)
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out) == ["to_blocked", "conv", "from_blocked"]
 
 
 def test_rule5c_channel_shuffle_stays_blocked():

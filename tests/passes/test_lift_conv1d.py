@@ -57,8 +57,8 @@ def test_rules_1_2_5_6_text_cnn_runs_blocked():
     assert [n.inputs[1].type.shape[2] for n in convs] == [1, 1, 1]
     assert all(n.outputs[0].type.rank == 4 for n in out.nodes if n.op not in ("gemm", "reshape"))
     opt = _llvm_matches(_text_cnn())
-    c = Counter(ops(opt))
-    assert c["to_blocked"] == 1 and c["from_blocked"] == 1
+    c = Counter(ops(opt))  # in: the embedded tokens; the classifier reads the blocks
+    assert c["to_blocked"] == 1 and c["from_blocked"] == 0
     assert {n.attrs["layout"] for n in opt.nodes if n.op == "conv"} == {"NCHWc"}
 
 

@@ -456,3 +456,16 @@ CASES["blocked_concat"] = [
                                           ((2, 9, 3, 4), 16)], 16), EXACT),
     ("aligned-first", _blocked_concat([((1, 16, 4, 4), 16), ((1, 20, 4, 4), 16)], 16), EXACT),
 ]
+
+# the lane-group kernel (kernels/depthwise.py with group_size > 1): groups of a few lanes
+CASES["conv"] += [
+    ("nchwc-lane-groups-4", conv_blocked((1, 40, 9, 11), (40, 4, 3, 3), 16, 16, groups=10,
+                                         pads=(1, 1, 1, 1), activation="relu"), SUMMED),
+    ("nchwc-lane-groups-8-strided", conv_blocked((2, 24, 11, 10), (24, 8, 3, 3), 16, 16,
+                                                 groups=3, pads=(1, 1, 1, 1), strides=(2, 2),
+                                                 residual=True), SUMMED),
+    ("nchwc-lane-groups-2-dilated", conv_blocked((1, 12, 9, 9), (12, 2, 3, 3), 4, 4,
+                                                 groups=6, pads=(2, 1, 2, 1),
+                                                 dilations=(2, 1), activation="sigmoid"),
+     SUMMED),
+]
