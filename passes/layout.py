@@ -52,6 +52,12 @@ leaving it (shared by all its NCHW consumers).
    scale and bias padded with zeros (a zero padding channel normalises to zero).
 5f. split on axis 1 runs blocked on its input's twin when every part's channel count is a
    multiple of the block (ShuffleNet-v2's halves): a split of whole channel blocks.
+5g. otherwise (ShuffleNet-v2's halves of 58 channels) it becomes blocked_split, which repacks
+   each part's lanes into blocks of the input's block, padding zero (the inverse of
+   blocked_concat, which then joins the halves again).
+5h. slices of one twin's logical value that take runs of channels (and all of every other
+   axis) and together cut all its channels into parts (TorchScript's chunk into halves) are
+   one split, by rules 5f/5g.
 6. Everything else reads the logical value (through the from_blocked, kept by rule 7).
 7. Conversions nobody reads are removed (dead-code elimination at the end of the pass).
 """
@@ -113,6 +119,7 @@ class _Blocker:
         self.twin: dict[int, Value] = {}
         self.other_blocks: dict[tuple[int, int], Value] = {}
         self.rebuilt = 0
+        self.removed: set[int] = set()
         for node in graph.nodes:  # exits of an earlier run: their blocked source comes first
             if node.op == "from_blocked":
                 self.twin[id(node.outputs[0])] = node.inputs[0]
@@ -335,30 +342,77 @@ class _Blocker:
             self.rebuild(node, [t], layout="NCHWc", channels=node.attrs["channels"])
 
 
-    def split(self, node: Node) -> None:  # Rule 5f
+    def split(self, node: Node) -> None:  # Rules 5f, 5g
         t = self.clean(node.inputs[0])
-        if t is None or t.type.rank < 4 or node.attrs["axis"] != 1:
+        if t is not None and t.type.rank >= 5 and node.attrs["axis"] == 1:
+            self.split_channels(t, list(node.attrs["split"]), [node], list(node.outputs))
+
+    def channel_slices(self, node: Node) -> None:  # Rule 5h
+        x = node.inputs[0]
+        t = self.clean(x)
+        if t is None or t.type.rank < 5:
             return
-        b = t.type.shape[-1]
-        if any(size % b for size in node.attrs["split"]):
-            return
-        parts = self.graph.add_node("split", [t], {"axis": 1, "split": [
-            size // b for size in node.attrs["split"]]}, name=node.name, before=node).outputs
-        for old, y in zip(node.outputs, parts):
+        slices = {}
+        for user in x.users():
+            r = _channel_range(user)
+            if r is not None:
+                slices[id(user)] = (r, user)
+        found = sorted(slices.values(), key=lambda s: s[0])
+        ends = [0] + [start + size for (start, size), _ in found]
+        if not found or any(start != ends[i] for i, ((start, _), _) in enumerate(found)) \
+                or ends[-1] != x.shape[1]:
+            return  # the slices do not cut the channels into parts
+        users = [u for _, u in found]
+        first = min(users, key=self.graph.nodes.index)
+        ordered = [first] + [u for u in users if u is not first]
+        self.split_channels(t, [size for (_, size), _ in found], ordered,
+                            [u.outputs[0] for u in users])
+
+    def split_channels(self, t: Value, sizes: list[int], nodes: list[Node],
+                       olds: list[Value]) -> None:
+        """`nodes` (a split, or slices) cut t's logical channels into `sizes` (the values
+        `olds`): one split of whole blocks, or a blocked_split, before nodes[0]."""
+        b, first = t.type.shape[-1], nodes[0]
+        if any(size % b for size in sizes):  # Rule 5g
+            parts = self.graph.add_node("blocked_split", [t], {"channels": sizes, "block": b},
+                                        name=first.name, before=first).outputs
+        else:
+            parts = self.graph.add_node("split", [t], {"axis": 1, "split": [
+                size // b for size in sizes]}, name=first.name, before=first).outputs
+        logicals = []
+        for old, y in zip(olds, parts):
             logical = self.graph.apply("from_blocked", [y], {"channels": old.shape[1]},
-                                       name=f"{old.name}.nchw", before=node)
+                                       name=f"{old.name}.nchw", before=first)
             self.twin[id(logical)] = y
+            logicals.append(logical)
+        for old, logical in zip(olds, logicals):
             self.graph.replace_all_uses_with(old, logical)
-        self.graph.remove(node)
-        parts[0].producer.name = node.name  # names stay stable across passes (adopt_name)
-        for old, y in zip(node.outputs, parts):
+        for node in nodes:
+            self.graph.remove(node)
+            self.removed.add(id(node))
+        parts[0].producer.name = first.name  # names stay stable across passes (adopt_name)
+        for old, y in zip(olds, parts):
             y.name = old.name
         self.rebuilt += 1
+
+
+def _channel_range(node: Node) -> tuple[int, int] | None:
+    """(first channel, count) of a slice that takes a run of channels and all of every other
+    axis of a 4-D tensor."""
+    if node.op != "slice" or node.inputs[0].type.rank != 4:
+        return None
+    a, shape = node.attrs, node.inputs[0].shape
+    if any(s != 1 for s in a["steps"]) or any(
+            a["starts"][i] != 0 or a["shape"][i] != shape[i] for i in (0, 2, 3)):
+        return None
+    return a["starts"][1], a["shape"][1]
 
 
 def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
     blocker = _Blocker(graph, block)
     for node in list(graph.nodes):
+        if id(node) in blocker.removed:
+            continue  # a sibling slice that rule 5h replaced already
         if node.op == "conv":
             blocker.conv(node)
         elif node.op in ACTIVATIONS:
@@ -375,6 +429,8 @@ def choose_layout(graph: Graph, block: int = DEFAULT_BLOCK) -> bool:
             blocker.channel_shuffle(node)
         elif node.op == "split":
             blocker.split(node)
+        elif node.op == "slice":
+            blocker.channel_slices(node)
         elif node.op == "channel_norm":
             blocker.channel_norm(node)
         elif node.op == "group_norm":

@@ -26,7 +26,8 @@ _NOT_NATIVE = ("convnext_tiny", "fcn_resnet50", "lraspp_mobilenet_v3_large", "un
 
 ONE = ("alexnet", "vgg16", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2",
        "densenet121", "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3_large",
-       "mobilenet_v3_small", "mnasnet1_0", "efficientnet_b0", "regnet_y_400mf")
+       "mobilenet_v3_small", "mnasnet1_0", "efficientnet_b0", "regnet_y_400mf",
+       "shufflenet_v2_x1_0")
 SQUEEZENET = {IMAGE: 1, "the pooled 1000 logits leave for the flatten output": 1}
 TEXT_CNN = {"the embedded tokens enter blocked (the convs lifted to 2-D)": 1}
 
@@ -35,20 +36,12 @@ SMALL: dict[str | tuple[str, str], dict[str, int]] = {
     **{name: {IMAGE: 1} for name in ONE},
     "squeezenet1_1": SQUEEZENET,
     "text_cnn": TEXT_CNN,
-    ("shufflenet_v2_x1_0", "dynamo"): {
-        IMAGE: 1, "split of 28-channel halves (not whole blocks), 12 units, in": 12,
-        "... and out": 12},
-    ("shufflenet_v2_x1_0", "torchscript"): {
-        IMAGE: 1, "split of 28-channel halves (not whole blocks), 16 units, in": 16,
-        "... and out": 16},
 }
 
 FULL: dict[str | tuple[str, str], dict[str, int]] = {
     **{name: {IMAGE: 1} for name in ONE},
     "squeezenet1_1": SQUEEZENET,
     "text_cnn": TEXT_CNN,
-    "shufflenet_v2_x1_0": {IMAGE: 1, "split of 58/116/232-channel halves, 16 units, in": 16,
-                           "... and out": 16},
 }
 
 CASES = [(name, exporter) for name in ARCHITECTURES for exporter in EXPORTERS]

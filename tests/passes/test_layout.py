@@ -174,5 +174,30 @@ def test_rule5d_split_of_whole_blocks_stays_blocked():
                                                "conv", "from_blocked", "from_blocked"])
             split = next(n for n in out.nodes if n.op == "split")
             assert split.attrs["split"] == (1, 1) and split.inputs[0].type.rank == 5
-        else:
-            assert ops(out).count("from_blocked") == 3 and ops(out).count("to_blocked") == 3
+        else:  # Rule 5g: parts of 8 and 24 channels repacked into blocks of 16
+            assert ops(out).count("from_blocked") == 2 and ops(out).count("to_blocked") == 1
+            split = next(n for n in out.nodes if n.op == "blocked_split")
+            assert split.attrs["channels"] == (8, 24) and split.attrs["block"] == 16
+
+
+def test_rule5h_channel_slices_that_cut_all_channels_are_one_split():
+    """TorchScript's chunk: two slices of 20 + 20 channels (not whole blocks of 16)."""
+    g, x = _input(16)
+    y = _conv(g, x, 40, 1)
+    a = g.apply("slice", [y], {"starts": (0,), "ends": (20,), "axes": (1,)})
+    b = g.apply("slice", [y], {"starts": (20,), "ends": (40,), "axes": (1,)})
+    cat = g.apply("concat", [_conv(g, b, 20, 3, k=1), a], {"axis": 1})
+    g.set_outputs([_conv(g, cat, 16, 5)])
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out) == ["to_blocked", "conv", "blocked_split", "conv", "blocked_concat", "conv",
+                        "from_blocked"]
+
+
+def test_rule5h_slices_that_leave_channels_out_stay_nchw():
+    g, x = _input(16)
+    y = _conv(g, x, 40, 1)
+    a = g.apply("slice", [y], {"starts": (0,), "ends": (20,), "axes": (1,)})
+    b = g.apply("slice", [y], {"starts": (24,), "ends": (40,), "axes": (1,)})
+    g.set_outputs([_conv(g, a, 16, 3), _conv(g, b, 16, 5)])
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out).count("slice") == 2

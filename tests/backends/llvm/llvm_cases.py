@@ -469,3 +469,22 @@ CASES["conv"] += [
                                                  dilations=(2, 1), activation="sigmoid"),
      SUMMED),
 ]
+
+
+def _blocked_split(shape, in_block, channels, block):
+    """x blocked with in_block, split on the channels into `channels`, repacked into block."""
+    def build():
+        g = Graph("blocked_split")
+        x = g.apply("to_blocked", [g.add_input("x", shape)], {"block": in_block})
+        parts = g.add_node("blocked_split", [x], {"channels": channels, "block": block}).outputs
+        g.set_outputs([g.apply("from_blocked", [y], {"channels": c})
+                       for y, c in zip(parts, channels)])
+        return g
+    return build
+
+
+CASES["blocked_split"] = [
+    ("shufflenet-halves", _blocked_split((1, 56, 4, 5), 16, [28, 28], 16), EXACT),
+    ("three-misaligned", _blocked_split((2, 21, 3, 3), 8, [5, 7, 9], 4), EXACT),
+    ("wider-out", _blocked_split((1, 20, 2, 7), 4, [3, 17], 16), EXACT),
+]
