@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from functools import partial
 
+import pytest
 from graphcnn.passes.layout import choose_layout
 from pass_cases import check_pass, const, ops
 
+from graphcnn.errors import ShapeError
 from graphcnn.ir import Graph
 
 
@@ -201,3 +203,16 @@ def test_rule5h_slices_that_leave_channels_out_stay_nchw():
     g.set_outputs([_conv(g, a, 16, 3), _conv(g, b, 16, 5)])
     out = check_pass(g, partial(choose_layout, block=16))
     assert ops(out).count("slice") == 2
+
+
+@pytest.mark.parametrize("shape,attrs,match", [
+    ((1, 2, 3, 3, 16), {"channels": [8, 8], "block": 16}, "do not fill"),  # 16 of 32 lanes
+    ((1, 2, 3, 3, 16), {"channels": [20, 0], "block": 16}, "counts > 0"),
+    ((1, 2, 3, 3, 16), {"channels": [20, 4], "block": 0}, "block 0"),
+    ((1, 24, 3, 3), {"channels": [20, 4], "block": 16}, "do not fill"),  # not blocked
+])
+def test_blocked_split_bad_attributes_are_shape_errors(shape, attrs, match):
+    g = Graph("t")
+    x = g.add_input("x", shape)
+    with pytest.raises(ShapeError, match=rf"node 'bad' \(blocked_split\).*{match}"):
+        g.add_node("blocked_split", [x], attrs, name="bad")
