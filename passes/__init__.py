@@ -16,7 +16,8 @@ Levels:
      (ConvNeXt's MLP) as channels-first convs, spatial reductions as global pools, per-channel
      mul/add after a batch norm folded into it, batch-norm folding, pad folding, epilogue
      fusion (bias, residual, activation), concat prefix reuse, in-place concat marks; for
-     target "llvm" also the strided-1x1 split,
+     target "llvm" also spatial ops lowered to convs and views, 1-D convs lifted to 2-D,
+     the strided-1x1 split,
      the channel-shuffle op, the blocked layout (dense heads reading it directly)
   3  level 2, with the cleanup + fusion passes run a second time after the layout choice
 Target "llvm" ends every level, 0 included, with the rewrites its kernels need (`_lowering`):
@@ -57,6 +58,7 @@ from .fuse_self_gating import fuse_hard_swish, fuse_silu
 from .kernel_family import choose_kernel_family
 from .layout import DEFAULT_BLOCK, choose_layout
 from .legalize_convs import legalize_convs
+from .lift_conv1d import lift_conv1d
 from .lower_spatial import lower_spatial
 from .manager import Pass, PassError, PassManager, PassReport, restore_output_names
 from .reduce_to_pool import reduce_to_global_pool
@@ -103,6 +105,7 @@ def _fusion() -> list[Pass]:
 def _llvm(block: int) -> list[Pass]:
     return [
         Pass("lower-spatial", lower_spatial),  # before layout: its convs and copies block too
+        Pass("lift-conv1d", lift_conv1d),  # before layout: convs over time run blocked, 2-D
         Pass("split-strided-1x1", split_strided_1x1),  # before layout: the subsample blocks too
         Pass("fuse-channel-shuffle", fuse_channel_shuffle),  # before layout: it runs blocked
         Pass("choose-layout", functools.partial(choose_layout, block=block)),  # after fusion

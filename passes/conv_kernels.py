@@ -12,6 +12,8 @@ Kernels of a blocked conv (layout NCHWc, 2-D, out_block in FAST_BLOCKS, constant
   residual, output rows of one to ROW_MAX_CHUNKS pixel vectors; the only one with a fused pool
 - winograd: 3x3, stride 1, dilation 1, groups 1
 - depthwise: groups = C_in = C_out, one input channel per group, in_block = out_block
+- lane_groups: the depthwise kernel with groups of g channels in and out, 1 < g < out_block,
+  g dividing the block, in_block = out_block (ResNeXt's 4, RegNet's 8 in 16 lanes)
 - direct (groups 1) and grouped (the same kernel with groups): every other blocked conv
 A NCHW conv runs the generic loops (any rank, stride, padding, dilation, groups).
 """
@@ -83,6 +85,24 @@ def is_depthwise(node: Node) -> bool:
     c_in = w[1] * a["groups"]
     return (a["groups"] == c_in == w[0] and w[1] == 1
             and node.inputs[0].type.shape[-1] == a["out_block"])
+
+
+def lane_group_size(c_in: int, c_out: int, groups: int, block: int) -> int | None:
+    """Channels per group when the lane-group kernel takes a grouped conv of these channels
+    with this (in and out) block: the same in and out, more than one, dividing the block."""
+    if groups <= 1 or c_in != c_out or c_in % groups:
+        return None
+    g = c_in // groups
+    return g if 1 < g < block and block % g == 0 else None
+
+
+def lane_groups_takes(node: Node) -> bool:
+    """The depthwise kernel with groups of several lanes takes this blocked conv."""
+    a, w = node.attrs, node.inputs[1].type.shape
+    return (is_blocked_2d(node) and not a["pool"]
+            and node.inputs[0].type.shape[-1] == a["out_block"]
+            and lane_group_size(w[1] * a["groups"], w[0], a["groups"], a["out_block"])
+            is not None)
 
 
 def blocked_kernel_takes(node: Node, vector_width: int) -> bool:

@@ -9,9 +9,10 @@ the blocked order, and the gemm reads x's buffer through a reshape (a view, no k
     gemm(flatten(from_blocked(x)), W)  ->  gemm(reshape(x, (N, C*H*W)), W[:, perm])
 
 Taken when: the gemm's B is a constant and its A is a flatten (axis 1) or a 2-D reshape
-(N, C*H*W) of a from_blocked whose channels fill every block (C a multiple of b: no padding
-lanes, which would need zero weight columns). The flatten and from_blocked stay while other
-nodes use them, else the pass drops them. LeNet-5's head, CIFAR VGG's, AlexNet's, VGG-19's.
+(N, C*H*W) of a from_blocked. When C does not fill its blocks (RegNet's 440 pooled channels),
+the padding lanes get zero weight columns (they hold zeros too): the gemm reads
+(N, ceil(C/b)*b*H*W) features. The flatten and from_blocked stay while other nodes use them,
+else the pass drops them. LeNet-5's head, CIFAR VGG's, AlexNet's, VGG-19's, RegNet's.
 """
 from __future__ import annotations
 
@@ -34,17 +35,22 @@ def _blocked_source(a: Node | None):
     x = fb.inputs[0]
     if len(x.type.shape) != 5:
         return None
-    n, cb, h, w, blk = x.type.shape
-    if cb * blk != fb.attrs["channels"] or a.outputs[0].type.shape != (n, cb * blk * h * w):
+    n, _, h, w, _ = x.type.shape
+    if a.outputs[0].type.shape != (n, fb.attrs["channels"] * h * w):
         return None
     return x, fb
 
 
-def _blocked_features(weight: np.ndarray, trans_b: bool, shape: tuple[int, ...]) -> np.ndarray:
-    """W's feature axis from (c, h, w) order into the blocked (c/b, h, w, c%b) order."""
+def _blocked_features(weight: np.ndarray, trans_b: bool, shape: tuple[int, ...],
+                      channels: int) -> np.ndarray:
+    """W's feature axis from (c, h, w) order into the blocked (c/b, h, w, c%b) order, zero
+    columns for the padding lanes."""
     _, cb, h, w, blk = shape
     wt = weight if trans_b else weight.T                     # (n_out, features)
-    permuted = wt.reshape(-1, cb, blk, h, w).transpose(0, 1, 3, 4, 2).reshape(wt.shape)
+    padded = np.zeros((wt.shape[0], cb * blk, h, w), np.float32)
+    padded[:, :channels] = wt.reshape(-1, channels, h, w)
+    permuted = padded.reshape(-1, cb, blk, h, w).transpose(0, 1, 3, 4, 2).reshape(
+        wt.shape[0], -1)
     return np.ascontiguousarray(permuted if trans_b else permuted.T)
 
 
@@ -58,10 +64,12 @@ def read_blocked_features(graph: Graph) -> bool:
         if found is None:
             continue
         x, fb = found
-        view = graph.apply("reshape", [x], {"shape": flat.outputs[0].type.shape},
+        n, cb, h, w, blk = x.type.shape
+        view = graph.apply("reshape", [x], {"shape": (n, cb * blk * h * w)},
                            name=f"{flat.name}.blocked", before=node)
         b = node.inputs[1]
-        weight = graph.add_constant(_blocked_features(b.data, node.attrs["transB"], x.type.shape),
+        weight = graph.add_constant(_blocked_features(b.data, node.attrs["transB"], x.type.shape,
+                                                      fb.attrs["channels"]),
                                     name=f"{b.name}.blocked")
         graph.replace_input(node, 0, view)
         graph.replace_input(node, 1, weight)

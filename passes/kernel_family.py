@@ -24,8 +24,9 @@ runs: a family is written only where its kernel takes the node (conv_kernels.py)
    36, and its transformed weights are 16/9 of the kernel's, while the direct kernel's
    register tiles are narrow on rows of <= 8 pixels; it saves fewer multiplies than F(4x4), so
    its transforms need more channels to pay for.
-4. other blocked convs a blocked kernel takes: depthwise -> "depthwise", grouped -> "grouped",
-   the rest (strided, 5x5, 1x1: a GEMM over pixels) -> "direct".
+4. other blocked convs a blocked kernel takes: depthwise -> "depthwise", grouped with groups
+   of a few lanes (conv_kernels.lane_groups_takes) -> "lane_groups", other grouped ->
+   "grouped", the rest (strided, 5x5, 1x1: a GEMM over pixels) -> "direct".
 5. NCHW convs -> "generic" (the loops for any rank, stride, padding, dilation and groups).
 A blocked conv no blocked kernel takes gets no family: legalize_convs.py turns it NCHW first.
 """
@@ -35,7 +36,13 @@ import math
 
 from graphcnn.ir import Graph, Node
 
-from .conv_kernels import blocked_kernel_takes, is_depthwise, row_conv_takes, winograd_takes
+from .conv_kernels import (
+    blocked_kernel_takes,
+    is_depthwise,
+    lane_groups_takes,
+    row_conv_takes,
+    winograd_takes,
+)
 from .layout import DEFAULT_BLOCK
 from .util import annotate
 
@@ -134,6 +141,8 @@ def choose_kernel(node: Node, streams_weights: bool = True,
             return family  # Rules 3, 3b
     if is_depthwise(node):
         return "depthwise"  # Rule 4
+    if lane_groups_takes(node):
+        return "lane_groups"  # Rule 4
     return "grouped" if a["groups"] > 1 else "direct"  # Rule 4
 
 

@@ -73,6 +73,12 @@ def _depthwise(node: Node, vector_width: int) -> DepthwiseConv2dNCHWcPlan:
     return DepthwiseConv2dNCHWcPlan.create(**args)
 
 
+def _lane_groups(node: Node, vector_width: int) -> DepthwiseConv2dNCHWcPlan:
+    args = _conv_args(node)
+    groups = args.pop("groups")  # groups of c_in / groups lanes (lane_groups_takes checks)
+    return DepthwiseConv2dNCHWcPlan.create(**args, group_size=args["c_in"] // groups)
+
+
 def _gemm(node: Node, vector_width: int) -> GemmPlan:
     m, n, k = gemm_dims(node)
     lanes = vector_width if vector_width in (4, 8, 16) else 16
@@ -95,6 +101,7 @@ PLANS: dict[str, Callable[[Node, int], Any]] = {
     "direct": _direct,
     "grouped": _direct,
     "depthwise": _depthwise,
+    "lane_groups": _lane_groups,
     "gemm": _gemm,
 }
 LOOPS = frozenset({"generic"})  # families the emit/ loops run

@@ -552,6 +552,17 @@ def _blocked_concat(e: Emitter, node: Node) -> None:
     _to_blocked(e, y, plain, node.attrs["block"], node.outputs[0].name)
 
 
+def _blocked_split(e: Emitter, node: Node) -> None:
+    x = node.inputs[0]
+    chans = list(node.attrs["channels"])
+    plain = _from_blocked(e, x.name, x.shape, sum(chans))
+    parts = [e.fresh(f"{node.name}_part") for _ in chans]
+    e.nodes.append(helper.make_node("Split", [plain, e.const(_ints(chans), "split")], parts,
+                                    name=e.fresh(node.name), axis=1))
+    for p, c, y in zip(parts, chans, node.outputs):
+        _to_blocked(e, p, (x.shape[0], c) + x.shape[2:-1], node.attrs["block"], y.name)
+
+
 def _adaptive_avg_pool(e: Emitter, node: Node) -> None:
     """No ONNX op: the pool is linear, so (N, C, prod(spatial)) times the bin-averaging matrix
     (prod(spatial), prod(output_size)), reshaped back."""
@@ -635,6 +646,7 @@ EXPORTERS: dict[str, Callable[[Emitter, Node], None]] = {
     "to_blocked": _to_blocked_op,
     "from_blocked": _from_blocked_op,
     "blocked_concat": _blocked_concat,
+    "blocked_split": _blocked_split,
 }
 
 def _value_info(v: Value, name: str | None = None) -> onnx.ValueInfoProto:

@@ -135,3 +135,27 @@ def _blocked_concat(a: dict, *xs: np.ndarray) -> np.ndarray:
 register(OpDef("blocked_concat", {"channels": REQUIRED, "block": REQUIRED}, _bc_infer,
                _blocked_concat, inputs=(1, None),
                doc="concat on the channels of blocked tensors, repacked into `block` lanes"))
+
+
+# blocked_split: the inverse, a channel split of one blocked tensor (N, Cb, *S, b) holding
+# sum(channels) real channels into parts of `channels[i]` channels that do not fill whole
+# blocks (ShuffleNet-v2's halves of 58 channels), each repacked into `block` lanes, padding zero.
+def _bs_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
+    chans, block, x = tuple(a["channels"]), a["block"], t[0]
+    require(len(chans) >= 1 and all(c > 0 for c in chans) and block >= 1,
+            f"channels {list(chans)} must be counts > 0 and block {block} >= 1")
+    require(x.rank >= 4 and -(-sum(chans) // x.shape[-1]) == x.shape[1],
+            f"{sum(chans)} channels do not fill {x}")
+    return [TensorType(blocked_shape((x.shape[0], c) + x.shape[2:-1], block), x.dtype)
+            for c in chans]
+
+
+def _blocked_split(a: dict, x: np.ndarray) -> list[np.ndarray]:
+    plain = from_blocked(x, sum(a["channels"]))
+    bounds = np.cumsum(a["channels"])[:-1]
+    return [to_blocked(p, a["block"]) for p in np.split(plain, bounds, axis=1)]
+
+
+register(OpDef("blocked_split", {"channels": REQUIRED, "block": REQUIRED}, _bs_infer,
+               _blocked_split,
+               doc="split of a blocked tensor's channels, each part repacked into `block` lanes"))

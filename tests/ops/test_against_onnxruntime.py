@@ -393,6 +393,24 @@ def blocked_concat_case(r: np.random.Generator) -> Case:
 
 
 GENERATORS["blocked_concat"] = (blocked_concat_case, 6)
+
+
+def blocked_split_case(r: np.random.Generator) -> Case:
+    """One blocked input of a random block split into 1-3 parts, each repacked into 4, 8 or 16
+    (concatenated back in reverse order: one output)."""
+    parts = [int(r.integers(1, 12)) for _ in range(int(r.integers(1, 4)))]
+    shape = (int(r.integers(1, 3)), sum(parts), int(r.integers(1, 5)), int(r.integers(1, 6)))
+    g = Graph("one_blocked_split")
+    x = g.add_input("x0", shape)
+    y = g.apply("to_blocked", [x], {"block": int(r.choice([4, 8, 16]))})
+    outs = g.add_node("blocked_split", [y], {"channels": parts,
+                                             "block": int(r.choice([4, 8, 16]))}).outputs
+    plain = [g.apply("from_blocked", [o], {"channels": c}) for o, c in zip(outs, parts)]
+    g.set_outputs([g.apply("concat", plain[::-1], {"axis": 1})])  # one output, parts reversed
+    return g, [randn(r, shape)]
+
+
+GENERATORS["blocked_split"] = (blocked_split_case, 6)
 for _name in ("layer_norm", "group_norm", "lp_norm", "mean_variance_norm"):
     GENERATORS[_name] = (norm_case(_name), 8)
 GENERATORS["log_softmax"] = (unary_case("log_softmax", lambda r: {"axis": int(r.integers(-1, 1))}),

@@ -38,9 +38,15 @@ def test_other_uses_keep_the_logical_map():
     assert out.nodes[2].inputs[0].producer.op == "reshape"
 
 
-def test_padding_lanes_are_left_alone():
-    """24 channels in blocks of 16: the padding lanes would need zero weight columns."""
-    check_pass(_head(channels=24), read_blocked_features, changed=False)
+@pytest.mark.parametrize("trans_b", [True, False])
+def test_padding_lanes_get_zero_weight_columns(trans_b):
+    """24 channels in blocks of 16: the gemm reads all 32 lanes, the 8 padding lanes' columns
+    zero (the random input's padding lanes are not, so a non-zero column would show)."""
+    out = check_pass(_head(channels=24, trans_b=trans_b), read_blocked_features)
+    assert ops(out) == ["reshape", "gemm"]
+    w = out.nodes[1].inputs[1].data
+    w = (w if trans_b else w.T).reshape(10, 2, 3, 3, 16)
+    assert not w[:, 1, :, :, 8:].any() and w[:, 0].all()
 
 
 def test_a_non_constant_weight_is_left_alone():

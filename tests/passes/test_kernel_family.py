@@ -31,6 +31,9 @@ def conv_family(g: Graph) -> str:
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "strides": (2, 2)}, "direct"),      # strided
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 14, "groups": 32}, "depthwise"),
     ({"c_in": 32, "c_out": 64, "k": 3, "size": 14, "groups": 2}, "grouped"),
+    ({"c_in": 128, "c_out": 128, "k": 3, "size": 8, "groups": 32}, "lane_groups"),  # ResNeXt
+    ({"c_in": 48, "c_out": 48, "k": 3, "size": 8, "groups": 6}, "lane_groups"),     # RegNet
+    ({"c_in": 64, "c_out": 64, "k": 3, "size": 8, "groups": 4}, "grouped"),  # a block a group
     ({"c_in": 1, "c_out": 6, "k": 5, "size": 28}, "row"),                      # planar, few outs
     ({"c_in": 32, "c_out": 32, "k": 3, "size": 9, "pads": (1, 1, 1, 1)}, "direct"),    # 9 tiles
     ({"c_in": 128, "c_out": 32, "k": 3, "size": 8, "pads": (1, 1, 1, 1)}, "direct"),   # 3b: few

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from functools import partial
 
+import pytest
 from graphcnn.passes.layout import choose_layout
 from pass_cases import check_pass, const, ops
 
+from graphcnn.errors import ShapeError
 from graphcnn.ir import Graph
 
 
@@ -137,15 +139,20 @@ def test_rule5b_batch_norm_with_sigmoid_stays_nchw():
 
 def test_rule1_grouped_conv_blocked_unless_groups_waste_lanes():
     """ShuffleNet's g=3 1x1 convs (blocks straddle groups: 1.6x the multiply-adds) run blocked;
-    4-channel groups in 16-lane blocks (4x) stay NCHW."""
+    6-channel groups widening to 12 (blocks straddle groups, 2.7x) stay NCHW; 4-channel groups
+    as many in as out, 4 to a 16-lane block, take the lane-group kernel (no waste)."""
     g, x = _input(24)
     y = _conv(g, x, 48, 1, k=1, groups=3, activation="relu")
     g.set_outputs([_conv(g, y, 48, 3, k=1, groups=3)])
     out = check_pass(g, partial(choose_layout, block=16))
     assert ops(out) == ["to_blocked", "conv", "conv", "from_blocked"]
+    g, x = _input(48)
+    g.set_outputs([_conv(g, x, 96, 1, groups=8)])
+    check_pass(g, partial(choose_layout, block=16), changed=False)
     g, x = _input(64)
     g.set_outputs([_conv(g, x, 64, 1, groups=16)])
-    check_pass(g, partial(choose_layout, block=16), changed=False)
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out) == ["to_blocked", "conv", "from_blocked"]
 
 
 def test_rule5c_channel_shuffle_stays_blocked():
@@ -169,11 +176,14 @@ def test_rule5d_split_of_whole_blocks_stays_blocked():
                                                "conv", "from_blocked", "from_blocked"])
             split = next(n for n in out.nodes if n.op == "split")
             assert split.attrs["split"] == (1, 1) and split.inputs[0].type.rank == 5
-        else:
-            assert ops(out).count("from_blocked") == 3 and ops(out).count("to_blocked") == 3
+        else:  # Rule 5g: parts of 8 and 24 channels repacked into blocks of 16
+            assert ops(out).count("from_blocked") == 2 and ops(out).count("to_blocked") == 1
+            split = next(n for n in out.nodes if n.op == "blocked_split")
+            assert split.attrs["channels"] == (8, 24) and split.attrs["block"] == 16
 
 
-def test_rule5g_spatial_resize_stays_blocked():
+
+def test_rule5i_spatial_resize_stays_blocked():
     for attrs, blocked in (({"mode": "linear"}, True),
                            ({"mode": "linear", "coordinate_transformation_mode":
                              "tf_crop_and_resize", "roi": (0, 0, 0.1, 0, 1, 1, 0.9, 1),
@@ -192,7 +202,7 @@ def test_rule5g_spatial_resize_stays_blocked():
             assert ops(out).count("from_blocked") == 2
 
 
-def test_rule5g_resize_along_channels_stays_nchw():
+def test_rule5i_resize_along_channels_stays_nchw():
     g, x = _input(8)
     y = g.apply("resize", [_conv(g, x, 20, 1)], {"sizes": (1, 10, 8, 8), "mode": "linear"})
     g.set_outputs([_conv(g, y, 8, 3)])
@@ -201,7 +211,7 @@ def test_rule5g_resize_along_channels_stays_nchw():
     assert resize.inputs[0].producer.op == "from_blocked" and resize.attrs["sizes"][1] == 10
 
 
-def test_rule5h_spatial_pad_stays_blocked_unless_it_fills_lanes():
+def test_rule5j_spatial_pad_stays_blocked_unless_it_fills_lanes():
     for attrs, blocked in (({"mode": "reflect"}, True), ({"mode": "edge"}, True),
                            ({"mode": "constant", "value": 0.0}, True),
                            ({"mode": "constant", "value": 1.0}, False)):
@@ -210,3 +220,39 @@ def test_rule5h_spatial_pad_stays_blocked_unless_it_fills_lanes():
         g.set_outputs([_conv(g, y, 8, 3)])
         out = check_pass(g, partial(choose_layout, block=16))
         assert (ops(out) == ["to_blocked", "conv", "pad", "conv", "from_blocked"]) == blocked
+
+
+def test_rule5h_channel_slices_that_cut_all_channels_are_one_split():
+    """TorchScript's chunk: two slices of 20 + 20 channels (not whole blocks of 16)."""
+    g, x = _input(16)
+    y = _conv(g, x, 40, 1)
+    a = g.apply("slice", [y], {"starts": (0,), "ends": (20,), "axes": (1,)})
+    b = g.apply("slice", [y], {"starts": (20,), "ends": (40,), "axes": (1,)})
+    cat = g.apply("concat", [_conv(g, b, 20, 3, k=1), a], {"axis": 1})
+    g.set_outputs([_conv(g, cat, 16, 5)])
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out) == ["to_blocked", "conv", "blocked_split", "conv", "blocked_concat", "conv",
+                        "from_blocked"]
+
+
+def test_rule5h_slices_that_leave_channels_out_stay_nchw():
+    g, x = _input(16)
+    y = _conv(g, x, 40, 1)
+    a = g.apply("slice", [y], {"starts": (0,), "ends": (20,), "axes": (1,)})
+    b = g.apply("slice", [y], {"starts": (24,), "ends": (40,), "axes": (1,)})
+    g.set_outputs([_conv(g, a, 16, 3), _conv(g, b, 16, 5)])
+    out = check_pass(g, partial(choose_layout, block=16))
+    assert ops(out).count("slice") == 2
+
+
+@pytest.mark.parametrize("shape,attrs,match", [
+    ((1, 2, 3, 3, 16), {"channels": [8, 8], "block": 16}, "do not fill"),  # 16 of 32 lanes
+    ((1, 2, 3, 3, 16), {"channels": [20, 0], "block": 16}, "counts > 0"),
+    ((1, 2, 3, 3, 16), {"channels": [20, 4], "block": 0}, "block 0"),
+    ((1, 24, 3, 3), {"channels": [20, 4], "block": 16}, "do not fill"),  # not blocked
+])
+def test_blocked_split_bad_attributes_are_shape_errors(shape, attrs, match):
+    g = Graph("t")
+    x = g.add_input("x", shape)
+    with pytest.raises(ShapeError, match=rf"node 'bad' \(blocked_split\).*{match}"):
+        g.add_node("blocked_split", [x], attrs, name="bad")

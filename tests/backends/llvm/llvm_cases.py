@@ -477,6 +477,8 @@ def _after_conv(op: str, attrs=None, n_in: int = 1, consts=()):
             y = g.apply("abs", [y])
         ins = [y] * n_in + [g.add_constant(c, f"c{i}") for i, c in enumerate(consts)]
         g.set_outputs([g.apply(op, ins, attrs or {})])
+        return g
+    return build
 
 
 # ----- spatial resampling (graphcnn/ops/spatial.py, pad modes) --------------------------------
@@ -501,6 +503,32 @@ def _between_convs(op, attrs, c=8, hw=(6, 7), consts=()):
                     attrs(h) if callable(attrs) else attrs)
         w = g.add_constant(rnd(8, h.shape[1], 3, 3), "w2")
         g.set_outputs([g.apply("conv", [h, w], {"pads": (1, 1, 1, 1)})])
+        return g
+    return build
+
+
+# the lane-group kernel (kernels/depthwise.py with group_size > 1): groups of a few lanes
+CASES["conv"] += [
+    ("nchwc-lane-groups-4", conv_blocked((1, 40, 9, 11), (40, 4, 3, 3), 16, 16, groups=10,
+                                         pads=(1, 1, 1, 1), activation="relu"), SUMMED),
+    ("nchwc-lane-groups-8-strided", conv_blocked((2, 24, 11, 10), (24, 8, 3, 3), 16, 16,
+                                                 groups=3, pads=(1, 1, 1, 1), strides=(2, 2),
+                                                 residual=True), SUMMED),
+    ("nchwc-lane-groups-2-dilated", conv_blocked((1, 12, 9, 9), (12, 2, 3, 3), 4, 4,
+                                                 groups=6, pads=(2, 1, 2, 1),
+                                                 dilations=(2, 1), activation="sigmoid"),
+     SUMMED),
+]
+
+
+def _blocked_split(shape, in_block, channels, block):
+    """x blocked with in_block, split on the channels into `channels`, repacked into block."""
+    def build():
+        g = Graph("blocked_split")
+        x = g.apply("to_blocked", [g.add_input("x", shape)], {"block": in_block})
+        parts = g.add_node("blocked_split", [x], {"channels": channels, "block": block}).outputs
+        g.set_outputs([g.apply("from_blocked", [y], {"channels": c})
+                       for y, c in zip(parts, channels)])
         return g
     return build
 
@@ -620,3 +648,10 @@ CASES["pad"] += [
                              ("long-row", (1, 2, 3, 40), (0, 0, 1, 5, 0, 0, 2, 3)))
 ] + [("reflect-between-convs", _between_convs("pad", {
     "pads": (0, 0, 1, 2, 0, 0, 2, 1), "mode": "reflect"}), SUMMED)]
+
+
+CASES["blocked_split"] = [
+    ("shufflenet-halves", _blocked_split((1, 56, 4, 5), 16, [28, 28], 16), EXACT),
+    ("three-misaligned", _blocked_split((2, 21, 3, 3), 8, [5, 7, 9], 4), EXACT),
+    ("wider-out", _blocked_split((1, 20, 2, 7), 4, [3, 17], 16), EXACT),
+]

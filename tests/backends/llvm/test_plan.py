@@ -9,7 +9,12 @@ import pytest
 from graphcnn.backends.llvm import plan as plan_stage
 from graphcnn.backends.llvm.kernels.winograd import WinogradConv2dNCHWcPlan
 from graphcnn.backends.llvm.lower import lower
-from graphcnn.passes.conv_kernels import POOLED, row_conv_takes, winograd_takes
+from graphcnn.passes.conv_kernels import (
+    POOLED,
+    lane_groups_takes,
+    row_conv_takes,
+    winograd_takes,
+)
 from graphcnn.passes.kernel_family import gemm_takes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,6 +45,8 @@ def conv_graphs(draw) -> Graph:
     c_in, c_out = groups * draw(channels), groups * draw(channels)
     if draw(st.integers(0, 3)) == 0:  # depthwise
         groups = c_out = c_in
+    elif draw(st.integers(0, 2)) == 0:  # as many channels per group in as out (lane groups)
+        c_out = c_in
     k = draw(st.sampled_from((1, 3, 3, 5)))
     stride, dilation = draw(st.sampled_from((1, 1, 2))), draw(st.sampled_from((1, 1, 2)))
     pad = draw(st.integers(0, k // 2 * dilation))
@@ -61,6 +68,8 @@ def check_conv_predicates(opt: Graph, width: int) -> None:
             continue  # only the row kernel pools
         assert winograd_takes(node) == _accepts(
             WinogradConv2dNCHWcPlan.create, **plan_stage._conv_args(node), m=4)
+        if lane_groups_takes(node):
+            assert _accepts(plan_stage._lane_groups, node, width)
         # as if fuse-conv-pool gave it a pool
         pooled = Node("pooled", "conv", list(node.inputs), {**node.attrs, "pool": POOLED})
         pooled.outputs = node.outputs

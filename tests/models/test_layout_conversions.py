@@ -1,0 +1,102 @@
+"""Layout conversions per corpus model: to_blocked / from_blocked nodes left by
+`gc.optimize(g, opt_level=2, target="llvm")` on the torch-exported corpus (tests/torch_corpus.py,
+both exporters), against a per-model budget with one line of reason per conversion, so a
+change that breaks a blocked region up fails here. The default suite runs the reduced widths,
+the slow suite the published ones.
+
+A model that does not import natively yet is skipped with the ops it lacks; once it imports it
+fails until its budget is written down.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[models]')")
+
+from torch_corpus import EXPORTERS, export
+from torch_zoo import ARCHITECTURES
+
+import graphcnn as gc
+from graphcnn.errors import UnsupportedOpError
+
+IMAGE = "the image enters blocked"
+_NOT_NATIVE = ("convnext_tiny", "fcn_resnet50", "lraspp_mobilenet_v3_large", "unet")
+
+ONE = ("alexnet", "vgg16", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2",
+       "densenet121", "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3_large",
+       "mobilenet_v3_small", "mnasnet1_0", "efficientnet_b0", "regnet_y_400mf",
+       "shufflenet_v2_x1_0")
+SQUEEZENET = {IMAGE: 1, "the pooled 1000 logits leave for the flatten output": 1}
+TEXT_CNN = {"the embedded tokens enter blocked (the convs lifted to 2-D)": 1}
+
+# name -> {reason: conversions}; a (name, exporter) key overrides it for that exporter
+SMALL: dict[str | tuple[str, str], dict[str, int]] = {
+    **{name: {IMAGE: 1} for name in ONE},
+    "squeezenet1_1": SQUEEZENET,
+    "text_cnn": TEXT_CNN,
+}
+
+FULL: dict[str | tuple[str, str], dict[str, int]] = {
+    **{name: {IMAGE: 1} for name in ONE},
+    "squeezenet1_1": SQUEEZENET,
+    "text_cnn": TEXT_CNN,
+}
+
+CASES = [(name, exporter) for name in ARCHITECTURES for exporter in EXPORTERS]
+
+
+def _budget(table: dict, name: str, exporter: str) -> dict[str, int] | None:
+    return table.get((name, exporter), table.get(name))
+
+
+def _check(table: dict, name: str, exporter: str, **size) -> None:
+    e = export(name, exporter, **size)
+    budget = _budget(table, name, exporter)
+    try:
+        graph = gc.from_onnx(str(e.path))
+    except UnsupportedOpError as err:
+        if budget is None and name in _NOT_NATIVE:
+            pytest.skip(f"not importable natively yet: {sorted(err.ops)}")
+        raise
+    assert budget is not None, f"{name} ({exporter}) imports: write down its budget"
+    ops = Counter(n.op for n in gc.optimize(graph, opt_level=2, target="llvm").nodes)
+    got = ops["to_blocked"] + ops["from_blocked"]
+    assert got == sum(budget.values()), (
+        f"{name} ({exporter}): {ops['to_blocked']} to_blocked + {ops['from_blocked']} "
+        f"from_blocked, budget {sum(budget.values())}: {budget}")
+
+
+@pytest.mark.parametrize("name,exporter", CASES, ids=[f"{n}-{e}" for n, e in CASES])
+def test_conversions_reduced_width(name, exporter):
+    _check(SMALL, name, exporter)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,exporter", CASES, ids=[f"{n}-{e}" for n, e in CASES])
+def test_conversions_full_width(name, exporter):
+    _check(FULL, name, exporter, width=1.0, size=ARCHITECTURES[name].full_size)
+
+
+def test_budgets_name_corpus_models():
+    for table in (SMALL, FULL):
+        for key in table:
+            name = key[0] if isinstance(key, tuple) else key
+            assert name in ARCHITECTURES and name not in _NOT_NATIVE
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_mobilenet_v2_depthwise_convs_carry_bias_and_activation(exporter):
+    """Batch norm folded into every conv, relu6 fused as its epilogue: the depthwise convs
+    too (nothing but convs between the image and the pool)."""
+    graph = gc.from_onnx(str(export("mobilenet_v2", exporter).path))
+    opt = gc.optimize(graph, opt_level=2, target="llvm")
+    assert {n.op for n in opt.nodes} == {"to_blocked", "conv", "global_avg_pool", "reshape",
+                                         "gemm"}
+    depthwise = [n for n in opt.nodes if n.op == "conv" and n.attrs["groups"] > 1]
+    assert len(depthwise) == 17
+    for n in depthwise:
+        assert n.attrs["groups"] == n.inputs[1].shape[0] and n.inputs[1].shape[1] == 1
+        assert len(n.inputs) == 3 and n.inputs[2].is_constant
+        assert n.attrs["activation"] == "clip" and tuple(n.attrs["activation_params"]) == (0, 6)
