@@ -18,7 +18,8 @@ leaving it (shared by all its NCHW consumers).
    beats the plain-layout one by 10x there). Input: its twin if it has one; else to_blocked
    with block `block`, or, for C_in < block (an image's 3 channels), one block of C_in
    channels, which pads nothing (one channel: a reshape, the same bytes). A depthwise or
-   lane-group conv needs input block = output block. A residual input gets a twin with the output block.
+   lane-group conv needs input block = output block. A residual input gets a twin with the
+   output block.
 2. an activation that is zero-preserving for its params (the activation table: relu,
    leaky_relu, clip with min <= 0 <= max, ...) runs on the twin: it maps the zero-padded
    channels to zero.
@@ -26,7 +27,7 @@ leaving it (shared by all its NCHW consumers).
    that brings the padding lanes back to zero (x * sigmoid(x), EfficientNet's SiLU): its output
    is a "dirty" twin (padding lanes act(0), finite), which only rule 3 reads; every other
    consumer, to_blocked included, takes the logical value. Otherwise it ends the region.
-   Dirtiness is read off the producer (`_dirty`), so a second run sees the same.
+   Dirtiness is read off the producer (`is_dirty`), so a second run sees the same.
 3. a binary elementwise op (the BINARY_OPS table) whose output is 4-D runs blocked when each
    input is a twin with the output's channels and one block (other dims equal or broadcast:
    squeeze-excitation's (N,C,H,W) * (N,C,1,1)), or a constant that is a scalar or per-channel
@@ -69,14 +70,13 @@ leaving it (shared by all its NCHW consumers).
 """
 from __future__ import annotations
 
-from functools import reduce
-
 import numpy as np
 
 from graphcnn.ir import Graph, Node, Value
 from graphcnn.ops import ACTIVATIONS, BINARY_OPS, BLOCKED_POOLS, preserves_zero
 from graphcnn.ops.layout import grouped_overhead
 
+from .blocked_padding import is_dirty, padding_value, per_channel, zero_fill
 from .conv_kernels import lane_group_size
 from .dce import eliminate_dead_code
 from .util import adopt_name, replace_node
@@ -87,36 +87,6 @@ MIN_BLOCKED_CHANNELS = 4  # the narrowest vector the conv kernels take
 # without the layout changes around them (groups of a few lanes dividing the block, ResNeXt's
 # 4 channels, take the lane-group kernel, which has no such waste)
 MAX_GROUPED_OVERHEAD = 2.0
-
-
-def _dirty(t: Value) -> bool:
-    """A blocked value whose padding lanes are act(0) != 0 (rule 2b)."""
-    node = t.producer
-    if node is None or node.op not in ACTIVATIONS:
-        return False
-    act = ACTIVATIONS[node.op]
-    return not act.preserves_zero(act.params(node.attrs))
-
-
-def _padding_value(t: Value) -> float:
-    """What the padding lanes of blocked value t hold: 0, or act(0) for a dirty twin."""
-    if not _dirty(t):
-        return 0.0
-    act = ACTIVATIONS[t.producer.op]
-    return float(act.numpy(np.zeros(1, np.float32), *act.params(t.producer.attrs))[0])
-
-
-def _per_channel(v: Value, channels: int) -> np.ndarray | None:
-    """A constant's values per channel when it broadcasts as a scalar or along channels only
-    against a 4-D (N, channels, H, W) tensor, else None."""
-    if not v.is_constant or v.type.rank > 4:
-        return None
-    shape = (1,) * (4 - v.type.rank) + v.shape
-    if shape == (1, 1, 1, 1):
-        return np.full(channels, v.data.reshape(()), np.float32)
-    if shape == (1, channels, 1, 1):
-        return np.asarray(v.data, np.float32).reshape(channels)
-    return None
 
 
 class _Blocker:
@@ -133,7 +103,7 @@ class _Blocker:
     def clean(self, v: Value) -> Value | None:
         """v's blocked twin when its padding lanes are zero (every reader but rule 3's)."""
         t = self.twin.get(id(v))
-        return None if t is None or _dirty(t) else t
+        return None if t is None or is_dirty(t) else t
 
     def to_blocked(self, v: Value, block: int, before: Node) -> Value:
         """The blocked twin of v with this block: the existing one, or one to_blocked of v
@@ -220,19 +190,8 @@ class _Blocker:
         pads = [pad if u is v else 0.0 for u in user.inputs]
         others = [u for u in user.inputs if u is not v]
         c = user.outputs[0].shape[1] if user.outputs[0].type.rank == 4 else -1
-        return (all(self.clean(u) is not None or _per_channel(u, c) is not None for u in others)
-                and self.zero_fill(BINARY_OPS[user.op], pads, [False] * len(pads)) is not None)
-
-    @staticmethod
-    def zero_fill(op, pads: list[float], constant: list[bool]) -> float | None:
-        """A padding value z for the constant inputs that makes f(padding lanes) exactly 0."""
-        for z in (0.0, 1.0):
-            args = [np.float32(z if c else p) for p, c in zip(pads, constant)]
-            with np.errstate(all="ignore"):
-                out = reduce(op.numpy, args)
-            if out == 0:
-                return z
-        return None
+        return (all(self.clean(u) is not None or per_channel(u, c) is not None for u in others)
+                and zero_fill(BINARY_OPS[user.op], pads, [False] * len(pads)) is not None)
 
     def binary(self, node: Node) -> None:  # Rule 3
         out = node.outputs[0]
@@ -246,20 +205,20 @@ class _Blocker:
                 for v, t in zip(node.inputs, twins)):
             return
         block = blocks.pop()
-        values = [None if t is not None else _per_channel(v, c)
+        values = [None if t is not None else per_channel(v, c)
                   for v, t in zip(node.inputs, twins)]
         if any(t is None and d is None for t, d in zip(twins, values)):
             return  # an input that is neither a twin nor a per-channel constant
         op = BINARY_OPS[node.op]
         constant = [t is None for t in twins]
-        pads = [0.0 if t is None else _padding_value(t) for t in twins]
+        pads = [0.0 if t is None else padding_value(t) for t in twins]
         # a scalar constant as it is, when the op maps the padding lanes to 0 with its value
         kept = [t is None and v.type.size == 1 for v, t in zip(node.inputs, twins)]
         seen = [float(v.data.reshape(())) if k else p for v, k, p in zip(node.inputs, kept, pads)]
-        fill = self.zero_fill(op, seen, [c_ and not k for c_, k in zip(constant, kept)])
+        fill = zero_fill(op, seen, [c_ and not k for c_, k in zip(constant, kept)])
         if fill is None:
             kept = [False] * len(kept)
-            fill = self.zero_fill(op, pads, constant)
+            fill = zero_fill(op, pads, constant)
         if fill is None:
             return
         cb = -(-c // block)

@@ -6,11 +6,13 @@ Every lane is its own channel, so the kernel is pure vector FMAs: output pixel v
 input pixel vector * weight vector. With groups of g > 1 lanes, output lane l reduces over its
 group's g input lanes: for each k < g, the input vector with lane l taking lane
 (l // g) * g + k (one shufflevector) times the weight vector of every lane's k-th input:
-g shuffles + g FMAs per pixel and tap, where the grouped direct kernel does a full block of
-broadcast FMAs (b / g times the useful work). It is bound by loads, not FMAs, so the microkernel keeps
-one output row tile of `width` pixels in registers, unrolls the kernel columns (LLVM then
-loads each input vector once and reuses it for every pixel it feeds, as neighbouring kernel
-columns read the same input) and loops over the valid kernel rows. Border columns are static:
+g shuffles + g FMAs per pixel and tap, where the grouped direct kernel does a full block
+of broadcast FMAs (b / g times the useful work).
+
+The depthwise kernel is bound by loads, not FMAs, so the microkernel keeps one output row
+tile of `width` pixels in registers, unrolls the kernel columns (LLVM then loads each input
+vector once and reuses it for every pixel it feeds, as neighbouring kernel columns read the
+same input) and loops over the valid kernel rows. Border columns are static:
 out-of-image (pixel, kernel column) taps are simply not emitted.
 
 Layouts: input/output (N, ceil(C/b), H, W, b); weights packed (CB, KH, KW, g, b); bias (CB*b,).
