@@ -4,8 +4,8 @@ both exporters), against a per-model budget with one line of reason per conversi
 change that breaks a blocked region up fails here. The default suite runs the reduced widths,
 the slow suite the published ones.
 
-A model that does not import natively yet is skipped with the ops it lacks; once it imports it
-fails until its budget is written down.
+Every corpus model imports natively; a model added to the zoo fails here until its budget is
+written down.
 """
 from __future__ import annotations
 
@@ -19,10 +19,8 @@ from torch_corpus import EXPORTERS, export
 from torch_zoo import ARCHITECTURES
 
 import graphcnn as gc
-from graphcnn.errors import UnsupportedOpError
 
 IMAGE = "the image enters blocked"
-_NOT_NATIVE = ("convnext_tiny", "fcn_resnet50", "lraspp_mobilenet_v3_large", "unet")
 
 ONE = ("alexnet", "vgg16", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2",
        "densenet121", "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3_large",
@@ -30,18 +28,33 @@ ONE = ("alexnet", "vgg16", "resnet18", "resnet50", "resnext50_32x4d", "wide_resn
        "shufflenet_v2_x1_0")
 SQUEEZENET = {IMAGE: 1, "the pooled 1000 logits leave for the flatten output": 1}
 TEXT_CNN = {"the embedded tokens enter blocked (the convs lifted to 2-D)": 1}
+SEGMENTATION = {IMAGE: 1, "the upsampled class map leaves for the NCHW output": 1}
+CONVNEXT_DYNAMO = {IMAGE: 1, "the pooled features leave for the head's flatten and layer norm": 1}
+UNET = {IMAGE: 1, "the output map leaves for the NCHW output": 1,
+        "the up-convolutions' sub-pixel interleave (reshape + transpose) runs NCHW": 4,
+        "the skip concats after it, out and back in": 8}
 
 # name -> {reason: conversions}; a (name, exporter) key overrides it for that exporter
 SMALL: dict[str | tuple[str, str], dict[str, int]] = {
     **{name: {IMAGE: 1} for name in ONE},
     "squeezenet1_1": SQUEEZENET,
     "text_cnn": TEXT_CNN,
+    "convnext_tiny": {IMAGE: 1},
+    ("convnext_tiny", "dynamo"): CONVNEXT_DYNAMO,
+    "fcn_resnet50": SEGMENTATION,
+    "lraspp_mobilenet_v3_large": SEGMENTATION,
+    "unet": UNET,
 }
 
 FULL: dict[str | tuple[str, str], dict[str, int]] = {
     **{name: {IMAGE: 1} for name in ONE},
     "squeezenet1_1": SQUEEZENET,
     "text_cnn": TEXT_CNN,
+    "convnext_tiny": {IMAGE: 1},
+    ("convnext_tiny", "dynamo"): CONVNEXT_DYNAMO,
+    "fcn_resnet50": SEGMENTATION,
+    "lraspp_mobilenet_v3_large": SEGMENTATION,
+    "unet": UNET,
 }
 
 CASES = [(name, exporter) for name in ARCHITECTURES for exporter in EXPORTERS]
@@ -54,12 +67,7 @@ def _budget(table: dict, name: str, exporter: str) -> dict[str, int] | None:
 def _check(table: dict, name: str, exporter: str, **size) -> None:
     e = export(name, exporter, **size)
     budget = _budget(table, name, exporter)
-    try:
-        graph = gc.from_onnx(str(e.path))
-    except UnsupportedOpError as err:
-        if budget is None and name in _NOT_NATIVE:
-            pytest.skip(f"not importable natively yet: {sorted(err.ops)}")
-        raise
+    graph = gc.from_onnx(str(e.path))
     assert budget is not None, f"{name} ({exporter}) imports: write down its budget"
     ops = Counter(n.op for n in gc.optimize(graph, opt_level=2, target="llvm").nodes)
     got = ops["to_blocked"] + ops["from_blocked"]
@@ -83,7 +91,7 @@ def test_budgets_name_corpus_models():
     for table in (SMALL, FULL):
         for key in table:
             name = key[0] if isinstance(key, tuple) else key
-            assert name in ARCHITECTURES and name not in _NOT_NATIVE
+            assert name in ARCHITECTURES
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)

@@ -2,10 +2,8 @@
 exported by both of PyTorch's ONNX exporters, imported, compiled natively and compared with
 onnxruntime running the same file.
 
-A model imports, compiles on llvm and matches onnxruntime at rel L2 <= 1e-4 (the reference
-interpreter too), or it is listed in UNSUPPORTED with exactly the ops its import reports missing:
-the list shrinks as ops land, and a listed model that starts importing fails the test, so the
-list cannot go stale. The default suite runs the narrow, small versions at the default opt level;
+Every model imports natively (no op left to the onnxruntime fallback), compiles on llvm and
+matches onnxruntime at rel L2 <= 1e-4 (the reference interpreter too). The default suite runs the narrow, small versions at the default opt level;
 the slow suite every opt level, and the published widths at full resolution.
 """
 from __future__ import annotations
@@ -20,13 +18,8 @@ from torch_corpus import EXPORTERS, export
 from torch_zoo import ARCHITECTURES
 
 import graphcnn as gc
-from graphcnn.errors import UnsupportedOpError
 
 RTOL_L2 = 1e-4
-
-# (architecture, exporter) -> the op types its import reports unsupported
-UNSUPPORTED: dict[tuple[str, str], frozenset[str]] = {
-}
 
 CASES = [(name, exporter) for name in ARCHITECTURES for exporter in EXPORTERS]
 
@@ -46,12 +39,6 @@ def _check(name: str, exporter: str, opt_levels: tuple[int | None, ...],
     want = _onnxruntime(e.path, e.inputs)
     # the file itself is right: onnxruntime agrees with torch
     assert _rel_l2(want[0], e.expected[0]) <= RTOL_L2
-    missing = UNSUPPORTED.get((name, exporter))
-    if missing is not None:
-        with pytest.raises(UnsupportedOpError) as info:
-            gc.from_onnx(str(e.path))
-        assert set(info.value.ops) == missing, f"{name} ({exporter}): unsupported ops changed"
-        return
     graph = gc.from_onnx(str(e.path))
     targets = [("reference", None)] + [("llvm", level) for level in opt_levels]
     for target, level in targets:
@@ -70,28 +57,8 @@ def test_corpus_model(name, exporter):
     _check(name, exporter, opt_levels=(None,))
 
 
-_LISTED = sorted(UNSUPPORTED)
-
-
-@pytest.mark.slow  # a model with many kept nodes compiles one native subgraph per segment
-@pytest.mark.parametrize("name,exporter", _LISTED, ids=[f"{n}-{e}" for n, e in _LISTED])
-def test_corpus_model_with_fallback(name, exporter):
-    """What does not compile natively yet runs with fallback="onnxruntime", and matches."""
-    e = export(name, exporter)
-    want = _onnxruntime(e.path, e.inputs)
-    graph = gc.from_onnx(str(e.path), unsupported="keep")
-    cm = gc.compile(graph, target="llvm", fallback="onnxruntime")
-    kept = {n.attrs["op_type"] for n in graph.nodes if n.op == "onnx_node"}
-    assert kept and set(cm.placement.values()) == {"llvm", "onnxruntime"}
-    got = cm(*e.inputs)
-    assert _rel_l2(got, want[0]) <= RTOL_L2
-
-
-_NATIVE = [case for case in CASES if case not in UNSUPPORTED]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name,exporter", _NATIVE, ids=[f"{n}-{e}" for n, e in _NATIVE])
+@pytest.mark.parametrize("name,exporter", CASES, ids=[f"{n}-{e}" for n, e in CASES])
 def test_corpus_model_rebound_batch(name, exporter):
     """Exported at batch 1, imported at batch 3 (from_onnx(..., batch=3)): each sample as
     onnxruntime computes it with the file as it is."""
@@ -118,8 +85,3 @@ def test_corpus_model_every_opt_level(name, exporter):
 def test_corpus_model_full_size(name, exporter):
     arch = ARCHITECTURES[name]
     _check(name, exporter, opt_levels=(None,), width=1.0, size=arch.full_size)
-
-
-def test_every_listed_case_exists():
-    """UNSUPPORTED names only corpus cases."""
-    assert set(UNSUPPORTED) <= set(CASES)
