@@ -110,7 +110,8 @@ def test_property_sets_are_the_tables():
     assert UNARY_ELEMENTWISE == set(ACTIVATIONS)
     assert FUSIBLE_ACTIVATIONS == {n for n, a in ACTIVATIONS.items() if a.fusible}
     assert BLOCKED_POOLS == {n for n, p in POOL_OPS.items() if p.blockable}
-    assert {op for op, _ in RULES} == {"add"} | FUSIBLE_ACTIVATIONS
+    # add: the residual rule; mul: a per-channel constant scale folded into the conv (rule 1b)
+    assert {op for op, _ in RULES} == {"add", "mul"} | FUSIBLE_ACTIVATIONS
 
 
 @pytest.mark.parametrize("name", sorted(set(ACTIVATIONS) | set(BINARY_OPS) | set(POOL_OPS)))
