@@ -154,8 +154,9 @@ def _legacy_attrs(ctx: Context, scales: list[float]) -> dict:
             "nearest_mode": "ceil" if shrinking and all(shrinking) else "floor"}
 
 
-@importer("Upsample", (7, 9), ("mode", "scales"),
-          notes="as Resize with asymmetric coordinates; nearest rounds down")
+@importer("Upsample", (7, 9, 10), ("mode", "scales"),
+          notes="as Resize with asymmetric coordinates; nearest rounds down; the deprecated "
+                "schema 10 (opsets >= 10) as 9")
 def upsample(ctx: Context) -> Value:
     x = ctx.input(0)
     if ctx.version < 9:

@@ -247,3 +247,12 @@ def test_bad_attributes_are_typed_errors(model, error, match):
     op = model.graph.node[0].op_type
     assert "node 'node'" in str(e.value) and (f"({op})" in str(e.value) or
                                               f"({IR_OPS[op]})" in str(e.value)), str(e.value)
+
+
+def test_deprecated_upsample_10_imports_as_9():
+    """onnxruntime refuses the deprecated schema; graphcnn reads it as Upsample-9."""
+    x = RNG.standard_normal((1, 2, 3, 4)).astype(np.float32)
+    graphs = [gc.from_onnx(_model("Upsample", v, [1, 2, 3, 4], {"mode": "linear"},
+                                  [_f("s", [1, 1, 2, 1.5])]), strict=False) for v in (9, 10)]
+    a, b = (gc.compile(g, target="reference")(x) for g in graphs)
+    np.testing.assert_array_equal(a, b)
