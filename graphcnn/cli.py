@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import GraphcnnError, InputError, ModelLoadError
 from .ir import Graph
+from .opt_levels import DEFAULT_OPT_LEVEL, OPT_LEVELS
 
 TARGETS = ("llvm", "onnxruntime", "reference")
 
@@ -174,8 +175,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from graphcnn.backends.llvm import export_library
 
     graph = load_model(args.model, args.input_shape, batch=args.batch)
-    header = export_library(graph, args.output, **({"threads": args.threads} if args.threads else {}))
-    print(f"wrote {args.output}" + (f" and {header}" if header else ""))
+    header = export_library(graph, args.output, cpu=args.cpu, name=args.name,
+                            opt_level=args.opt)
+    print(f"wrote {args.output} and {header}")
     return 0
 
 
@@ -229,9 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("compile", help="AOT native shared library + C header")
-    s.add_argument("model")
-    s.add_argument("-o", "--output", required=True)
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("model", help=".onnx file or DSL .py file")
+    s.add_argument("-o", "--output", required=True, metavar="LIB.so",
+                   help="the shared library to write; the header goes beside it (LIB.h)")
+    s.add_argument("--name", default=None,
+                   help="prefix of every exported symbol and macro (NAME_run, "
+                        "NAME_WORKSPACE_BYTES); default: the output file's name without lib")
+    s.add_argument("--cpu", default="host", type=_cpu_name,
+                   help="host, x86-64-v2, x86-64-v3 (portable: AVX2+FMA), x86-64-v4 "
+                        "(AVX-512) or an LLVM CPU name (default: %(default)s)")
+    s.add_argument("--opt", type=int, default=DEFAULT_OPT_LEVEL, choices=OPT_LEVELS,
+                   help="optimisation level (default: %(default)s)")
     _input_shape_option(s)
     s.set_defaults(fn=cmd_compile)
 
@@ -243,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     _input_shape_option(s)
     s.set_defaults(fn=cmd_bench)
     return p
+
+
+def _cpu_name(text: str) -> str:
+    """--cpu checked at parse time (LLVM aborts the process on a name it does not know)."""
+    from graphcnn.backends.llvm.codegen import cpu_and_features
+
+    try:
+        cpu_and_features(text)
+    except GraphcnnError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _input_shape_option(s: argparse.ArgumentParser) -> None:

@@ -35,9 +35,20 @@ def init_llvm() -> None:
         _initialized = True
 
 
+# The x86-64 microarchitecture levels (psABI): each a portable baseline and LLVM CPU name; the
+# features are spelled out because the kernels' vector width is read from them (vector_width).
+_V2 = "+cx16,+sahf,+popcnt,+sse3,+ssse3,+sse4.1,+sse4.2"
+_V3 = _V2 + ",+avx,+avx2,+bmi,+bmi2,+f16c,+fma,+lzcnt,+movbe,+xsave"
+_V4 = _V3 + ",+avx512f,+avx512bw,+avx512cd,+avx512dq,+avx512vl"
+LEVELS = {"x86-64-v2": _V2, "x86-64-v3": _V3, "x86-64-v4": _V4}
+PORTABLE_CPU = "x86-64-v3"  # the documented portable build: AVX2 + FMA, any x86 CPU since ~2015
+SPECIAL_CPUS = ("host", "generic", *LEVELS)
+
+
 def cpu_and_features(cpu: str) -> tuple[str, str]:
-    """("host" | "generic" | an LLVM cpu name) -> (cpu name, feature string); another name is
-    a CompileError listing the valid ones (LLVM itself would abort the process)."""
+    """("host" | "generic" | "x86-64-v2/v3/v4" | an LLVM cpu name) -> (cpu name, feature
+    string); another name is a CompileError listing the valid ones (LLVM itself would abort
+    the process)."""
     init_llvm()
     if cpu == "host":
         return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
@@ -45,10 +56,13 @@ def cpu_and_features(cpu: str) -> tuple[str, str]:
         return "x86-64", ""
     if not isinstance(cpu, str):
         raise InvalidOptionError(f"cpu must be a str, got {type(cpu).__name__}")
+    if cpu in LEVELS:
+        return cpu, LEVELS[cpu]
     names = known_cpus()
     if names and cpu not in names:
-        raise InvalidOptionError(f"unknown cpu {cpu!r}; valid: 'host', 'generic', "
-                                 + ", ".join(sorted(names)))
+        raise InvalidOptionError(f"unknown cpu {cpu!r}; valid: "
+                                 + ", ".join(repr(c) for c in SPECIAL_CPUS) + ", "
+                                 + ", ".join(sorted(names - set(LEVELS))))
     return cpu, ""
 
 

@@ -223,8 +223,10 @@ class LLVMModel(CompiledModel):
         return InputError(f"node {kernel['node']!r} ({kernel['op']}): "
                           f"{RUNTIME_CHECKS.get(kernel['op'], 'invalid runtime data')}")
 
-    def export_library(self, path: str | os.PathLike) -> str:
-        """Write `path` (a shared library) and the C header beside it; returns the header path."""
+    def export_library(self, path: str | os.PathLike, name: str | None = None) -> str:
+        """Write `path` (a shared library) and the C header beside it; returns the header path.
+        `name` prefixes its symbols and macros (default: from the file name; see aot.py)."""
         from .aot import export_library
 
-        return export_library(self.graph, path, cpu=self.cpu, _optimized=True, **self.options)
+        return export_library(self.graph, path, cpu=self.cpu, _optimized=True, name=name,
+                              **self.options)
