@@ -6,9 +6,13 @@ and exit 1; tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import runpy
 import sys
+import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -106,6 +110,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    idle = [flag for flag, on in (("--timings", args.timings), ("--dump-dir", args.dump_dir),
+                                  ("--print-after", args.print_after),
+                                  ("--print-before", args.print_before)) if on]
+    if idle and not args.opt:
+        raise InputError(f"{', '.join(idle)} report on passes: add --opt N (1-3)")
     graph = load_model(args.model, args.input_shape, keep=args.keep_unsupported,
                        batch=args.batch)
     if args.opt:
@@ -124,7 +133,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _read_inputs(graph: Graph, specs: Sequence[str], seed: int) -> list[np.ndarray]:
+    """Random inputs when no --input is given, else every input from a file: a partial set
+    is an error naming the missing ones (never a silent random fill)."""
     feeds = dict(zip([v.name for v in graph.inputs], random_inputs(graph, seed)))
+    given: set[str] = set()
     for i, spec in enumerate(specs):
         name, _, path = spec.rpartition("=") if "=" in spec else (None, "", spec)
         if name is None:
@@ -138,6 +150,11 @@ def _read_inputs(graph: Graph, specs: Sequence[str], seed: int) -> list[np.ndarr
             feeds[name] = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise ModelLoadError(f"--input {spec}: cannot read {path}: {e}") from None
+        given.add(name)
+    missing = [n for n in feeds if n not in given]
+    if specs and missing:
+        raise InputError(f"--input gives {sorted(given)} but not {missing}: give every input "
+                         "(NAME=FILE.npy), or none for random data")
     return list(feeds.values())
 
 
@@ -151,21 +168,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.fallback:
         options["fallback"] = args.fallback
     cm = compile(graph, target=args.target, **options)
+    start = time.perf_counter()
     outs = cm(*inputs)
+    seconds = time.perf_counter() - start
     outs = outs if isinstance(outs, tuple) else (outs,)
+    paths = _output_paths(args.output, cm.output_names) if args.output else {}
+    for name, y in zip(cm.output_names, outs):
+        if name in paths:
+            np.save(paths[name], y)
+    if args.json:
+        print(json.dumps({"target": cm.target, "latency_ms": seconds * 1e3, "outputs": [
+            {"name": n, "dtype": str(y.dtype), "shape": list(y.shape), "file": paths.get(n),
+             "values": y.tolist() if y.size <= 1024 else None}
+            for n, y in zip(cm.output_names, outs)]}))
+        return 0
     np.set_printoptions(precision=5, suppress=True, threshold=64, edgeitems=4)
     for name, y in zip(cm.output_names, outs):
         print(f"{name}: {y.dtype}{list(y.shape)}")
         print(y)
-        if args.output:
-            np.save(args.output if len(outs) == 1 else f"{args.output}.{name}.npy", y)
+    print(f"latency: {seconds * 1e3:.3f} ms ({cm.target}, first call)")
     return 0
+
+
+def _output_paths(output: str, names: Sequence[str]) -> dict[str, str]:
+    """-o FILE.npy for one output; -o DIR (created) for several: DIR/<name>.npy each."""
+    if len(names) == 1 and not os.path.isdir(output):
+        return {names[0]: output}
+    os.makedirs(output, exist_ok=True)
+    return {n: os.path.join(output, re.sub(r"[^A-Za-z0-9_.-]", "_", n) + ".npy") for n in names}
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from . import export_onnx
 
     graph = load_model(args.model, args.input_shape, batch=args.batch)
+    parent = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(parent):
+        raise InputError(f"cannot write {args.output}: directory {parent} does not exist")
     export_onnx(graph, args.output)
     print(f"wrote {args.output} ({len(graph.nodes)} nodes)")
     return 0
@@ -190,11 +229,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # ----- argument parsing ----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from .version import __version__
+
     p = argparse.ArgumentParser(prog="graphcnn", description="A compiler for convolutional networks.")
+    p.add_argument("--version", action="version", version=f"graphcnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("demo", help="the lesson network on built-in data, every target, a summary")
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--threads", type=_positive, default=None,
+                   help="worker threads (default: all cores)")
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("show", help="print the textual IR (after passes with --opt N)")
@@ -213,20 +256,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_show)
 
     s = sub.add_parser("run", help="run on random or given input, print outputs")
-    s.add_argument("model")
-    s.add_argument("--input", action="append", default=[], metavar="[NAME=]FILE.npy")
-    s.add_argument("--target", default="llvm", choices=TARGETS)
-    s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0, help="seed for random inputs")
-    s.add_argument("--output", "-o", help="save the output(s) as .npy")
+    s.add_argument("model", help=".onnx file or DSL .py file")
+    s.add_argument("--input", action="append", default=[], metavar="[NAME=]FILE.npy",
+                   help="an input from a .npy file (repeatable; all inputs or none: "
+                        "without --input every input is random)")
+    s.add_argument("--target", default="llvm", choices=TARGETS,
+                   help="where to run (default: %(default)s)")
+    s.add_argument("--threads", type=_positive, default=None,
+                   help="worker threads (default: all cores)")
+    s.add_argument("--seed", type=int, default=0,
+                   help="seed for random inputs (default: %(default)s)")
+    s.add_argument("--output", "-o", metavar="FILE.npy|DIR",
+                   help="save the output as FILE.npy, or several outputs as DIR/<name>.npy")
+    s.add_argument("--json", action="store_true",
+                   help="print outputs and latency as one JSON object")
     s.add_argument("--fallback", choices=["onnxruntime"], default=None,
                    help="run ONNX nodes without a native kernel on onnxruntime (llvm target)")
     _input_shape_option(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("export", help="a DSL model file to ONNX")
-    s.add_argument("model")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("model", help="DSL .py file (or an .onnx file to re-export)")
+    s.add_argument("-o", "--output", required=True, metavar="FILE.onnx",
+                   help="the ONNX file to write")
     _input_shape_option(s)
     s.set_defaults(fn=cmd_export)
 
@@ -246,13 +298,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("bench", help="graphcnn vs onnxruntime side by side, per-layer profile")
-    s.add_argument("model")
-    s.add_argument("--threads", type=int, default=2)
-    s.add_argument("--runs", type=int, default=30)
-    s.add_argument("--no-profile", action="store_true")
+    s.add_argument("model", help=".onnx file or DSL .py file")
+    s.add_argument("--threads", type=_positive, default=2,
+                   help="threads for both runtimes (default: %(default)s)")
+    s.add_argument("--runs", type=_positive, default=30,
+                   help="timed runs per runtime (default: %(default)s)")
+    s.add_argument("--no-profile", action="store_true", help="skip the per-layer profile")
     _input_shape_option(s)
     s.set_defaults(fn=cmd_bench)
     return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
 
 
 def _cpu_name(text: str) -> str:
@@ -275,10 +339,20 @@ def _input_shape_option(s: argparse.ArgumentParser) -> None:
                         "where the graph does not compute each sample on its own")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as `graphcnn: warning: ...`, without the source line Python prints."""
+    print(f"graphcnn: warning: {category.__name__}: {message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
     try:
         return args.fn(args)
+    except BrokenPipeError:  # `graphcnn show m.onnx | head -1`: the reader left, so do we
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except GraphcnnError as e:
         print(f"graphcnn: error: {e}", file=sys.stderr)
         return 1
