@@ -118,18 +118,42 @@ def cmd_show(args: argparse.Namespace) -> int:
     graph = load_model(args.model, args.input_shape, keep=args.keep_unsupported,
                        batch=args.batch)
     if args.opt:
+        from graphcnn.passes import pass_names
+
         from . import optimize
 
+        known = pass_names(args.opt, args.target)
+        for flag, which in (("--print-before", args.print_before),
+                            ("--print-after", args.print_after)):
+            unknown = [n for n in (which or "").split(",") if n and n != "all" and n not in known]
+            if unknown:
+                raise InputError(f"{flag}: no pass {', '.join(map(repr, unknown))} at --opt "
+                                 f"{args.opt}; passes: all, {', '.join(known)}")
+        split = {f: w.split(",") if w and "," in w else w
+                 for f, w in (("before", args.print_before), ("after", args.print_after))}
         graph = optimize(graph, opt_level=args.opt, target=args.target,
-                         print_before=args.print_before, print_after=args.print_after,
+                         print_before=split["before"], print_after=split["after"],
                          dump_dir=args.dump_dir, timings=args.timings)
-    print(graph)
+    if args.json:
+        print(json.dumps({"name": graph.name, "inputs": _values_json(graph.inputs),
+                          "outputs": _values_json(graph.outputs),
+                          "nodes": [{"name": n.name, "op": n.op,
+                                     "inputs": [v.name for v in n.inputs],
+                                     "outputs": _values_json(n.outputs),
+                                     "attrs": {k: repr(v) for k, v in n.attrs.items()}}
+                                    for n in graph.nodes]}))
+    else:
+        print(graph)
     if args.svg:
         from .svg import write_svg
 
         write_svg(graph, args.svg)
         print(f"wrote {args.svg}", file=sys.stderr)
     return 0
+
+
+def _values_json(values) -> list[dict]:
+    return [{"name": v.name, "shape": list(v.type.shape), "dtype": v.type.dtype} for v in values]
 
 
 def _read_inputs(graph: Graph, specs: Sequence[str], seed: int) -> list[np.ndarray]:
@@ -224,6 +248,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_model
 
     graph = load_model(args.model, args.input_shape, batch=args.batch)
+    if args.json:
+        from .bench import compare_with_onnxruntime
+
+        row = compare_with_onnxruntime(graph, threads=args.threads, runs=args.runs)
+        report = {k: v for k, v in row.items() if isinstance(v, (int, float, str, type(None)))}
+        if not args.no_profile and hasattr(row["model"], "profile"):
+            report["profile"] = row["model"].profile(*row["inputs"])
+        print(json.dumps(report))
+        return 0
     return bench_model(graph, threads=args.threads or 2, runs=args.runs, profile=not args.no_profile)
 
 
@@ -242,12 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("show", help="print the textual IR (after passes with --opt N)")
     s.add_argument("model", help=".onnx file or DSL .py file")
-    s.add_argument("--opt", type=int, default=0, choices=range(4), help="optimisation level")
+    s.add_argument("--opt", type=int, default=0, choices=range(4),
+                   help="run the pass pipeline at this level first (default: %(default)s, none)")
     s.add_argument("--target", default=None, choices=TARGETS,
                    help="optimise for this target (llvm adds layout choices)")
-    s.add_argument("--svg", help="also write a picture of the graph")
-    s.add_argument("--print-before", default=None, help="pass name or 'all'")
-    s.add_argument("--print-after", default=None, help="pass name or 'all'")
+    s.add_argument("--svg", metavar="FILE.svg", help="also write a picture of the graph")
+    s.add_argument("--json", action="store_true",
+                   help="print the graph as JSON (nodes, ops, attrs, value types)")
+    s.add_argument("--print-before", default=None, metavar="PASS[,PASS]",
+                   help="print the IR before these passes ('all' for every one; needs --opt)")
+    s.add_argument("--print-after", default=None, metavar="PASS[,PASS]",
+                   help="print the IR after these passes ('all' for every one; needs --opt)")
     s.add_argument("--dump-dir", default=None, help="write the IR after each pass here")
     s.add_argument("--timings", action="store_true", help="print per-pass timings")
     s.add_argument("--keep-unsupported", action="store_true",
@@ -304,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", type=_positive, default=30,
                    help="timed runs per runtime (default: %(default)s)")
     s.add_argument("--no-profile", action="store_true", help="skip the per-layer profile")
+    s.add_argument("--json", action="store_true",
+                   help="print the timings (and the profile) as one JSON object")
     _input_shape_option(s)
     s.set_defaults(fn=cmd_bench)
     return p

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from graphcnn.backends.llvm.aot import find_cc
 from graphcnn.backends.reference import interpret
 

@@ -105,3 +105,18 @@ def test_closed_pipe_exits_quietly():
     proc = subprocess.run(f"'{GRAPHCNN}' show '{LENET}' | head -1", shell=True,
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.stdout.startswith("graph lenet") and proc.stderr == ""
+
+
+def test_unknown_pass_names_are_errors_listing_the_passes():
+    err = cli("show", LENET, "--opt", "2", "--print-after", "fuse-conv-activation,nope",
+              check_rc=1).stderr
+    assert "no pass 'nope'" in err and "fuse-conv-activation" in err.split("passes:")[1]
+    out = cli("show", LENET, "--opt", "2", "--print-after", "fuse-conv-activation,dce").stdout
+    assert out.count("graph lenet") >= 3  # after each named pass, then the result
+
+
+def test_show_and_bench_json():
+    graph = json.loads(cli("show", LENET, "--json").stdout)
+    assert graph["inputs"][0]["shape"] == [1, 1, 28, 28] and graph["nodes"][0]["op"] == "conv"
+    bench = json.loads(cli("bench", LENET, "--runs", "2", "--no-profile", "--json").stdout)
+    assert bench["llvm_s"] > 0 and bench["ort_s"] > 0 and bench["rel_err"] < 1e-4
