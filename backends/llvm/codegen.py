@@ -102,13 +102,32 @@ def _parse_cpu_list(text: str) -> list[str]:
 
 
 def vector_width(cpu: str) -> int:
-    """Floats per vector register for the target: 16 (AVX-512), 8 (AVX), else 4."""
-    _, features = cpu_and_features(cpu)
+    """Floats per vector register for the target: 16 (AVX-512), 8 (AVX), else 4; for a
+    named LLVM CPU (no feature string) what LLVM's code for that CPU uses."""
+    name, features = cpu_and_features(cpu)
+    if not features and name != "x86-64":
+        return _named_cpu_width(name)
     if "+avx512f" in features.split(","):
         return 16
     if "+avx" in features.split(","):
         return 8
     return 4
+
+
+_named_widths: dict[str, int] = {}
+
+
+def _named_cpu_width(name: str) -> int:
+    """The widest float vector register in the assembly LLVM emits for `name` (a known CPU)
+    adding two <16 x float>: zmm 16, ymm 8, else 4 (~1 ms, once per name)."""
+    if name not in _named_widths:
+        tm = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(cpu=name)
+        mod = llvm.parse_assembly(
+            "define <16 x float> @f(<16 x float> %a, <16 x float> %b) {\n"
+            "  %c = fadd <16 x float> %a, %b\n  ret <16 x float> %c\n}\n")
+        asm = tm.emit_assembly(mod)
+        _named_widths[name] = 16 if "zmm" in asm else 8 if "ymm" in asm else 4
+    return _named_widths[name]
 
 
 def target_machine(cpu: str, aot: bool = False) -> llvm.TargetMachine:

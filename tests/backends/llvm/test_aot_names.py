@@ -144,3 +144,14 @@ def test_levels_spell_out_their_features():
     assert "+avx" not in cpu_and_features("x86-64-v2")[1].split(",")
     assert [vector_width(c) for c in ("x86-64-v2", "x86-64-v3", "x86-64-v4")] == [4, 8, 16]
 
+
+
+def test_named_cpus_get_their_vector_width():
+    """A named LLVM CPU has no feature string here: its width is what LLVM emits for it."""
+    from graphcnn.backends.llvm.codegen import vector_width
+
+    assert [vector_width(c) for c in ("nehalem", "haswell", "skylake-avx512")] == [4, 8, 16]
+    graph = convnet()
+    x = np.random.default_rng(6).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    cm = gc.compile(graph, target="llvm", cpu="haswell", cache=False)
+    assert rel_l2(cm(x), interpret(graph, [x])[0]) <= 1e-5
