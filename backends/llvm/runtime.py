@@ -155,18 +155,8 @@ class LLVMModel(CompiledModel):
         return (f"<CompiledModel {self._name!r} target={self.target} inputs={self.input_names} "
                 f"outputs={self.output_names}>")
 
-    def save(self, path: str | os.PathLike) -> None:
-        """One file with the object code, the packed weights and the metadata (saved.py):
-        gc.load(path) runs it without recompiling, on a CPU with this build's features."""
-        from .saved import save
-
-        save(self, path)
-
-    def __reduce__(self):
-        """Pickles as the bytes of a saved file (threads as asked), loaded the same way."""
-        from .saved import dumps, loads
-
-        return loads, (dumps(self), self._requested_threads)
+    # save(path) and __reduce__ (pickles as a saved file's bytes) are saved.py's, set by the
+    # package (backends/llvm/__init__.py) like `compiler`, so this module need not import it
 
     @property
     def kernels(self) -> list[dict]:

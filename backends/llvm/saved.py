@@ -85,6 +85,17 @@ def save(model: LLVMModel, path: str | os.PathLike) -> None:
         raise
 
 
+def save_method(model: LLVMModel, path: str | os.PathLike) -> None:
+    """cm.save(path): one file with the object code, the packed weights and the metadata;
+    gc.load(path) runs it without recompiling, on a CPU with this build's features."""
+    save(model, path)
+
+
+def reduce_method(model: LLVMModel):
+    """Pickles as the bytes of a saved file (threads as asked), loaded the same way."""
+    return loads, (dumps(model), model._requested_threads)
+
+
 def dumps(model: LLVMModel) -> bytes:
     buf = io.BytesIO()
     write(model, buf)
