@@ -90,6 +90,15 @@ def export_onnx(graph: Graph, path: str, **options) -> None:
     _export(graph, path, **options)
 
 
+def load(path, threads: int | None = None) -> CompiledModel:
+    """A model saved with cm.save(path) (llvm target), ready to run without recompiling; a
+    file that is not one, is damaged, or was built for CPU features this one lacks is a
+    ModelLoadError (graphcnn/backends/llvm/saved.py)."""
+    from graphcnn.backends.llvm.saved import load as _load
+
+    return _load(path, threads=threads)
+
+
 def from_onnx(model, input_shapes=None, **options) -> Graph:
     """Import an ONNX model (path, bytes or onnx.ModelProto) as a Graph.
 
@@ -172,6 +181,7 @@ __all__ = [
     "concat",
     "export_onnx",
     "from_onnx",
+    "load",
     "manual_seed",
     "mul",
     "optimize",

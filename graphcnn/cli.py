@@ -6,15 +6,20 @@ and exit 1; tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import runpy
 import sys
+import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from .errors import GraphcnnError, InputError, ModelLoadError
 from .ir import Graph
+from .opt_levels import DEFAULT_OPT_LEVEL, OPT_LEVELS
 
 TARGETS = ("llvm", "onnxruntime", "reference")
 
@@ -105,15 +110,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    idle = [flag for flag, on in (("--timings", args.timings), ("--dump-dir", args.dump_dir),
+                                  ("--print-after", args.print_after),
+                                  ("--print-before", args.print_before)) if on]
+    if idle and not args.opt:
+        raise InputError(f"{', '.join(idle)} report on passes: add --opt N (1-3)")
     graph = load_model(args.model, args.input_shape, keep=args.keep_unsupported,
                        batch=args.batch)
     if args.opt:
+        from graphcnn.passes import pass_names
+
         from . import optimize
 
+        known = pass_names(args.opt, args.target)
+        for flag, which in (("--print-before", args.print_before),
+                            ("--print-after", args.print_after)):
+            unknown = [n for n in (which or "").split(",") if n and n != "all" and n not in known]
+            if unknown:
+                raise InputError(f"{flag}: no pass {', '.join(map(repr, unknown))} at --opt "
+                                 f"{args.opt}; passes: all, {', '.join(known)}")
+        split = {f: w.split(",") if w and "," in w else w
+                 for f, w in (("before", args.print_before), ("after", args.print_after))}
         graph = optimize(graph, opt_level=args.opt, target=args.target,
-                         print_before=args.print_before, print_after=args.print_after,
+                         print_before=split["before"], print_after=split["after"],
                          dump_dir=args.dump_dir, timings=args.timings)
-    print(graph)
+    if args.json:
+        print(json.dumps({"name": graph.name, "inputs": _values_json(graph.inputs),
+                          "outputs": _values_json(graph.outputs),
+                          "nodes": [{"name": n.name, "op": n.op,
+                                     "inputs": [v.name for v in n.inputs],
+                                     "outputs": _values_json(n.outputs),
+                                     "attrs": {k: repr(v) for k, v in n.attrs.items()}}
+                                    for n in graph.nodes]}))
+    else:
+        print(graph)
     if args.svg:
         from .svg import write_svg
 
@@ -122,8 +152,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _values_json(values) -> list[dict]:
+    return [{"name": v.name, "shape": list(v.type.shape), "dtype": v.type.dtype} for v in values]
+
+
 def _read_inputs(graph: Graph, specs: Sequence[str], seed: int) -> list[np.ndarray]:
+    """Random inputs when no --input is given, else every input from a file: a partial set
+    is an error naming the missing ones (never a silent random fill)."""
     feeds = dict(zip([v.name for v in graph.inputs], random_inputs(graph, seed)))
+    given: set[str] = set()
     for i, spec in enumerate(specs):
         name, _, path = spec.rpartition("=") if "=" in spec else (None, "", spec)
         if name is None:
@@ -137,6 +174,11 @@ def _read_inputs(graph: Graph, specs: Sequence[str], seed: int) -> list[np.ndarr
             feeds[name] = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise ModelLoadError(f"--input {spec}: cannot read {path}: {e}") from None
+        given.add(name)
+    missing = [n for n in feeds if n not in given]
+    if specs and missing:
+        raise InputError(f"--input gives {sorted(given)} but not {missing}: give every input "
+                         "(NAME=FILE.npy), or none for random data")
     return list(feeds.values())
 
 
@@ -150,21 +192,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.fallback:
         options["fallback"] = args.fallback
     cm = compile(graph, target=args.target, **options)
+    start = time.perf_counter()
     outs = cm(*inputs)
+    seconds = time.perf_counter() - start
     outs = outs if isinstance(outs, tuple) else (outs,)
+    paths = _output_paths(args.output, cm.output_names) if args.output else {}
+    for name, y in zip(cm.output_names, outs):
+        if name in paths:
+            np.save(paths[name], y)
+    if args.json:
+        print(json.dumps({"target": cm.target, "latency_ms": seconds * 1e3, "outputs": [
+            {"name": n, "dtype": str(y.dtype), "shape": list(y.shape), "file": paths.get(n),
+             "values": y.tolist() if y.size <= 1024 else None}
+            for n, y in zip(cm.output_names, outs)]}))
+        return 0
     np.set_printoptions(precision=5, suppress=True, threshold=64, edgeitems=4)
     for name, y in zip(cm.output_names, outs):
         print(f"{name}: {y.dtype}{list(y.shape)}")
         print(y)
-        if args.output:
-            np.save(args.output if len(outs) == 1 else f"{args.output}.{name}.npy", y)
+    print(f"latency: {seconds * 1e3:.3f} ms ({cm.target}, first call)")
     return 0
+
+
+def _output_paths(output: str, names: Sequence[str]) -> dict[str, str]:
+    """-o FILE.npy for one output; -o DIR (created) for several: DIR/<name>.npy each."""
+    if len(names) == 1 and not os.path.isdir(output):
+        return {names[0]: output}
+    os.makedirs(output, exist_ok=True)
+    return {n: os.path.join(output, re.sub(r"[^A-Za-z0-9_.-]", "_", n) + ".npy") for n in names}
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from . import export_onnx
 
     graph = load_model(args.model, args.input_shape, batch=args.batch)
+    parent = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(parent):
+        raise InputError(f"cannot write {args.output}: directory {parent} does not exist")
     export_onnx(graph, args.output)
     print(f"wrote {args.output} ({len(graph.nodes)} nodes)")
     return 0
@@ -174,8 +238,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from graphcnn.backends.llvm import export_library
 
     graph = load_model(args.model, args.input_shape, batch=args.batch)
-    header = export_library(graph, args.output, **({"threads": args.threads} if args.threads else {}))
-    print(f"wrote {args.output}" + (f" and {header}" if header else ""))
+    header = export_library(graph, args.output, cpu=args.cpu, name=args.name,
+                            opt_level=args.opt)
+    print(f"wrote {args.output} and {header}")
     return 0
 
 
@@ -183,26 +248,44 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_model
 
     graph = load_model(args.model, args.input_shape, batch=args.batch)
+    if args.json:
+        from .bench import compare_with_onnxruntime
+
+        row = compare_with_onnxruntime(graph, threads=args.threads, runs=args.runs)
+        report = {k: v for k, v in row.items() if isinstance(v, (int, float, str, type(None)))}
+        if not args.no_profile and hasattr(row["model"], "profile"):
+            report["profile"] = row["model"].profile(*row["inputs"])
+        print(json.dumps(report))
+        return 0
     return bench_model(graph, threads=args.threads or 2, runs=args.runs, profile=not args.no_profile)
 
 
 # ----- argument parsing ----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from .version import __version__
+
     p = argparse.ArgumentParser(prog="graphcnn", description="A compiler for convolutional networks.")
+    p.add_argument("--version", action="version", version=f"graphcnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("demo", help="the lesson network on built-in data, every target, a summary")
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--threads", type=_positive, default=None,
+                   help="worker threads (default: all cores)")
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("show", help="print the textual IR (after passes with --opt N)")
     s.add_argument("model", help=".onnx file or DSL .py file")
-    s.add_argument("--opt", type=int, default=0, choices=range(4), help="optimisation level")
+    s.add_argument("--opt", type=int, default=0, choices=range(4),
+                   help="run the pass pipeline at this level first (default: %(default)s, none)")
     s.add_argument("--target", default=None, choices=TARGETS,
                    help="optimise for this target (llvm adds layout choices)")
-    s.add_argument("--svg", help="also write a picture of the graph")
-    s.add_argument("--print-before", default=None, help="pass name or 'all'")
-    s.add_argument("--print-after", default=None, help="pass name or 'all'")
+    s.add_argument("--svg", metavar="FILE.svg", help="also write a picture of the graph")
+    s.add_argument("--json", action="store_true",
+                   help="print the graph as JSON (nodes, ops, attrs, value types)")
+    s.add_argument("--print-before", default=None, metavar="PASS[,PASS]",
+                   help="print the IR before these passes ('all' for every one; needs --opt)")
+    s.add_argument("--print-after", default=None, metavar="PASS[,PASS]",
+                   help="print the IR after these passes ('all' for every one; needs --opt)")
     s.add_argument("--dump-dir", default=None, help="write the IR after each pass here")
     s.add_argument("--timings", action="store_true", help="print per-pass timings")
     s.add_argument("--keep-unsupported", action="store_true",
@@ -211,38 +294,80 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_show)
 
     s = sub.add_parser("run", help="run on random or given input, print outputs")
-    s.add_argument("model")
-    s.add_argument("--input", action="append", default=[], metavar="[NAME=]FILE.npy")
-    s.add_argument("--target", default="llvm", choices=TARGETS)
-    s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0, help="seed for random inputs")
-    s.add_argument("--output", "-o", help="save the output(s) as .npy")
+    s.add_argument("model", help=".onnx file or DSL .py file")
+    s.add_argument("--input", action="append", default=[], metavar="[NAME=]FILE.npy",
+                   help="an input from a .npy file (repeatable; all inputs or none: "
+                        "without --input every input is random)")
+    s.add_argument("--target", default="llvm", choices=TARGETS,
+                   help="where to run (default: %(default)s)")
+    s.add_argument("--threads", type=_positive, default=None,
+                   help="worker threads (default: all cores)")
+    s.add_argument("--seed", type=int, default=0,
+                   help="seed for random inputs (default: %(default)s)")
+    s.add_argument("--output", "-o", metavar="FILE.npy|DIR",
+                   help="save the output as FILE.npy, or several outputs as DIR/<name>.npy")
+    s.add_argument("--json", action="store_true",
+                   help="print outputs and latency as one JSON object")
     s.add_argument("--fallback", choices=["onnxruntime"], default=None,
                    help="run ONNX nodes without a native kernel on onnxruntime (llvm target)")
     _input_shape_option(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("export", help="a DSL model file to ONNX")
-    s.add_argument("model")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("model", help="DSL .py file (or an .onnx file to re-export)")
+    s.add_argument("-o", "--output", required=True, metavar="FILE.onnx",
+                   help="the ONNX file to write")
     _input_shape_option(s)
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("compile", help="AOT native shared library + C header")
-    s.add_argument("model")
-    s.add_argument("-o", "--output", required=True)
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("model", help=".onnx file or DSL .py file")
+    s.add_argument("-o", "--output", required=True, metavar="LIB.so",
+                   help="the shared library to write; the header goes beside it (LIB.h)")
+    s.add_argument("--name", default=None,
+                   help="prefix of every exported symbol and macro (NAME_run, "
+                        "NAME_WORKSPACE_BYTES); default: the output file's name without lib")
+    s.add_argument("--cpu", default="host", type=_cpu_name,
+                   help="host, x86-64-v2, x86-64-v3 (portable: AVX2+FMA), x86-64-v4 "
+                        "(AVX-512) or an LLVM CPU name (default: %(default)s)")
+    s.add_argument("--opt", type=int, default=DEFAULT_OPT_LEVEL, choices=OPT_LEVELS,
+                   help="optimisation level (default: %(default)s)")
     _input_shape_option(s)
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("bench", help="graphcnn vs onnxruntime side by side, per-layer profile")
-    s.add_argument("model")
-    s.add_argument("--threads", type=int, default=2)
-    s.add_argument("--runs", type=int, default=30)
-    s.add_argument("--no-profile", action="store_true")
+    s.add_argument("model", help=".onnx file or DSL .py file")
+    s.add_argument("--threads", type=_positive, default=2,
+                   help="threads for both runtimes (default: %(default)s)")
+    s.add_argument("--runs", type=_positive, default=30,
+                   help="timed runs per runtime (default: %(default)s)")
+    s.add_argument("--no-profile", action="store_true", help="skip the per-layer profile")
+    s.add_argument("--json", action="store_true",
+                   help="print the timings (and the profile) as one JSON object")
     _input_shape_option(s)
     s.set_defaults(fn=cmd_bench)
     return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def _cpu_name(text: str) -> str:
+    """--cpu checked at parse time (LLVM aborts the process on a name it does not know)."""
+    from graphcnn.backends.llvm.codegen import cpu_and_features
+
+    try:
+        cpu_and_features(text)
+    except GraphcnnError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _input_shape_option(s: argparse.ArgumentParser) -> None:
@@ -254,10 +379,20 @@ def _input_shape_option(s: argparse.ArgumentParser) -> None:
                         "where the graph does not compute each sample on its own")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as `graphcnn: warning: ...`, without the source line Python prints."""
+    print(f"graphcnn: warning: {category.__name__}: {message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
     try:
         return args.fn(args)
+    except BrokenPipeError:  # `graphcnn show m.onnx | head -1`: the reader left, so do we
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except GraphcnnError as e:
         print(f"graphcnn: error: {e}", file=sys.stderr)
         return 1

@@ -10,13 +10,22 @@ Input policy (checked before any backend code runs):
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .ir import Graph
+from .errors import CompileError, InputError
+from .ir import Graph, TensorType
+
+# a model's name and its (name, type) inputs and outputs: what calling it needs of the graph
+Signature = tuple[str, list[tuple[str, TensorType]], list[tuple[str, TensorType]]]
+
+
+def signature_of(graph: Graph) -> Signature:
+    return (graph.name, [(v.name, v.type) for v in graph.inputs],
+            [(v.name, v.type) for v in graph.outputs])
 
 
 class CompiledModel:
@@ -24,18 +33,23 @@ class CompiledModel:
 
     target = "?"
 
-    def __init__(self, graph: Graph):
-        self.graph = graph
-        self.input_names: list[str] = [v.name for v in graph.inputs]
-        self.output_names: list[str] = [v.name for v in graph.outputs]
-        self.input_types = {v.name: v.type for v in graph.inputs}
-        self._input_dtypes = {v.name: np.dtype(v.type.dtype) for v in graph.inputs}
-        self.output_types = {v.name: v.type for v in graph.outputs}
+    def __init__(self, graph: Graph | None, signature: Signature | None = None):
+        """`graph`, or for a model loaded from a file without one, its `signature`."""
+        if graph is not None:
+            self.graph = graph
+            signature = signature_of(graph)
+        name, inputs, outputs = signature
+        self._name, self._signature = name, signature  # outputs may repeat a value: a list
+        self.input_names: list[str] = [n for n, _ in inputs]
+        self.output_names: list[str] = [n for n, _ in outputs]
+        self.input_types = dict(inputs)
+        self._input_dtypes = {n: np.dtype(t.dtype) for n, t in inputs}
+        self.output_types = dict(outputs)
 
     # ----- the two calling conventions ----------------------------------------------------
     def __call__(self, *inputs: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         if len(inputs) != len(self.input_names):
-            raise InputError(f"{self.graph.name} takes {len(self.input_names)} input(s) "
+            raise InputError(f"{self._name} takes {len(self.input_names)} input(s) "
                              f"{self.input_names}, got {len(inputs)}")
         outs = self._execute([self._check(n, x) for n, x in zip(self.input_names, inputs)])
         return outs[0] if len(outs) == 1 else tuple(outs)
@@ -46,7 +60,7 @@ class CompiledModel:
         unknown = sorted(set(feeds) - set(self.input_names))
         missing = [n for n in self.input_names if n not in feeds]
         if unknown or missing:
-            raise InputError(f"{self.graph.name}: unknown input name(s) {unknown}, missing "
+            raise InputError(f"{self._name}: unknown input name(s) {unknown}, missing "
                              f"{missing}; inputs are {self.input_names}")
         outs = self._execute([self._check(n, feeds[n]) for n in self.input_names])
         return dict(zip(self.output_names, outs))
@@ -72,6 +86,12 @@ class CompiledModel:
     def _execute(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError  # each target implements this
 
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the compiled model to one file that gc.load reads back without recompiling
+        (the llvm target; the others compile in moments: save their graph with export_onnx)."""
+        raise CompileError(f"save() is for the llvm target's native code, not {self.target}: "
+                           "write the graph with gc.export_onnx and compile it again")
+
     def __repr__(self) -> str:
-        return (f"<CompiledModel {self.graph.name!r} target={self.target} inputs={self.input_names} "
+        return (f"<CompiledModel {self._name!r} target={self.target} inputs={self.input_names} "
                 f"outputs={self.output_names}>")

@@ -40,6 +40,7 @@ from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
 
 from . import cache as compile_cache
+from . import saved
 from .codegen import cpu_and_features, vector_width
 from .runtime import LLVMModel, default_threads
 from .target_pipeline import optimized
@@ -167,6 +168,8 @@ def _return_freed_memory() -> None:
 
 
 LLVMModel.compiler = staticmethod(compile)
+LLVMModel.save = saved.save_method
+LLVMModel.__reduce__ = saved.reduce_method
 
 
 def export_library(graph: Graph, path: str | os.PathLike, **options: Any) -> str:

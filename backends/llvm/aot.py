@@ -2,13 +2,19 @@
 
 The library holds the same code as the JIT (compiled position-independent) and the packed
 weights: an assembler stub `.incbin`s the weights arena into .rodata under the symbol the code
-references. `cc -shared` (a C compiler at export time only) links the two objects with
-libpthread and libm. The header beside it (`libnet.so` -> `libnet.h`) declares the entry point
-and the thread-pool functions, and gives input/output shapes and the workspace size as macros.
+references. `cc -shared` (a C compiler at export time only) links the objects with libpthread
+and libm. The header beside it (`libnet.so` -> `libnet.h`) declares the entry point and the
+thread-pool functions, and gives input/output shapes and the workspace size as macros.
+
+Names: every exported symbol and macro carries the library's name (`name=`, default the file
+name's stem without `lib`, as a C identifier): `resnet_run`, `resnet_init_threads`,
+`RESNET_WORKSPACE_BYTES`. A small C stub defines the prefixed entry points over the code's own
+`run` and pool functions, and a linker version script exports only them: the kernels, the
+weights and `run` stay local, so two libraries link into one program without clashing.
 
 Threads: there is no Python process to share a pool with, so the library links its own copy of
 the pool (threads.pool_module(aot=True), hidden symbols: two libraries in one process never
-share or interpose each other's pool). It starts on first use, graphcnn_init_threads(n); until
+share or interpose each other's pool). It starts on first use, <name>_init_threads(n); until
 then the library runs single-threaded.
 """
 from __future__ import annotations
@@ -37,11 +43,28 @@ def find_cc() -> str | None:
     return None
 
 
+C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def library_name(path: str | os.PathLike, name: str | None = None) -> str:
+    """The prefix of a library's symbols: `name` if given (a C identifier, else a
+    CompileError), else the file name's stem without `lib`, sanitised to one."""
+    if name is not None:
+        if not isinstance(name, str) or not C_IDENTIFIER.fullmatch(name):
+            raise CompileError(f"library name {name!r} is not a C identifier (letters, digits, "
+                               "underscores, not starting with a digit)")
+        return name
+    stem = Path(path).name.split(".")[0].removeprefix("lib")
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", stem) or "model"
+    return stem if C_IDENTIFIER.fullmatch(stem) else f"model_{stem}"
+
+
 def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
                    _optimized: bool = False, opt_level: int | None = None,
                    rewrites: bool = True, threads: int | None = None,
-                   cache: bool | None = None) -> str:
+                   cache: bool | None = None, name: str | None = None) -> str:
     """Compile `graph` to the shared library `path` and write its header; returns the header.
+    `name` prefixes the exported symbols and macros (see library_name).
 
     Unless `_optimized` (the graph already went through gc.compile), the pass pipeline runs first
     like gc.compile(graph, target="llvm"). `threads` and `cache` are accepted for symmetry with
@@ -55,7 +78,9 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
         level = check_opt_level(DEFAULT_OPT_LEVEL if opt_level is None else opt_level)
         graph = optimized(graph, level, rewrites, cpu)
     path = Path(path)
-    stem = re.sub(r"[^A-Za-z0-9_]", "_", path.name.split(".")[0].removeprefix("lib")) or "net"
+    stem = library_name(path, name)
+    if not path.parent.is_dir():
+        raise CompileError(f"cannot write {path}: directory {path.parent} does not exist")
     symbol = f"graphcnn_weights_{stem}"
     lowered = lower(graph, vector_width(cpu), symbol)
     objects = compile_objects([*lowered.modules, (pool_module(aot=True), MODEL_PIPELINE)], cpu,
@@ -72,14 +97,36 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
             f"\t.balign 64\n{symbol}:\n\t.incbin \"{tmpdir / 'weights.bin'}\"\n"
             f"\t.size {symbol}, {len(lowered.weights)}\n"
             "\t.section .note.GNU-stack,\"\",@progbits\n")
-        cmd = [cc, "-shared", "-o", str(path), *object_files, str(tmpdir / "weights.s"),
-               "-lpthread", "-lm"]
+        (tmpdir / "entry.c").write_text(entry_stub(stem))
+        (tmpdir / "exports.map").write_text(
+            "{\n  global:\n" + "".join(f"    {s};\n" for s in exported_symbols(stem))
+            + "  local: *;\n};\n")
+        cmd = [cc, "-shared", "-fPIC", "-O2", "-o", str(path), *object_files,
+               str(tmpdir / "weights.s"), str(tmpdir / "entry.c"),
+               f"-Wl,--version-script={tmpdir / 'exports.map'}", "-lpthread", "-lm"]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise CompileError(f"linking {path} failed: {' '.join(cmd)}\n{proc.stderr}")
     header = path.with_suffix(".h")
     header.write_text(c_header(graph, stem, lowered.workspace_bytes, cpu))
     return str(header)
+
+
+def exported_symbols(stem: str) -> list[str]:
+    return [f"{stem}_run", f"{stem}_init_threads", f"{stem}_shutdown_threads"]
+
+
+def entry_stub(stem: str) -> str:
+    """The prefixed entry points, each a call into the code's own (hidden) function."""
+    hidden = '__attribute__((visibility("hidden")))'
+    return "\n".join([
+        f"{hidden} int run(void** inputs, void** outputs, void* workspace);",
+        f"{hidden} long graphcnn_init_threads(long threads);",
+        f"{hidden} void graphcnn_shutdown_threads(void);",
+        f"int {stem}_run(void** inputs, void** outputs, void* workspace) {{",
+        "    return run(inputs, outputs, workspace);", "}",
+        f"long {stem}_init_threads(long threads) {{ return graphcnn_init_threads(threads); }}",
+        f"void {stem}_shutdown_threads(void) {{ graphcnn_shutdown_threads(); }}", ""])
 
 
 # the C element type of each dtype a graph input or output may have
@@ -104,11 +151,13 @@ def c_string(text: str) -> str:
 
 
 def c_header(graph: Graph, stem: str, workspace_bytes: int, cpu: str) -> str:
-    """The header: names only as C identifiers (`stem` is one) or escaped string literals."""
-    if not re.fullmatch(r"[A-Za-z0-9_]+", stem):
+    """The header: names only as C identifiers (`stem` is one) or escaped string literals;
+    every macro starts with STEM_ and every function with stem_."""
+    if not C_IDENTIFIER.fullmatch(stem):
         raise CompileError(f"library stem {stem!r} is not a C identifier")
-    guard = f"GRAPHCNN_{stem.upper()}_H"
-    cpu_name, _ = cpu_and_features(cpu)
+    m = stem.upper()
+    guard = f"GRAPHCNN_{m}_H"
+    cpu_name, features = cpu_and_features(cpu)
     values = [*graph.inputs, *graph.outputs]
     for v in values:
         if v.type.dtype not in C_TYPES:
@@ -118,32 +167,33 @@ def c_header(graph: Graph, stem: str, workspace_bytes: int, cpu: str) -> str:
     lines = [
         f"/* {stem}: a graph compiled by graphcnn; its name and CPU are the macros below. */",
         f"#ifndef {guard}", f"#define {guard}", "",
-        f"#define GRAPHCNN_GRAPH_NAME {c_string(graph.name)}",
-        f"#define GRAPHCNN_CPU {c_string(cpu_name)}",
+        f"#define {m}_GRAPH_NAME {c_string(graph.name)}",
+        f"#define {m}_CPU {c_string(cpu_name)}",
+        f"#define {m}_CPU_FEATURES {c_string(features)}",
         "/* Call: in[NUM_INPUTS], out[NUM_OUTPUTS] pointers to dense row-major arrays of each",
         "   one's CTYPE (bool: uint8_t 0 or 1) and SIZE below, a workspace of WORKSPACE_BYTES",
-        "   (64-byte aligned, e.g. aligned_alloc(64, ...)), reused across calls. run returns 0,",
-        "   or k > 0 when its k-th kernel found the runtime input invalid (a gather index out",
-        "   of range: nothing is read outside the table, and the outputs are not meaningful).",
-        "   Calls sharing a workspace must not overlap. Optional: start the thread pool once",
-        "   with graphcnn_init_threads(n) (default: single-threaded) and stop it with",
-        "   graphcnn_shutdown_threads(). */",
+        f"   (64-byte aligned, e.g. aligned_alloc(64, ...)), reused across calls. {stem}_run",
+        "   returns 0, or k > 0 when its k-th kernel found the runtime input invalid (a gather",
+        "   index out of range: nothing is read outside the table, and the outputs are not",
+        "   meaningful). Calls sharing a workspace must not overlap. Optional: start the thread",
+        f"   pool once with {stem}_init_threads(n) (default: single-threaded) and stop it with",
+        f"   {stem}_shutdown_threads(). */",
         "#include <stdint.h>",
-        f"#define GRAPHCNN_NUM_INPUTS {len(graph.inputs)}",
-        f"#define GRAPHCNN_NUM_OUTPUTS {len(graph.outputs)}",
-        f"#define GRAPHCNN_WORKSPACE_BYTES {max(workspace_bytes, 64)}",
+        f"#define {m}_NUM_INPUTS {len(graph.inputs)}",
+        f"#define {m}_NUM_OUTPUTS {len(graph.outputs)}",
+        f"#define {m}_WORKSPACE_BYTES {max(workspace_bytes, 64)}",
     ]
     for kind, values in (("INPUT", graph.inputs), ("OUTPUT", graph.outputs)):
         for i, v in enumerate(values):
             shape = ", ".join(str(d) for d in v.type.shape)
-            lines += [f"#define GRAPHCNN_{kind}_{i}_NAME {c_string(v.name)}",
-                      f"#define GRAPHCNN_{kind}_{i}_RANK {len(v.type.shape)}",
-                      f"#define GRAPHCNN_{kind}_{i}_SHAPE {{{shape}}}",
-                      f"#define GRAPHCNN_{kind}_{i}_SIZE {v.type.size}",
-                      f"#define GRAPHCNN_{kind}_{i}_CTYPE {C_TYPES[v.type.dtype]}"]
+            lines += [f"#define {m}_{kind}_{i}_NAME {c_string(v.name)}",
+                      f"#define {m}_{kind}_{i}_RANK {len(v.type.shape)}",
+                      f"#define {m}_{kind}_{i}_SHAPE {{{shape}}}",
+                      f"#define {m}_{kind}_{i}_SIZE {v.type.size}",
+                      f"#define {m}_{kind}_{i}_CTYPE {C_TYPES[v.type.dtype]}"]
     lines += ["", "#ifdef __cplusplus", "extern \"C\" {", "#endif",
-              f"int run({pointers} inputs, {pointers} outputs, void* workspace);",
-              "long graphcnn_init_threads(long threads);",
-              "void graphcnn_shutdown_threads(void);",
+              f"int {stem}_run({pointers} inputs, {pointers} outputs, void* workspace);",
+              f"long {stem}_init_threads(long threads);",
+              f"void {stem}_shutdown_threads(void);",
               "#ifdef __cplusplus", "}", "#endif", f"#endif /* {guard} */", ""]
     return "\n".join(lines)

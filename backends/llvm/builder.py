@@ -320,8 +320,9 @@ def intrinsic(b: ir.IRBuilder, base: str, args: Sequence[ir.Value], name: str) -
 
 
 def fma(b: ir.IRBuilder, x: ir.Value, y: ir.Value, acc: ir.Value, name: str) -> ir.Value:
-    """x * y + acc, one rounding (llvm.fma.vNf32 -> vfmadd231ps)."""
-    return intrinsic(b, "llvm.fma", [x, y, acc], name)
+    """x * y + acc: one rounding (vfmadd231ps) where the CPU has FMA, else a multiply and an
+    add (llvm.fmuladd): llvm.fma on a CPU without FMA is a libm call per lane, ~100x slower."""
+    return intrinsic(b, "llvm.fmuladd", [x, y, acc], name)
 
 
 def fmax(b: ir.IRBuilder, x: ir.Value, y: ir.Value, name: str) -> ir.Value:

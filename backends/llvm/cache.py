@@ -179,15 +179,7 @@ def _checked_entry(d: Path, key: str, manifest_bytes: bytes
     check_manifest(manifest, key)
     obj = read_regular(d / f"{key}.o", manifest["object_bytes"], MAX_OBJECT_BYTES)
     weights = read_weights(d / f"{key}.weights", manifest["weights_file_bytes"])
-    if digest(obj) != manifest["object_digest"]:
-        raise BadEntry("object code digest differs from the manifest's")
-    if digest(weights) != manifest["weights_digest"]:
-        raise BadEntry("weights digest differs from the manifest's")
-    if manifest_digest(manifest) != manifest["manifest_digest"]:
-        raise BadEntry("manifest fields differ from those the entry was written with")
-    sizes = manifest["object_sizes"]
-    starts = [sum(sizes[:i]) for i in range(len(sizes))]
-    return [obj[a:a + n] for a, n in zip(starts, sizes)], weights, manifest
+    return checked_parts(manifest, obj, weights), weights, manifest
 
 
 def _discard(d: Path, key: str, reason: str) -> None:
@@ -249,12 +241,31 @@ def _wait_for_writer(key: str) -> None:
         writer.join()
 
 
+def sealed_entry(key: str, objects: list[bytes], weights, manifest: dict) -> tuple[bytes, dict]:
+    """The object files back to back and `manifest` with the entry's sizes and digests: what
+    an entry stores and `checked_parts` accepts (also the saved-model file's, saved.py)."""
+    obj = b"".join(objects)
+    return obj, seal({**manifest, "object_sizes": [len(o) for o in objects], "key": key,
+                      "object_bytes": len(obj), "weights_file_bytes": len(weights)}, obj, weights)
+
+
+def checked_parts(manifest: dict, obj: bytes, weights) -> list[bytes]:
+    """The object files of an entry whose fields were checked (check_manifest), after its
+    digests; raises BadEntry."""
+    if digest(obj) != manifest["object_digest"]:
+        raise BadEntry("object code digest differs from the manifest's")
+    if digest(weights) != manifest["weights_digest"]:
+        raise BadEntry("weights digest differs from the manifest's")
+    if manifest_digest(manifest) != manifest["manifest_digest"]:
+        raise BadEntry("manifest fields differ from those the entry was written with")
+    sizes = manifest["object_sizes"]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [obj[a:a + n] for a, n in zip(starts, sizes)]
+
+
 def _store(d: Path, key: str, objects: list[bytes], weights: np.ndarray, manifest: dict
            ) -> None:
-    obj = b"".join(objects)
-    manifest = seal({**manifest, "object_sizes": [len(o) for o in objects], "key": key,
-                     "object_bytes": len(obj), "weights_file_bytes": len(weights)},
-                    obj, weights)
+    obj, manifest = sealed_entry(key, objects, weights, manifest)
     try:
         d.parent.mkdir(parents=True, exist_ok=True)
         d.mkdir(mode=0o700, exist_ok=True)

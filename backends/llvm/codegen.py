@@ -35,9 +35,20 @@ def init_llvm() -> None:
         _initialized = True
 
 
+# The x86-64 microarchitecture levels (psABI): each a portable baseline and LLVM CPU name; the
+# features are spelled out because the kernels' vector width is read from them (vector_width).
+_V2 = "+cx16,+sahf,+popcnt,+sse3,+ssse3,+sse4.1,+sse4.2"
+_V3 = _V2 + ",+avx,+avx2,+bmi,+bmi2,+f16c,+fma,+lzcnt,+movbe,+xsave"
+_V4 = _V3 + ",+avx512f,+avx512bw,+avx512cd,+avx512dq,+avx512vl"
+LEVELS = {"x86-64-v2": _V2, "x86-64-v3": _V3, "x86-64-v4": _V4}
+PORTABLE_CPU = "x86-64-v3"  # the documented portable build: AVX2 + FMA, any x86 CPU since ~2015
+SPECIAL_CPUS = ("host", "generic", *LEVELS)
+
+
 def cpu_and_features(cpu: str) -> tuple[str, str]:
-    """("host" | "generic" | an LLVM cpu name) -> (cpu name, feature string); another name is
-    a CompileError listing the valid ones (LLVM itself would abort the process)."""
+    """("host" | "generic" | "x86-64-v2/v3/v4" | an LLVM cpu name) -> (cpu name, feature
+    string); another name is a CompileError listing the valid ones (LLVM itself would abort
+    the process)."""
     init_llvm()
     if cpu == "host":
         return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
@@ -45,10 +56,13 @@ def cpu_and_features(cpu: str) -> tuple[str, str]:
         return "x86-64", ""
     if not isinstance(cpu, str):
         raise InvalidOptionError(f"cpu must be a str, got {type(cpu).__name__}")
+    if cpu in LEVELS:
+        return cpu, LEVELS[cpu]
     names = known_cpus()
     if names and cpu not in names:
-        raise InvalidOptionError(f"unknown cpu {cpu!r}; valid: 'host', 'generic', "
-                                 + ", ".join(sorted(names)))
+        raise InvalidOptionError(f"unknown cpu {cpu!r}; valid: "
+                                 + ", ".join(repr(c) for c in SPECIAL_CPUS) + ", "
+                                 + ", ".join(sorted(names - set(LEVELS))))
     return cpu, ""
 
 
@@ -88,13 +102,32 @@ def _parse_cpu_list(text: str) -> list[str]:
 
 
 def vector_width(cpu: str) -> int:
-    """Floats per vector register for the target: 16 (AVX-512), 8 (AVX), else 4."""
-    _, features = cpu_and_features(cpu)
+    """Floats per vector register for the target: 16 (AVX-512), 8 (AVX), else 4; for a
+    named LLVM CPU (no feature string) what LLVM's code for that CPU uses."""
+    name, features = cpu_and_features(cpu)
+    if not features and name != "x86-64":
+        return _named_cpu_width(name)
     if "+avx512f" in features.split(","):
         return 16
     if "+avx" in features.split(","):
         return 8
     return 4
+
+
+_named_widths: dict[str, int] = {}
+
+
+def _named_cpu_width(name: str) -> int:
+    """The widest float vector register in the assembly LLVM emits for `name` (a known CPU)
+    adding two <16 x float>: zmm 16, ymm 8, else 4 (~1 ms, once per name)."""
+    if name not in _named_widths:
+        tm = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(cpu=name)
+        mod = llvm.parse_assembly(
+            "define <16 x float> @f(<16 x float> %a, <16 x float> %b) {\n"
+            "  %c = fadd <16 x float> %a, %b\n  ret <16 x float> %c\n}\n")
+        asm = tm.emit_assembly(mod)
+        _named_widths[name] = 16 if "zmm" in asm else 8 if "ymm" in asm else 4
+    return _named_widths[name]
 
 
 def target_machine(cpu: str, aot: bool = False) -> llvm.TargetMachine:

@@ -31,7 +31,7 @@ import numpy as np
 from graphcnn.errors import InputError
 from graphcnn.hugepages import huge_page_advice
 from graphcnn.ir import Graph
-from graphcnn.runtime import CompiledModel
+from graphcnn.runtime import CompiledModel, Signature
 
 from .codegen import init_llvm, target_machine
 from .process_pool import shared_pool
@@ -83,15 +83,18 @@ class LLVMModel(CompiledModel):
     # (backends/llvm/__init__.py), which imports this module, so this one need not import it
     compiler: Callable[..., LLVMModel] | None = None
 
-    def __init__(self, graph: Graph, obj: bytes | list[bytes], weights, manifest: dict, threads: int,
-                 cpu: str, options: dict, from_cache: bool, instrumented: bool = False,
-                 derive_graph: Callable[[], Graph] | None = None):
+    def __init__(self, graph: Graph | None, obj: bytes | list[bytes], weights, manifest: dict,
+                 threads: int, cpu: str, options: dict, from_cache: bool,
+                 instrumented: bool = False, derive_graph: Callable[[], Graph] | None = None,
+                 signature: Signature | None = None):
         """`graph` is the optimised graph, or with `derive_graph` the graph the optimised one
-        is derived from when first asked for (same inputs and outputs)."""
-        super().__init__(graph)
+        is derived from when first asked for (same inputs and outputs); a model loaded from a
+        file (saved.py) has only its `signature`, and a `derive_graph` that says so."""
+        super().__init__(graph, signature)
         self._derive_graph = derive_graph
         if derive_graph is not None:
             self._graph = None
+        self._objects = [obj] if isinstance(obj, bytes) else list(obj)  # for save and pickle
         init_llvm()
         self.manifest = manifest
         self.options = options
@@ -122,10 +125,10 @@ class LLVMModel(CompiledModel):
         self._out_table = (ctypes.c_void_p * max(1, len(self.output_names)))()
         self._in_address = ctypes.addressof(self._in_table)
         self._out_address = ctypes.addressof(self._out_table)
-        self._out_specs = [(v.type.shape, np.dtype(v.type.dtype)) for v in graph.outputs]
+        self._out_specs = [(t.shape, np.dtype(t.dtype)) for _, t in self._signature[2]]
         self._single = None  # (input shape, dtype, output shape, dtype) of a 1-in 1-out model
-        if len(graph.inputs) == 1 and len(graph.outputs) == 1:
-            x = graph.inputs[0].type
+        if len(self.input_names) == 1 and len(self.output_names) == 1:
+            x = self.input_types[self.input_names[0]]
             self._single = (tuple(x.shape), np.dtype(x.dtype), *self._out_specs[0])
         self._lock = threading.Lock()
         self._requested_threads = threads
@@ -151,6 +154,9 @@ class LLVMModel(CompiledModel):
     def __repr__(self) -> str:
         return (f"<CompiledModel {self._name!r} target={self.target} inputs={self.input_names} "
                 f"outputs={self.output_names}>")
+
+    # save(path) and __reduce__ (pickles as a saved file's bytes) are saved.py's, set by the
+    # package (backends/llvm/__init__.py) like `compiler`, so this module need not import it
 
     @property
     def kernels(self) -> list[dict]:
@@ -223,8 +229,10 @@ class LLVMModel(CompiledModel):
         return InputError(f"node {kernel['node']!r} ({kernel['op']}): "
                           f"{RUNTIME_CHECKS.get(kernel['op'], 'invalid runtime data')}")
 
-    def export_library(self, path: str | os.PathLike) -> str:
-        """Write `path` (a shared library) and the C header beside it; returns the header path."""
+    def export_library(self, path: str | os.PathLike, name: str | None = None) -> str:
+        """Write `path` (a shared library) and the C header beside it; returns the header path.
+        `name` prefixes its symbols and macros (default: from the file name; see aot.py)."""
         from .aot import export_library
 
-        return export_library(self.graph, path, cpu=self.cpu, _optimized=True, **self.options)
+        return export_library(self.graph, path, cpu=self.cpu, _optimized=True, name=name,
+                              **self.options)

@@ -30,6 +30,11 @@ class OnnxRuntimeModel(CompiledModel):
                  threads: int | None = None):
         super().__init__(graph)
         self.onnx_model = to_onnx(graph)
+        self._threads = threads
+        self._start_session(providers)
+
+    def _start_session(self, providers: Sequence[str] | None) -> None:
+        graph, threads = self.graph, self._threads
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -42,6 +47,15 @@ class OnnxRuntimeModel(CompiledModel):
             raise CompileError(f"onnxruntime rejected graph {graph.name!r}: {e}") from e
         self.providers = self.session.get_providers()
         self._onnx_outputs = [o.name for o in self.session.get_outputs()]
+
+    def __getstate__(self) -> dict:
+        """Everything but the session (not picklable), which unpickling makes again."""
+        return {k: v for k, v in self.__dict__.items() if k != "session"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        available = onnxruntime.get_available_providers()
+        self._start_session([p for p in self.providers if p in available])
 
     def _execute(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         return self.session.run(self._onnx_outputs, dict(zip(self.input_names, inputs)))

@@ -22,20 +22,20 @@ PROGRAM = r"""
 #include "libnet.h"
 
 int main(int argc, char** argv) {
-    static float x[GRAPHCNN_INPUT_0_SIZE], y[GRAPHCNN_OUTPUT_0_SIZE];
+    static float x[NET_INPUT_0_SIZE], y[NET_OUTPUT_0_SIZE];
     FILE* f = fopen(argv[1], "rb");
-    if (!f || fread(x, sizeof(float), GRAPHCNN_INPUT_0_SIZE, f) != GRAPHCNN_INPUT_0_SIZE)
+    if (!f || fread(x, sizeof(float), NET_INPUT_0_SIZE, f) != NET_INPUT_0_SIZE)
         return 2;
     fclose(f);
-    void* ws = aligned_alloc(64, GRAPHCNN_WORKSPACE_BYTES);
+    void* ws = aligned_alloc(64, NET_WORKSPACE_BYTES);
     float* in[] = {x};
     float* out[] = {y};
-    graphcnn_init_threads(atoi(argv[3]));
-    if (run(in, out, ws) || run(in, out, ws))
+    net_init_threads(atoi(argv[3]));
+    if (net_run(in, out, ws) || net_run(in, out, ws))
         return 3;
-    graphcnn_shutdown_threads();
+    net_shutdown_threads();
     f = fopen(argv[2], "wb");
-    fwrite(y, sizeof(float), GRAPHCNN_OUTPUT_0_SIZE, f);
+    fwrite(y, sizeof(float), NET_OUTPUT_0_SIZE, f);
     fclose(f);
     free(ws);
     return 0;
@@ -58,9 +58,9 @@ def test_c_program_calls_the_library(tmp_path, threads):
     header = export_library(graph, tmp_path / "libnet.so")
     assert header.endswith("libnet.h")
     text = (tmp_path / "libnet.h").read_text()
-    assert "int run(float** inputs, float** outputs, void* workspace);" in text
-    assert "#define GRAPHCNN_INPUT_0_CTYPE float" in text
-    assert "#define GRAPHCNN_INPUT_0_SHAPE {2, 1, 28, 28}" in text
+    assert "int net_run(float** inputs, float** outputs, void* workspace);" in text
+    assert "#define NET_INPUT_0_CTYPE float" in text
+    assert "#define NET_INPUT_0_SHAPE {2, 1, 28, 28}" in text
     (tmp_path / "main.c").write_text(PROGRAM)
     cc = find_cc()
     subprocess.run([cc, "-O1", "-o", str(tmp_path / "main"), str(tmp_path / "main.c"),
@@ -78,10 +78,10 @@ def test_compiled_model_exports(tmp_path):
     cm = gc.compile(lenet(), target="llvm", cache=False)
     cm.export_library(tmp_path / "libm2.so")
     assert (tmp_path / "libm2.so").stat().st_size > cm.weights_bytes
-    assert "GRAPHCNN_WORKSPACE_BYTES" in (tmp_path / "libm2.h").read_text()
+    assert "M2_WORKSPACE_BYTES" in (tmp_path / "libm2.h").read_text()
 
 
-HOSTILE_NAMES = ['x"\n#error injected', "*/ int injected; /*", "??=??/ \\ é\t\0end"]
+HOSTILE_NAMES = ['x"\n#error boom', "*/ int injected; /*", "??=??/ \\ é\t\0end"]
 
 NAMES_PROGRAM = r"""
 #include <stdio.h>
@@ -94,9 +94,9 @@ static void hex(const char* s, unsigned long n) {
 
 int main(void) {
     /* sizeof keeps the bytes after an embedded NUL */
-    hex(GRAPHCNN_GRAPH_NAME, sizeof(GRAPHCNN_GRAPH_NAME) - 1);
-    hex(GRAPHCNN_INPUT_0_NAME, sizeof(GRAPHCNN_INPUT_0_NAME) - 1);
-    hex(GRAPHCNN_OUTPUT_0_NAME, sizeof(GRAPHCNN_OUTPUT_0_NAME) - 1);
+    hex(NET_GRAPH_NAME, sizeof(NET_GRAPH_NAME) - 1);
+    hex(NET_INPUT_0_NAME, sizeof(NET_INPUT_0_NAME) - 1);
+    hex(NET_OUTPUT_0_NAME, sizeof(NET_OUTPUT_0_NAME) - 1);
     return 0;
 }
 """
@@ -151,18 +151,18 @@ EMBED_PROGRAM = r"""
 #include "libembed.h"
 
 int main(int argc, char** argv) {
-    static GRAPHCNN_INPUT_0_CTYPE ids[GRAPHCNN_INPUT_0_SIZE];
-    static GRAPHCNN_OUTPUT_0_CTYPE y[GRAPHCNN_OUTPUT_0_SIZE];
+    static EMBED_INPUT_0_CTYPE ids[EMBED_INPUT_0_SIZE];
+    static EMBED_OUTPUT_0_CTYPE y[EMBED_OUTPUT_0_SIZE];
     FILE* f = fopen(argv[1], "rb");
-    if (!f || fread(ids, sizeof ids[0], GRAPHCNN_INPUT_0_SIZE, f) != GRAPHCNN_INPUT_0_SIZE)
+    if (!f || fread(ids, sizeof ids[0], EMBED_INPUT_0_SIZE, f) != EMBED_INPUT_0_SIZE)
         return 2;
     fclose(f);
-    void* ws = aligned_alloc(64, GRAPHCNN_WORKSPACE_BYTES);
+    void* ws = aligned_alloc(64, EMBED_WORKSPACE_BYTES);
     void* in[] = {ids};
     void* out[] = {y};
-    int status = run(in, out, ws);
+    int status = embed_run(in, out, ws);
     f = fopen(argv[2], "wb");
-    fwrite(y, sizeof y[0], GRAPHCNN_OUTPUT_0_SIZE, f);
+    fwrite(y, sizeof y[0], EMBED_OUTPUT_0_SIZE, f);
     fclose(f);
     free(ws);
     printf("%d\n", status);
@@ -178,9 +178,9 @@ def test_int64_ids_and_the_error_status_through_the_c_entry(tmp_path):
     graph = gc.Sequential(gc.Embedding(9, 6), gc.Flatten()).build((2, 4), input_dtype="int64")
     export_library(graph, tmp_path / "libembed.so")
     text = (tmp_path / "libembed.h").read_text()
-    assert "#define GRAPHCNN_INPUT_0_CTYPE int64_t" in text
-    assert "#define GRAPHCNN_OUTPUT_0_CTYPE float" in text
-    assert "int run(void** inputs, void** outputs, void* workspace);" in text
+    assert "#define EMBED_INPUT_0_CTYPE int64_t" in text
+    assert "#define EMBED_OUTPUT_0_CTYPE float" in text
+    assert "int embed_run(void** inputs, void** outputs, void* workspace);" in text
     (tmp_path / "main.c").write_text(EMBED_PROGRAM)
     subprocess.run([find_cc(), "-O1", "-Wall", "-Werror", "-o", str(tmp_path / "main"),
                     str(tmp_path / "main.c"), f"-I{tmp_path}", f"-L{tmp_path}", "-lembed",
