@@ -431,6 +431,5 @@ def lrn(ctx: Context) -> Value:
         "beta": float(ctx.attr("beta", 0.75)), "bias": float(ctx.attr("bias", 1.0))})
 
 
-# the helper ops that constant-fold, and the spatial resampling ops, register themselves into
-# the same table
-from . import onnx_fold, onnx_spatial  # noqa: F401
+# the helper ops that constant-fold register themselves into the same table
+from . import onnx_fold  # noqa: F401

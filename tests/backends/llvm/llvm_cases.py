@@ -553,8 +553,8 @@ for _name in ("silu", "tanh", "erf", "gelu", "gelu_tanh", "mish", "softplus", "s
               "reciprocal", "floor", "ceil", "round", "sign"):
     CASES[_name] = [
         ("odd", lambda n=_name: single(n, [(5, 41)], pre=_DOMAIN.get(n)), EXACT),
-        # 1/x of conv sums near zero magnifies their summation order: SUMMED
-        ("after-conv", _after_conv(_name), SUMMED if _name == "reciprocal" else EXACT),
+        # 1/x and log|x| of conv sums near zero magnify their summation order: SUMMED
+        ("after-conv", _after_conv(_name), SUMMED if _name in ("reciprocal", "log") else EXACT),
     ]
 CASES["celu"].append(("alpha", lambda: single("celu", [(3, 37)], {"alpha": 0.4}), EXACT))
 CASES["elu"].append(("alpha", lambda: single("elu", [(3, 37)], {"alpha": 0.3}), EXACT))
