@@ -50,7 +50,6 @@ from ..errors import (
 from ..hugepages import no_huge_page_advice
 from ..ir import Graph, TensorType, Value
 from ..verify import verify
-# importing the importer modules registers their ops
 from . import onnx_digests, onnx_ops, onnx_reduce, onnx_snapshot, onnx_spatial, onnx_tensor  # noqa: F401
 from .onnx_batch import check_batchwise
 from .onnx_context import IMPORTERS, Context, NotConstant
