@@ -1,4 +1,4 @@
-"""The `graphcnn` command line: demo, show, run, export, compile, bench.
+"""The `graphcnn` command line: demo, show, run, export, compile, bench, serve.
 
 User mistakes (a missing file, a bad model, a wrong input) print one `graphcnn: error: ...` line
 and exit 1; tracebacks are for bugs only.
@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import re
-import runpy
 import sys
 import time
 import warnings
@@ -17,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .dsl_file import load_dsl_file
 from .errors import GraphcnnError, InputError, ModelLoadError
 from .ir import Graph
 from .opt_levels import DEFAULT_OPT_LEVEL, OPT_LEVELS
@@ -62,28 +62,6 @@ def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
             raise InputError(f"--input-shape gives {name!r} twice")
         shapes[name] = shape
     return shapes
-
-
-def load_dsl_file(path: str) -> Graph:
-    from .dsl import Layer
-
-    try:
-        scope = runpy.run_path(path, run_name="graphcnn_model")
-    except GraphcnnError:
-        raise
-    except Exception as e:
-        raise ModelLoadError(f"{path}: running the model file failed: {type(e).__name__}: {e}") from e
-    if isinstance(scope.get("graph"), Graph):
-        return scope["graph"]
-    if callable(scope.get("build")):
-        graph = scope["build"]()
-        if isinstance(graph, Graph):
-            return graph
-    if isinstance(scope.get("model"), Layer) and "input_shape" in scope:
-        name = os.path.splitext(os.path.basename(path))[0]
-        return scope["model"].build(tuple(scope["input_shape"]), name=name)
-    raise ModelLoadError(f"{path}: define `graph` (a gc.Graph), `build()` returning one, or "
-                         "`model` (a layer such as gc.Sequential) and `input_shape`")
 
 
 def random_inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
@@ -260,6 +238,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_model(graph, threads=args.threads or 2, runs=args.runs, profile=not args.no_profile)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    if args.max_batch < 1 or args.workers < 1 or args.queue_size < 1 or args.max_delay_ms < 0 \
+            or args.timeout_s <= 0:
+        raise InputError("--max-batch, --workers and --queue-size must be >= 1, "
+                         "--max-delay-ms >= 0 and --timeout-s > 0")
+    serve(args.model, name=args.name, host=args.host, port=args.port, target=args.target,
+          threads=args.threads, log_level=args.log_level, max_batch=args.max_batch,
+          max_delay_ms=args.max_delay_ms, workers=args.workers, queue_size=args.queue_size,
+          timeout_s=args.timeout_s, max_body_bytes=int(args.max_body_mb * (1 << 20)),
+          warmup=not args.lazy)
+    return 0
+
+
 # ----- argument parsing ----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
@@ -346,6 +339,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the timings (and the profile) as one JSON object")
     _input_shape_option(s)
     s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("serve", help="serve over HTTP: KServe v2 protocol, dynamic batching, "
+                                     "/metrics (docs/serving.md)")
+    s.add_argument("model", help=".onnx file, DSL .py file or saved model (.gcm)")
+    s.add_argument("--name", default=None, help="the model's name in URLs (default: file stem)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--target", default="llvm", choices=TARGETS)
+    s.add_argument("--threads", type=int, default=None, help="native threads per call")
+    s.add_argument("--max-batch", type=int, default=32,
+                   help="samples per native call at most (compiled at powers of two up to it)")
+    s.add_argument("--max-delay-ms", type=float, default=2.0,
+                   help="how long the first request of a batch waits for others")
+    s.add_argument("--workers", type=int, default=1, help="native calls in flight at once")
+    s.add_argument("--queue-size", type=int, default=256,
+                   help="requests waiting at most; beyond it 503 with Retry-After")
+    s.add_argument("--timeout-s", type=float, default=30.0,
+                   help="per-request deadline; beyond it 504")
+    s.add_argument("--max-body-mb", type=float, default=64.0, help="larger bodies get 413")
+    s.add_argument("--lazy", action="store_true",
+                   help="compile each batch size on first use instead of at startup")
+    s.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    s.set_defaults(fn=cmd_serve)
     return p
 
 
