@@ -137,8 +137,9 @@ class ServedModel:
     def size_for(self, samples: int) -> int:
         return next(n for n in self.sizes if n >= samples)
 
-    def samples(self, feeds: dict[str, np.ndarray]) -> int:
-        """The request's sample count, after checking names, dtypes and per-sample shapes."""
+    def samples(self, feeds: dict[str, np.ndarray], any_count: bool = False) -> int:
+        """The request's sample count, after checking names, dtypes and per-sample shapes;
+        at most max_batch unless `any_count` (predict splits them)."""
         names = [n for n, _, _ in self.inputs]
         unknown, missing = sorted(set(feeds) - set(names)), [n for n in names if n not in feeds]
         if unknown or missing:
@@ -156,6 +157,8 @@ class ServedModel:
         if len(counts) != 1:
             raise InputError(f"inputs disagree on the batch (first dim): {sorted(counts)}")
         k = counts.pop()
+        if any_count and k >= 1 and (self.pad or k % self.max_batch == 0):
+            return k
         if not self.pad and k != self.max_batch:
             raise InputError(f"model {self.name!r} runs only at batch {self.max_batch} (its "
                              f"graph is not batch-wise): send exactly {self.max_batch} samples")
@@ -182,6 +185,30 @@ class ServedModel:
                             for n, y in outs.items()})
             start += k
         return results
+
+    def run_all(self, requests: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """Any number of checked requests, in groups of at most max_batch samples (one call
+        each); a request is never split."""
+        results: list[dict[str, np.ndarray]] = []
+        group: list[dict[str, np.ndarray]] = []
+        total = 0
+        for r in requests:
+            k = next(iter(r.values())).shape[0]
+            if group and total + k > self.max_batch:
+                results += self.run(group)
+                group, total = [], 0
+            group.append(r)
+            total += k
+        return results + (self.run(group) if group else [])
+
+    def predict(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Any number of samples (checked here): max_batch at a time, the outputs joined."""
+        k = self.samples(feeds, any_count=True)
+        step = self.max_batch
+        parts = self.run_all([{n: x[i:i + step] for n, x in feeds.items()}
+                              for i in range(0, k, step)])
+        return {n: np.concatenate([p[n] for p in parts]) if n in self.batch_outputs
+                else parts[0][n] for n in parts[0]}
 
 
 def _no_compile(graph: Graph) -> CompiledModel:

@@ -95,3 +95,13 @@ def test_a_graph_that_mixes_samples_runs_only_at_its_own_batch(tmp_path):
 def test_a_missing_file_is_a_load_error(tmp_path):
     with pytest.raises(ModelLoadError, match="no such file"):
         ServedModel.from_path(str(tmp_path / "nope.onnx"))
+
+
+def test_predict_takes_any_number_of_samples(lenet, reference):
+    x = samples(9, 42)  # max_batch 4: calls of 4, 4 and 1
+    out = lenet.predict({"input": x})
+    assert out["softmax"].shape == (9, 10) and rel_err(out["softmax"], reference(x)) < 1e-5
+    groups = lenet.run_all([{"input": samples(k, k)} for k in (3, 2, 2, 1)])  # [3] [2 2] [1]
+    assert [g["softmax"].shape[0] for g in groups] == [3, 2, 2, 1]
+    with pytest.raises(InputError, match="datatype"):
+        lenet.predict({"input": x.astype(np.float16)})
