@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from graphcnn.errors import GraphError
+from graphcnn.errors import GraphError, InvalidOptionError
 from graphcnn.ir import Graph
 from graphcnn.verify import verify as verify_graph
 
@@ -94,6 +94,13 @@ class PassManager:
                  stream: IO[str] | None = None):
         self.passes = list(passes)
         self.verify = verify
+        known = [p.name for p in self.passes]
+        for flag, which in (("print_before", print_before), ("print_after", print_after)):
+            names = [which] if isinstance(which, str) else list(which or ())
+            unknown = [n for n in names if n != "all" and n not in known]
+            if unknown:  # a misspelt name would print nothing, silently
+                raise InvalidOptionError(f"{flag}: no pass {', '.join(map(repr, unknown))} in "
+                                         f"this pipeline; passes: all, {', '.join(known)}")
         self.print_before, self.print_after = print_before, print_after
         self.dump_dir = dump_dir
         self.timings = timings
