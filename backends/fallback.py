@@ -10,7 +10,7 @@ the given graph runs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -155,6 +155,7 @@ class FallbackModel(CompiledModel):
         from graphcnn.backends.llvm import compile_graph
 
         super().__init__(graph)
+        self.threads = threads
         self.segments = segments(graph)
         for k, seg in enumerate(self.segments):
             if seg.kind == NATIVE:
@@ -163,6 +164,20 @@ class FallbackModel(CompiledModel):
             else:
                 seg.model = _session(seg, threads)
         self.placement = {n.name: seg.kind for seg in self.segments for n in seg.nodes}
+
+    def __getstate__(self) -> dict:
+        """The native segments pickle as saved models; an onnxruntime session does not
+        pickle, so its segment is pickled without it and unpickling starts it again."""
+        state = dict(self.__dict__)
+        state["segments"] = [replace(seg, model=None) if seg.kind == ONNXRUNTIME else seg
+                             for seg in self.segments]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        for seg in self.segments:
+            if seg.kind == ONNXRUNTIME:
+                seg.model = _session(seg, self.threads)
 
     def _execute(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         env: dict[str, np.ndarray] = dict(zip(self.input_names, inputs))
