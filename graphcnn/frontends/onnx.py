@@ -202,7 +202,7 @@ class _Importer:
         _drop_unused(graph)
         if self.rebatch is not None and self.rebatch[0] != self.rebatch[1]:
             check_batchwise(graph, self.batch)  # before the declared shapes, which differ
-        self._check_declared(g, initializers, names, env)
+        self._check_declared(g, graph, initializers, names, env)
         try:
             verify(graph)
         except GraphError as e:
@@ -217,8 +217,8 @@ class _Importer:
         self.warned.append(message)  # an import snapshot repeats them
         warnings.warn(message, stacklevel=5 + depth)
 
-    def _check_declared(self, g: onnx.GraphProto, initializers: dict, names: list[str],
-                        env: dict[str, Value]) -> None:
+    def _check_declared(self, g: onnx.GraphProto, graph: Graph, initializers: dict,
+                        names: list[str], env: dict[str, Value]) -> None:
         """Strict rule 6 (onnx_strict) over the graph's outputs, value_info and the inputs
         that initializers fill."""
         makers = {out: f"node {name!r} ({node.op_type})"
@@ -228,7 +228,12 @@ class _Importer:
             [("value_info", vi) for vi in g.value_info] + \
             [("graph input", vi) for vi in g.input if vi.name in initializers]
         if self.rebatch is not None:  # a declared first dim of the file's batch may be the new one
-            declared = [(kind, self._rebatched_info(vi)) for kind, vi in declared]
+            # a value of a node import dropped (the flat view under a strided view, now one
+            # Reshape) is computed by nothing: its declared shape at the file's batch is moot
+            live = {id(node) for node in graph.nodes}
+            declared = [(kind, self._rebatched_info(vi)) for kind, vi in declared
+                        if vi.name not in env or env[vi.name].producer is None or
+                        id(env[vi.name].producer) in live]
         check_declared(declared, env, lambda n: makers.get(n, "the graph input"), self.rules)
 
     def _rebatched_info(self, vi: onnx.ValueInfoProto) -> onnx.ValueInfoProto:
