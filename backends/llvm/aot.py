@@ -12,6 +12,10 @@ name's stem without `lib`, as a C identifier): `resnet_run`, `resnet_init_thread
 `run` and pool functions, and a linker version script exports only them: the kernels, the
 weights and `run` stay local, so two libraries link into one program without clashing.
 
+Batches: a graph proved batch-wise (graphcnn/rebatch.py, on the graph as given) also gets
+`<name>_run_batch(n, inputs, outputs, workspace)`, n samples through ceil(n/B) calls of `run` at
+the compiled batch B; the header documents it, or says why a graph has none.
+
 Threads: there is no Python process to share a pool with, so the library links its own copy of
 the pool (threads.pool_module(aot=True), hidden symbols: two libraries in one process never
 share or interpose each other's pool). It starts on first use, <name>_init_threads(n); until
