@@ -88,6 +88,11 @@ def test_name_may_be_left_out_for_one_input(models):
 def test_symbolic_dims_name_the_flag(models):
     err = cli("run", models["symbolic"], rc=1).stderr
     assert "--input-shape x=" in err and "input_shapes" not in err
+    path = conv_model(models["dir"] / "symbatch.onnx", ["N", 3, 6, 6], [0, -1])
+    err = cli("show", path).stderr
+    assert "graphcnn: warning:" in err and "(pass --input-shape to choose)" in err
+    assert json.loads(cli("show", path, "--input-shape", "4x3x6x6", "--json").stdout)[
+        "outputs"][0]["shape"] == [4, 5]
 
 
 @pytest.mark.parametrize("spec,words", [
@@ -113,7 +118,8 @@ def test_a_batch_mixing_graph_is_refused_naming_the_node(models):
 def test_compile_and_bench_take_the_shape(models):
     lib = models["dir"] / "libsym.so"
     cli("compile", models["symbolic"], "--input-shape", "x=1x3x6x6", "-o", lib)
-    assert "#define SYM_INPUT_0_SHAPE {1, 3, 6, 6}" in lib.with_suffix(".h").read_text()
+    header = lib.with_suffix(".h").read_text()
+    assert "#define SYM_INPUT_0_SHAPE {1, 3, 6, 6}" in header and "int sym_run_batch(" in header
     proc = cli("bench", models["static"], "--input-shape", "x=3x3x6x6", "--runs", "1",
                "--no-profile", "--json")
     assert json.loads(proc.stdout)
