@@ -22,7 +22,8 @@ def optimize(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, **options: Any) -
 
 
 def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
-            fallback: str | None = None, **options: Any) -> CompiledModel:
+            fallback: str | None = None, batch: str | None = None,
+            **options: Any) -> CompiledModel:
     """Compile a graph for a target: "llvm", "onnxruntime" or "reference".
 
     The reference target interprets the graph as given unless an opt_level is asked for; the
@@ -32,6 +33,11 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
     without a graphcnn op): the llvm target refuses them, listing every one, unless
     `fallback="onnxruntime"`, which runs them on onnxruntime and the rest natively
     (backends/fallback.py; `cm.placement` says where each node runs).
+
+    `batch="dynamic"` returns a model that takes any batch size N >= 1 on axis 0 of every input
+    (graphcnn/dynamic_batch.py): the graph, proved batch-wise here (a CompileError names the node
+    that mixes samples), is compiled re-batched to N on the first call with N, and the models of
+    the 4 most recently used sizes are kept in memory.
     """
     from graphcnn.backends import compile_for
 
@@ -39,10 +45,21 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
         raise CompileError(f"compile() takes a gc.Graph, got {type(graph).__name__}")
     if fallback not in (None, "onnxruntime"):
         raise InvalidOptionError(f"fallback must be None or 'onnxruntime', got {fallback!r}")
+    if batch not in (None, "dynamic"):
+        raise InvalidOptionError(f"batch must be None or 'dynamic', got {batch!r}")
     verify(graph)
     if opt_level is None:
         opt_level = 0 if target == "reference" else DEFAULT_OPT_LEVEL
     check_opt_level(opt_level)
+    if batch == "dynamic":
+        from graphcnn.backends import TARGETS
+
+        from .dynamic_batch import DynamicBatchModel
+
+        if target not in TARGETS:
+            raise CompileError(f"unknown target {target!r}; targets are {sorted(TARGETS)}")
+        return DynamicBatchModel(graph.copy(), target, lambda g: compile(
+            g, target=target, opt_level=opt_level, fallback=fallback, **options))
     opaque = opaque_ops(graph.nodes)
     if target == "llvm" and opaque:
         if fallback is None:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import GraphcnnError, InputError, ModelLoadError
+from .errors import GraphcnnError, InputError, ModelLoadError, ShapeError
 from .ir import Graph
 from .opt_levels import DEFAULT_OPT_LEVEL, OPT_LEVELS
 
@@ -29,7 +29,8 @@ def load_model(path: str, input_shapes: Sequence[str] = (), keep: bool = False,
                batch: int | None = None) -> Graph:
     """An .onnx file, or a DSL .py file defining `graph`, `build()` or `model` + `input_shape`.
 
-    `input_shapes`: --input-shape specs NAME=1x3x224x224 for an ONNX file's symbolic dims;
+    `input_shapes`: --input-shape specs [NAME=]1x3x224x224 for an ONNX file's symbolic dims (a
+    new first dim re-binds a static batch; NAME may be left out for a one-input model);
     `keep`: import ONNX nodes without a graphcnn op as onnx_nodes (for --fallback); `batch`:
     re-bind the file's batch (--batch)."""
     if not os.path.exists(path):
@@ -42,26 +43,62 @@ def load_model(path: str, input_shapes: Sequence[str] = (), keep: bool = False,
         return load_dsl_file(path)
     from . import from_onnx
 
-    return from_onnx(path, input_shapes=shapes or None, batch=batch,
-                     **({"unsupported": "keep"} if keep else {}))
+    if None in shapes:
+        shapes[_only_input(path)] = shapes.pop(None)
+    try:
+        return from_onnx(path, input_shapes=shapes or None, batch=batch,
+                         **({"unsupported": "keep"} if keep else {}))
+    except (ShapeError, InputError) as e:
+        raise type(e)(flag_words(str(e))) from None
 
 
-def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """NAME=1x3x224x224 (repeatable) -> {NAME: (1, 3, 224, 224)}."""
-    shapes: dict[str, tuple[int, ...]] = {}
+def parse_input_shapes(specs: Sequence[str]) -> dict[str | None, tuple[int, ...]]:
+    """[NAME=]1x3x224x224 (repeatable) -> {NAME: (1, 3, 224, 224)}; None for no NAME."""
+    shapes: dict[str | None, tuple[int, ...]] = {}
     for spec in specs:
         name, sep, dims = spec.rpartition("=")
         try:
             shape = tuple(int(d) for d in dims.lower().split("x"))
         except ValueError:
             shape = ()
-        if not sep or not name or not shape or min(shape) < 1:
-            raise InputError(f"--input-shape {spec!r}: write NAME=DIMxDIMx... with positive dims,"
-                             f" e.g. input=1x3x224x224")
-        if name in shapes:
-            raise InputError(f"--input-shape gives {name!r} twice")
-        shapes[name] = shape
+        if (sep and not name) or not shape or min(shape) < 1:
+            raise InputError(f"--input-shape {spec!r}: write [NAME=]DIMxDIMx... with positive "
+                             f"dims, e.g. input=1x3x224x224")
+        key = name if sep else None
+        if key in shapes:
+            raise InputError(f"--input-shape gives {key or 'the unnamed input'!r} twice")
+        shapes[key] = shape
     return shapes
+
+
+def _only_input(path: str) -> str:
+    """The name of an ONNX file's one input (an --input-shape without NAME=)."""
+    from .frontends.onnx_safety import load_model_split
+
+    loaded = load_model_split(path)
+    g = loaded.proto.graph
+    loaded.release()
+    initializers = {t.name for t in g.initializer}
+    names = [vi.name for vi in g.input if vi.name not in initializers]
+    if len(names) != 1:
+        raise InputError(f"--input-shape without NAME=: {path} has {len(names)} inputs "
+                         f"{names}; write NAME=DIMxDIMx...")
+    return names[0]
+
+
+_FLAG_WORDS = [  # from_onnx's words for input_shapes, in the CLI's flag
+    (re.compile(r"input_shapes=\{'([^']*)': \(\.\.\.\)\}"), r"--input-shape \1=DIMxDIMx..."),
+    (re.compile(r"input_shapes\['([^']*)'\] = \[([^\]]*)\]"),
+     lambda m: f"--input-shape {m[1]}={'x'.join(m[2].split(', '))}"),
+    (re.compile(r"\binput_shapes\b"), "--input-shape"),
+]
+
+
+def flag_words(message: str) -> str:
+    """A from_onnx message that says `input_shapes` in terms of --input-shape."""
+    for pattern, replacement in _FLAG_WORDS:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 def load_dsl_file(path: str) -> Graph:
@@ -371,9 +408,10 @@ def _cpu_name(text: str) -> str:
 
 
 def _input_shape_option(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--input-shape", action="append", default=[], metavar="NAME=1x3x224x224",
-                   help="the shape of an input whose dims the ONNX file leaves symbolic "
-                        "(repeatable)")
+    s.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]1x3x224x224",
+                   help="the shape of an ONNX file's input: binds its symbolic dims, and a new "
+                        "first dim re-binds a static batch (repeatable; NAME may be left out "
+                        "for a one-input model)")
     s.add_argument("--batch", type=int, default=None, metavar="N",
                    help="re-bind the ONNX file's batch (static or symbolic) to N; refused "
                         "where the graph does not compute each sample on its own")
@@ -381,7 +419,8 @@ def _input_shape_option(s: argparse.ArgumentParser) -> None:
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as `graphcnn: warning: ...`, without the source line Python prints."""
-    print(f"graphcnn: warning: {category.__name__}: {message}", file=file or sys.stderr)
+    print(f"graphcnn: warning: {category.__name__}: {flag_words(str(message))}",
+          file=file or sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

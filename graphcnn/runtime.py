@@ -78,10 +78,14 @@ class CompiledModel:
         if x.dtype != self._input_dtypes[name]:
             raise InputError(f"input {name!r}: dtype {x.dtype} but the model takes {want.dtype} "
                              f"(convert with x.astype(np.{want.dtype}))")
-        if tuple(x.shape) != want.shape:
-            raise InputError(f"input {name!r}: shape {tuple(x.shape)} but the model was compiled "
-                             f"for {want.shape}")
+        self._check_shape(name, tuple(x.shape))
         return np.ascontiguousarray(x)
+
+    def _check_shape(self, name: str, shape: tuple[int, ...]) -> None:
+        want = self.input_types[name].shape
+        if shape != want:
+            raise InputError(f"input {name!r}: shape {shape} but the model was compiled "
+                             f"for {want}")
 
     def _execute(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError  # each target implements this

@@ -83,7 +83,8 @@ def from_onnx(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = Non
     run on onnxruntime (graphcnn/ops/opaque.py; compile with `fallback="onnxruntime"` for llvm),
     and inputs of other dtypes as they are, instead of raising UnsupportedOpError. `batch=N`
     re-binds the first dim of every input, static or symbolic, to N (onnx_batch: Reshapes that
-    hard-code the file's batch follow, and the graph is proved batch-wise or refused). Raises
+    hard-code the file's batch follow, and the graph is proved batch-wise or refused); an
+    `input_shapes` first dim over a static batch of another size re-binds it the same way. Raises
     ModelLoadError (unreadable, malicious or invalid file), GraphError (malformed
     graph), ShapeError (shapes that do not fit, naming the node), UnsupportedOpError (every
     unsupported op of the model at once).
@@ -178,6 +179,8 @@ class _Importer:
         versions = self._check_ops(g, names, opset)
         graph = Graph(self.name or _graph_name(g.name))
         env: dict[str, Value] = {}
+        if self.batch is None:
+            self.batch = self._batch_from_shapes(g, initializers)
         if self.batch is not None:
             self.rebatch = (self._file_batch(g, initializers), self.batch)
         self._add_inputs(graph, g, initializers, env)
@@ -453,6 +456,22 @@ class _Importer:
             shape = self._input_shape(vi)
             self.limits.check_tensor(f"input {vi.name!r}", shape, dtype.itemsize, ShapeError)
             env[vi.name] = graph.add_input(vi.name, shape, dtype.name)
+
+    def _batch_from_shapes(self, g: onnx.GraphProto, initializers: dict) -> int | None:
+        """input_shapes giving a first dim N over a static first dim of another size re-bind
+        the batch to N, as batch=N does, when every given shape starts with that N."""
+        firsts, clash = set(), False
+        for vi in g.input:
+            given = self.input_shapes.get(vi.name)
+            if vi.name in initializers or not isinstance(given, (tuple, list)) or not given \
+                    or isinstance(given[0], bool) or not isinstance(given[0], (int, np.integer)):
+                continue
+            firsts.add(int(given[0]))
+            dims = vi.type.tensor_type.shape.dim
+            clash |= bool(dims) and dims[0].HasField("dim_value") and \
+                dims[0].dim_value != given[0]
+        first = firsts.pop() if len(firsts) == 1 else 0
+        return first if clash and first >= 1 else None
 
     def _file_batch(self, g: onnx.GraphProto, initializers: dict) -> int:
         """The static first dim the file's inputs share (1 where it is symbolic)."""

@@ -108,6 +108,19 @@ def test_batch_applies_to_given_input_shapes():
     assert graph.inputs[0].shape == (5, 3, 10, 10) and graph.outputs[0].shape == (5, 5)
 
 
+def test_input_shapes_first_dim_rebinds_a_static_batch():
+    """input_shapes={"x": (6, ...)} over the file's static batch 1 re-binds it as batch=6;
+    the other dims must still agree with the file."""
+    model = classifier([1, 4])
+    graph = gc.from_onnx(model, input_shapes={"x": (6, 3, 8, 8)})
+    assert graph.inputs[0].shape == (6, 3, 8, 8) and graph.outputs[0].shape == (6, 5)
+    x = RNG.standard_normal((6, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(gc.compile(graph, target="reference")(x), _per_sample(model, x),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ShapeError, match="static dim 3 = 8"):
+        gc.from_onnx(model, input_shapes={"x": (6, 3, 8, 9)})
+
+
 @pytest.mark.parametrize("axes,ok", [([2, 3], True), ([-1, -2], True), ([0], False), ([], False)])
 def test_reduction_rebinds_only_off_the_batch_axis(axes, ok):
     """ReduceMean over the spatial axes (the dynamo exporter's global pool) is per sample; over
