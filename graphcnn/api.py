@@ -9,6 +9,7 @@ from .ir import Graph
 from .ops.opaque import opaque_ops
 from .opt_levels import DEFAULT_OPT_LEVEL, check_opt_level
 from .runtime import CompiledModel
+from .taps import Recipe
 from .verify import verify
 
 
@@ -32,9 +33,9 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
     without a graphcnn op): the llvm target refuses them, listing every one, unless
     `fallback="onnxruntime"`, which runs them on onnxruntime and the rest natively
     (backends/fallback.py; `cm.placement` says where each node runs).
+    `cm.run(feeds, taps=[...])` and `cm.tensor_names()` compile the same recipe again with
+    tapped values kept (graphcnn/taps.py).
     """
-    from graphcnn.backends import compile_for
-
     if not isinstance(graph, Graph):
         raise CompileError(f"compile() takes a gc.Graph, got {type(graph).__name__}")
     if fallback not in (None, "onnxruntime"):
@@ -43,6 +44,16 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
     if opt_level is None:
         opt_level = 0 if target == "reference" else DEFAULT_OPT_LEVEL
     check_opt_level(opt_level)
+    recipe = Recipe(graph.copy(), target, opt_level, fallback, dict(options))
+    model = _compile(graph, target, opt_level, fallback, options)
+    model._recipe = recipe
+    return model
+
+
+def _compile(graph: Graph, target: str, opt_level: int, fallback: str | None,
+             options: dict[str, Any]) -> CompiledModel:
+    from graphcnn.backends import compile_for
+
     opaque = opaque_ops(graph.nodes)
     if target == "llvm" and opaque:
         if fallback is None:

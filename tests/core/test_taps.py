@@ -1,0 +1,119 @@
+"""Taps (graphcnn/taps.py): named intermediates on every target, also values fusion removed,
+compared with the reference interpreter's; unknown names as a typed error with close matches."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import graphcnn as gc
+from graphcnn.taps import UnknownTapError
+
+TARGETS = ["llvm", "onnxruntime", "reference"]
+
+
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def batch_norm(c: int, rng: np.random.Generator) -> gc.BatchNorm2d:
+    """Statistics far from the identity, so the bn output differs from the conv's."""
+    return gc.BatchNorm2d(c, weight=rng.uniform(0.5, 2, c), bias=rng.standard_normal(c),
+                          running_mean=rng.standard_normal(c), running_var=rng.uniform(0.5, 2, c))
+
+
+def conv_bn_relu() -> gc.Graph:
+    gc.manual_seed(3)
+    rng = np.random.default_rng(3)
+    model = gc.Sequential(gc.Conv2d(3, 8, 3, padding=1), batch_norm(8, rng), gc.ReLU(),
+                          gc.MaxPool2d(2), gc.Conv2d(8, 16, 3), batch_norm(16, rng), gc.ReLU(),
+                          gc.Flatten(), gc.Dense(16 * 6 * 6, 10))
+    return model.build((1, 3, 16, 16))
+
+
+def x_for(graph: gc.Graph) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal(graph.inputs[0].type.shape).astype(np.float32)
+
+
+def test_fusion_removes_the_batch_norm_taps_still_see_it():
+    graph = conv_bn_relu()
+    assert "batch_norm" not in [n.op for n in gc.optimize(graph, target="llvm").nodes]
+    x = x_for(graph)
+    ref = gc.compile(graph, target="reference").run({"input": x}, taps=["bn", "relu_1"])
+    cm = gc.compile(graph, target="llvm")
+    got = cm.run({"input": x}, taps=["bn", "relu_1"])
+    assert list(got) == ["dense", "bn", "relu_1"]  # outputs first, then the taps as asked
+    for name in ("dense", "bn", "relu_1"):
+        assert got[name].shape == ref[name].shape
+        assert rel_l2(got[name], ref[name]) < 1e-5, name
+    # the bn output is not the conv's: the tap holds the normalised values
+    assert rel_l2(got["bn"], cm.run({"input": x}, taps=["conv"])["conv"]) > 1e-2
+    np.testing.assert_array_equal(got["dense"], cm(x))  # the debug build runs the same kernels
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_target_taps_every_name(target):
+    graph = conv_bn_relu()
+    x = x_for(graph)
+    ref_model = gc.compile(graph, target="reference")
+    cm = gc.compile(graph, target=target)
+    names = cm.tensor_names()
+    assert names == [v.name for n in graph.nodes for v in n.outputs]
+    assert names == ref_model.tensor_names()
+    got, want = cm.run({"input": x}, taps=names), ref_model.run({"input": x}, taps=names)
+    for name in names:
+        assert rel_l2(got[name], want[name]) < 1e-5, name
+    plain = cm.run({"input": x})
+    assert list(plain) == ["dense"]  # no taps: the outputs alone, as before
+
+
+def onnx_model() -> onnx.ModelProto:
+    rng = np.random.default_rng(1)
+
+    def init(name, *shape, positive=False):
+        a = rng.standard_normal(shape).astype(np.float32)
+        return numpy_helper.from_array(np.abs(a) + 0.5 if positive else a, name)
+
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["conv_out"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["conv_out", "s", "o", "m", "v"], ["bn_out"]),
+             helper.make_node("Relu", ["bn_out"], ["relu_out"]),
+             helper.make_node("GlobalAveragePool", ["relu_out"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "tapped", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
+        [init("w", 6, 4, 3, 3), init("b", 6), init("s", 6), init("o", 6), init("m", 6),
+         init("v", 6, positive=True)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_onnx_import_taps_by_onnx_tensor_names():
+    graph = gc.from_onnx(onnx_model())
+    x = x_for(graph)
+    cm = gc.compile(graph, target="llvm")
+    assert {"conv_out", "bn_out", "relu_out"} <= set(cm.tensor_names())
+    taps = ["bn_out", "relu_out"]
+    got = cm.run({"x": x}, taps=taps)
+    want = gc.compile(graph, target="reference").run({"x": x}, taps=taps)
+    for name in taps:
+        assert rel_l2(got[name], want[name]) < 1e-5, name
+    assert got["relu_out"].min() >= 0 and got["bn_out"].min() < 0
+
+
+def test_unknown_tap_lists_close_matches():
+    cm = gc.compile(conv_bn_relu(), target="reference")
+    x = x_for(cm.graph)
+    with pytest.raises(UnknownTapError, match=r"'bn_2'.*closest: .*bn_1") as info:
+        cm.run({"input": x}, taps=["bn_2"])
+    assert isinstance(info.value, gc.InputError)
+    with pytest.raises(gc.InputError, match="list of value names"):
+        cm.run({"input": x}, taps="bn")
+
+
+def test_a_loaded_model_cannot_tap(tmp_path):
+    cm = gc.compile(conv_bn_relu(), target="llvm")
+    cm.save(tmp_path / "m.gcm")
+    loaded = gc.load(tmp_path / "m.gcm")
+    with pytest.raises(gc.CompileError, match="keeps only its code"):
+        loaded.tensor_names()
