@@ -1,4 +1,4 @@
-"""The `graphcnn` command line: demo, show, run, export, compile, bench.
+"""The `graphcnn` command line: demo, show, run, export, compile, debug, bench.
 
 User mistakes (a missing file, a bad model, a wrong input) print one `graphcnn: error: ...` line
 and exit 1; tracebacks are for bugs only.
@@ -244,6 +244,20 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_debug(args: argparse.Namespace) -> int:
+    """Exit 0 when the target agrees with the reference within --tol, 1 when it diverges
+    (like diff): the report names the first bad pass prefix and the first bad node."""
+    from .debug import debug_model
+
+    if not args.tol > 0:
+        raise InputError(f"--tol must be positive, got {args.tol}")
+    graph = load_model(args.model, args.input_shape, batch=args.batch)
+    inputs = _read_inputs(graph, args.input, args.seed)
+    report = debug_model(graph, inputs, target=args.target, tol=args.tol, opt_level=args.opt)
+    print(report.format())
+    return 0 if report.agrees else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_model
 
@@ -334,6 +348,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optimisation level (default: %(default)s)")
     _input_shape_option(s)
     s.set_defaults(fn=cmd_compile)
+
+    s = sub.add_parser("debug", help="find the pass and the node where a target leaves the "
+                                     "reference (exit 1 when it does)")
+    s.add_argument("model", help=".onnx file or DSL .py file")
+    s.add_argument("--target", default="llvm", choices=TARGETS,
+                   help="the target to check against the reference (default: %(default)s)")
+    s.add_argument("--tol", type=float, default=1e-4,
+                   help="relative L2 tolerance (default: %(default)s)")
+    s.add_argument("--opt", type=int, default=None, choices=OPT_LEVELS,
+                   help="the target's optimisation level (default: gc.compile's)")
+    s.add_argument("--input", action="append", default=[], metavar="[NAME=]FILE.npy",
+                   help="an input from a .npy file (repeatable; default: seeded random)")
+    s.add_argument("--seed", type=int, default=0,
+                   help="seed for random inputs (default: %(default)s)")
+    _input_shape_option(s)
+    s.set_defaults(fn=cmd_debug)
 
     s = sub.add_parser("bench", help="graphcnn vs onnxruntime side by side, per-layer profile")
     s.add_argument("model", help=".onnx file or DSL .py file")
