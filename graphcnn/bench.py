@@ -137,13 +137,20 @@ def format_profile(profile: list[dict], top: int = 25) -> str:
     return "\n".join(lines)
 
 
-def bench_model(graph: Graph, threads: int = 2, runs: int = 30, profile: bool = True) -> int:
+def bench_model(graph: Graph, threads: int = 2, runs: int = 30, profile: bool = True,
+                on_profile: Callable[[list[dict]], object] | None = None) -> int:
+    """The side-by-side table, then (`profile`) the llvm per-layer profile, which
+    `on_profile` also receives (the CLI's --trace writes it out)."""
     row = compare_with_onnxruntime(graph, threads=threads, runs=runs)
     print(format_table([row]))
     print(f"compile (cold or cached): {row['compile_s'] * 1e3:.0f} ms; "
           f"workspace arena: {row['memory_bytes'] or 0} bytes")
     model = row["model"]
-    if profile and hasattr(model, "profile"):
-        print("\nper-layer profile (instrumented build of the same kernels):")
-        print(format_profile(model.profile(*row["inputs"])))
+    if profile or on_profile is not None:
+        layers = model.profile(*row["inputs"])
+        if profile:
+            print("\nper-layer profile (instrumented build of the same kernels):")
+            print(format_profile(layers))
+        if on_profile is not None:
+            on_profile(layers)
     return 0

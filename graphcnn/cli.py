@@ -196,6 +196,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     outs = cm(*inputs)
     seconds = time.perf_counter() - start
     outs = outs if isinstance(outs, tuple) else (outs,)
+    if args.trace:
+        _write_trace(cm.profile(*inputs), args.trace)
     paths = _output_paths(args.output, cm.output_names) if args.output else {}
     for name, y in zip(cm.output_names, outs):
         if name in paths:
@@ -212,6 +214,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(y)
     print(f"latency: {seconds * 1e3:.3f} ms ({cm.target}, first call)")
     return 0
+
+
+def _write_trace(profile, path: str) -> None:
+    """A per-layer profile as a Chrome trace (graphcnn/profiling.py), noted on stderr."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"cannot write {path}: directory {parent} does not exist")
+    profile.write_trace(path)
+    print(f"wrote {path} ({len(profile)} layers, {profile.target}; open in ui.perfetto.dev)",
+          file=sys.stderr)
 
 
 def _output_paths(output: str, names: Sequence[str]) -> dict[str, str]:
@@ -267,11 +279,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         row = compare_with_onnxruntime(graph, threads=args.threads, runs=args.runs)
         report = {k: v for k, v in row.items() if isinstance(v, (int, float, str, type(None)))}
-        if not args.no_profile and hasattr(row["model"], "profile"):
-            report["profile"] = row["model"].profile(*row["inputs"])
+        if not args.no_profile or args.trace:
+            profile = row["model"].profile(*row["inputs"])
+            if args.trace:
+                _write_trace(profile, args.trace)
+            if not args.no_profile:
+                report["profile"] = list(profile)
         print(json.dumps(report))
         return 0
-    return bench_model(graph, threads=args.threads or 2, runs=args.runs, profile=not args.no_profile)
+    return bench_model(graph, threads=args.threads or 2, runs=args.runs,
+                       profile=not args.no_profile,
+                       on_profile=(lambda p: _write_trace(p, args.trace)) if args.trace else None)
 
 
 # ----- argument parsing ----------------------------------------------------------------------
@@ -324,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print outputs and latency as one JSON object")
     s.add_argument("--fallback", choices=["onnxruntime"], default=None,
                    help="run ONNX nodes without a native kernel on onnxruntime (llvm target)")
+    _trace_option(s)
     _input_shape_option(s)
     s.set_defaults(fn=cmd_run)
 
@@ -374,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-profile", action="store_true", help="skip the per-layer profile")
     s.add_argument("--json", action="store_true",
                    help="print the timings (and the profile) as one JSON object")
+    _trace_option(s)
     _input_shape_option(s)
     s.set_defaults(fn=cmd_bench)
     return p
@@ -398,6 +418,12 @@ def _cpu_name(text: str) -> str:
     except GraphcnnError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
+
+
+def _trace_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--trace", metavar="OUT.json", default=None,
+                   help="write the per-layer profile as a Chrome trace (Perfetto, "
+                        "chrome://tracing)")
 
 
 def _input_shape_option(s: argparse.ArgumentParser) -> None:
