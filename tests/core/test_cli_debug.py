@@ -68,6 +68,16 @@ def test_a_fault_late_in_the_pipeline_on_an_onnx_model(files):
     assert "input %x: shape [1, 4, 8, 8]" in proc.stdout
 
 
+def test_a_fault_only_in_a_fused_kernel_is_blamed_on_fusion(files):
+    """The tapped build keeps every value, so the conv it runs has no fused relu and no fault:
+    every node agrees there, and the report says the fault is in a fusion."""
+    proc = debug(files["named"], fault="fused:conv_out@fuse-conv-activation")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "inject-fault" in next(line for line in proc.stdout.splitlines()
+                                  if "<- first out of tolerance" in line)
+    assert "first bad node: none" in proc.stdout and "fault is in a fusion" in proc.stdout
+
+
 def test_bad_tolerance_is_a_one_line_error(files):
     proc = debug(files["cnn"], "--tol", "0")
     assert proc.returncode == 1

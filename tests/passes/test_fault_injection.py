@@ -33,3 +33,7 @@ def test_scales_the_first_weight_of_the_named_node():
     assert scale_weight(graph, "conv")
     np.testing.assert_array_equal(graph.nodes[0].inputs[1].data, before * SCALE)
     assert not scale_weight(graph, "nothing_by_this_name")
+    assert not scale_weight(graph, "conv", fused_only=True)  # no fused activation: untouched
+    fused = gc.optimize(graph, opt_level=2)
+    assert fused.nodes[0].attrs["activation"] == "relu"
+    assert scale_weight(fused, "conv", fused_only=True)
