@@ -149,6 +149,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         write_svg(graph, args.svg)
         print(f"wrote {args.svg}", file=sys.stderr)
+    if args.dot:
+        from .dot import write_dot
+
+        write_dot(graph, args.dot)
+        print(f"wrote {args.dot}", file=sys.stderr)
     return 0
 
 
@@ -312,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", default=None, choices=TARGETS,
                    help="optimise for this target (llvm adds layout choices)")
     s.add_argument("--svg", metavar="FILE.svg", help="also write a picture of the graph")
+    s.add_argument("--dot", metavar="FILE.dot",
+                   help="also write the graph as Graphviz source (dot -Tsvg FILE.dot)")
     s.add_argument("--json", action="store_true",
                    help="print the graph as JSON (nodes, ops, attrs, value types)")
     s.add_argument("--print-before", default=None, metavar="PASS[,PASS]",
