@@ -73,7 +73,8 @@ class CompiledModel:
             return dict(zip(self.output_names, self._execute(inputs)))
         names = check_taps(self._tap_source(), taps)
         extra = [n for n in names if n not in self.output_types]
-        outs = tap_model(self._recipe, extra)._execute(inputs)
+        model = tap_model(self._recipe, extra) if extra else self  # outputs need no build
+        outs = model._execute(inputs)
         result = dict(zip(self.output_names, outs))
         result.update(zip(extra, outs[len(self.output_names):]))
         return result

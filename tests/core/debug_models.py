@@ -42,3 +42,17 @@ def onnx_model() -> onnx.ModelProto:
         [init("w", 6, 4, 3, 3), init("b", 6), init("s", 6), init("o", 6), init("m", 6),
          init("v", 6, positive=True)])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def fallback_model() -> onnx.ModelProto:
+    """conv -> Hardmax (no graphcnn op: onnxruntime runs it in a fallback model) -> conv."""
+    rng = np.random.default_rng(2)
+    w1, w2 = (numpy_helper.from_array(rng.standard_normal((4, c, 3, 3)).astype(np.float32), n)
+              for n, c in (("w1", 3), ("w2", 4)))
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="c1"),
+             helper.make_node("Hardmax", ["c1"], ["hm"], axis=1, name="hardmax"),
+             helper.make_node("Conv", ["hm", "w2"], ["y"], pads=[1, 1, 1, 1], name="c2")]
+    return helper.make_model(helper.make_graph(
+        nodes, "fb", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], [w1, w2]),
+        opset_imports=[helper.make_opsetid("", 17)])

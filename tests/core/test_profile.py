@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from debug_models import conv_bn_relu, onnx_model
-from onnx import TensorProto, helper, numpy_helper
+from debug_models import conv_bn_relu, fallback_model, onnx_model
 
 import graphcnn as gc
 from graphcnn.profiling import Profile
@@ -68,16 +67,7 @@ def test_onnxruntime_rows_come_from_its_profiler():
 
 
 def test_fallback_profiles_native_kernels_and_onnxruntime_regions():
-    rng = np.random.default_rng(2)
-    w1, w2 = (numpy_helper.from_array(rng.standard_normal((4, c, 3, 3)).astype(np.float32), n)
-              for n, c in (("w1", 3), ("w2", 4)))
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="c1"),
-             helper.make_node("Hardmax", ["c1"], ["hm"], axis=1, name="hardmax"),
-             helper.make_node("Conv", ["hm", "w2"], ["y"], pads=[1, 1, 1, 1], name="c2")]
-    model = helper.make_model(helper.make_graph(
-        nodes, "fb", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], [w1, w2]),
-        opset_imports=[helper.make_opsetid("", 17)])
+    model = fallback_model()
     graph = gc.from_onnx(model, unsupported="keep")
     assert [n.op for n in graph.nodes].count("onnx_node") == 1, "Hardmax has a native op now"
     cm = gc.compile(graph, target="llvm", fallback="onnxruntime")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from debug_models import conv_bn_relu, onnx_model
+from debug_models import conv_bn_relu, fallback_model, onnx_model
 
 import graphcnn as gc
 from graphcnn.taps import UnknownTapError
@@ -63,6 +63,25 @@ def test_onnx_import_taps_by_onnx_tensor_names():
     for name in taps:
         assert rel_l2(got[name], want[name]) < 1e-5, name
     assert got["relu_out"].min() >= 0 and got["bn_out"].min() < 0
+
+
+def test_fallback_model_taps_native_and_onnxruntime_values():
+    graph = gc.from_onnx(fallback_model(), unsupported="keep")
+    x = x_for(graph)
+    cm = gc.compile(graph, target="llvm", fallback="onnxruntime")
+    got = cm.run({"x": x}, taps=["c1", "hm"])
+    want = gc.compile(graph, target="reference").run({"x": x}, taps=["c1", "hm"])
+    assert list(got) == ["y", "c1", "hm"]
+    for name in got:
+        assert rel_l2(got[name], want[name]) < 1e-5, name
+
+
+def test_no_taps_or_only_outputs_need_no_debug_build():
+    cm = gc.compile(conv_bn_relu(), target="reference")
+    x = x_for(cm.graph)
+    assert list(cm.run({"input": x}, taps=[])) == ["dense"]
+    assert list(cm.run({"input": x}, taps=["dense"])) == ["dense"]
+    assert cm._recipe.builds == {}
 
 
 def test_unknown_tap_lists_close_matches():
