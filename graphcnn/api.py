@@ -44,7 +44,7 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
     if opt_level is None:
         opt_level = 0 if target == "reference" else DEFAULT_OPT_LEVEL
     check_opt_level(opt_level)
-    recipe = Recipe(graph.copy(), target, opt_level, fallback, dict(options))
+    recipe = Recipe(graph.copy(), compile, target, opt_level, fallback, dict(options))
     model = _compile(graph, target, opt_level, fallback, options)
     model._recipe = recipe
     return model

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .ir import Graph, Node
+from .profiling import format_profile
 
 
 def node_flops(node: Node) -> int:
@@ -123,17 +124,6 @@ def format_table(rows: list[dict]) -> str:
                          / len(rows))
         lines.append(f"geomean speedup vs onnxruntime: {geo:.2f}x over {len(rows)} models "
                      f"(first call after idle: {first:.2f}x)")
-    return "\n".join(lines)
-
-
-def format_profile(profile: list[dict], top: int = 25) -> str:
-    """Per-layer rows: node, op, time, GFLOP/s, share of the total."""
-    total = sum(p["seconds"] for p in profile) or 1e-30
-    lines = [f"{'node':<28} {'op':<14} {'ms':>9} {'GFLOP/s':>8} {'share':>6}"]
-    for p in sorted(profile, key=lambda p: -p["seconds"])[:top]:
-        gf = p.get("flops", 0) / p["seconds"] / 1e9 if p["seconds"] > 0 else 0.0
-        lines.append(f"{p['node'][:28]:<28} {p['op'][:14]:<14} {p['seconds'] * 1e3:>9.3f} "
-                     f"{gf:>8.1f} {100 * p['seconds'] / total:>5.1f}%")
     return "\n".join(lines)
 
 

@@ -45,6 +45,15 @@ class Profile(list):
             json.dump(self.to_chrome_trace(), f)
 
     def format(self, top: int = 25) -> str:
-        from .bench import format_profile
-
         return format_profile(self, top=top)
+
+
+def format_profile(profile: list[dict], top: int = 25) -> str:
+    """Per-layer rows: node, op, time, GFLOP/s, share of the total."""
+    total = sum(p["seconds"] for p in profile) or 1e-30
+    lines = [f"{'node':<28} {'op':<14} {'ms':>9} {'GFLOP/s':>8} {'share':>6}"]
+    for p in sorted(profile, key=lambda p: -p["seconds"])[:top]:
+        gf = p.get("flops", 0) / p["seconds"] / 1e9 if p["seconds"] > 0 else 0.0
+        lines.append(f"{p['node'][:28]:<28} {p['op'][:14]:<14} {p['seconds'] * 1e3:>9.3f} "
+                     f"{gf:>8.1f} {100 * p['seconds'] / total:>5.1f}%")
+    return "\n".join(lines)

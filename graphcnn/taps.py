@@ -13,7 +13,7 @@ kept on the model.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ class Recipe:
     """How a model was compiled: what a debug build needs to compile it again with taps."""
 
     graph: Graph  # a copy of the graph as the user gave it
+    compiler: Callable[..., Any]  # gc.compile (passed in: this module sits below the api)
     target: str
     opt_level: int | None
     fallback: str | None
@@ -69,11 +70,9 @@ def tap_model(recipe: Recipe, taps: list[str]) -> Any:
     """The debug build for `taps` (compiled on first use, then kept)."""
     key = tuple(taps)
     if key not in recipe.builds:
-        from .api import compile
-
         options = dict(recipe.options)
         if recipe.fallback is not None:
             options["fallback"] = recipe.fallback
-        recipe.builds[key] = compile(tapped_graph(recipe.graph, taps), target=recipe.target,
+        recipe.builds[key] = recipe.compiler(tapped_graph(recipe.graph, taps), target=recipe.target,
                                      opt_level=recipe.opt_level, **options)
     return recipe.builds[key]
