@@ -72,11 +72,12 @@ def to_svg(graph: Graph) -> str:
     parts = [header, arrow]
     for node in graph.nodes:
         x2, y2 = center[node.name]
+        y2 -= PAD if fused_parts(node) else 0  # arrows end on the group's outline
         for v in node.inputs:
             if id(v) in source:
                 x1, y1 = center[source[id(v)]]
                 parts.append(f'<line x1="{x1}" y1="{y1 + BOX_H // 2}" x2="{x2}" '
-                             f'y2="{y2 - BOX_H // 2 - PAD}" stroke="#555" '
+                             f'y2="{y2 - BOX_H // 2}" stroke="#555" '
                              f'marker-end="url(#arrow)"><title>%{escape(v.name)}: '
                              f'{escape(str(v.type))}</title></line>')
     outputs = {id(v) for v in graph.outputs}
