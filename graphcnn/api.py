@@ -9,6 +9,7 @@ from .ir import Graph
 from .ops.opaque import opaque_ops
 from .opt_levels import DEFAULT_OPT_LEVEL, check_opt_level
 from .runtime import CompiledModel
+from .taps import Recipe
 from .verify import verify
 
 
@@ -38,9 +39,10 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
     (graphcnn/dynamic_batch.py): the graph, proved batch-wise here (a CompileError names the node
     that mixes samples), is compiled re-batched to N on the first call with N, and the models of
     the 4 most recently used sizes are kept in memory.
-    """
-    from graphcnn.backends import compile_for
 
+    `cm.run(feeds, taps=[...])` and `cm.tensor_names()` compile the same recipe again with
+    tapped values kept (graphcnn/taps.py).
+    """
     if not isinstance(graph, Graph):
         raise CompileError(f"compile() takes a gc.Graph, got {type(graph).__name__}")
     if fallback not in (None, "onnxruntime"):
@@ -60,6 +62,16 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
             raise CompileError(f"unknown target {target!r}; targets are {sorted(TARGETS)}")
         return DynamicBatchModel(graph.copy(), target, lambda g: compile(
             g, target=target, opt_level=opt_level, fallback=fallback, **options))
+    recipe = Recipe(graph.copy(), compile, target, opt_level, fallback, dict(options))
+    model = _compile(graph, target, opt_level, fallback, options)
+    model._recipe = recipe
+    return model
+
+
+def _compile(graph: Graph, target: str, opt_level: int, fallback: str | None,
+             options: dict[str, Any]) -> CompiledModel:
+    from graphcnn.backends import compile_for
+
     opaque = opaque_ops(graph.nodes)
     if target == "llvm" and opaque:
         if fallback is None:

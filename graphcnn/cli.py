@@ -1,4 +1,4 @@
-"""The `graphcnn` command line: demo, show, run, export, compile, bench.
+"""The `graphcnn` command line: demo, show, run, export, compile, debug, bench.
 
 User mistakes (a missing file, a bad model, a wrong input) print one `graphcnn: error: ...` line
 and exit 1; tracebacks are for bugs only.
@@ -186,6 +186,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         write_svg(graph, args.svg)
         print(f"wrote {args.svg}", file=sys.stderr)
+    if args.dot:
+        from .dot import write_dot
+
+        write_dot(graph, args.dot)
+        print(f"wrote {args.dot}", file=sys.stderr)
     return 0
 
 
@@ -233,6 +238,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     outs = cm(*inputs)
     seconds = time.perf_counter() - start
     outs = outs if isinstance(outs, tuple) else (outs,)
+    if args.trace:
+        _write_trace(cm.profile(*inputs), args.trace)
     paths = _output_paths(args.output, cm.output_names) if args.output else {}
     for name, y in zip(cm.output_names, outs):
         if name in paths:
@@ -249,6 +256,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(y)
     print(f"latency: {seconds * 1e3:.3f} ms ({cm.target}, first call)")
     return 0
+
+
+def _write_trace(profile, path: str) -> None:
+    """A per-layer profile as a Chrome trace (graphcnn/profiling.py), noted on stderr."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"cannot write {path}: directory {parent} does not exist")
+    profile.write_trace(path)
+    print(f"wrote {path} ({len(profile)} layers, {profile.target}; open in ui.perfetto.dev)",
+          file=sys.stderr)
 
 
 def _output_paths(output: str, names: Sequence[str]) -> dict[str, str]:
@@ -281,6 +298,20 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_debug(args: argparse.Namespace) -> int:
+    """Exit 0 when the target agrees with the reference within --tol, 1 when it diverges
+    (like diff): the report names the first bad pass prefix and the first bad node."""
+    from .debug import debug_model
+
+    if not args.tol > 0:
+        raise InputError(f"--tol must be positive, got {args.tol}")
+    graph = load_model(args.model, args.input_shape, batch=args.batch)
+    inputs = _read_inputs(graph, args.input, args.seed)
+    report = debug_model(graph, inputs, target=args.target, tol=args.tol, opt_level=args.opt)
+    print(report.format())
+    return 0 if report.agrees else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_model
 
@@ -290,11 +321,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         row = compare_with_onnxruntime(graph, threads=args.threads, runs=args.runs)
         report = {k: v for k, v in row.items() if isinstance(v, (int, float, str, type(None)))}
-        if not args.no_profile and hasattr(row["model"], "profile"):
-            report["profile"] = row["model"].profile(*row["inputs"])
+        if not args.no_profile or args.trace:
+            profile = row["model"].profile(*row["inputs"])
+            if args.trace:
+                _write_trace(profile, args.trace)
+            if not args.no_profile:
+                report["profile"] = list(profile)
         print(json.dumps(report))
         return 0
-    return bench_model(graph, threads=args.threads or 2, runs=args.runs, profile=not args.no_profile)
+    return bench_model(graph, threads=args.threads or 2, runs=args.runs,
+                       profile=not args.no_profile,
+                       on_profile=(lambda p: _write_trace(p, args.trace)) if args.trace else None)
 
 
 # ----- argument parsing ----------------------------------------------------------------------
@@ -317,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", default=None, choices=TARGETS,
                    help="optimise for this target (llvm adds layout choices)")
     s.add_argument("--svg", metavar="FILE.svg", help="also write a picture of the graph")
+    s.add_argument("--dot", metavar="FILE.dot",
+                   help="also write the graph as Graphviz source (dot -Tsvg FILE.dot)")
     s.add_argument("--json", action="store_true",
                    help="print the graph as JSON (nodes, ops, attrs, value types)")
     s.add_argument("--print-before", default=None, metavar="PASS[,PASS]",
@@ -347,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print outputs and latency as one JSON object")
     s.add_argument("--fallback", choices=["onnxruntime"], default=None,
                    help="run ONNX nodes without a native kernel on onnxruntime (llvm target)")
+    _trace_option(s)
     _input_shape_option(s)
     s.set_defaults(fn=cmd_run)
 
@@ -372,6 +412,22 @@ def build_parser() -> argparse.ArgumentParser:
     _input_shape_option(s)
     s.set_defaults(fn=cmd_compile)
 
+    s = sub.add_parser("debug", help="find the pass and the node where a target leaves the "
+                                     "reference (exit 1 when it does)")
+    s.add_argument("model", help=".onnx file or DSL .py file")
+    s.add_argument("--target", default="llvm", choices=TARGETS,
+                   help="the target to check against the reference (default: %(default)s)")
+    s.add_argument("--tol", type=float, default=1e-4,
+                   help="relative L2 tolerance (default: %(default)s)")
+    s.add_argument("--opt", type=int, default=None, choices=OPT_LEVELS,
+                   help="the target's optimisation level (default: gc.compile's)")
+    s.add_argument("--input", action="append", default=[], metavar="[NAME=]FILE.npy",
+                   help="an input from a .npy file (repeatable; default: seeded random)")
+    s.add_argument("--seed", type=int, default=0,
+                   help="seed for random inputs (default: %(default)s)")
+    _input_shape_option(s)
+    s.set_defaults(fn=cmd_debug)
+
     s = sub.add_parser("bench", help="graphcnn vs onnxruntime side by side, per-layer profile")
     s.add_argument("model", help=".onnx file or DSL .py file")
     s.add_argument("--threads", type=_positive, default=2,
@@ -381,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-profile", action="store_true", help="skip the per-layer profile")
     s.add_argument("--json", action="store_true",
                    help="print the timings (and the profile) as one JSON object")
+    _trace_option(s)
     _input_shape_option(s)
     s.set_defaults(fn=cmd_bench)
     return p
@@ -405,6 +462,12 @@ def _cpu_name(text: str) -> str:
     except GraphcnnError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
+
+
+def _trace_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--trace", metavar="OUT.json", default=None,
+                   help="write the per-layer profile as a Chrome trace (Perfetto, "
+                        "chrome://tracing)")
 
 
 def _input_shape_option(s: argparse.ArgumentParser) -> None:

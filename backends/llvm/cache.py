@@ -57,7 +57,10 @@ KEY_FORMAT = "2"  # bump when the key's recipe changes
 
 
 def enabled() -> bool:
-    """False when the environment says GRAPHCNN_CACHE=off (or 0, false, no)."""
+    """False when the environment says GRAPHCNN_CACHE=off (or 0, false, no), or injects a
+    test fault into the pipeline (graphcnn/passes/fault_injection.py: keys do not see it)."""
+    if os.environ.get("GRAPHCNN_TEST_FAULT"):
+        return False
     return os.environ.get("GRAPHCNN_CACHE", "").strip().lower() not in ("off", "0", "false", "no")
 
 
