@@ -1,4 +1,4 @@
-"""The `graphcnn` command line: demo, show, run, export, compile, bench.
+"""The `graphcnn` command line: demo, show, run, export, compile, bench, cache.
 
 User mistakes (a missing file, a bad model, a wrong input) print one `graphcnn: error: ...` line
 and exit 1; tracebacks are for bugs only.
@@ -260,6 +260,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_model(graph, threads=args.threads or 2, runs=args.runs, profile=not args.no_profile)
 
 
+def cmd_cache_info(args: argparse.Namespace) -> int:
+    from graphcnn.backends.llvm.cache_size import cache_info, human
+
+    info = cache_info()
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(f"cache directory: {info['dir']}")
+    print(f"entries: {info['entries']}, {human(info['total_bytes'])} "
+          f"({info['total_bytes']} bytes) of {human(info['max_bytes'])} (GRAPHCNN_CACHE_MAX)")
+    if info["incomplete"]:
+        print(f"incomplete entries (stores under way or interrupted): {info['incomplete']}")
+    for e in info["largest"]:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["last_used"]))
+        print(f"  {human(e['bytes']):>10}  {e['key'][:16]}  last used {used}")
+    return 0
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    from graphcnn.backends.llvm.cache_size import clear_cache, human
+
+    done = clear_cache()
+    print(f"freed {human(done['freed_bytes'])} ({done['freed_bytes']} bytes, "
+          f"{done['entries']} entries) in {done['dir']}")
+    return 0
+
+
 # ----- argument parsing ----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
@@ -346,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the timings (and the profile) as one JSON object")
     _input_shape_option(s)
     s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("cache", help="the llvm compile cache: info, clear")
+    actions = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("info", help="directory, entries, total size, limit, largest entries")
+    a.add_argument("--json", action="store_true", help="print it as one JSON object")
+    a.set_defaults(fn=cmd_cache_info)
+    a = actions.add_parser("clear", help="delete every entry (other files stay)")
+    a.set_defaults(fn=cmd_cache_clear)
     return p
 
 

@@ -18,7 +18,8 @@ signature, and xxh3 digests of the object code, the weights and the manifest its
 pickle. Writes go to a temporary file then `os.replace`, manifest last, so a reader never sees
 a half-written entry. A load checks every field and digest before anything is used, and
 deletes a bad entry with a CacheIntegrityWarning (cache_integrity.py); `GRAPHCNN_CACHE=off`
-turns the cache off, and a directory others may write to is not used.
+turns the cache off, and a directory others may write to is not used. `GRAPHCNN_CACHE_MAX`
+bounds the total size, least recently used entries evicted first (cache_size.py).
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ from .cache_integrity import (
     read_weights,
     seal,
 )
+from .cache_size import evict, max_bytes, touch
 
 _SOURCE_DIGEST: str | None = None
 _writers: dict[str, threading.Thread] = {}  # entries being written in the background, by key
@@ -149,7 +151,10 @@ def load(key: str) -> tuple[list[bytes], np.ndarray, dict] | None:
     so another process truncating the file cannot fault a live model."""
     _wait_for_writer(key)
     d = cache_dir()
-    if not enabled() or not dir_is_safe(d):
+    if not enabled():
+        return None
+    max_bytes()  # a bad GRAPHCNN_CACHE_MAX fails the compile now, not after it
+    if not dir_is_safe(d):
         return None
     try:
         manifest_bytes = read_regular(d / f"{key}.json")
@@ -159,13 +164,18 @@ def load(key: str) -> tuple[list[bytes], np.ndarray, dict] | None:
         _discard(d, key, f"manifest unreadable: {e}")
         return None
     try:
-        return _checked_entry(d, key, manifest_bytes)
+        entry = _checked_entry(d, key, manifest_bytes)
     except FileNotFoundError:
-        _discard(d, key, "object or weights file missing")
+        # evicted by another process while read (manifest first, cache_size.py), or a file
+        # deleted by hand, or an eviction racing a store of the same key: deleting files is
+        # always safe, so a miss without a warning (what is left goes, so a store replaces it)
+        _discard(d, key, "", warn=False)
         return None
     except (OSError, BadEntry) as e:
         _discard(d, key, str(e))
         return None
+    touch(d / f"{key}.json")  # least recently used goes first (cache_size.evict)
+    return entry
 
 
 def _checked_entry(d: Path, key: str, manifest_bytes: bytes
@@ -182,13 +192,15 @@ def _checked_entry(d: Path, key: str, manifest_bytes: bytes
     return checked_parts(manifest, obj, weights), weights, manifest
 
 
-def _discard(d: Path, key: str, reason: str) -> None:
+def _discard(d: Path, key: str, reason: str, warn: bool = True) -> None:
     """Delete a bad entry (so the next compile stores a good one) and say so."""
     for suffix in (".json", ".o", ".weights"):
         try:
             (d / f"{key}{suffix}").unlink()
         except OSError:
             pass
+    if not warn:
+        return
     warnings.warn(f"graphcnn compile cache: entry {key[:16]} in {d} is bad ({reason}); "
                   "deleted it, compiling afresh", CacheIntegrityWarning, stacklevel=4)
 
@@ -216,10 +228,11 @@ def store(key: str, objects: list[bytes], weights: np.ndarray, manifest: dict,
     if not enabled():
         return
     d = cache_dir()  # now: the environment may change before the writer runs
+    limit = max_bytes()
     if not background:
-        _store(d, key, objects, weights, manifest)
+        _store(d, key, objects, weights, manifest, limit)
         return
-    writer = threading.Thread(target=_store, args=(d, key, objects, weights, manifest),
+    writer = threading.Thread(target=_store, args=(d, key, objects, weights, manifest, limit),
                               name=f"graphcnn-cache-store-{key[:8]}")
     with _writers_lock:
         _writers[key] = writer
@@ -263,8 +276,8 @@ def checked_parts(manifest: dict, obj: bytes, weights) -> list[bytes]:
     return [obj[a:a + n] for a, n in zip(starts, sizes)]
 
 
-def _store(d: Path, key: str, objects: list[bytes], weights: np.ndarray, manifest: dict
-           ) -> None:
+def _store(d: Path, key: str, objects: list[bytes], weights: np.ndarray, manifest: dict,
+           limit: int) -> None:
     obj, manifest = sealed_entry(key, objects, weights, manifest)
     try:
         d.parent.mkdir(parents=True, exist_ok=True)
@@ -274,6 +287,7 @@ def _store(d: Path, key: str, objects: list[bytes], weights: np.ndarray, manifes
         _atomic_write(d / f"{key}.o", obj)
         _atomic_write(d / f"{key}.weights", weights)
         _atomic_write(d / f"{key}.json", json.dumps(manifest, indent=1).encode())
+        evict(d, limit, keep=key)
     except OSError:
         pass
     finally:
