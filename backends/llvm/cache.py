@@ -13,7 +13,7 @@ way in the background when a compile starts (the ONNX importer prefetches them).
 
 An entry is three files under `$GRAPHCNN_CACHE_DIR` (default ~/.cache/graphcnn/llvm):
 `<key>.o` (the object files, back to back), `<key>.weights` (the packed-weights arena, raw
-float32 bytes) and `<key>.json` (a small manifest: symbol, sizes, the model's input/output
+bytes, less the runs of one repeated value that the manifest lists, weights_fills.py) and `<key>.json` (a small manifest: symbol, sizes, the model's input/output
 signature, and xxh3 digests of the object code, the weights and the manifest itself). No
 pickle. Writes go to a temporary file then `os.replace`, manifest last, so a reader never sees
 a half-written entry. A load checks every field and digest before anything is used, and
@@ -42,6 +42,7 @@ from graphcnn.ir import Graph
 from .cache_integrity import (
     MAX_OBJECT_BYTES,
     BadEntry,
+    arena_bytes,
     check_manifest,
     digest,
     dir_is_safe,
@@ -51,6 +52,8 @@ from .cache_integrity import (
     seal,
 )
 from .cache_size import evict, max_bytes, touch
+from .weights_fills import expand
+from .weights_fills import split as split_fills
 
 _SOURCE_DIGEST: str | None = None
 _writers: dict[str, threading.Thread] = {}  # entries being written in the background, by key
@@ -188,8 +191,9 @@ def _checked_entry(d: Path, key: str, manifest_bytes: bytes
         raise BadEntry(f"manifest is not JSON: {e}") from None
     check_manifest(manifest, key)
     obj = read_regular(d / f"{key}.o", manifest["object_bytes"], MAX_OBJECT_BYTES)
-    weights = read_weights(d / f"{key}.weights", manifest["weights_file_bytes"])
-    return checked_parts(manifest, obj, weights), weights, manifest
+    stored = read_weights(d / f"{key}.weights", manifest["weights_file_bytes"])
+    objects = checked_parts(manifest, obj, stored)
+    return objects, expand_fills(stored, manifest), manifest
 
 
 def _discard(d: Path, key: str, reason: str, warn: bool = True) -> None:
@@ -254,12 +258,22 @@ def _wait_for_writer(key: str) -> None:
         writer.join()
 
 
-def sealed_entry(key: str, objects: list[bytes], weights, manifest: dict) -> tuple[bytes, dict]:
-    """The object files back to back and `manifest` with the entry's sizes and digests: what
-    an entry stores and `checked_parts` accepts (also the saved-model file's, saved.py)."""
+def sealed_entry(key: str, objects: list[bytes], weights, manifest: dict
+                 ) -> tuple[bytes, np.ndarray, dict]:
+    """The object files back to back, the weights bytes to store (the arena without its
+    uniform fills, weights_fills.py) and `manifest` with the entry's sizes, fills and digests:
+    what an entry stores and `checked_parts` accepts (also the saved-model file's, saved.py)."""
     obj = b"".join(objects)
-    return obj, seal({**manifest, "object_sizes": [len(o) for o in objects], "key": key,
-                      "object_bytes": len(obj), "weights_file_bytes": len(weights)}, obj, weights)
+    stored, fills = split_fills(weights)
+    return obj, stored, seal({**manifest, "object_sizes": [len(o) for o in objects], "key": key,
+                              "object_bytes": len(obj), "weights_file_bytes": len(stored),
+                              "weights_fills": fills}, obj, stored)
+
+
+def expand_fills(stored: np.ndarray, manifest: dict) -> np.ndarray:
+    """The weights arena of a checked entry (check_manifest, checked_parts) from its stored
+    bytes and its fills."""
+    return expand(stored, manifest.get("weights_fills", []), arena_bytes(manifest))
 
 
 def checked_parts(manifest: dict, obj: bytes, weights) -> list[bytes]:
@@ -278,7 +292,7 @@ def checked_parts(manifest: dict, obj: bytes, weights) -> list[bytes]:
 
 def _store(d: Path, key: str, objects: list[bytes], weights: np.ndarray, manifest: dict,
            limit: int) -> None:
-    obj, manifest = sealed_entry(key, objects, weights, manifest)
+    obj, weights, manifest = sealed_entry(key, objects, weights, manifest)
     try:
         d.parent.mkdir(parents=True, exist_ok=True)
         d.mkdir(mode=0o700, exist_ok=True)
