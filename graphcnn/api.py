@@ -8,6 +8,7 @@ from .hugepages import no_huge_page_advice
 from .ir import Graph
 from .ops.opaque import opaque_ops
 from .opt_levels import DEFAULT_OPT_LEVEL, check_opt_level
+from .progress import reporting, sink_for
 from .runtime import CompiledModel
 from .verify import verify
 
@@ -22,7 +23,8 @@ def optimize(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, **options: Any) -
 
 
 def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
-            fallback: str | None = None, **options: Any) -> CompiledModel:
+            fallback: str | None = None, progress: object = False,
+            **options: Any) -> CompiledModel:
     """Compile a graph for a target: "llvm", "onnxruntime" or "reference".
 
     The reference target interprets the graph as given unless an opt_level is asked for; the
@@ -32,7 +34,16 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
     without a graphcnn op): the llvm target refuses them, listing every one, unless
     `fallback="onnxruntime"`, which runs them on onnxruntime and the rest natively
     (backends/fallback.py; `cm.placement` says where each node runs).
+
+    `progress=True` shows each pass and kernel-module compile on one stderr line when stderr
+    is a terminal; a callable gets them as `fn(stage, done, total, detail)` (progress.py).
     """
+    with reporting(sink_for(progress)):
+        return _compile(graph, target, opt_level, fallback, **options)
+
+
+def _compile(graph: Graph, target: str, opt_level: int | None, fallback: str | None,
+             **options: Any) -> CompiledModel:
     from graphcnn.backends import compile_for
 
     if not isinstance(graph, Graph):

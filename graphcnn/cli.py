@@ -298,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the lesson network on built-in data, every target, a summary")
     s.add_argument("--threads", type=_positive, default=None,
                    help="worker threads (default: all cores)")
+    _quiet_option(s)
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("show", help="print the textual IR (after passes with --opt N)")
@@ -318,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-unsupported", action="store_true",
                    help="show ONNX nodes without a graphcnn op as onnx_node instead of failing")
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_show)
 
     s = sub.add_parser("run", help="run on random or given input, print outputs")
@@ -338,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fallback", choices=["onnxruntime"], default=None,
                    help="run ONNX nodes without a native kernel on onnxruntime (llvm target)")
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("export", help="a DSL model file to ONNX")
@@ -345,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="FILE.onnx",
                    help="the ONNX file to write")
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("compile", help="AOT native shared library + C header")
@@ -360,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opt", type=int, default=DEFAULT_OPT_LEVEL, choices=OPT_LEVELS,
                    help="optimisation level (default: %(default)s)")
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("bench", help="graphcnn vs onnxruntime side by side, per-layer profile")
@@ -372,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true",
                    help="print the timings (and the profile) as one JSON object")
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("cache", help="the llvm compile cache: info, clear")
@@ -405,6 +411,11 @@ def _cpu_name(text: str) -> str:
     return text
 
 
+def _quiet_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress line (shown on stderr only when it is a terminal)")
+
+
 def _input_shape_option(s: argparse.ArgumentParser) -> None:
     s.add_argument("--input-shape", action="append", default=[], metavar="NAME=1x3x224x224",
                    help="the shape of an input whose dims the ONNX file leaves symbolic "
@@ -420,10 +431,14 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .progress import TerminalProgress, reporting
+
     args = build_parser().parse_args(argv)
     warnings.showwarning = _one_line_warning
     try:
-        return args.fn(args)
+        # import, passes and kernel compiles on one stderr line, when it is a terminal
+        with reporting(None if getattr(args, "quiet", False) else TerminalProgress()):
+            return args.fn(args)
     except BrokenPipeError:  # `graphcnn show m.onnx | head -1`: the reader left, so do we
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
