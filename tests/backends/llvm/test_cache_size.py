@@ -134,21 +134,48 @@ READER = textwrap.dedent("""
     import graphcnn as gc
     from test_cache_size import check, small_graph
     warnings.simplefilter("error")  # an eviction under a reader is a quiet miss, no warning
+    from graphcnn.backends.llvm import cache
     for _ in range({rounds}):
         for seed in range(3):
-            check(small_graph(seed), gc.compile(small_graph(seed), target="llvm"))
+            for _ in range(3):  # a store, then hits unless the evictor came first
+                check(small_graph(seed), gc.compile(small_graph(seed), target="llvm"))
+            cache.flush()
     print("ok")
 """)
 EVICTOR = textwrap.dedent("""
-    import sys, time
+    import random, sys, time
     from pathlib import Path
-    from graphcnn.backends.llvm.cache_size import entries, evict
+    from graphcnn.backends.llvm.cache_size import evict
     d = Path(sys.argv[1])
     deadline = time.time() + 600
+    rng = random.Random(0)
     while not Path(sys.argv[2]).exists() and time.time() < deadline:
-        evict(d, 1, keep="")  # everything, as soon as it is complete
+        time.sleep(rng.random() * 0.004)  # jitter: some loads hit, some lose their entry
+        evict(d, 1, keep="")  # every complete entry
     print("ok")
 """)
+
+
+def test_eviction_between_manifest_and_object_is_a_quiet_miss(tmp_path, monkeypatch):
+    """The race itself, made certain: another process evicts the entry (manifest first)
+    right after this one read the manifest."""
+    monkeypatch.setenv("GRAPHCNN_CACHE_DIR", str(tmp_path))
+    d = tmp_path / "llvm"
+    stored(small_graph(0))
+    real = cache.read_regular
+
+    def read_then_evicted(path, *args):
+        data = real(path, *args)
+        if path.suffix == ".json":
+            assert [e.key for e in evict(d, 1, keep="")] == [path.stem]
+        return data
+
+    monkeypatch.setattr(cache, "read_regular", read_then_evicted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cm = gc.compile(small_graph(0), target="llvm")
+    assert not cm.from_cache
+    check(small_graph(0), cm)
 
 
 def test_entries_evicted_under_a_reader(tmp_path):
