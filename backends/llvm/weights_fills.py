@@ -13,6 +13,8 @@ The stored bytes are what `weights_digest` covers and the fills are manifest fie
 """
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 from graphcnn.hugepages import huge_page_advice
@@ -90,17 +92,28 @@ def aligned_readonly(n: int) -> np.ndarray:
     return raw[start:start + n]
 
 
+def _zeroed(n: int) -> np.ndarray:
+    """n zero bytes, page aligned: an anonymous mapping, so pages never written cost nothing."""
+    try:
+        return np.frombuffer(mmap.mmap(-1, max(n, 1)), dtype=np.uint8)[:n]
+    except (OSError, ValueError):  # no anonymous mmap
+        arena = aligned_readonly(n)
+        arena[:] = 0
+        return arena
+
+
 def expand(stored: np.ndarray, fills: list[list[int]], arena_bytes: int) -> np.ndarray:
     """The arena of checked (`check`) fills and the stored bytes between them: aligned,
     read-only. Without fills the stored array is the arena."""
     if not fills:
         return stored
-    arena = aligned_readonly(arena_bytes)
+    arena = _zeroed(arena_bytes)
     at = pos = 0
     for offset, nbytes, word in fills:
         gap = offset - at
         arena[at:offset] = stored[pos:pos + gap]
-        arena[offset:offset + nbytes].view(np.uint64)[:] = np.uint64(word)
+        if word:  # zero fills stay untouched zero pages: no memory until written (never)
+            arena[offset:offset + nbytes].view(np.uint64)[:] = np.uint64(word)
         pos += gap
         at = offset + nbytes
     arena[at:] = stored[pos:]
