@@ -99,15 +99,16 @@ class TerminalProgress:
             self.enabled = False
         self._shown = False
         self._last = 0.0
+        self._stage = ""
 
     def __call__(self, stage: str, done: int, total: int | None, detail: str = "") -> None:
         if not self.enabled:
             return
         finished = total is not None and done >= total
         now = time.monotonic()
-        if not finished and now - self._last < REDRAW_SECONDS:
-            return
-        self._last = now
+        if not finished and stage == self._stage and now - self._last < REDRAW_SECONDS:
+            return  # a new stage is always drawn: it may be the long one
+        self._last, self._stage = now, stage
         if finished:
             self._erase()  # the next stage, or the command's own output, starts clean
             return

@@ -200,3 +200,14 @@ def test_cli_prints_no_progress_into_a_pipe(tmp_path):
     code, out, err = run_cli(tmp_path, tty=False)
     assert out.strip() and "\x1b" not in out
     assert code == 0 and err == ""
+
+
+def test_redraws_are_throttled_but_a_new_stage_is_drawn(monkeypatch):
+    monkeypatch.setattr(progress, "REDRAW_SECONDS", 1e9)  # no time-based redraw at all
+    out = FakeTerminal()
+    sink = TerminalProgress(out)
+    sink("import", 0, 9, "Conv")
+    sink("import", 1, 9, "Relu")   # same stage, too soon: skipped
+    sink("passes", 0, 3, "cse")    # a new stage: drawn
+    text = out.getvalue()
+    assert "0/9 Conv" in text and "Relu" not in text and "0/3 cse" in text
