@@ -8,6 +8,7 @@ from .hugepages import no_huge_page_advice
 from .ir import Graph
 from .ops.opaque import opaque_ops
 from .opt_levels import DEFAULT_OPT_LEVEL, check_opt_level
+from .progress import reporting, sink_for
 from .runtime import CompiledModel
 from .taps import Recipe
 from .verify import verify
@@ -23,7 +24,7 @@ def optimize(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, **options: Any) -
 
 
 def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
-            fallback: str | None = None, batch: str | None = None,
+            fallback: str | None = None, batch: str | None = None, progress: object = False,
             **options: Any) -> CompiledModel:
     """Compile a graph for a target: "llvm", "onnxruntime" or "reference".
 
@@ -42,7 +43,16 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
 
     `cm.run(feeds, taps=[...])` and `cm.tensor_names()` compile the same recipe again with
     tapped values kept (graphcnn/taps.py).
+
+    `progress=True` shows each pass and kernel-module compile on one stderr line when stderr
+    is a terminal; a callable gets them as `fn(stage, done, total, detail)` (progress.py).
     """
+    with reporting(sink_for(progress)):
+        return _checked(graph, target, opt_level, fallback, batch, progress, options)
+
+
+def _checked(graph: Graph, target: str, opt_level: int | None, fallback: str | None,
+             batch: str | None, progress: object, options: dict[str, Any]) -> CompiledModel:
     if not isinstance(graph, Graph):
         raise CompileError(f"compile() takes a gc.Graph, got {type(graph).__name__}")
     if fallback not in (None, "onnxruntime"):
@@ -61,7 +71,8 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
         if target not in TARGETS:
             raise CompileError(f"unknown target {target!r}; targets are {sorted(TARGETS)}")
         return DynamicBatchModel(graph.copy(), target, lambda g: compile(
-            g, target=target, opt_level=opt_level, fallback=fallback, **options))
+            g, target=target, opt_level=opt_level, fallback=fallback, progress=progress,
+            **options))
     recipe = Recipe(graph.copy(), compile, target, opt_level, fallback, dict(options))
     model = _compile(graph, target, opt_level, fallback, options)
     model._recipe = recipe

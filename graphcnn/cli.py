@@ -1,4 +1,4 @@
-"""The `graphcnn` command line: demo, show, run, export, compile, debug, bench.
+"""The `graphcnn` command line: demo, show, run, export, compile, debug, bench, cache.
 
 User mistakes (a missing file, a bad model, a wrong input) print one `graphcnn: error: ...` line
 and exit 1; tracebacks are for bugs only.
@@ -334,6 +334,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        on_profile=(lambda p: _write_trace(p, args.trace)) if args.trace else None)
 
 
+def cmd_cache_info(args: argparse.Namespace) -> int:
+    from graphcnn.backends.llvm.cache_size import cache_info, human
+
+    info = cache_info()
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(f"cache directory: {info['dir']}")
+    print(f"entries: {info['entries']}, {human(info['total_bytes'])} "
+          f"({info['total_bytes']} bytes) of {human(info['max_bytes'])} (GRAPHCNN_CACHE_MAX)")
+    if info["incomplete"]:
+        print(f"incomplete entries (stores under way or interrupted): {info['incomplete']}")
+    for e in info["largest"]:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["last_used"]))
+        print(f"  {human(e['bytes']):>10}  {e['key'][:16]}  last used {used}")
+    return 0
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    from graphcnn.backends.llvm.cache_size import clear_cache, human
+
+    done = clear_cache()
+    print(f"freed {human(done['freed_bytes'])} ({done['freed_bytes']} bytes, "
+          f"{done['entries']} entries) in {done['dir']}")
+    return 0
+
+
 # ----- argument parsing ----------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
@@ -345,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the lesson network on built-in data, every target, a summary")
     s.add_argument("--threads", type=_positive, default=None,
                    help="worker threads (default: all cores)")
+    _quiet_option(s)
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("show", help="print the textual IR (after passes with --opt N)")
@@ -367,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-unsupported", action="store_true",
                    help="show ONNX nodes without a graphcnn op as onnx_node instead of failing")
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_show)
 
     s = sub.add_parser("run", help="run on random or given input, print outputs")
@@ -388,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run ONNX nodes without a native kernel on onnxruntime (llvm target)")
     _trace_option(s)
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("export", help="a DSL model file to ONNX")
@@ -395,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="FILE.onnx",
                    help="the ONNX file to write")
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("compile", help="AOT native shared library + C header")
@@ -410,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opt", type=int, default=DEFAULT_OPT_LEVEL, choices=OPT_LEVELS,
                    help="optimisation level (default: %(default)s)")
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("debug", help="find the pass and the node where a target leaves the "
@@ -426,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0,
                    help="seed for random inputs (default: %(default)s)")
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_debug)
 
     s = sub.add_parser("bench", help="graphcnn vs onnxruntime side by side, per-layer profile")
@@ -439,7 +472,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the timings (and the profile) as one JSON object")
     _trace_option(s)
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("cache", help="the llvm compile cache: info, clear")
+    actions = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("info", help="directory, entries, total size, limit, largest entries")
+    a.add_argument("--json", action="store_true", help="print it as one JSON object")
+    a.set_defaults(fn=cmd_cache_info)
+    a = actions.add_parser("clear", help="delete every entry (other files stay)")
+    a.set_defaults(fn=cmd_cache_clear)
     return p
 
 
@@ -470,6 +512,11 @@ def _trace_option(s: argparse.ArgumentParser) -> None:
                         "chrome://tracing)")
 
 
+def _quiet_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress line (shown on stderr only when it is a terminal)")
+
+
 def _input_shape_option(s: argparse.ArgumentParser) -> None:
     s.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]1x3x224x224",
                    help="the shape of an ONNX file's input: binds its symbolic dims, and a new "
@@ -487,10 +534,14 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .progress import TerminalProgress, reporting
+
     args = build_parser().parse_args(argv)
     warnings.showwarning = _one_line_warning
     try:
-        return args.fn(args)
+        # import, passes and kernel compiles on one stderr line, when it is a terminal
+        with reporting(None if getattr(args, "quiet", False) else TerminalProgress()):
+            return args.fn(args)
     except BrokenPipeError:  # `graphcnn show m.onnx | head -1`: the reader left, so do we
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

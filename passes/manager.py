@@ -8,7 +8,8 @@
 - per-pass wall-clock timings and changed flags on the returned `PassReport` (`timings=True`
   also prints the table to `stream`);
 - a failing pass (an exception, or a graph the verifier rejects) raises `PassError` naming the
-  pass and the passes that ran before it.
+  pass and the passes that ran before it;
+- progress: each pass is reported (graphcnn.progress, stage "passes") before it runs.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from graphcnn import progress
 from graphcnn.errors import GraphError, InvalidOptionError
 from graphcnn.ir import Graph
 from graphcnn.verify import verify as verify_graph
@@ -123,6 +125,7 @@ class PassManager:
         if self.dump_dir is not None:
             self._dump(0, "input", graph)
         for index, p in enumerate(self.passes, start=1):
+            progress.report("passes", index - 1, len(self.passes), p.name)
             if _selected(self.print_before, p.name):
                 self._print("before", p.name, graph)
             n_before = len(graph.nodes)
@@ -143,6 +146,7 @@ class PassManager:
                 self._print("after", p.name, graph)
             if self.dump_dir is not None:
                 self._dump(index, p.name, graph)
+        progress.report("passes", len(self.passes), len(self.passes))
         if self.timings:
             print(report.format(), file=self.stream or sys.stderr)
         return report

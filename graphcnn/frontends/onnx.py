@@ -38,6 +38,7 @@ import numpy as np
 import onnx
 import onnx.defs
 
+from .. import progress
 from ..digests import prefetch_constant_digests
 from ..errors import (
     GraphcnnError,
@@ -194,8 +195,10 @@ class _Importer:
                        for t in initializers.values())
         self._digests({tname: env[tname] for tname in initializers}, remembered=not external)
         poisoned = {vi.name for vi in g.input if vi.name not in env}  # unsupported inputs
-        for i in order:
+        for k, i in enumerate(order):
+            progress.report("import", k, len(order), g.node[i].op_type)
             self._import_node(graph, g.node[i], names[i], versions[i], env, poisoned)
+        progress.report("import", len(order), len(order))
         if self.unsupported:
             raise self._unsupported_error()
         outputs = []
