@@ -9,8 +9,9 @@ the given graph runs.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -155,6 +156,7 @@ class FallbackModel(CompiledModel):
         from graphcnn.backends.llvm import compile_graph
 
         super().__init__(graph)
+        self.threads = threads
         self.segments = segments(graph)
         for k, seg in enumerate(self.segments):
             if seg.kind == NATIVE:
@@ -163,6 +165,20 @@ class FallbackModel(CompiledModel):
             else:
                 seg.model = _session(seg, threads)
         self.placement = {n.name: seg.kind for seg in self.segments for n in seg.nodes}
+
+    def __getstate__(self) -> dict:
+        """The native segments pickle as saved models; an onnxruntime session does not
+        pickle, so its segment is pickled without it and unpickling starts it again."""
+        state = dict(self.__dict__)
+        state["segments"] = [replace(seg, model=None) if seg.kind == ONNXRUNTIME else seg
+                             for seg in self.segments]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        for seg in self.segments:
+            if seg.kind == ONNXRUNTIME:
+                seg.model = _session(seg, self.threads)
 
     def _execute(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         env: dict[str, np.ndarray] = dict(zip(self.input_names, inputs))
@@ -175,6 +191,33 @@ class FallbackModel(CompiledModel):
             else:
                 names = [v.name for v in seg.outputs]
                 env.update(zip(names, seg.model.run(names, feeds)))
+        return self._results(env)
+
+    def _profile(self, inputs: Sequence[np.ndarray], runs: int) -> list[dict]:
+        """Native segments kernel by kernel (their own profile), each onnxruntime segment as
+        one row named after its first node, op "onnxruntime:<its ops>"."""
+        env: dict[str, np.ndarray] = dict(zip(self.input_names, inputs))
+        rows: list[dict] = []
+        for seg in self.segments:
+            feeds = {v.name: env[v.name] for v in seg.inputs}
+            if seg.kind == NATIVE:
+                rows += seg.model._profile([feeds[n] for n in seg.model.input_names], runs)
+                outs = seg.model.run(feeds)
+                env.update((v.name, outs[name])
+                           for v, name in zip(seg.outputs, seg.model.output_names))
+                continue
+            names = [v.name for v in seg.outputs]
+            start = time.perf_counter()
+            for _ in range(runs):
+                values = seg.model.run(names, feeds)
+            ops = sorted({n.attrs.get("op_type", n.op) for n in seg.nodes})
+            rows.append({"node": seg.nodes[0].name, "op": "onnxruntime:" + ",".join(ops),
+                         "seconds": (time.perf_counter() - start) / runs,
+                         "nodes": [n.name for n in seg.nodes]})
+            env.update(zip(names, values))
+        return rows
+
+    def _results(self, env: dict[str, np.ndarray]) -> list[np.ndarray]:
         result = []
         for v in self.graph.outputs:
             result.append(np.array(v.data, copy=True) if v.is_constant else env[v.name])

@@ -99,19 +99,23 @@ def load(path, threads: int | None = None) -> CompiledModel:
     return _load(path, threads=threads)
 
 
-def from_onnx(model, input_shapes=None, **options) -> Graph:
+def from_onnx(model, input_shapes=None, progress=False, **options) -> Graph:
     """Import an ONNX model (path, bytes or onnx.ModelProto) as a Graph.
 
     A model file imported before and unchanged since is restored from its import snapshot
-    (graphcnn/frontends/onnx_snapshot.py: no onnx import, weights read on first use)."""
+    (graphcnn/frontends/onnx_snapshot.py: no onnx import, weights read on first use).
+    `progress=True` shows the nodes imported on stderr when it is a terminal; a callable gets
+    `fn(stage, done, total, detail)` (graphcnn/progress.py)."""
     from .frontends import onnx_snapshot
+    from .progress import reporting, sink_for
 
-    graph = onnx_snapshot.load(model, input_shapes, options)
-    if graph is not None:
-        return graph
-    from .frontends.onnx import from_onnx as _from_onnx
+    with reporting(sink_for(progress)):
+        graph = onnx_snapshot.load(model, input_shapes, options)
+        if graph is not None:
+            return graph
+        from .frontends.onnx import from_onnx as _from_onnx
 
-    return _from_onnx(model, input_shapes=input_shapes, **options)
+        return _from_onnx(model, input_shapes=input_shapes, **options)
 
 
 __all__ = [

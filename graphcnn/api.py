@@ -8,7 +8,9 @@ from .hugepages import no_huge_page_advice
 from .ir import Graph
 from .ops.opaque import opaque_ops
 from .opt_levels import DEFAULT_OPT_LEVEL, check_opt_level
+from .progress import reporting, sink_for
 from .runtime import CompiledModel
+from .taps import Recipe
 from .verify import verify
 
 
@@ -22,7 +24,8 @@ def optimize(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, **options: Any) -
 
 
 def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
-            fallback: str | None = None, **options: Any) -> CompiledModel:
+            fallback: str | None = None, batch: str | None = None, progress: object = False,
+            **options: Any) -> CompiledModel:
     """Compile a graph for a target: "llvm", "onnxruntime" or "reference".
 
     The reference target interprets the graph as given unless an opt_level is asked for; the
@@ -32,17 +35,54 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
     without a graphcnn op): the llvm target refuses them, listing every one, unless
     `fallback="onnxruntime"`, which runs them on onnxruntime and the rest natively
     (backends/fallback.py; `cm.placement` says where each node runs).
-    """
-    from graphcnn.backends import compile_for
 
+    `batch="dynamic"` returns a model that takes any batch size N >= 1 on axis 0 of every input
+    (graphcnn/dynamic_batch.py): the graph, proved batch-wise here (a CompileError names the node
+    that mixes samples), is compiled re-batched to N on the first call with N, and the models of
+    the 4 most recently used sizes are kept in memory.
+
+    `cm.run(feeds, taps=[...])` and `cm.tensor_names()` compile the same recipe again with
+    tapped values kept (graphcnn/taps.py).
+
+    `progress=True` shows each pass and kernel-module compile on one stderr line when stderr
+    is a terminal; a callable gets them as `fn(stage, done, total, detail)` (progress.py).
+    """
+    with reporting(sink_for(progress)):
+        return _checked(graph, target, opt_level, fallback, batch, progress, options)
+
+
+def _checked(graph: Graph, target: str, opt_level: int | None, fallback: str | None,
+             batch: str | None, progress: object, options: dict[str, Any]) -> CompiledModel:
     if not isinstance(graph, Graph):
         raise CompileError(f"compile() takes a gc.Graph, got {type(graph).__name__}")
     if fallback not in (None, "onnxruntime"):
         raise InvalidOptionError(f"fallback must be None or 'onnxruntime', got {fallback!r}")
+    if batch not in (None, "dynamic"):
+        raise InvalidOptionError(f"batch must be None or 'dynamic', got {batch!r}")
     verify(graph)
     if opt_level is None:
         opt_level = 0 if target == "reference" else DEFAULT_OPT_LEVEL
     check_opt_level(opt_level)
+    if batch == "dynamic":
+        from graphcnn.backends import TARGETS
+
+        from .dynamic_batch import DynamicBatchModel
+
+        if target not in TARGETS:
+            raise CompileError(f"unknown target {target!r}; targets are {sorted(TARGETS)}")
+        return DynamicBatchModel(graph.copy(), target, lambda g: compile(
+            g, target=target, opt_level=opt_level, fallback=fallback, progress=progress,
+            **options))
+    recipe = Recipe(graph.copy(), compile, target, opt_level, fallback, dict(options))
+    model = _compile(graph, target, opt_level, fallback, options)
+    model._recipe = recipe
+    return model
+
+
+def _compile(graph: Graph, target: str, opt_level: int, fallback: str | None,
+             options: dict[str, Any]) -> CompiledModel:
+    from graphcnn.backends import compile_for
+
     opaque = opaque_ops(graph.nodes)
     if target == "llvm" and opaque:
         if fallback is None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .ir import Graph, Node
+from .profiling import format_profile
 
 
 def node_flops(node: Node) -> int:
@@ -126,24 +127,20 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def format_profile(profile: list[dict], top: int = 25) -> str:
-    """Per-layer rows: node, op, time, GFLOP/s, share of the total."""
-    total = sum(p["seconds"] for p in profile) or 1e-30
-    lines = [f"{'node':<28} {'op':<14} {'ms':>9} {'GFLOP/s':>8} {'share':>6}"]
-    for p in sorted(profile, key=lambda p: -p["seconds"])[:top]:
-        gf = p.get("flops", 0) / p["seconds"] / 1e9 if p["seconds"] > 0 else 0.0
-        lines.append(f"{p['node'][:28]:<28} {p['op'][:14]:<14} {p['seconds'] * 1e3:>9.3f} "
-                     f"{gf:>8.1f} {100 * p['seconds'] / total:>5.1f}%")
-    return "\n".join(lines)
-
-
-def bench_model(graph: Graph, threads: int = 2, runs: int = 30, profile: bool = True) -> int:
+def bench_model(graph: Graph, threads: int = 2, runs: int = 30, profile: bool = True,
+                on_profile: Callable[[list[dict]], object] | None = None) -> int:
+    """The side-by-side table, then (`profile`) the llvm per-layer profile, which
+    `on_profile` also receives (the CLI's --trace writes it out)."""
     row = compare_with_onnxruntime(graph, threads=threads, runs=runs)
     print(format_table([row]))
     print(f"compile (cold or cached): {row['compile_s'] * 1e3:.0f} ms; "
           f"workspace arena: {row['memory_bytes'] or 0} bytes")
     model = row["model"]
-    if profile and hasattr(model, "profile"):
-        print("\nper-layer profile (instrumented build of the same kernels):")
-        print(format_profile(model.profile(*row["inputs"])))
+    if profile or on_profile is not None:
+        layers = model.profile(*row["inputs"])
+        if profile:
+            print("\nper-layer profile (instrumented build of the same kernels):")
+            print(format_profile(layers))
+        if on_profile is not None:
+            on_profile(layers)
     return 0

@@ -1,4 +1,4 @@
-"""The `graphcnn` command line: demo, show, run, export, compile, bench, serve.
+"""The `graphcnn` command line: demo, show, run, export, compile, debug, bench, cache, serve.
 
 User mistakes (a missing file, a bad model, a wrong input) print one `graphcnn: error: ...` line
 and exit 1; tracebacks are for bugs only.
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .dsl_file import load_dsl_file
-from .errors import GraphcnnError, InputError, ModelLoadError
+from .errors import GraphcnnError, InputError, ModelLoadError, ShapeError
 from .ir import Graph
 from .opt_levels import DEFAULT_OPT_LEVEL, OPT_LEVELS
 
@@ -29,7 +29,8 @@ def load_model(path: str, input_shapes: Sequence[str] = (), keep: bool = False,
                batch: int | None = None) -> Graph:
     """An .onnx file, or a DSL .py file defining `graph`, `build()` or `model` + `input_shape`.
 
-    `input_shapes`: --input-shape specs NAME=1x3x224x224 for an ONNX file's symbolic dims;
+    `input_shapes`: --input-shape specs [NAME=]1x3x224x224 for an ONNX file's symbolic dims (a
+    new first dim re-binds a static batch; NAME may be left out for a one-input model);
     `keep`: import ONNX nodes without a graphcnn op as onnx_nodes (for --fallback); `batch`:
     re-bind the file's batch (--batch)."""
     if not os.path.exists(path):
@@ -42,26 +43,62 @@ def load_model(path: str, input_shapes: Sequence[str] = (), keep: bool = False,
         return load_dsl_file(path)
     from . import from_onnx
 
-    return from_onnx(path, input_shapes=shapes or None, batch=batch,
-                     **({"unsupported": "keep"} if keep else {}))
+    if None in shapes:
+        shapes[_only_input(path)] = shapes.pop(None)
+    try:
+        return from_onnx(path, input_shapes=shapes or None, batch=batch,
+                         **({"unsupported": "keep"} if keep else {}))
+    except (ShapeError, InputError) as e:
+        raise type(e)(flag_words(str(e))) from None
 
 
-def parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """NAME=1x3x224x224 (repeatable) -> {NAME: (1, 3, 224, 224)}."""
-    shapes: dict[str, tuple[int, ...]] = {}
+def parse_input_shapes(specs: Sequence[str]) -> dict[str | None, tuple[int, ...]]:
+    """[NAME=]1x3x224x224 (repeatable) -> {NAME: (1, 3, 224, 224)}; None for no NAME."""
+    shapes: dict[str | None, tuple[int, ...]] = {}
     for spec in specs:
         name, sep, dims = spec.rpartition("=")
         try:
             shape = tuple(int(d) for d in dims.lower().split("x"))
         except ValueError:
             shape = ()
-        if not sep or not name or not shape or min(shape) < 1:
-            raise InputError(f"--input-shape {spec!r}: write NAME=DIMxDIMx... with positive dims,"
-                             f" e.g. input=1x3x224x224")
-        if name in shapes:
-            raise InputError(f"--input-shape gives {name!r} twice")
-        shapes[name] = shape
+        if (sep and not name) or not shape or min(shape) < 1:
+            raise InputError(f"--input-shape {spec!r}: write [NAME=]DIMxDIMx... with positive "
+                             f"dims, e.g. input=1x3x224x224")
+        key = name if sep else None
+        if key in shapes:
+            raise InputError(f"--input-shape gives {key or 'the unnamed input'!r} twice")
+        shapes[key] = shape
     return shapes
+
+
+def _only_input(path: str) -> str:
+    """The name of an ONNX file's one input (an --input-shape without NAME=)."""
+    from .frontends.onnx_safety import load_model_split
+
+    loaded = load_model_split(path)
+    g = loaded.proto.graph
+    loaded.release()
+    initializers = {t.name for t in g.initializer}
+    names = [vi.name for vi in g.input if vi.name not in initializers]
+    if len(names) != 1:
+        raise InputError(f"--input-shape without NAME=: {path} has {len(names)} inputs "
+                         f"{names}; write NAME=DIMxDIMx...")
+    return names[0]
+
+
+_FLAG_WORDS = [  # from_onnx's words for input_shapes, in the CLI's flag
+    (re.compile(r"input_shapes=\{'([^']*)': \(\.\.\.\)\}"), r"--input-shape \1=DIMxDIMx..."),
+    (re.compile(r"input_shapes\['([^']*)'\] = \[([^\]]*)\]"),
+     lambda m: f"--input-shape {m[1]}={'x'.join(m[2].split(', '))}"),
+    (re.compile(r"\binput_shapes\b"), "--input-shape"),
+]
+
+
+def flag_words(message: str) -> str:
+    """A from_onnx message that says `input_shapes` in terms of --input-shape."""
+    for pattern, replacement in _FLAG_WORDS:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 def random_inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
@@ -127,6 +164,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         write_svg(graph, args.svg)
         print(f"wrote {args.svg}", file=sys.stderr)
+    if args.dot:
+        from .dot import write_dot
+
+        write_dot(graph, args.dot)
+        print(f"wrote {args.dot}", file=sys.stderr)
     return 0
 
 
@@ -174,6 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     outs = cm(*inputs)
     seconds = time.perf_counter() - start
     outs = outs if isinstance(outs, tuple) else (outs,)
+    if args.trace:
+        _write_trace(cm.profile(*inputs), args.trace)
     paths = _output_paths(args.output, cm.output_names) if args.output else {}
     for name, y in zip(cm.output_names, outs):
         if name in paths:
@@ -190,6 +234,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(y)
     print(f"latency: {seconds * 1e3:.3f} ms ({cm.target}, first call)")
     return 0
+
+
+def _write_trace(profile, path: str) -> None:
+    """A per-layer profile as a Chrome trace (graphcnn/profiling.py), noted on stderr."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"cannot write {path}: directory {parent} does not exist")
+    profile.write_trace(path)
+    print(f"wrote {path} ({len(profile)} layers, {profile.target}; open in ui.perfetto.dev)",
+          file=sys.stderr)
 
 
 def _output_paths(output: str, names: Sequence[str]) -> dict[str, str]:
@@ -222,6 +276,20 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_debug(args: argparse.Namespace) -> int:
+    """Exit 0 when the target agrees with the reference within --tol, 1 when it diverges
+    (like diff): the report names the first bad pass prefix and the first bad node."""
+    from .debug import debug_model
+
+    if not args.tol > 0:
+        raise InputError(f"--tol must be positive, got {args.tol}")
+    graph = load_model(args.model, args.input_shape, batch=args.batch)
+    inputs = _read_inputs(graph, args.input, args.seed)
+    report = debug_model(graph, inputs, target=args.target, tol=args.tol, opt_level=args.opt)
+    print(report.format())
+    return 0 if report.agrees else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench_model
 
@@ -231,11 +299,44 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         row = compare_with_onnxruntime(graph, threads=args.threads, runs=args.runs)
         report = {k: v for k, v in row.items() if isinstance(v, (int, float, str, type(None)))}
-        if not args.no_profile and hasattr(row["model"], "profile"):
-            report["profile"] = row["model"].profile(*row["inputs"])
+        if not args.no_profile or args.trace:
+            profile = row["model"].profile(*row["inputs"])
+            if args.trace:
+                _write_trace(profile, args.trace)
+            if not args.no_profile:
+                report["profile"] = list(profile)
         print(json.dumps(report))
         return 0
-    return bench_model(graph, threads=args.threads or 2, runs=args.runs, profile=not args.no_profile)
+    return bench_model(graph, threads=args.threads or 2, runs=args.runs,
+                       profile=not args.no_profile,
+                       on_profile=(lambda p: _write_trace(p, args.trace)) if args.trace else None)
+
+
+def cmd_cache_info(args: argparse.Namespace) -> int:
+    from graphcnn.backends.llvm.cache_size import cache_info, human
+
+    info = cache_info()
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(f"cache directory: {info['dir']}")
+    print(f"entries: {info['entries']}, {human(info['total_bytes'])} "
+          f"({info['total_bytes']} bytes) of {human(info['max_bytes'])} (GRAPHCNN_CACHE_MAX)")
+    if info["incomplete"]:
+        print(f"incomplete entries (stores under way or interrupted): {info['incomplete']}")
+    for e in info["largest"]:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["last_used"]))
+        print(f"  {human(e['bytes']):>10}  {e['key'][:16]}  last used {used}")
+    return 0
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    from graphcnn.backends.llvm.cache_size import clear_cache, human
+
+    done = clear_cache()
+    print(f"freed {human(done['freed_bytes'])} ({done['freed_bytes']} bytes, "
+          f"{done['entries']} entries) in {done['dir']}")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -264,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the lesson network on built-in data, every target, a summary")
     s.add_argument("--threads", type=_positive, default=None,
                    help="worker threads (default: all cores)")
+    _quiet_option(s)
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("show", help="print the textual IR (after passes with --opt N)")
@@ -273,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", default=None, choices=TARGETS,
                    help="optimise for this target (llvm adds layout choices)")
     s.add_argument("--svg", metavar="FILE.svg", help="also write a picture of the graph")
+    s.add_argument("--dot", metavar="FILE.dot",
+                   help="also write the graph as Graphviz source (dot -Tsvg FILE.dot)")
     s.add_argument("--json", action="store_true",
                    help="print the graph as JSON (nodes, ops, attrs, value types)")
     s.add_argument("--print-before", default=None, metavar="PASS[,PASS]",
@@ -284,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-unsupported", action="store_true",
                    help="show ONNX nodes without a graphcnn op as onnx_node instead of failing")
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_show)
 
     s = sub.add_parser("run", help="run on random or given input, print outputs")
@@ -303,7 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print outputs and latency as one JSON object")
     s.add_argument("--fallback", choices=["onnxruntime"], default=None,
                    help="run ONNX nodes without a native kernel on onnxruntime (llvm target)")
+    _trace_option(s)
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("export", help="a DSL model file to ONNX")
@@ -311,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="FILE.onnx",
                    help="the ONNX file to write")
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("compile", help="AOT native shared library + C header")
@@ -326,7 +434,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opt", type=int, default=DEFAULT_OPT_LEVEL, choices=OPT_LEVELS,
                    help="optimisation level (default: %(default)s)")
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_compile)
+
+    s = sub.add_parser("debug", help="find the pass and the node where a target leaves the "
+                                     "reference (exit 1 when it does)")
+    s.add_argument("model", help=".onnx file or DSL .py file")
+    s.add_argument("--target", default="llvm", choices=TARGETS,
+                   help="the target to check against the reference (default: %(default)s)")
+    s.add_argument("--tol", type=float, default=1e-4,
+                   help="relative L2 tolerance (default: %(default)s)")
+    s.add_argument("--opt", type=int, default=None, choices=OPT_LEVELS,
+                   help="the target's optimisation level (default: gc.compile's)")
+    s.add_argument("--input", action="append", default=[], metavar="[NAME=]FILE.npy",
+                   help="an input from a .npy file (repeatable; default: seeded random)")
+    s.add_argument("--seed", type=int, default=0,
+                   help="seed for random inputs (default: %(default)s)")
+    _input_shape_option(s)
+    _quiet_option(s)
+    s.set_defaults(fn=cmd_debug)
 
     s = sub.add_parser("bench", help="graphcnn vs onnxruntime side by side, per-layer profile")
     s.add_argument("model", help=".onnx file or DSL .py file")
@@ -337,8 +463,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-profile", action="store_true", help="skip the per-layer profile")
     s.add_argument("--json", action="store_true",
                    help="print the timings (and the profile) as one JSON object")
+    _trace_option(s)
     _input_shape_option(s)
+    _quiet_option(s)
     s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("cache", help="the llvm compile cache: info, clear")
+    actions = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("info", help="directory, entries, total size, limit, largest entries")
+    a.add_argument("--json", action="store_true", help="print it as one JSON object")
+    a.set_defaults(fn=cmd_cache_info)
+    a = actions.add_parser("clear", help="delete every entry (other files stay)")
+    a.set_defaults(fn=cmd_cache_clear)
 
     s = sub.add_parser("serve", help="serve over HTTP: KServe v2 protocol, dynamic batching, "
                                      "/metrics (docs/serving.md)")
@@ -387,10 +523,22 @@ def _cpu_name(text: str) -> str:
     return text
 
 
+def _trace_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--trace", metavar="OUT.json", default=None,
+                   help="write the per-layer profile as a Chrome trace (Perfetto, "
+                        "chrome://tracing)")
+
+
+def _quiet_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress line (shown on stderr only when it is a terminal)")
+
+
 def _input_shape_option(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--input-shape", action="append", default=[], metavar="NAME=1x3x224x224",
-                   help="the shape of an input whose dims the ONNX file leaves symbolic "
-                        "(repeatable)")
+    s.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]1x3x224x224",
+                   help="the shape of an ONNX file's input: binds its symbolic dims, and a new "
+                        "first dim re-binds a static batch (repeatable; NAME may be left out "
+                        "for a one-input model)")
     s.add_argument("--batch", type=int, default=None, metavar="N",
                    help="re-bind the ONNX file's batch (static or symbolic) to N; refused "
                         "where the graph does not compute each sample on its own")
@@ -398,14 +546,19 @@ def _input_shape_option(s: argparse.ArgumentParser) -> None:
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as `graphcnn: warning: ...`, without the source line Python prints."""
-    print(f"graphcnn: warning: {category.__name__}: {message}", file=file or sys.stderr)
+    print(f"graphcnn: warning: {category.__name__}: {flag_words(str(message))}",
+          file=file or sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .progress import TerminalProgress, reporting
+
     args = build_parser().parse_args(argv)
     warnings.showwarning = _one_line_warning
     try:
-        return args.fn(args)
+        # import, passes and kernel compiles on one stderr line, when it is a terminal
+        with reporting(None if getattr(args, "quiet", False) else TerminalProgress()):
+            return args.fn(args)
     except BrokenPipeError:  # `graphcnn show m.onnx | head -1`: the reader left, so do we
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -18,6 +18,8 @@ import numpy as np
 
 from .errors import CompileError, InputError
 from .ir import Graph, TensorType
+from .profiling import Profile
+from .taps import Recipe, check_taps, tap_model, tensor_names
 
 # a model's name and its (name, type) inputs and outputs: what calling it needs of the graph
 Signature = tuple[str, list[tuple[str, TensorType]], list[tuple[str, TensorType]]]
@@ -32,6 +34,7 @@ class CompiledModel:
     """A graph compiled for one target. Call it with positional inputs or `run` with a dict."""
 
     target = "?"
+    _recipe: Recipe | None = None  # set by gc.compile: what taps recompile (graphcnn/taps.py)
 
     def __init__(self, graph: Graph | None, signature: Signature | None = None):
         """`graph`, or for a model loaded from a file without one, its `signature`."""
@@ -54,7 +57,10 @@ class CompiledModel:
         outs = self._execute([self._check(n, x) for n, x in zip(self.input_names, inputs)])
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def run(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+    def run(self, feeds: dict[str, Any], taps: Sequence[str] | None = None
+            ) -> dict[str, np.ndarray]:
+        """Outputs by name; with `taps` (names from `tensor_names()`) the tapped intermediates
+        follow the outputs in the same dict, in the order asked (graphcnn/taps.py)."""
         if not isinstance(feeds, dict):
             raise InputError(f"run() takes a dict of input name -> array, got {type(feeds).__name__}")
         unknown = sorted(set(feeds) - set(self.input_names))
@@ -62,8 +68,42 @@ class CompiledModel:
         if unknown or missing:
             raise InputError(f"{self._name}: unknown input name(s) {unknown}, missing "
                              f"{missing}; inputs are {self.input_names}")
-        outs = self._execute([self._check(n, feeds[n]) for n in self.input_names])
-        return dict(zip(self.output_names, outs))
+        inputs = [self._check(n, feeds[n]) for n in self.input_names]
+        if taps is None:
+            return dict(zip(self.output_names, self._execute(inputs)))
+        names = check_taps(self._tap_source(), taps)
+        extra = [n for n in names if n not in self.output_types]
+        model = tap_model(self._recipe, extra) if extra else self  # outputs need no build
+        outs = model._execute(inputs)
+        result = dict(zip(self.output_names, outs))
+        result.update(zip(extra, outs[len(self.output_names):]))
+        return result
+
+    def tensor_names(self) -> list[str]:
+        """The names `run(..., taps=...)` accepts: every value a node of the graph as the user
+        gave it computes, in topological order (as the text IR printer names them)."""
+        return tensor_names(self._tap_source())
+
+    def _tap_source(self) -> Graph:
+        if self._recipe is None:
+            raise CompileError(f"{self._name}: taps and tensor_names need the graph the model "
+                               "was compiled from: compile it with gc.compile (a model loaded "
+                               "from a file keeps only its code)")
+        return self._recipe.graph
+
+    def profile(self, *inputs: Any, runs: int = 10) -> Profile:
+        """Per-layer mean wall time over `runs` calls, in execution order (graphcnn/profiling.py:
+        rows {"node", "op", "seconds", ...}; `.write_trace(path)` for Perfetto)."""
+        if len(inputs) != len(self.input_names):
+            raise InputError(f"{self._name} takes {len(self.input_names)} input(s) "
+                             f"{self.input_names}, got {len(inputs)}")
+        if not isinstance(runs, int) or runs < 1:
+            raise InputError(f"profile: runs must be a positive int, got {runs!r}")
+        checked = [self._check(n, x) for n, x in zip(self.input_names, inputs)]
+        return Profile(self._profile(checked, runs), self.target)
+
+    def _profile(self, inputs: Sequence[np.ndarray], runs: int) -> list[dict]:
+        raise CompileError(f"the {self.target} target has no per-layer profile")
 
     def _check(self, name: str, x: Any) -> np.ndarray:
         want = self.input_types[name]
@@ -78,10 +118,14 @@ class CompiledModel:
         if x.dtype != self._input_dtypes[name]:
             raise InputError(f"input {name!r}: dtype {x.dtype} but the model takes {want.dtype} "
                              f"(convert with x.astype(np.{want.dtype}))")
-        if tuple(x.shape) != want.shape:
-            raise InputError(f"input {name!r}: shape {tuple(x.shape)} but the model was compiled "
-                             f"for {want.shape}")
+        self._check_shape(name, tuple(x.shape))
         return np.ascontiguousarray(x)
+
+    def _check_shape(self, name: str, shape: tuple[int, ...]) -> None:
+        want = self.input_types[name].shape
+        if shape != want:
+            raise InputError(f"input {name!r}: shape {shape} but the model was compiled "
+                             f"for {want}")
 
     def _execute(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError  # each target implements this

@@ -45,6 +45,7 @@ from .concat_prefix import reuse_concat_prefixes
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .dense_blocked import read_blocked_features
+from .fault_injection import with_fault
 from .fold_batch_norm import fold_batch_norm
 from .fold_constants import fold_constants
 from .fold_pad import fold_pad
@@ -132,9 +133,9 @@ def pipeline(opt_level: int = 2, target: str | None = None, block: int = DEFAULT
     llvm = target in LLVM_TARGETS
     lowering = _lowering(block) if llvm else []
     if opt_level == 0:
-        return lowering
+        return with_fault(lowering)
     if opt_level == 1:
-        return _cleanup() + lowering
+        return with_fault(_cleanup() + lowering)
     passes = _cleanup() + _fusion()
     if llvm:
         passes += _llvm(block)
@@ -142,7 +143,7 @@ def pipeline(opt_level: int = 2, target: str | None = None, block: int = DEFAULT
         passes += _cleanup() + _fusion()
     passes += lowering
     passes.append(Pass("mark-concat-inplace", mark_concat_inplace))  # last: needs final producers
-    return passes
+    return with_fault(passes)  # tests only: GRAPHCNN_TEST_FAULT (fault_injection.py)
 
 
 def pass_names(opt_level: int = 2, target: str | None = None) -> list[str]:

@@ -8,7 +8,8 @@
 - per-pass wall-clock timings and changed flags on the returned `PassReport` (`timings=True`
   also prints the table to `stream`);
 - a failing pass (an exception, or a graph the verifier rejects) raises `PassError` naming the
-  pass and the passes that ran before it.
+  pass and the passes that ran before it;
+- progress: each pass is reported (graphcnn.progress, stage "passes") before it runs.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from graphcnn.errors import GraphError
+from graphcnn import progress
+from graphcnn.errors import GraphError, InvalidOptionError
 from graphcnn.ir import Graph
 from graphcnn.verify import verify as verify_graph
 
@@ -94,6 +96,13 @@ class PassManager:
                  stream: IO[str] | None = None):
         self.passes = list(passes)
         self.verify = verify
+        known = [p.name for p in self.passes]
+        for flag, which in (("print_before", print_before), ("print_after", print_after)):
+            names = [which] if isinstance(which, str) else list(which or ())
+            unknown = [n for n in names if n != "all" and n not in known]
+            if unknown:  # a misspelt name would print nothing, silently
+                raise InvalidOptionError(f"{flag}: no pass {', '.join(map(repr, unknown))} in "
+                                         f"this pipeline; passes: all, {', '.join(known)}")
         self.print_before, self.print_after = print_before, print_after
         self.dump_dir = dump_dir
         self.timings = timings
@@ -116,6 +125,7 @@ class PassManager:
         if self.dump_dir is not None:
             self._dump(0, "input", graph)
         for index, p in enumerate(self.passes, start=1):
+            progress.report("passes", index - 1, len(self.passes), p.name)
             if _selected(self.print_before, p.name):
                 self._print("before", p.name, graph)
             n_before = len(graph.nodes)
@@ -136,6 +146,7 @@ class PassManager:
                 self._print("after", p.name, graph)
             if self.dump_dir is not None:
                 self._dump(index, p.name, graph)
+        progress.report("passes", len(self.passes), len(self.passes))
         if self.timings:
             print(report.format(), file=self.stream or sys.stderr)
         return report

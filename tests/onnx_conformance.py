@@ -103,10 +103,11 @@ def all_cases() -> tuple[Case, ...]:
     return node_cases() + model_folder_cases() + light_model_cases()
 
 
-# ONNX ops whose graphcnn op takes int64/int32/bool data (graphcnn/ops/indexing.py), and the
-# shape ops that go with them
+# ONNX ops whose graphcnn op takes int64/int32/bool data (graphcnn/ops/indexing.py), the
+# shape ops that go with them, and the integer arithmetic with a native kernel
 NON_FLOAT_OPS = frozenset({"ArgMax", "ArgMin", "Gather", "Cast", "Where", "Split", "Slice",
-                           "Expand", "Tile", "Identity", "Constant", "Shape"})
+                           "Expand", "Tile", "Identity", "Constant", "Shape",
+                           "Add", "Sub", "Mul", "Sum", "Max", "Min"})
 _T = onnx.TensorProto
 NON_FLOAT_TYPES = frozenset({_T.INT64, _T.INT32, _T.BOOL})
 

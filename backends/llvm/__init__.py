@@ -36,6 +36,7 @@ import os
 import time
 from typing import Any
 
+from graphcnn import progress
 from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
 
@@ -134,8 +135,10 @@ def _build(graph: Graph, threads: int, cache: bool, cpu: str, rewrites: bool, pr
         builder = ObjectBuilder(cpu)
         try:
             with gc_paused():
+                progress.report("lower", 0, 1, graph.name)
                 lowered = lower(graph, vector_width(cpu), symbol, profile,
                                 on_kernel_module=builder.submit)
+                progress.report("lower", 1, 1)
                 obj = compile_objects(lowered.modules, cpu, builder=builder)
         finally:
             builder.close()

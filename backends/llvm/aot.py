@@ -12,6 +12,10 @@ name's stem without `lib`, as a C identifier): `resnet_run`, `resnet_init_thread
 `run` and pool functions, and a linker version script exports only them: the kernels, the
 weights and `run` stay local, so two libraries link into one program without clashing.
 
+Batches: a graph proved batch-wise (graphcnn/rebatch.py, on the graph as given) also gets
+`<name>_run_batch(n, inputs, outputs, workspace)`, n samples through ceil(n/B) calls of `run` at
+the compiled batch B; the header documents it, or says why a graph has none.
+
 Threads: there is no Python process to share a pool with, so the library links its own copy of
 the pool (threads.pool_module(aot=True), hidden symbols: two libraries in one process never
 share or interpose each other's pool). It starts on first use, <name>_init_threads(n); until
@@ -25,6 +29,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
@@ -74,6 +80,7 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
     cc = find_cc()
     if cc is None:
         raise CompileError("export_library needs a C compiler (cc) to link the shared library")
+    batching = batch_plan(graph)  # on the graph as given: the passes add layout ops
     if not _optimized:
         level = check_opt_level(DEFAULT_OPT_LEVEL if opt_level is None else opt_level)
         graph = optimized(graph, level, rewrites, cpu)
@@ -83,6 +90,7 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
         raise CompileError(f"cannot write {path}: directory {path.parent} does not exist")
     symbol = f"graphcnn_weights_{stem}"
     lowered = lower(graph, vector_width(cpu), symbol)
+    batch = batching if isinstance(batching, int) else None
     objects = compile_objects([*lowered.modules, (pool_module(aot=True), MODEL_PIPELINE)], cpu,
                               aot=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,9 +105,10 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
             f"\t.balign 64\n{symbol}:\n\t.incbin \"{tmpdir / 'weights.bin'}\"\n"
             f"\t.size {symbol}, {len(lowered.weights)}\n"
             "\t.section .note.GNU-stack,\"\",@progbits\n")
-        (tmpdir / "entry.c").write_text(entry_stub(stem))
+        (tmpdir / "entry.c").write_text(entry_stub(stem) + (
+            batch_stub(graph, stem, batch, lowered.workspace_bytes) if batch else ""))
         (tmpdir / "exports.map").write_text(
-            "{\n  global:\n" + "".join(f"    {s};\n" for s in exported_symbols(stem))
+            "{\n  global:\n" + "".join(f"    {s};\n" for s in exported_symbols(stem, batch))
             + "  local: *;\n};\n")
         cmd = [cc, "-shared", "-fPIC", "-O2", "-o", str(path), *object_files,
                str(tmpdir / "weights.s"), str(tmpdir / "entry.c"),
@@ -108,12 +117,78 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
         if proc.returncode != 0:
             raise CompileError(f"linking {path} failed: {' '.join(cmd)}\n{proc.stderr}")
     header = path.with_suffix(".h")
-    header.write_text(c_header(graph, stem, lowered.workspace_bytes, cpu))
+    header.write_text(c_header(graph, stem, lowered.workspace_bytes, cpu, batching))
     return str(header)
 
 
-def exported_symbols(stem: str) -> list[str]:
-    return [f"{stem}_run", f"{stem}_init_threads", f"{stem}_shutdown_threads"]
+def exported_symbols(stem: str, batch: int | None = None) -> list[str]:
+    return [f"{stem}_run", *([f"{stem}_run_batch"] if batch else []), f"{stem}_init_threads",
+            f"{stem}_shutdown_threads"]
+
+
+def batch_plan(graph: Graph) -> int | str:
+    """The batch B that <name>_run_batch slices by, or why the library has no such entry."""
+    from graphcnn.rebatch import graph_batch
+
+    try:
+        return graph_batch(graph)
+    except CompileError as e:
+        return str(e)
+
+
+def _align(nbytes: int) -> int:
+    return -(-nbytes // 64) * 64
+
+
+def batch_layout(graph: Graph, batch: int, workspace_bytes: int
+                 ) -> tuple[list[int], list[int], list[int], list[int], int]:
+    """Bytes per sample of each input and output, the workspace offsets of their batch-B
+    copies for a tail slice (after run's own workspace), and the total workspace."""
+    values = [*graph.inputs, *graph.outputs]
+    sample = [v.type.size // batch * np.dtype(v.type.dtype).itemsize for v in values]
+    offsets, at = [], _align(max(workspace_bytes, 64))
+    for nbytes in sample:
+        offsets.append(at)
+        at += _align(nbytes * batch)
+    k = len(graph.inputs)
+    return sample[:k], sample[k:], offsets[:k], offsets[k:], at
+
+
+def batch_stub(graph: Graph, stem: str, batch: int, workspace_bytes: int) -> str:
+    """<stem>_run_batch: run over ceil(n/B) slices of B samples; a tail of fewer goes through
+    zero-padded copies in the workspace, and only its rows are copied out."""
+    ins, outs, in_at, out_at, _ = batch_layout(graph, batch, workspace_bytes)
+
+    def table(name: str, numbers: list[int]) -> str:
+        return f"    static const int64_t {name}[] = {{{', '.join(map(str, numbers))}}};"
+
+    return "\n".join([
+        "#include <stdint.h>", "#include <string.h>",
+        f"int {stem}_run_batch(int64_t n, void** inputs, void** outputs, void* workspace) {{",
+        table("in_sample", ins), table("out_sample", outs),
+        table("in_at", in_at), table("out_at", out_at),
+        f"    void* in[{len(ins)}];", f"    void* out[{len(outs)}];",
+        "    if (n < 1) return -1;",
+        f"    for (int64_t s = 0; s < n; s += {batch}) {{",
+        f"        int64_t rows = n - s < {batch} ? n - s : {batch};",
+        f"        int tail = rows < {batch};",
+        f"        for (int i = 0; i < {len(ins)}; i++) {{",
+        "            char* src = (char*)inputs[i] + s * in_sample[i];",
+        "            in[i] = src;",
+        "            if (tail) {",
+        "                in[i] = (char*)workspace + in_at[i];",
+        "                memcpy(in[i], src, rows * in_sample[i]);",
+        "                memset((char*)in[i] + rows * in_sample[i], 0,",
+        f"                       ({batch} - rows) * in_sample[i]);",
+        "            }", "        }",
+        f"        for (int o = 0; o < {len(outs)}; o++)",
+        "            out[o] = tail ? (char*)workspace + out_at[o]",
+        "                          : (char*)outputs[o] + s * out_sample[o];",
+        "        int rc = run(in, out, workspace);",
+        "        if (rc) return rc;",
+        f"        for (int o = 0; tail && o < {len(outs)}; o++)",
+        "            memcpy((char*)outputs[o] + s * out_sample[o], out[o], rows * out_sample[o]);",
+        "    }", "    return 0;", "}", ""])
 
 
 def entry_stub(stem: str) -> str:
@@ -150,7 +225,14 @@ def c_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def c_header(graph: Graph, stem: str, workspace_bytes: int, cpu: str) -> str:
+def c_comment(text: str) -> str:
+    """`text` safe inside a C comment on one line: printable ASCII, no comment end."""
+    text = "".join(ch if 0x20 <= ord(ch) < 0x7F else "?" for ch in text)
+    return text.replace("*/", "* /").replace("/*", "/ *").replace("??", "? ?")
+
+
+def c_header(graph: Graph, stem: str, workspace_bytes: int, cpu: str,
+             batching: int | str = "not asked for") -> str:
     """The header: names only as C identifiers (`stem` is one) or escaped string literals;
     every macro starts with STEM_ and every function with stem_."""
     if not C_IDENTIFIER.fullmatch(stem):
@@ -191,8 +273,29 @@ def c_header(graph: Graph, stem: str, workspace_bytes: int, cpu: str) -> str:
                       f"#define {m}_{kind}_{i}_SHAPE {{{shape}}}",
                       f"#define {m}_{kind}_{i}_SIZE {v.type.size}",
                       f"#define {m}_{kind}_{i}_CTYPE {C_TYPES[v.type.dtype]}"]
+    batched = []
+    if isinstance(batching, int):
+        total = batch_layout(graph, batching, workspace_bytes)[4]
+        lines += [
+            f"/* {stem}_run_batch(n, in, out, ws): n >= 1 samples at once, each input and",
+            "   output holding n of them along dim 0 (n * SAMPLE_SIZE elements), a workspace of",
+            f"   BATCH_WORKSPACE_BYTES (64-byte aligned). It runs the batch-{batching} code over",
+            f"   ceil(n / {batching}) slices (a shorter tail through padded copies in the",
+            f"   workspace) and returns 0, {m}_ERROR_BATCH if n < 1, or the first slice's",
+            f"   nonzero code as {stem}_run does. */",
+            f"#define {m}_BATCH {batching}",
+            f"#define {m}_BATCH_WORKSPACE_BYTES {total}",
+            f"#define {m}_ERROR_BATCH (-1)"]
+        for kind, values in (("INPUT", graph.inputs), ("OUTPUT", graph.outputs)):
+            lines += [f"#define {m}_{kind}_{i}_SAMPLE_SIZE {v.type.size // batching}"
+                      for i, v in enumerate(values)]
+        batched = [(f"int {stem}_run_batch(int64_t n, {pointers} inputs, {pointers} outputs, "
+                    "void* workspace);")]
+    else:
+        lines += [f"/* no {stem}_run_batch: {c_comment(batching)} */"]
     lines += ["", "#ifdef __cplusplus", "extern \"C\" {", "#endif",
               f"int {stem}_run({pointers} inputs, {pointers} outputs, void* workspace);",
+              *batched,
               f"long {stem}_init_threads(long threads);",
               f"void {stem}_shutdown_threads(void);",
               "#ifdef __cplusplus", "}", "#endif", f"#endif /* {guard} */", ""]

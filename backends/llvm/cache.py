@@ -13,12 +13,13 @@ way in the background when a compile starts (the ONNX importer prefetches them).
 
 An entry is three files under `$GRAPHCNN_CACHE_DIR` (default ~/.cache/graphcnn/llvm):
 `<key>.o` (the object files, back to back), `<key>.weights` (the packed-weights arena, raw
-float32 bytes) and `<key>.json` (a small manifest: symbol, sizes, the model's input/output
+bytes, less the runs of one repeated value that the manifest lists, weights_fills.py) and `<key>.json` (a small manifest: symbol, sizes, the model's input/output
 signature, and xxh3 digests of the object code, the weights and the manifest itself). No
 pickle. Writes go to a temporary file then `os.replace`, manifest last, so a reader never sees
 a half-written entry. A load checks every field and digest before anything is used, and
 deletes a bad entry with a CacheIntegrityWarning (cache_integrity.py); `GRAPHCNN_CACHE=off`
-turns the cache off, and a directory others may write to is not used.
+turns the cache off, and a directory others may write to is not used. `GRAPHCNN_CACHE_MAX`
+bounds the total size, least recently used entries evicted first (cache_size.py).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from graphcnn.ir import Graph
 from .cache_integrity import (
     MAX_OBJECT_BYTES,
     BadEntry,
+    arena_bytes,
     check_manifest,
     digest,
     dir_is_safe,
@@ -49,6 +51,9 @@ from .cache_integrity import (
     read_weights,
     seal,
 )
+from .cache_size import evict, max_bytes, touch
+from .weights_fills import expand
+from .weights_fills import split as split_fills
 
 _SOURCE_DIGEST: str | None = None
 _writers: dict[str, threading.Thread] = {}  # entries being written in the background, by key
@@ -57,7 +62,10 @@ KEY_FORMAT = "2"  # bump when the key's recipe changes
 
 
 def enabled() -> bool:
-    """False when the environment says GRAPHCNN_CACHE=off (or 0, false, no)."""
+    """False when the environment says GRAPHCNN_CACHE=off (or 0, false, no), or injects a
+    test fault into the pipeline (graphcnn/passes/fault_injection.py: keys do not see it)."""
+    if os.environ.get("GRAPHCNN_TEST_FAULT"):
+        return False
     return os.environ.get("GRAPHCNN_CACHE", "").strip().lower() not in ("off", "0", "false", "no")
 
 
@@ -149,7 +157,10 @@ def load(key: str) -> tuple[list[bytes], np.ndarray, dict] | None:
     so another process truncating the file cannot fault a live model."""
     _wait_for_writer(key)
     d = cache_dir()
-    if not enabled() or not dir_is_safe(d):
+    if not enabled():
+        return None
+    max_bytes()  # a bad GRAPHCNN_CACHE_MAX fails the compile now, not after it
+    if not dir_is_safe(d):
         return None
     try:
         manifest_bytes = read_regular(d / f"{key}.json")
@@ -159,13 +170,18 @@ def load(key: str) -> tuple[list[bytes], np.ndarray, dict] | None:
         _discard(d, key, f"manifest unreadable: {e}")
         return None
     try:
-        return _checked_entry(d, key, manifest_bytes)
+        entry = _checked_entry(d, key, manifest_bytes)
     except FileNotFoundError:
-        _discard(d, key, "object or weights file missing")
+        # evicted by another process while read (manifest first, cache_size.py), or a file
+        # deleted by hand, or an eviction racing a store of the same key: deleting files is
+        # always safe, so a miss without a warning (what is left goes, so a store replaces it)
+        _discard(d, key, "", warn=False)
         return None
     except (OSError, BadEntry) as e:
         _discard(d, key, str(e))
         return None
+    touch(d / f"{key}.json")  # least recently used goes first (cache_size.evict)
+    return entry
 
 
 def _checked_entry(d: Path, key: str, manifest_bytes: bytes
@@ -178,17 +194,20 @@ def _checked_entry(d: Path, key: str, manifest_bytes: bytes
         raise BadEntry(f"manifest is not JSON: {e}") from None
     check_manifest(manifest, key)
     obj = read_regular(d / f"{key}.o", manifest["object_bytes"], MAX_OBJECT_BYTES)
-    weights = read_weights(d / f"{key}.weights", manifest["weights_file_bytes"])
-    return checked_parts(manifest, obj, weights), weights, manifest
+    stored = read_weights(d / f"{key}.weights", manifest["weights_file_bytes"])
+    objects = checked_parts(manifest, obj, stored)
+    return objects, expand_fills(stored, manifest), manifest
 
 
-def _discard(d: Path, key: str, reason: str) -> None:
+def _discard(d: Path, key: str, reason: str, warn: bool = True) -> None:
     """Delete a bad entry (so the next compile stores a good one) and say so."""
     for suffix in (".json", ".o", ".weights"):
         try:
             (d / f"{key}{suffix}").unlink()
         except OSError:
             pass
+    if not warn:
+        return
     warnings.warn(f"graphcnn compile cache: entry {key[:16]} in {d} is bad ({reason}); "
                   "deleted it, compiling afresh", CacheIntegrityWarning, stacklevel=4)
 
@@ -216,10 +235,11 @@ def store(key: str, objects: list[bytes], weights: np.ndarray, manifest: dict,
     if not enabled():
         return
     d = cache_dir()  # now: the environment may change before the writer runs
+    limit = max_bytes()
     if not background:
-        _store(d, key, objects, weights, manifest)
+        _store(d, key, objects, weights, manifest, limit)
         return
-    writer = threading.Thread(target=_store, args=(d, key, objects, weights, manifest),
+    writer = threading.Thread(target=_store, args=(d, key, objects, weights, manifest, limit),
                               name=f"graphcnn-cache-store-{key[:8]}")
     with _writers_lock:
         _writers[key] = writer
@@ -241,12 +261,22 @@ def _wait_for_writer(key: str) -> None:
         writer.join()
 
 
-def sealed_entry(key: str, objects: list[bytes], weights, manifest: dict) -> tuple[bytes, dict]:
-    """The object files back to back and `manifest` with the entry's sizes and digests: what
-    an entry stores and `checked_parts` accepts (also the saved-model file's, saved.py)."""
+def sealed_entry(key: str, objects: list[bytes], weights, manifest: dict
+                 ) -> tuple[bytes, np.ndarray, dict]:
+    """The object files back to back, the weights bytes to store (the arena without its
+    uniform fills, weights_fills.py) and `manifest` with the entry's sizes, fills and digests:
+    what an entry stores and `checked_parts` accepts (also the saved-model file's, saved.py)."""
     obj = b"".join(objects)
-    return obj, seal({**manifest, "object_sizes": [len(o) for o in objects], "key": key,
-                      "object_bytes": len(obj), "weights_file_bytes": len(weights)}, obj, weights)
+    stored, fills = split_fills(weights)
+    return obj, stored, seal({**manifest, "object_sizes": [len(o) for o in objects], "key": key,
+                              "object_bytes": len(obj), "weights_file_bytes": len(stored),
+                              "weights_fills": fills}, obj, stored)
+
+
+def expand_fills(stored: np.ndarray, manifest: dict) -> np.ndarray:
+    """The weights arena of a checked entry (check_manifest, checked_parts) from its stored
+    bytes and its fills."""
+    return expand(stored, manifest.get("weights_fills", []), arena_bytes(manifest))
 
 
 def checked_parts(manifest: dict, obj: bytes, weights) -> list[bytes]:
@@ -263,9 +293,9 @@ def checked_parts(manifest: dict, obj: bytes, weights) -> list[bytes]:
     return [obj[a:a + n] for a, n in zip(starts, sizes)]
 
 
-def _store(d: Path, key: str, objects: list[bytes], weights: np.ndarray, manifest: dict
-           ) -> None:
-    obj, manifest = sealed_entry(key, objects, weights, manifest)
+def _store(d: Path, key: str, objects: list[bytes], weights: np.ndarray, manifest: dict,
+           limit: int) -> None:
+    obj, weights, manifest = sealed_entry(key, objects, weights, manifest)
     try:
         d.parent.mkdir(parents=True, exist_ok=True)
         d.mkdir(mode=0o700, exist_ok=True)
@@ -274,6 +304,7 @@ def _store(d: Path, key: str, objects: list[bytes], weights: np.ndarray, manifes
         _atomic_write(d / f"{key}.o", obj)
         _atomic_write(d / f"{key}.weights", weights)
         _atomic_write(d / f"{key}.json", json.dumps(manifest, indent=1).encode())
+        evict(d, limit, keep=key)
     except OSError:
         pass
     finally:

@@ -24,7 +24,9 @@ import numpy as np
 import xxhash
 
 from graphcnn.errors import CacheIntegrityWarning
-from graphcnn.hugepages import huge_page_advice
+
+from .weights_fills import FillError, aligned_readonly
+from .weights_fills import check as check_fills
 
 MAX_MANIFEST_BYTES = 16 << 20   # a manifest lists kernels; ResNet-50's is ~20 KB
 MAX_OBJECT_BYTES = 4 << 30      # the object code of one entry
@@ -76,8 +78,8 @@ def check_manifest(manifest: object, key: str) -> None:
     if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
         raise BadEntry(f"weights_symbol {symbol!r} is not a C identifier")
     _int(manifest, "workspace_bytes", 0, MAX_WORKSPACE_BYTES)
-    file_bytes = _int(manifest, "weights_file_bytes", 0, MAX_WEIGHTS_BYTES)
-    _int(manifest, "weights_bytes", 0, file_bytes)
+    _int(manifest, "weights_file_bytes", 0, MAX_WEIGHTS_BYTES)
+    _int(manifest, "weights_bytes", 0, arena_bytes(manifest))
     total = _int(manifest, "object_bytes", 1, MAX_OBJECT_BYTES)
     sizes = manifest.get("object_sizes")
     if (not isinstance(sizes, list) or not sizes
@@ -92,6 +94,16 @@ def check_manifest(manifest: object, key: str) -> None:
         raise BadEntry("manifest field 'kernels' is not a list of objects")
     if not isinstance(manifest.get("cpu"), str) or not isinstance(manifest.get("io"), list):
         raise BadEntry("manifest fields 'cpu' or 'io' malformed")
+
+
+def arena_bytes(manifest: dict) -> int:
+    """The weights arena's size: the stored bytes plus the uniform fills left out of them
+    (weights_fills.py; none in an entry without the field); raises BadEntry."""
+    try:
+        return check_fills(manifest.get("weights_fills", []), manifest["weights_file_bytes"],
+                           MAX_WEIGHTS_BYTES)
+    except FillError as e:
+        raise BadEntry(str(e)) from None
 
 
 def _open_regular(path: Path, size: int | None, limit: int) -> tuple[int, int]:
@@ -135,10 +147,7 @@ def read_weights(path: Path, size: int) -> np.ndarray:
     array (what the model binds its weights symbol to, without another copy). Huge pages, like
     the workspace: long-lived memory read on every call, and 512x fewer page faults to fill."""
     fd, n = _open_regular(path, size, MAX_WEIGHTS_BYTES)
-    with huge_page_advice(True):
-        raw = np.empty(n + 64, dtype=np.uint8)
-    start = (-raw.ctypes.data) % 64
-    arena = raw[start:start + n]
+    arena = aligned_readonly(n)
     _read_into(fd, memoryview(arena), path.name)
     arena.flags.writeable = False
     return arena

@@ -21,6 +21,7 @@ import sys
 import llvmlite.binding as llvm
 from llvmlite import ir
 
+from graphcnn import progress
 from graphcnn.errors import CompileError, InvalidOptionError
 
 _initialized = False
@@ -227,7 +228,11 @@ def compile_objects(modules: list[PipelinedModule], cpu: str, aot: bool = False,
     try:
         for module, pipeline in modules:
             b.submit(module, pipeline)
-        objects = [b.collect(module, pipeline) for module, pipeline in modules]
+        objects = []
+        for module, pipeline in modules:
+            progress.report("compile", len(objects), len(modules), module.name)
+            objects.append(b.collect(module, pipeline))
+        progress.report("compile", len(modules), len(modules))
     finally:
         b.close()
     return objects

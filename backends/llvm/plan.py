@@ -21,6 +21,7 @@ from graphcnn.errors import CompileError, where
 from graphcnn.ir import Graph, Node
 
 from .emit import ANY_DTYPE_OPS, ELEMENT_TYPES, EMITTERS, VIEW_OPS
+from .emit.elementwise import integer_binary
 from .emit.indexing import view_offsets
 from .kernels.conv2d_nchwc import Conv2dNCHWcPlan
 from .kernels.conv2d_rows import RowConv2dPlan
@@ -119,7 +120,8 @@ def residual_in_place(step: Step) -> bool:
 
 def _check(graph: Graph) -> None:
     """Every value of a dtype the backend holds (ELEMENT_TYPES), every value a node reads or
-    writes float32 unless its kernel takes any of them (ANY_DTYPE_OPS, views), and every op
+    writes float32 unless its kernel takes any of them (ANY_DTYPE_OPS, views, the integer
+    binary ops), and every op
     with a kernel (one error for the first that is not)."""
     for v in graph.values():
         if v.type.dtype not in ELEMENT_TYPES:
@@ -127,7 +129,7 @@ def _check(graph: Graph) -> None:
             raise CompileError(f"{at}: the llvm backend holds {sorted(ELEMENT_TYPES)} only, "
                                f"%{v.name} is {v.type}")
     for node in graph.nodes:
-        if node.op in ANY_DTYPE_OPS or node.op in VIEW_OPS:
+        if node.op in ANY_DTYPE_OPS or node.op in VIEW_OPS or integer_binary(node):
             continue
         for v in (*node.inputs, *node.outputs):
             if v.type.dtype != "float32":

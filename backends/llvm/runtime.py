@@ -163,7 +163,7 @@ class LLVMModel(CompiledModel):
         """What runs, in order: node, op, LLVM function, task count, work (~flops)."""
         return list(self.manifest["kernels"])
 
-    def profile(self, *inputs, runs: int = 10) -> list[dict]:
+    def _profile(self, inputs: Sequence[np.ndarray], runs: int) -> list[dict]:
         """Per-kernel mean wall time over `runs` calls of an instrumented build of the same
         kernels (compiled once, on first use): [{node, op, seconds, flops, tasks}]."""
         if self._profile_counters is None:
@@ -171,7 +171,7 @@ class LLVMModel(CompiledModel):
                 self._instrumented = LLVMModel.compiler(self.graph, threads=self._requested_threads,
                                                   cache=False, cpu=self.cpu, profile=True,
                                                   **self.options)
-            return self._instrumented.profile(*inputs, runs=runs)
+            return self._instrumented._profile(inputs, runs)
         # warm-up: the instrumented build is fresh (cold pages, caches and pool), and its first
         # calls ran CIFAR VGG's kernels ~2x slower than the timed benchmark calls
         deadline = time.perf_counter() + PROFILE_WARMUP_S

@@ -4,7 +4,8 @@ A saved model is one compile-cache entry in one file, so it shares the cache's m
 checks (cache.sealed_entry, cache_integrity.check_manifest, cache.checked_parts):
 
     MAGIC (8 bytes) | manifest length (8 bytes, little-endian) | manifest (JSON)
-    | object code (the object files back to back) | packed weights arena
+    | object code (the object files back to back) | packed weights arena (less its
+      uniform fills, which the manifest lists: weights_fills.py)
 
 The manifest adds what a load needs without the graph: the model's name and input/output
 names, shapes and dtypes (`io`), the CPU it was built for (`cpu` asked, `cpu_name`,
@@ -30,7 +31,7 @@ from graphcnn.errors import ModelLoadError
 from graphcnn.ir import TensorType
 from graphcnn.runtime import Signature
 
-from .cache import checked_parts, sealed_entry
+from .cache import checked_parts, expand_fills, sealed_entry
 from .cache_integrity import (
     MAX_MANIFEST_BYTES,
     MAX_OBJECT_BYTES,
@@ -63,11 +64,12 @@ def manifest_of(model: LLVMModel) -> dict:
 
 
 def write(model: LLVMModel, out: BinaryIO) -> None:
-    obj, manifest = sealed_entry(KEY, model._objects, model._weights, manifest_of(model))
+    obj, weights, manifest = sealed_entry(KEY, model._objects, model._weights,
+                                          manifest_of(model))
     text = json.dumps(manifest, separators=(",", ":")).encode()
     out.write(MAGIC + len(text).to_bytes(8, "little") + text)
     out.write(obj)
-    out.write(memoryview(model._weights))
+    out.write(memoryview(weights))
 
 
 def save(model: LLVMModel, path: str | os.PathLike) -> None:
@@ -171,7 +173,7 @@ def read(f: BinaryIO) -> tuple[list[bytes], np.ndarray, dict]:
     weights = _aligned(f, manifest["weights_file_bytes"])
     if f.read(1):
         raise BadEntry("bytes after the weights (not one saved model)")
-    return checked_parts(manifest, obj, weights), weights, manifest
+    return checked_parts(manifest, obj, weights), expand_fills(weights, manifest), manifest
 
 
 def check_cpu(manifest: dict) -> None:

@@ -5,6 +5,9 @@ CPUExecutionProvider otherwise; `cm.providers` shows what the session really use
 """
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -59,6 +62,36 @@ class OnnxRuntimeModel(CompiledModel):
 
     def _execute(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         return self.session.run(self._onnx_outputs, dict(zip(self.input_names, inputs)))
+
+    def _profile(self, inputs: Sequence[np.ndarray], runs: int) -> list[dict]:
+        """onnxruntime's own profiler (SessionOptions.enable_profiling) on a second session:
+        one row per kernel it ran, named as onnxruntime names them after its graph
+        optimisations (`conv_nchwc` for graphcnn's `conv`), the first (warm-up) call left out."""
+        options = onnxruntime.SessionOptions()
+        if self._threads:
+            options.intra_op_num_threads = self._threads
+            options.inter_op_num_threads = 1
+        with tempfile.TemporaryDirectory() as tmp:
+            options.enable_profiling = True
+            options.profile_file_prefix = os.path.join(tmp, "ort")
+            session = onnxruntime.InferenceSession(self.onnx_model.SerializeToString(), options,
+                                                   providers=self.providers)
+            feeds = dict(zip(self.input_names, inputs))
+            for _ in range(runs + 1):
+                session.run(self._onnx_outputs, feeds)
+            with open(session.end_profiling(), encoding="utf-8") as f:
+                events = json.load(f)
+        calls: dict[str, list[dict]] = {}
+        for e in events:
+            if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+                calls.setdefault(e["name"][:-len("_kernel_time")], []).append(e)
+        rows = []
+        for name, seen in calls.items():
+            timed = seen[1:] or seen
+            rows.append({"node": name, "op": seen[0]["args"].get("op_name", "?"),
+                         "seconds": sum(e["dur"] for e in timed) / len(timed) / 1e6,
+                         "provider": seen[0]["args"].get("provider", "")})
+        return rows
 
 
 def compile(graph: Graph, providers: Sequence[str] | None = None, threads: int | None = None,

@@ -38,6 +38,7 @@ import numpy as np
 import onnx
 import onnx.defs
 
+from .. import progress
 from ..digests import prefetch_constant_digests
 from ..errors import (
     GraphcnnError,
@@ -83,7 +84,8 @@ def from_onnx(model: Any, input_shapes: Mapping[str, Sequence[int]] | None = Non
     run on onnxruntime (graphcnn/ops/opaque.py; compile with `fallback="onnxruntime"` for llvm),
     and inputs of other dtypes as they are, instead of raising UnsupportedOpError. `batch=N`
     re-binds the first dim of every input, static or symbolic, to N (onnx_batch: Reshapes that
-    hard-code the file's batch follow, and the graph is proved batch-wise or refused). Raises
+    hard-code the file's batch follow, and the graph is proved batch-wise or refused); an
+    `input_shapes` first dim over a static batch of another size re-binds it the same way. Raises
     ModelLoadError (unreadable, malicious or invalid file), GraphError (malformed
     graph), ShapeError (shapes that do not fit, naming the node), UnsupportedOpError (every
     unsupported op of the model at once).
@@ -178,6 +180,8 @@ class _Importer:
         versions = self._check_ops(g, names, opset)
         graph = Graph(self.name or _graph_name(g.name))
         env: dict[str, Value] = {}
+        if self.batch is None:
+            self.batch = self._batch_from_shapes(g, initializers)
         if self.batch is not None:
             self.rebatch = (self._file_batch(g, initializers), self.batch)
         self._add_inputs(graph, g, initializers, env)
@@ -191,8 +195,10 @@ class _Importer:
                        for t in initializers.values())
         self._digests({tname: env[tname] for tname in initializers}, remembered=not external)
         poisoned = {vi.name for vi in g.input if vi.name not in env}  # unsupported inputs
-        for i in order:
+        for k, i in enumerate(order):
+            progress.report("import", k, len(order), g.node[i].op_type)
             self._import_node(graph, g.node[i], names[i], versions[i], env, poisoned)
+        progress.report("import", len(order), len(order))
         if self.unsupported:
             raise self._unsupported_error()
         outputs = []
@@ -202,7 +208,7 @@ class _Importer:
         _drop_unused(graph)
         if self.rebatch is not None and self.rebatch[0] != self.rebatch[1]:
             check_batchwise(graph, self.batch)  # before the declared shapes, which differ
-        self._check_declared(g, initializers, names, env)
+        self._check_declared(g, graph, initializers, names, env)
         try:
             verify(graph)
         except GraphError as e:
@@ -217,8 +223,8 @@ class _Importer:
         self.warned.append(message)  # an import snapshot repeats them
         warnings.warn(message, stacklevel=5 + depth)
 
-    def _check_declared(self, g: onnx.GraphProto, initializers: dict, names: list[str],
-                        env: dict[str, Value]) -> None:
+    def _check_declared(self, g: onnx.GraphProto, graph: Graph, initializers: dict,
+                        names: list[str], env: dict[str, Value]) -> None:
         """Strict rule 6 (onnx_strict) over the graph's outputs, value_info and the inputs
         that initializers fill."""
         makers = {out: f"node {name!r} ({node.op_type})"
@@ -228,7 +234,12 @@ class _Importer:
             [("value_info", vi) for vi in g.value_info] + \
             [("graph input", vi) for vi in g.input if vi.name in initializers]
         if self.rebatch is not None:  # a declared first dim of the file's batch may be the new one
-            declared = [(kind, self._rebatched_info(vi)) for kind, vi in declared]
+            # a value of a node import dropped (the flat view under a strided view, now one
+            # Reshape) is computed by nothing: its declared shape at the file's batch is moot
+            live = {id(node) for node in graph.nodes}
+            declared = [(kind, self._rebatched_info(vi)) for kind, vi in declared
+                        if vi.name not in env or env[vi.name].producer is None or
+                        id(env[vi.name].producer) in live]
         check_declared(declared, env, lambda n: makers.get(n, "the graph input"), self.rules)
 
     def _rebatched_info(self, vi: onnx.ValueInfoProto) -> onnx.ValueInfoProto:
@@ -448,6 +459,22 @@ class _Importer:
             shape = self._input_shape(vi)
             self.limits.check_tensor(f"input {vi.name!r}", shape, dtype.itemsize, ShapeError)
             env[vi.name] = graph.add_input(vi.name, shape, dtype.name)
+
+    def _batch_from_shapes(self, g: onnx.GraphProto, initializers: dict) -> int | None:
+        """input_shapes giving a first dim N over a static first dim of another size re-bind
+        the batch to N, as batch=N does, when every given shape starts with that N."""
+        firsts, clash = set(), False
+        for vi in g.input:
+            given = self.input_shapes.get(vi.name)
+            if vi.name in initializers or not isinstance(given, (tuple, list)) or not given \
+                    or isinstance(given[0], bool) or not isinstance(given[0], (int, np.integer)):
+                continue
+            firsts.add(int(given[0]))
+            dims = vi.type.tensor_type.shape.dim
+            clash |= bool(dims) and dims[0].HasField("dim_value") and \
+                dims[0].dim_value != given[0]
+        first = firsts.pop() if len(firsts) == 1 else 0
+        return first if clash and first >= 1 else None
 
     def _file_batch(self, g: onnx.GraphProto, initializers: dict) -> int:
         """The static first dim the file's inputs share (1 where it is symbolic)."""

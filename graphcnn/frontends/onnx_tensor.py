@@ -71,7 +71,31 @@ def gather(ctx: Context) -> Value:
         if idx.size and (idx.min() < -n or idx.max() >= n):
             raise ctx.shape_error(f"indices out of range [{-n}, {n}) on axis {axis}")
     folded = _constant_fold(ctx, lambda d, i: np.take(d, i.astype(np.int64), axis=axis))
-    return folded or ctx.emit("gather", [data, indices], {"axis": axis})
+    return folded or _strided_view(ctx, data, indices, axis) or \
+        ctx.emit("gather", [data, indices], {"axis": axis})
+
+
+def _strided_view(ctx: Context, data: Value, indices: Value, axis: int) -> Value | None:
+    """Gather(Reshape(x, [-1]), arange(k).reshape(S)) is Reshape(x, S) when k is x's size: the
+    dynamo exporter writes torch's as_strided (adaptive pooling to 1x1) so. Its S has the
+    file's batch first; on a re-bound batch the view is of the new batch's samples."""
+    node = data.producer
+    if axis != 0 or not indices.is_constant or node is None or node.op != "reshape" or \
+            data.type.rank != 1:
+        return None
+    x, idx = node.inputs[0], indices.data
+    if not np.array_equal(idx.reshape(-1), np.arange(idx.size)):
+        return None
+    shape = list(idx.shape)
+    size = int(np.prod(x.type.shape))
+    if ctx.rebatch is not None and shape and x.type.rank and \
+            shape[0] == ctx.rebatch[0] and x.type.shape[0] == ctx.rebatch[1]:
+        old, new = ctx.rebatch
+        if idx.size * new == size * old:
+            return ctx.emit("reshape", [x], {"shape": [new, *shape[1:]], "allowzero": 0})
+    if idx.size == size:
+        return ctx.emit("reshape", [x], {"shape": shape, "allowzero": 0})
+    return None
 
 
 @importer("Cast", (6, 9, 13, 19, 21, 23, 24, 25, 28), ("to", "saturate", "round_mode"),

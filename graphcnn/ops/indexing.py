@@ -76,6 +76,7 @@ def _slice_normalize(a: dict, t: list[TensorType]) -> dict:
     `shape`, the attributes are normalised already)."""
     rank = t[0].rank
     if a["shape"] is not None:
+        require(a["steps"] is not None, "a normalised slice (given `shape`) needs `steps`")
         require(len(a["shape"]) == len(a["starts"]) == len(a["steps"]) == rank,
                 f"normalised slice attributes do not fit {t[0]}")
         return a

@@ -4,6 +4,8 @@ onnxruntime inside an llvm model with `fallback="onnxruntime"`, checked against 
 running the original file."""
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -84,6 +86,17 @@ def test_llvm_with_fallback_matches_onnxruntime(opt_level):
     assert cm.placement["cumsum"] == cm.placement["hardmax"] == "onnxruntime"
     # the native conv c2 beside the onnxruntime branch shares the first native segment
     assert [s.kind for s in cm.segments] == ["llvm", "onnxruntime", "llvm"]
+
+
+def test_a_fallback_model_pickles():
+    """Native segments travel as saved models, onnxruntime segments restart their session."""
+    model = branchy_model()
+    cm = gc.compile(gc.from_onnx(model, unsupported="keep"), target="llvm",
+                    fallback="onnxruntime")
+    again = pickle.loads(pickle.dumps(cm))
+    assert again.placement == cm.placement
+    x = RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(again(x), _ort(model, {"x": x})[0], rtol=1e-5, atol=1e-5)
 
 
 def test_fallback_is_checked():

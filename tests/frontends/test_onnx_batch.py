@@ -108,6 +108,19 @@ def test_batch_applies_to_given_input_shapes():
     assert graph.inputs[0].shape == (5, 3, 10, 10) and graph.outputs[0].shape == (5, 5)
 
 
+def test_input_shapes_first_dim_rebinds_a_static_batch():
+    """input_shapes={"x": (6, ...)} over the file's static batch 1 re-binds it as batch=6;
+    the other dims must still agree with the file."""
+    model = classifier([1, 4])
+    graph = gc.from_onnx(model, input_shapes={"x": (6, 3, 8, 8)})
+    assert graph.inputs[0].shape == (6, 3, 8, 8) and graph.outputs[0].shape == (6, 5)
+    x = RNG.standard_normal((6, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(gc.compile(graph, target="reference")(x), _per_sample(model, x),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ShapeError, match="static dim 3 = 8"):
+        gc.from_onnx(model, input_shapes={"x": (6, 3, 8, 9)})
+
+
 @pytest.mark.parametrize("axes,ok", [([2, 3], True), ([-1, -2], True), ([0], False), ([], False)])
 def test_reduction_rebinds_only_off_the_batch_axis(axes, ok):
     """ReduceMean over the spatial axes (the dynamo exporter's global pool) is per sample; over
@@ -203,3 +216,34 @@ def test_spatial_ops_rebind_the_batch(name):
 def test_spatial_ops_mixing_samples_are_refused(model):
     with pytest.raises(ShapeError, match="cannot re-bind the batch"):
         gc.from_onnx(model, batch=4)
+
+
+def _strided_view_model(indices: np.ndarray, in_shape=(1, 4, 1, 1)) -> onnx.ModelProto:
+    """The dynamo exporter's as_strided: Reshape(x, [-1]) -> Gather(constant indices)."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Reshape", ["r", "flat"], ["f"], name="flat_view"),
+             helper.make_node("Gather", ["f", "idx"], ["y"], axis=0, name="strided")]
+    return _model(nodes, {"flat": np.array([-1], np.int64), "idx": indices}, indices.shape,
+                  in_shape)
+
+
+@pytest.mark.parametrize("backend", ["reference", "llvm"])
+def test_strided_view_is_a_reshape_and_rebinds(backend):
+    """Gather(Reshape(x, [-1]), arange(k).reshape(S)) over all of x is Reshape(x, S): no gather
+    is left, and at a re-bound batch the view keeps each sample's values."""
+    model = _strided_view_model(np.arange(4, dtype=np.int64).reshape(1, 4, 1, 1))
+    assert [n.op for n in gc.from_onnx(model).nodes] == ["relu", "reshape"]
+    graph = gc.from_onnx(model, batch=5)
+    assert graph.outputs[0].shape == (5, 4, 1, 1)
+    x = RNG.standard_normal((5, 4, 1, 1)).astype(np.float32)
+    np.testing.assert_array_equal(gc.compile(graph, target=backend)(x), _per_sample(model, x))
+
+
+def test_gather_that_is_not_a_view_of_every_sample_is_refused():
+    """Indices that reorder, or pick only part of the flat values, stay a gather, which reads
+    across the batch and so cannot be re-bound."""
+    for idx in (np.array([[3, 2, 1, 0]], np.int64), np.arange(2, dtype=np.int64)[None]):
+        model = _strided_view_model(idx)
+        assert "gather" in [n.op for n in gc.from_onnx(model).nodes]
+        with pytest.raises(ShapeError, match="flat_view|strided"):
+            gc.from_onnx(model, batch=3)

@@ -24,12 +24,11 @@ IMAGE = "the image enters blocked"
 
 ONE = ("alexnet", "vgg16", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2",
        "densenet121", "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3_large",
-       "mobilenet_v3_small", "mnasnet1_0", "efficientnet_b0", "regnet_y_400mf",
-       "shufflenet_v2_x1_0")
+       "mobilenet_v3_small", "mnasnet1_0", "convnext_tiny", "efficientnet_b0",
+       "regnet_y_400mf", "shufflenet_v2_x1_0")
 SQUEEZENET = {IMAGE: 1, "the pooled 1000 logits leave for the flatten output": 1}
 TEXT_CNN = {"the embedded tokens enter blocked (the convs lifted to 2-D)": 1}
 SEGMENTATION = {IMAGE: 1, "the upsampled class map leaves for the NCHW output": 1}
-CONVNEXT_DYNAMO = {IMAGE: 1, "the pooled features leave for the head's flatten and layer norm": 1}
 UNET = {IMAGE: 1, "the output map leaves for the NCHW output": 1,
         "the up-convolutions' sub-pixel interleave (reshape + transpose) runs NCHW": 4,
         "the skip concats after it, out and back in": 8}
@@ -39,8 +38,6 @@ SMALL: dict[str | tuple[str, str], dict[str, int]] = {
     **{name: {IMAGE: 1} for name in ONE},
     "squeezenet1_1": SQUEEZENET,
     "text_cnn": TEXT_CNN,
-    "convnext_tiny": {IMAGE: 1},
-    ("convnext_tiny", "dynamo"): CONVNEXT_DYNAMO,
     "fcn_resnet50": SEGMENTATION,
     "lraspp_mobilenet_v3_large": SEGMENTATION,
     "unet": UNET,
@@ -50,8 +47,6 @@ FULL: dict[str | tuple[str, str], dict[str, int]] = {
     **{name: {IMAGE: 1} for name in ONE},
     "squeezenet1_1": SQUEEZENET,
     "text_cnn": TEXT_CNN,
-    "convnext_tiny": {IMAGE: 1},
-    ("convnext_tiny", "dynamo"): CONVNEXT_DYNAMO,
     "fcn_resnet50": SEGMENTATION,
     "lraspp_mobilenet_v3_large": SEGMENTATION,
     "unet": UNET,

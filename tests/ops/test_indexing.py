@@ -218,3 +218,10 @@ def test_strided_copies_match_the_reference(data):
     want = _outputs(gc.compile(graph, target="reference")(*inputs))
     _same(_outputs(gc.compile(graph, target="llvm", opt_level=0, cache=False)(*inputs)), want,
           str(graph))
+
+
+def test_normalised_slice_without_steps_is_a_shape_error():
+    g = Graph("s")
+    x = g.add_input("x", (2, 3))
+    with pytest.raises(ShapeError, match="needs `steps`"):
+        g.apply("slice", [x], {"starts": [0, 0], "shape": [1, 1]})

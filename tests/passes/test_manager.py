@@ -16,6 +16,7 @@ from graphcnn.passes import (
 from pass_cases import NETWORKS, ops
 
 import graphcnn as gc
+from graphcnn.errors import InvalidOptionError
 from graphcnn.ir import Graph
 
 
@@ -46,6 +47,13 @@ def test_print_after_by_name_and_all():
     optimize(_graph(), 1, print_after="all", print_before=["dce"], stream=s)
     assert s.getvalue().count("// ----- IR after") == len(PASSES_PER_LEVEL[1])
     assert s.getvalue().count("// ----- IR before dce") == 1
+
+
+@pytest.mark.parametrize("key,value", [("print_after", "remove-identiy"),
+                                       ("print_before", ["dce", "nope"])])
+def test_unknown_pass_names_to_print_are_an_error(key, value):
+    with pytest.raises(InvalidOptionError, match=rf"{key}: no pass .*passes: all, "):
+        optimize(_graph(), 1, **{key: value})
 
 
 def test_dumps_numbered(tmp_path):

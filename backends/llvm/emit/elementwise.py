@@ -5,6 +5,9 @@ Broadcasting: the output shape and each input's strides (0 on broadcast dims) ar
 (outer rows) x (inner run), the inner run contiguous for every input that is not broadcast along
 it. A task is one outer row; the inner run is a `<vw x float>` loop with a scalar tail, and a
 broadcast operand is splatted.
+
+The integer binary ops (INTEGER_BINARY on int64 / int32, as ONNX files compute shapes and
+indices) run the same plan on vectors of the integer type, with wrapping arithmetic as numpy's.
 """
 from __future__ import annotations
 
@@ -28,6 +31,43 @@ from ..builder import (
     vec_loop,
 )
 from .base import EmitContext, emitter
+from .indexing import lanes_of, vload, vsplat, vstore
+
+# the binary ops with an integer kernel: the ones whose integer result needs no check (integer
+# division by zero would trap; it stays on the reference)
+INTEGER_BINARY = frozenset({"add", "sub", "mul", "sum", "max", "min"})
+INTEGER_DTYPES = frozenset({"int64", "int32"})
+
+
+def integer_binary(node: Node) -> bool:
+    """Whether the node is an integer binary op this file has a kernel for (one integer dtype
+    for every input and the output)."""
+    dtypes = {v.type.dtype for v in (*node.inputs, *node.outputs)}
+    return node.op in INTEGER_BINARY and len(dtypes) == 1 and dtypes <= INTEGER_DTYPES
+
+
+class LLVMIntVectorMath:
+    """The VectorMath subset of INTEGER_BINARY on integer vectors (or scalars)."""
+
+    def __init__(self, b: ir.IRBuilder, name: str):
+        self.b, self.name = b, name
+
+    def add(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.add(x, y, name=f"{self.name}.add")
+
+    def sub(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.sub(x, y, name=f"{self.name}.sub")
+
+    def mul(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.mul(x, y, name=f"{self.name}.mul")
+
+    def max(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        gt = self.b.icmp_signed(">", x, y, name=f"{self.name}.gt")
+        return self.b.select(gt, x, y, name=f"{self.name}.max")
+
+    def min(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        lt = self.b.icmp_signed("<", x, y, name=f"{self.name}.lt")
+        return self.b.select(lt, x, y, name=f"{self.name}.min")
 
 
 def broadcast_plan(out_shape: Sequence[int], in_shapes: Sequence[Sequence[int]]
@@ -87,7 +127,20 @@ def emit_map(ctx: EmitContext, node: Node, inputs: Sequence[Value], out: Value,
                     vals.append(load(b, p, b.add(base, i, name=f"x{k}.o"), w, f"x{k}"))
             store(b, fn(b, vals, "y"), po, b.add(o_base, i, name="y.o"), "y")
 
-        vec_loop(b, 0, inner, ctx.vw, body, "e")
+        def typed_body(i: ir.Value, w: int) -> None:  # vectors of the output's element type
+            vals = []
+            for k, (p, base, inner_stride) in enumerate(bases):
+                if inner_stride == 0:
+                    s = b.load(b.gep(p, [base], name=f"x{k}.p"), name=f"x{k}.s")
+                    vals.append(vsplat(b, s, w, f"x{k}"))
+                else:
+                    vals.append(vload(b, p, b.add(base, i, name=f"x{k}.o"), w, f"x{k}"))
+            vstore(b, fn(b, vals, "y"), po, b.add(o_base, i, name="y.o"), "y")
+
+        if out.type.dtype == "float32":
+            vec_loop(b, 0, inner, ctx.vw, body, "e")
+        else:
+            vec_loop(b, 0, inner, lanes_of(ctx, out.type.dtype), typed_body, "e")
 
 
 @emitter(*ACTIVATIONS)
@@ -102,11 +155,15 @@ def emit_activation(ctx: EmitContext, node: Node) -> None:
 @emitter(*BINARY_OPS)
 def emit_binary(ctx: EmitContext, node: Node) -> None:
     op = BINARY_OPS[node.op]
+    integer = integer_binary(node)
+
+    def math(b: ir.IRBuilder, x: ir.Value, name: str):
+        return LLVMIntVectorMath(b, name) if integer else LLVMVectorMath(b, x.type.count, name)
 
     def combine(b: ir.IRBuilder, xs: list[ir.Value], name: str) -> ir.Value:
         acc = xs[0]
         for k, x in enumerate(xs[1:]):  # left to right, as the reference folds
-            acc = op.vector(LLVMVectorMath(b, x.type.count, f"{name}.{k}"), acc, x)
+            acc = op.vector(math(b, x, f"{name}.{k}"), acc, x)
         if op.average:
             m = LLVMVectorMath(b, acc.type.count, f"{name}.mean")
             acc = m.div(acc, m.const(len(xs)))

@@ -87,7 +87,8 @@ def test_two_models_in_one_c_program(tmp_path):
     export_library(graphs["mlp"], tmp_path / "libmlp.so", name="mlp", cpu="x86-64-v3")
     for name in graphs:
         assert exported(tmp_path / f"lib{name}.so") == {
-            f"{name}_run", f"{name}_init_threads", f"{name}_shutdown_threads"}
+            f"{name}_run", f"{name}_run_batch", f"{name}_init_threads",
+            f"{name}_shutdown_threads"}
         for line in (tmp_path / f"lib{name}.h").read_text().splitlines():
             if line.startswith("#define "):
                 assert line.split()[1].startswith((f"{name.upper()}_", f"GRAPHCNN_{name.upper()}"))
