@@ -88,12 +88,13 @@ class GraphcnnDeployment:
         from starlette.responses import JSONResponse
 
         try:
-            feeds, wanted, request_id = protocol.decode_json(await request.json())
+            body = await request.json()
+        except ValueError as e:  # JSONDecodeError
+            return JSONResponse({"error": f"the body is not JSON: {e}"}, status_code=400)
+        try:
+            feeds, wanted, request_id = protocol.decode_json(body)
             outs = await self.predict(feeds)
-        except ValueError as e:  # JSONDecodeError, and InputError/ProtocolError beneath
-            return JSONResponse({"error": str(e) if isinstance(e, InputError)
-                                 else f"the body is not JSON: {e}"}, status_code=400)
-        except InputError as e:
+        except InputError as e:  # ProtocolError too
             return JSONResponse({"error": str(e)}, status_code=400)
         names = wanted or list(outs)
         unknown = sorted(set(names) - set(outs))

@@ -50,8 +50,17 @@ def serve(path: str, name: str | None = None, host: str = "127.0.0.1", port: int
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["graphcnn.serve"] = {"handlers": ["default"], "level": "INFO",
                                                "propagate": False}
-    uvicorn.run(create_app(model, cfg), host=host, port=port, log_level=log_level,
-                log_config=log_config, timeout_graceful_shutdown=max(30, int(cfg.timeout_s) + 5))
+    app = create_app(model, cfg)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            # on the signal, not after uvicorn's wait for open requests: the batch being
+            # gathered and the queued requests run at once instead of waiting out the delay
+            app.state.batcher.begin_close()
+            super().handle_exit(sig, frame)
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, log_config=log_config,
+                          timeout_graceful_shutdown=max(30, int(cfg.timeout_s) + 5))).run()
 
 
 __all__ = ["EXTRA", "ServedModel", "batch_sizes", "create_app", "require", "serve"]

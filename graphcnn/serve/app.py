@@ -146,9 +146,9 @@ def create_app(model: ServedModel, config: ServeConfig | None = None) -> Starlet
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         binary = ctype in (protocol.RAW_TYPE, *protocol.NPY_TYPES)
         try:
-            if binary:
-                feeds = protocol.decode_binary(body, ctype, request.headers,
-                                               [n for n, _, _ in model.inputs])
+            if binary:  # np.load of up to max_body_bytes: off the event loop, as JSON is
+                feeds = await asyncio.to_thread(protocol.decode_binary, body, ctype,
+                                                request.headers, [n for n, _, _ in model.inputs])
                 wanted, request_id = _binary_output(request), None
             else:
                 feeds, wanted, request_id = await asyncio.to_thread(_decode_json, body)
@@ -165,7 +165,7 @@ def create_app(model: ServedModel, config: ServeConfig | None = None) -> Starlet
             raise HTTPError(503, str(e), {"Retry-After": str(config.retry_after_s)}) from None
         try:
             outs = await asyncio.wait_for(future, config.timeout_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # TimeoutError's own class before Python 3.11
             raise HTTPError(504, f"no answer within {config.timeout_s} s (the queue holds "
                                  f"{batcher.depth} request(s))") from None
         outs = {n: outs[n] for n in (wanted or names)}
@@ -173,8 +173,8 @@ def create_app(model: ServedModel, config: ServeConfig | None = None) -> Starlet
             data, headers = protocol.encode_binary(next(iter(outs.values())), ctype)
             headers["X-Output-Name"] = next(iter(outs))
             return Response(data, media_type=ctype, headers=headers)
-        answer = await asyncio.to_thread(protocol.encode_json, model.name, outs, request_id)
-        return JSONResponse(answer)
+        answer = await asyncio.to_thread(_encode_json, model.name, outs, request_id)
+        return Response(answer, media_type="application/json")
 
     def _binary_output(request: Request) -> list[str] | None:
         name = request.headers.get("x-output-name")
@@ -208,6 +208,12 @@ def _decode_json(body: bytes):
     except (ValueError, UnicodeDecodeError) as e:
         raise protocol.ProtocolError(f"the body is not JSON: {e}") from None
     return protocol.decode_json(parsed)
+
+
+def _encode_json(model: str, outs: dict, request_id) -> bytes:
+    """The answer as JSON; a NaN or infinite output is written as Python's json writes it
+    (NaN, Infinity), which starlette's JSONResponse refuses with an error."""
+    return json.dumps(protocol.encode_json(model, outs, request_id)).encode()
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -10,6 +10,8 @@ requests, runs every queued one without waiting out the delay, and returns once 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,8 @@ from graphcnn.errors import InputError
 
 from .metrics import Metrics
 from .model import ServedModel
+
+logger = logging.getLogger("graphcnn.serve")
 
 
 class Overloaded(Exception):
@@ -48,28 +52,49 @@ class Batcher:
         self._forming: list[Request] = []  # the batch being gathered
         self._inflight = 0
         self._closing = False
+        self._stop_warming = threading.Event()
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"serve-{model.name}")
         self._task: asyncio.Task | None = None
         metrics.queue_depth.labels(model.name).set_function(lambda: self.depth)
 
     @property
     def depth(self) -> int:
-        """Requests not yet running: queued, or in the batch being gathered."""
-        return len(self._pending) + len(self._forming)
+        """Requests not yet running whose callers still wait: queued, or in the batch being
+        gathered."""
+        return sum(not r.future.done() for r in self._pending) + \
+            sum(not r.future.done() for r in self._forming)
 
     async def start(self) -> None:
         self._arrived = asyncio.Event()
         self._slots = asyncio.Semaphore(self.workers)
         self._task = asyncio.create_task(self._gather_forever(), name="graphcnn-batcher")
+        self._task.add_done_callback(self._gatherer_ended)
+
+    def _gatherer_ended(self, task: asyncio.Task) -> None:
+        """The gathering loop ends only when close() cancels it; should it die of a bug, every
+        waiting request gets the error (a 500) and new ones a 503, rather than hanging."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        logger.error("the batcher stopped: %s: %s", type(error).__name__, error)
+        self._closing = True
+        for r in [*self._forming, *self._pending]:
+            if not r.future.done():
+                r.future.set_exception(error)
+        self._forming, self._pending = [], deque()
 
     async def warm(self) -> None:
-        """Compile every batch size before the server says it is ready."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.model.warm)
+        """Compile every batch size before the server says it is ready (close() stops it
+        after the compile under way, so a shutdown does not wait for every size)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.model.warm,
+                                                         self._stop_warming)
 
     # ----- the request side -----------------------------------------------------------------
     def submit(self, feeds: dict[str, np.ndarray], samples: int) -> asyncio.Future:
         if self._closing:
             raise Overloaded("the server is shutting down")
+        if len(self._pending) >= self.queue_size:
+            self._purge()
         if len(self._pending) >= self.queue_size:
             raise Overloaded(f"the queue is full ({self.queue_size} requests waiting)")
         request = Request(feeds, samples, asyncio.get_running_loop().create_future())
@@ -91,9 +116,13 @@ class Batcher:
                 return False
             try:
                 await asyncio.wait_for(self._arrived.wait(), left)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # TimeoutError's own class before Python 3.11
                 return False
         return True
+
+    def _purge(self) -> None:
+        """Drop queued requests whose callers gave up (timed out), so they hold no slots."""
+        self._pending = deque(r for r in self._pending if not r.future.done())
 
     def _pop_live(self) -> Request | None:
         """The next queued request whose caller still waits (a timed-out one is dropped)."""
@@ -157,10 +186,17 @@ class Batcher:
         return results
 
     # ----- shutdown -------------------------------------------------------------------------
+    def begin_close(self) -> None:
+        """Refuse new requests (503) and run the queued ones without waiting out the delay.
+        On the event loop's thread (a signal handler the loop runs, or close())."""
+        self._closing = True
+        self._stop_warming.set()
+        if self._task is not None:
+            self._arrived.set()
+
     async def close(self) -> None:
         """Refuse new requests, answer every queued and running one, then stop."""
-        self._closing = True
-        self._arrived.set()
+        self.begin_close()
         while self.depth or self._inflight:
             await asyncio.sleep(0.005)
         if self._task is not None:

@@ -55,7 +55,8 @@ class ServedModel:
                              f"be served; inputs {dict(base.input_types)}")
         self._graph_for, self._compile = graph_for, compile
         self._models: dict[int, CompiledModel] = {own: base}
-        self._lock = threading.Lock()  # compiles run on worker threads
+        self._lock = threading.Lock()  # guards _size_locks; compiles run on worker threads
+        self._size_locks: dict[int, threading.Lock] = {}  # one compile per size at a time
         if graph_for is None:
             # a fixed batch: pad up to it when the samples are independent, else fill it exactly
             self.sizes, self.max_batch, self.pad = (own,), own, pad
@@ -124,14 +125,22 @@ class ServedModel:
     # ----- running ----------------------------------------------------------------------------
     def model_at(self, n: int) -> CompiledModel:
         """The variant compiled for batch n (one of `sizes`), compiled on first use."""
+        model = self._models.get(n)
+        if model is not None:  # compiled sizes never wait behind another size's compile
+            return model
         with self._lock:
+            lock = self._size_locks.setdefault(n, threading.Lock())
+        with lock:
             model = self._models.get(n)
             if model is None:
                 model = self._models[n] = self._compile(self._graph_for(n))
             return model
 
-    def warm(self) -> None:
+    def warm(self, stop: threading.Event | None = None) -> None:
+        """Compile every batch size; `stop` set (a shutdown) ends it between two compiles."""
         for n in self.sizes:
+            if stop is not None and stop.is_set():
+                return
             self.model_at(n)
 
     def size_for(self, samples: int) -> int:

@@ -14,6 +14,7 @@ Every malformed piece is a ProtocolError: the server answers 400 with its messag
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -72,10 +73,10 @@ def decode_json(body: Any) -> tuple[dict[str, np.ndarray], list[str] | None, Any
             x = np.asarray(t["data"], dtype=dtype)
         except (TypeError, ValueError, OverflowError) as e:
             raise ProtocolError(f"{where}: data is not {t['datatype']} values: {e}") from None
-        if x.size != int(np.prod(shape)):
+        if x.size != math.prod(shape):  # Python ints: a huge shape cannot wrap to a match
             raise ProtocolError(f"{where}: {x.size} values for shape {list(shape)} "
-                                f"({int(np.prod(shape))} values)")
-        feeds[t["name"]] = x.reshape(shape)
+                                f"({math.prod(shape)} values)")
+        feeds[t["name"]] = _reshaped(x, shape, where)
     outputs = body.get("outputs")
     names = None
     if outputs is not None:
@@ -121,11 +122,21 @@ def decode_binary(body: bytes, content_type: str, headers: Any,
     if not shape or min(shape) < 0:
         raise ProtocolError(f"X-Shape {spec!r}: write comma-separated non-negative dims")
     dtype = dtype_of(headers.get("x-datatype", "FP32"), f"input {name!r}").newbyteorder("<")
-    want = int(np.prod(shape)) * dtype.itemsize
+    want = math.prod(shape) * dtype.itemsize
     if len(body) != want:
         raise ProtocolError(f"input {name!r}: {len(body)} bytes for shape {list(shape)} of "
                             f"{dtype.name} ({want} bytes)")
-    return {name: np.frombuffer(body, dtype=dtype).astype(dtype.newbyteorder("=")).reshape(shape)}
+    x = np.frombuffer(body, dtype=dtype).astype(dtype.newbyteorder("="))
+    return {name: _reshaped(x, shape, f"input {name!r}")}
+
+
+def _reshaped(x: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """x as `shape` (same size), a ProtocolError where numpy cannot hold the shape (a dim past
+    its index range beside a zero)."""
+    try:
+        return x.reshape(shape)
+    except (ValueError, OverflowError) as e:
+        raise ProtocolError(f"{where}: shape {list(shape)}: {e}") from None
 
 
 def encode_binary(y: np.ndarray, content_type: str) -> tuple[bytes, dict[str, str]]:

@@ -101,7 +101,7 @@ def test_a_batch_holds_whole_requests(lenet, reference):
 
         threads = [threading.Thread(target=send, args=("c", c))]
         threads[0].start()
-        gate.entered.wait(60)  # c runs (held) and takes the one worker
+        assert gate.entered.wait(60)  # c runs (held) and takes the one worker
         for depth, (key, x) in enumerate((("a", a), ("b", b)), 1):
             threads.append(threading.Thread(target=send, args=(key, x)))
             threads[-1].start()
@@ -136,6 +136,9 @@ def test_bad_requests_are_4xx_and_the_server_goes_on(lenet, reference):
         (400, "JSON object", [1, 2]),
         (400, "unknown output", {**good, "outputs": [{"name": "logits"}]}),
         (400, "1 to 4 samples", infer_body(samples(5, 5))),
+        # a shape whose product wraps int64 to 0 beside no data
+        (400, "values for shape", {"inputs": [{**good["inputs"][0], "shape": [2**32, 2**32],
+                                               "data": []}]}),
     ]
     with running(lenet, max_body_bytes=1 << 20) as (client, _):
         for status, words, body in cases:
@@ -146,6 +149,7 @@ def test_bad_requests_are_4xx_and_the_server_goes_on(lenet, reference):
             (b"\x00" * 100, raw, 400, "X-Shape"),
             (b"\x00" * 100, {**raw, "X-Shape": "1,1,28,28"}, 400, "bytes for shape"),
             (b"\x00" * 100, {**raw, "X-Shape": "1,x"}, 400, "comma-separated"),
+            (b"", {**raw, "X-Shape": f"{2**32},{2**32}"}, 400, "bytes for shape"),
             (b"not npy", {"Content-Type": "application/x-npy"}, 400, "not an .npy"),
             (b"0" * ((1 << 20) + 1), {}, 413, "over the limit"),
         ]:
@@ -158,7 +162,7 @@ def test_bad_requests_are_4xx_and_the_server_goes_on(lenet, reference):
         y = np.array(r.json()["outputs"][0]["data"], np.float32).reshape(1, 10)
         assert rel_err(y, reference(x)) < 1e-5
         text = client.get("/metrics").text
-    assert metric(text, "graphcnn_request_errors_total", model="lenet", code="400") == 16
+    assert metric(text, "graphcnn_request_errors_total", model="lenet", code="400") == 18
     assert metric(text, "graphcnn_request_errors_total", model="lenet", code="413") == 1
     assert metric(text, "graphcnn_request_errors_total", model="lenet", code="404") == 1
 
@@ -174,7 +178,7 @@ def test_a_full_queue_answers_503_with_retry_after(lenet, reference):
 
         ta = threading.Thread(target=send, args=("a", xa))
         ta.start()
-        gate.entered.wait(60)  # a's batch is running (held)
+        assert gate.entered.wait(60)  # a's batch is running (held)
         tb = threading.Thread(target=send, args=("b", xb))
         tb.start()
         wait_for(lambda: app.state.batcher.depth == 1)  # b waits in the queue
@@ -197,7 +201,6 @@ def test_a_late_answer_is_504(lenet, reference):
     with running(lenet, timeout_s=0.2, max_delay_ms=0) as (client, _), Gate(lenet) as gate:
         r = client.post(URL, json=infer_body(samples(1, 9)))
         assert r.status_code == 504 and "no answer within 0.2 s" in r.json()["error"]
-        assert gate.entered.is_set()
         gate.release.set()
         x = samples(1, 10)
         r = client.post(URL, json=infer_body(x))  # the next one is answered
@@ -206,3 +209,20 @@ def test_a_late_answer_is_504(lenet, reference):
         assert rel_err(y, reference(x)) < 1e-5
         text = client.get("/metrics").text
     assert metric(text, "graphcnn_request_errors_total", model="lenet", code="504") == 1
+
+
+def test_a_timed_out_request_leaves_the_queue(lenet):
+    """A request that got its 504 while queued holds no slot: with a queue of one, the next
+    request is queued (and times out in turn, the worker still held), not refused with 503."""
+    with running(lenet, queue_size=1, workers=1, max_delay_ms=0, timeout_s=0.5) as (client, app), \
+            Gate(lenet) as gate:
+        held = threading.Thread(target=client.post, args=(URL,),
+                                kwargs={"json": infer_body(samples(1, 30))})
+        held.start()
+        assert gate.entered.wait(60)  # the one worker is held
+        for seed in (31, 32):
+            r = client.post(URL, json=infer_body(samples(1, seed)))
+            assert r.status_code == 504, r.text
+        assert app.state.batcher.depth == 0
+        gate.release.set()
+        held.join()

@@ -105,3 +105,15 @@ def test_predict_takes_any_number_of_samples(lenet, reference):
     assert [g["softmax"].shape[0] for g in groups] == [3, 2, 2, 1]
     with pytest.raises(InputError, match="datatype"):
         lenet.predict({"input": x.astype(np.float16)})
+
+
+def test_non_finite_outputs_are_written_as_json_numbers():
+    """NaN and infinities in an answer are written (as Python's json does), not a 500."""
+    import json
+
+    from graphcnn.serve.app import _encode_json
+
+    y = np.array([[np.nan, np.inf, -np.inf, 1.5]], np.float32)
+    answer = json.loads(_encode_json("m", {"y": y}, "r1"))
+    data = answer["outputs"][0]["data"]
+    assert answer["id"] == "r1" and np.isnan(data[0]) and data[1:] == [np.inf, -np.inf, 1.5]
