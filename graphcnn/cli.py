@@ -237,10 +237,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _write_trace(profile, path: str) -> None:
-    """A per-layer profile as a Chrome trace (graphcnn/profiling.py), noted on stderr."""
+    """A per-layer profile as a Chrome trace, or as an SVG bar chart for a .svg path
+    (graphcnn/profiling.py), noted on stderr."""
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise InputError(f"cannot write {path}: directory {parent} does not exist")
+    if path.lower().endswith(".svg"):
+        profile.write_chart(path)
+        print(f"wrote {path} (a bar chart of the slowest of {len(profile)} layers, "
+              f"{profile.target})", file=sys.stderr)
+        return
     profile.write_trace(path)
     print(f"wrote {path} ({len(profile)} layers, {profile.target}; open in ui.perfetto.dev)",
           file=sys.stderr)
@@ -524,9 +530,9 @@ def _cpu_name(text: str) -> str:
 
 
 def _trace_option(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--trace", metavar="OUT.json", default=None,
+    s.add_argument("--trace", metavar="OUT.json|OUT.svg", default=None,
                    help="write the per-layer profile as a Chrome trace (Perfetto, "
-                        "chrome://tracing)")
+                        "chrome://tracing), or as a bar chart when the name ends in .svg")
 
 
 def _quiet_option(s: argparse.ArgumentParser) -> None:

@@ -108,3 +108,32 @@ def test_bench_writes_the_llvm_trace(tmp_path):
     events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
     assert "conv" in {e.get("cat") for e in events}
     assert os.path.getsize(tmp_path / "t.json") > 0
+
+
+def test_chart_draws_the_slowest_layers_first():
+    """The SVG bar chart: well-formed XML, one bar per layer up to `top`, slowest first, bar
+    lengths in proportion to the times, names escaped."""
+    import xml.etree.ElementTree as ET
+
+    prof = Profile([{"node": "conv<1>", "op": "conv", "seconds": 2e-3},
+                    {"node": "relu_1", "op": "relu", "seconds": 5e-4},
+                    {"node": "dense&1", "op": "dense", "seconds": 1e-3}], target="llvm")
+    svg = ET.fromstring(prof.to_svg())
+    ns = "{http://www.w3.org/2000/svg}"
+    bars = svg.findall(f"{ns}rect")
+    assert [b.find(f"{ns}title").text for b in bars] == ["conv<1>", "dense&1", "relu_1"]
+    widths = [float(b.get("width")) for b in bars]
+    assert widths[0] == pytest.approx(2 * widths[1]) == pytest.approx(4 * widths[2])
+    assert len({b.get("fill") for b in bars}) == 3  # one colour per op type
+    assert len(ET.fromstring(prof.to_svg(top=2)).findall(f"{ns}rect")) == 2
+
+
+def test_run_writes_a_chart_for_an_svg_path(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    onnx.save(onnx_model(), tmp_path / "m.onnx")
+    proc = cli("run", tmp_path / "m.onnx", "--trace", tmp_path / "layers.svg")
+    assert "bar chart" in proc.stderr
+    bars = ET.parse(tmp_path / "layers.svg").getroot().findall(
+        "{http://www.w3.org/2000/svg}rect")
+    assert bars
