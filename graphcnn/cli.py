@@ -319,7 +319,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_info(args: argparse.Namespace) -> int:
-    from graphcnn.backends.llvm.cache_size import cache_info, human
+    from graphcnn.backends.llvm.cache import cache_info
+    from graphcnn.backends.llvm.cache_size import human
 
     info = cache_info()
     if args.json:
@@ -337,7 +338,8 @@ def cmd_cache_info(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:
-    from graphcnn.backends.llvm.cache_size import clear_cache, human
+    from graphcnn.backends.llvm.cache import clear_cache
+    from graphcnn.backends.llvm.cache_size import human
 
     done = clear_cache()
     print(f"freed {human(done['freed_bytes'])} ({done['freed_bytes']} bytes, "

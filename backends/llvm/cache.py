@@ -51,7 +51,7 @@ from .cache_integrity import (
     read_weights,
     seal,
 )
-from .cache_size import evict, max_bytes, touch
+from .cache_size import entries, evict, max_bytes, remove, touch
 from .weights_fills import expand
 from .weights_fills import split as split_fills
 
@@ -311,3 +311,25 @@ def _store(d: Path, key: str, objects: list[bytes], weights: np.ndarray, manifes
         with _writers_lock:
             if _writers.get(key) is threading.current_thread():
                 del _writers[key]
+
+
+def cache_info(largest: int = 5) -> dict:
+    """The llvm compile cache: its directory, entries, total bytes, limit and the `largest`
+    entries (key, bytes, last use as a Unix time)."""
+    d = cache_dir()
+    found = entries(d)
+    top = sorted(found, key=lambda e: -e.bytes)[:largest]
+    return {"dir": str(d), "entries": sum(e.complete for e in found),
+            "incomplete": sum(not e.complete for e in found),
+            "total_bytes": sum(e.bytes for e in found), "max_bytes": max_bytes(),
+            "largest": [{"key": e.key, "bytes": e.bytes, "last_used": e.last_used,
+                         "complete": e.complete} for e in top]}
+
+
+def clear_cache() -> dict:
+    """Delete every entry of the llvm compile cache (and stores left half done); other files
+    in the directory stay. Returns the directory, entries and bytes freed."""
+    d = cache_dir()
+    found = entries(d)
+    freed = sum(remove(d, e) for e in found)
+    return {"dir": str(d), "entries": sum(e.complete for e in found), "freed_bytes": freed}

@@ -134,32 +134,6 @@ def touch(manifest: Path) -> None:
         pass
 
 
-def cache_info(largest: int = 5) -> dict:
-    """The llvm compile cache: its directory, entries, total bytes, limit and the `largest`
-    entries (key, bytes, last use as a Unix time)."""
-    from .cache import cache_dir
-
-    d = cache_dir()
-    found = entries(d)
-    top = sorted(found, key=lambda e: -e.bytes)[:largest]
-    return {"dir": str(d), "entries": sum(e.complete for e in found),
-            "incomplete": sum(not e.complete for e in found),
-            "total_bytes": sum(e.bytes for e in found), "max_bytes": max_bytes(),
-            "largest": [{"key": e.key, "bytes": e.bytes, "last_used": e.last_used,
-                         "complete": e.complete} for e in top]}
-
-
-def clear_cache() -> dict:
-    """Delete every entry of the llvm compile cache (and stores left half done); other files
-    in the directory stay. Returns the directory, entries and bytes freed."""
-    from .cache import cache_dir
-
-    d = cache_dir()
-    found = entries(d)
-    freed = sum(remove(d, e) for e in found)
-    return {"dir": str(d), "entries": sum(e.complete for e in found), "freed_bytes": freed}
-
-
 def human(n: int) -> str:
     """Bytes for people: 1.5 GiB, 603.2 MiB, 12 B."""
     for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
