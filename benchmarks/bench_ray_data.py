@@ -7,7 +7,7 @@ A local Ray cluster (ray.init with --cpus) runs `ds.map_batches(Predictor, ...)`
 --images random 1x28x28 images with ids; the answers are checked against one direct
 `gc.compile` call on the same images (the ids must come back in order after sorting, the
 outputs within rel L2 1e-5), so the figure counts right answers only. The model is saved once
-(gc.save) and every actor loads it without compiling. Prints the wall time of the whole
+(cm.save) and every actor loads it without compiling. Prints the wall time of the whole
 map_batches run (the first actor's load included) and images/s; --json writes them.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main() -> int:
     want = _direct(gc.compile(graph), x, args.max_batch)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "lenet.gcm")
-        gc.save(gc.compile(graph, threads=1), path)
+        gc.compile(graph, threads=1).save(path)
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
         try:
             ds = ray.data.from_items([{"data": x[i], "id": i} for i in range(len(x))])

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,35 +44,33 @@ SETTINGS = {"batched": BATCHED, "unbatched": UNBATCHED,  # the llvm target
 
 
 class Server:
-    """`python -m graphcnn serve FILE --port 0 ...`; the URL read from uvicorn's log line."""
+    """`python -m graphcnn serve FILE --port P ...` on a free port P, ready once
+    /v2/health/ready says 200 (every batch size compiled)."""
 
     def __init__(self, path: str, args: list[str]):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115  (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "graphcnn", "serve", path, "--name", "m", "--host",
-             "127.0.0.1", "--port", "0", "--queue-size", "1024", "--log-level", "warning",
-             *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.url = None
-        self.log: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+             "127.0.0.1", "--port", str(port), "--queue-size", "1024", "--log-level", "warning",
+             *args], stdout=self.log, stderr=subprocess.STDOUT)
         end = time.monotonic() + 600  # a cold ResNet-50 compiles every batch size first
-        while self.url is None and self.proc.poll() is None and time.monotonic() < end:
-            time.sleep(0.05)
-        if self.url is None:
-            self.stop()
-            raise SystemExit("the server did not start:\n" + "".join(self.log))
         with httpx.Client(base_url=self.url) as c:
-            while c.get("/v2/health/ready").status_code != 200:
-                if time.monotonic() > end:
-                    raise SystemExit("the server did not get ready")
-                time.sleep(0.1)
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.log.append(line)
-            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                self.url = found.group(1)
+            while True:
+                if self.proc.poll() is not None or time.monotonic() > end:
+                    self.log.seek(0)
+                    log = self.log.read()
+                    self.stop()
+                    raise SystemExit("the server did not get ready:\n" + log)
+                try:
+                    if c.get("/v2/health/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass  # not listening yet
+                time.sleep(0.2)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -79,6 +78,7 @@ class Server:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
 
 
 def request_maker(shape: tuple[int, ...], body: str):
