@@ -68,6 +68,7 @@ from .errors import (
     GraphError,
     InputError,
     ModelLoadError,
+    PrecisionWarning,
     ShapeError,
     UnsupportedOpError,
 )
@@ -162,6 +163,7 @@ __all__ = [
     "Mish",
     "ModelLoadError",
     "Node",
+    "PrecisionWarning",
     "ReLU",
     "ReLU6",
     "Sequential",

@@ -44,6 +44,10 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
     `cm.run(feeds, taps=[...])` and `cm.tensor_names()` compile the same recipe again with
     tapped values kept (graphcnn/taps.py).
 
+    `precision="bf16"` (llvm): convs compute on bf16 activations and weights with float32 sums
+    where the CPU has AVX512-BF16 (passes/precision.py); elsewhere float32, with a
+    PrecisionWarning. "fp32" is the default.
+
     `progress=True` shows each pass and kernel-module compile on one stderr line when stderr
     is a terminal; a callable gets them as `fn(stage, done, total, detail)` (progress.py).
     """
@@ -60,6 +64,14 @@ def _checked(graph: Graph, target: str, opt_level: int | None, fallback: str | N
     if batch not in (None, "dynamic"):
         raise InvalidOptionError(f"batch must be None or 'dynamic', got {batch!r}")
     verify(graph)
+    precision = options.get("precision", "fp32")
+    if precision not in ("fp32", "bf16"):
+        raise InvalidOptionError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if target != "llvm":
+        if precision != "fp32":
+            raise InvalidOptionError(f"precision={precision!r} is an option of the llvm target "
+                                     f"(bf16 kernels), not of {target!r}")
+        options.pop("precision", None)
     if opt_level is None:
         opt_level = 0 if target == "reference" else DEFAULT_OPT_LEVEL
     check_opt_level(opt_level)

@@ -81,14 +81,15 @@ def time_alternating(runners: dict[str, Callable[[], object]], runs: int = 30,
 
 def compare_with_onnxruntime(graph: Graph, threads: int = 2, runs: int = 30,
                              inputs: list[np.ndarray] | None = None, seed: int = 0,
-                             budget_s: float = 60.0) -> dict:
-    """Compile for llvm and onnxruntime (same thread count), check they agree, time both."""
+                             budget_s: float = 60.0, precision: str = "fp32") -> dict:
+    """Compile for llvm (at `precision`) and onnxruntime (same thread count), measure how far
+    apart they are, time both."""
     from . import compile
 
     rng = np.random.default_rng(seed)
     inputs = inputs or [rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs]
     t0 = time.perf_counter()
-    native = compile(graph, target="llvm", threads=threads)
+    native = compile(graph, target="llvm", threads=threads, precision=precision)
     compile_s = time.perf_counter() - t0
     ort = compile(graph, target="onnxruntime", threads=threads)
     a, b = native(*inputs), ort(*inputs)
@@ -98,7 +99,8 @@ def compare_with_onnxruntime(graph: Graph, threads: int = 2, runs: int = 30,
     medians = time_alternating({"graphcnn-llvm": lambda: native(*inputs),
                                 "onnxruntime": lambda: ort(*inputs)}, runs=runs, budget_s=budget_s,
                                first_calls=firsts)
-    return {"graph": graph.name, "flops": graph_flops(graph), "llvm_s": medians["graphcnn-llvm"],
+    return {"graph": graph.name, "precision": precision, "flops": graph_flops(graph),
+            "llvm_s": medians["graphcnn-llvm"],
             "ort_s": medians["onnxruntime"], "speedup": medians["onnxruntime"] / medians["graphcnn-llvm"],
             "llvm_first_s": firsts["graphcnn-llvm"], "ort_first_s": firsts["onnxruntime"],
             "rel_err": err, "compile_s": compile_s, "model": native,
@@ -108,14 +110,16 @@ def compare_with_onnxruntime(graph: Graph, threads: int = 2, runs: int = 30,
 def format_table(rows: list[dict]) -> str:
     """Steady-state medians and their ratio, then the first call after an idle spell
     (`time_alternating`) for both runtimes and its ratio."""
-    head = (f"| {'model':<28} | {'graphcnn-llvm ms':>16} | {'onnxruntime ms':>14} | "
+    label = "graphcnn-llvm" + ("-bf16" if any(r.get("precision") == "bf16" for r in rows) else "")
+    width = len(label) + 3
+    head = (f"| {'model':<28} | {label + ' ms':>{width}} | {'onnxruntime ms':>14} | "
             f"{'speedup':>7} | {'GFLOP/s':>7} | {'rel err':>7} | {'1st call ms (gc / ort)':>22} |"
             f" {'1st speedup':>11} |")
     lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
     for r in rows:
         gflops = r["flops"] / r["llvm_s"] / 1e9 if r["flops"] else 0.0
         first = f"{r['llvm_first_s'] * 1e3:.3f} / {r['ort_first_s'] * 1e3:.3f}"
-        lines.append(f"| {r['graph']:<28} | {r['llvm_s'] * 1e3:>16.3f} | {r['ort_s'] * 1e3:>14.3f} | "
+        lines.append(f"| {r['graph']:<28} | {r['llvm_s'] * 1e3:>{width}.3f} | {r['ort_s'] * 1e3:>14.3f} | "
                      f"{r['speedup']:>6.2f}x | {gflops:>7.1f} | {r['rel_err']:>7.1e} | "
                      f"{first:>22} | {r['ort_first_s'] / r['llvm_first_s']:>10.2f}x |")
     if len(rows) > 1:
@@ -127,12 +131,59 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def precision_agreement(graph: Graph, model, samples: int = 100, seed: int = 1,
+                        threads: int = 2) -> dict:
+    """How close `model` (a reduced-precision build of `graph`) stays to float32 over
+    `samples` random inputs: the relative L2 error of all its outputs together against the
+    float32 llvm build (itself checked against the reference interpreter by the test suite),
+    and for a classifier output (N, classes >= 5) the share of samples whose top-1 class is
+    float32's (top-1 agreement) and whose top-5 holds float32's top-1 (top-5 agreement)."""
+    from . import compile
+
+    fp32 = compile(graph, target="llvm", threads=threads)
+    rng = np.random.default_rng(seed)
+    batch = graph.inputs[0].type.shape[0] if graph.inputs[0].type.rank else 1
+    err = ref = 0.0
+    top1 = top5 = counted = 0
+    for _ in range(-(-samples // max(batch, 1))):
+        xs = [rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs]
+        got, want = model(*xs), fp32(*xs)
+        got = got if isinstance(got, tuple) else (got,)
+        want = want if isinstance(want, tuple) else (want,)
+        for g, w in zip(got, want):
+            err += float(np.sum((g.astype(np.float64) - w) ** 2))
+            ref += float(np.sum(w.astype(np.float64) ** 2))
+        g, w = got[0], want[0]
+        if g.ndim == 2 and g.shape[1] >= 5:
+            best = w.argmax(axis=1)
+            top1 += int(np.sum(g.argmax(axis=1) == best))
+            top5 += int(np.sum(np.any(np.argsort(-g, axis=1)[:, :5] == best[:, None], axis=1)))
+            counted += g.shape[0]
+    row = {"samples": counted or samples, "rel_l2": math.sqrt(err / max(ref, 1e-300))}
+    if counted:
+        row.update(top1=top1 / counted, top5=top5 / counted)
+    return row
+
+
+def format_agreement(row: dict, precision: str) -> str:
+    text = f"{precision} vs float32 over {row['samples']} random inputs: rel L2 {row['rel_l2']:.2e}"
+    if "top1" in row:
+        text += (f", top-1 agreement {100 * row['top1']:.1f}%, float32's top-1 in the "
+                 f"top-5 {100 * row['top5']:.1f}%")
+    return text
+
+
 def bench_model(graph: Graph, threads: int = 2, runs: int = 30, profile: bool = True,
-                on_profile: Callable[[list[dict]], object] | None = None) -> int:
+                on_profile: Callable[[list[dict]], object] | None = None,
+                precision: str = "fp32", samples: int = 100) -> int:
     """The side-by-side table, then (`profile`) the llvm per-layer profile, which
-    `on_profile` also receives (the CLI's --trace writes it out)."""
-    row = compare_with_onnxruntime(graph, threads=threads, runs=runs)
+    `on_profile` also receives (the CLI's --trace writes it out). A `precision` other than
+    fp32 also prints how close it stays to float32 (precision_agreement)."""
+    row = compare_with_onnxruntime(graph, threads=threads, runs=runs, precision=precision)
     print(format_table([row]))
+    if precision != "fp32":
+        print(format_agreement(precision_agreement(graph, row["model"], samples,
+                                                   threads=threads), precision))
     print(f"compile (cold or cached): {row['compile_s'] * 1e3:.0f} ms; "
           f"workspace arena: {row['memory_bytes'] or 0} bytes")
     model = row["model"]

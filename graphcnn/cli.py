@@ -211,6 +211,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = {"threads": args.threads} if args.threads else {}
     if args.fallback:
         options["fallback"] = args.fallback
+    if args.precision != "fp32":
+        options["precision"] = args.precision
     cm = compile(graph, target=args.target, **options)
     start = time.perf_counter()
     outs = cm(*inputs)
@@ -277,7 +279,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     graph = load_model(args.model, args.input_shape, batch=args.batch)
     header = export_library(graph, args.output, cpu=args.cpu, name=args.name,
-                            opt_level=args.opt)
+                            opt_level=args.opt, precision=args.precision)
     print(f"wrote {args.output} and {header}")
     return 0
 
@@ -303,8 +305,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         from .bench import compare_with_onnxruntime
 
-        row = compare_with_onnxruntime(graph, threads=args.threads, runs=args.runs)
+        row = compare_with_onnxruntime(graph, threads=args.threads, runs=args.runs,
+                                       precision=args.precision)
         report = {k: v for k, v in row.items() if isinstance(v, (int, float, str, type(None)))}
+        if args.precision != "fp32":
+            from .bench import precision_agreement
+
+            report["agreement"] = precision_agreement(graph, row["model"], args.samples,
+                                                      threads=args.threads)
         if not args.no_profile or args.trace:
             profile = row["model"].profile(*row["inputs"])
             if args.trace:
@@ -314,7 +322,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(report))
         return 0
     return bench_model(graph, threads=args.threads or 2, runs=args.runs,
-                       profile=not args.no_profile,
+                       profile=not args.no_profile, precision=args.precision,
+                       samples=args.samples,
                        on_profile=(lambda p: _write_trace(p, args.trace)) if args.trace else None)
 
 
@@ -416,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print outputs and latency as one JSON object")
     s.add_argument("--fallback", choices=["onnxruntime"], default=None,
                    help="run ONNX nodes without a native kernel on onnxruntime (llvm target)")
+    _precision_option(s)
     _trace_option(s)
     _input_shape_option(s)
     _quiet_option(s)
@@ -441,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(AVX-512) or an LLVM CPU name (default: %(default)s)")
     s.add_argument("--opt", type=int, default=DEFAULT_OPT_LEVEL, choices=OPT_LEVELS,
                    help="optimisation level (default: %(default)s)")
+    _precision_option(s)
     _input_shape_option(s)
     _quiet_option(s)
     s.set_defaults(fn=cmd_compile)
@@ -471,6 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-profile", action="store_true", help="skip the per-layer profile")
     s.add_argument("--json", action="store_true",
                    help="print the timings (and the profile) as one JSON object")
+    _precision_option(s)
+    s.add_argument("--samples", type=_positive, default=100,
+                   help="with --precision bf16: random inputs over which its outputs are "
+                        "compared with float32's (default: %(default)s)")
     _trace_option(s)
     _input_shape_option(s)
     _quiet_option(s)
@@ -535,6 +550,12 @@ def _trace_option(s: argparse.ArgumentParser) -> None:
     s.add_argument("--trace", metavar="OUT.json|OUT.svg", default=None,
                    help="write the per-layer profile as a Chrome trace (Perfetto, "
                         "chrome://tracing), or as a bar chart when the name ends in .svg")
+
+
+def _precision_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="llvm: bf16 computes convs on bf16 activations and weights with "
+                        "float32 sums where the CPU has AVX512-BF16 (default: %(default)s)")
 
 
 def _quiet_option(s: argparse.ArgumentParser) -> None:

@@ -47,5 +47,10 @@ class InvalidOptionError(CompileError, ValueError):
     Also a ValueError, which such errors were before."""
 
 
+class PrecisionWarning(UserWarning):
+    """A precision the target CPU cannot compute in (bf16 without AVX512-BF16): the model is
+    compiled in float32 instead."""
+
+
 class CacheIntegrityWarning(UserWarning):
     """A compile-cache entry or directory that failed its checks and was not used."""

@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import ml_dtypes  # noqa: F401  (registers numpy's "bfloat16" dtype: the bf16 precision's)
 import numpy as np
 
 # numpy's canonical names of the numeric dtypes: TensorType keeps these as given
-_CANONICAL_DTYPES = frozenset(np.dtype(code).name for code in "?bBhHiIlLqQefdgFDG")
-_DTYPE_SHORT = {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "b1"}
+_CANONICAL_DTYPES = frozenset(np.dtype(code).name for code in "?bBhHiIlLqQefdgFDG") | {"bfloat16"}
+_DTYPE_SHORT = {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "b1",
+                "bfloat16": "bf16"}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Graph passes (installed as graphcnn.passes): the pipelines per opt level and target.
 
     optimize(graph, opt_level=2, target=None, block=16, print_before=None, print_after=None,
-             dump_dir=None, timings=False, verify=True, stream=None) -> Graph
+             dump_dir=None, timings=False, verify=True, stream=None, precision="fp32") -> Graph
 
 mutates and returns `graph` (gc.optimize hands it a copy). `pipeline(opt_level, target)` gives
 the passes that will run; `last_report(graph)` the PassReport of the last run (also stored as
@@ -22,7 +22,8 @@ Levels:
   3  level 2, with the cleanup + fusion passes run a second time after the layout choice
 Target "llvm" ends every level, 0 included, with the rewrites its kernels need (`_lowering`):
 max pools fused into the row kernel, blocked convs no blocked kernel takes back to NCHW, and
-the kernel family of every conv, gemm and matmul, which the backend's plan stage builds. Other
+the kernel family of every conv, gemm and matmul, which the backend's plan stage builds, and
+with `precision="bf16"` the bf16 retyping of the convs its kernels take (precision.py). Other
 targets ("reference", "onnxruntime", None) never get llvm-specific passes, so exported ONNX
 stays standard. `block` is the llvm target's vector width, the layout's block.
 """
@@ -62,6 +63,7 @@ from .legalize_convs import legalize_convs
 from .lift_conv1d import lift_conv1d
 from .lower_spatial import lower_spatial
 from .manager import Pass, PassError, PassManager, PassReport, restore_output_names
+from .precision import PRECISIONS, to_bf16
 from .reduce_to_pool import reduce_to_global_pool
 from .remove_identity import remove_identity
 from .split_strided_1x1 import split_strided_1x1
@@ -114,8 +116,9 @@ def _llvm(block: int) -> list[Pass]:
     ]
 
 
-def _lowering(block: int) -> list[Pass]:
+def _lowering(block: int, precision: str = "fp32") -> list[Pass]:
     """What the llvm backend needs of every graph, after all other rewrites."""
+    bf16 = [Pass("precision-bf16", to_bf16)] if precision == "bf16" else []
     return [
         Pass("lower-spatial", lower_spatial),  # levels 0-1: the ops no llvm kernel runs
         Pass("fuse-conv-pool", functools.partial(fuse_conv_pool, vector_width=block)),
@@ -123,15 +126,18 @@ def _lowering(block: int) -> list[Pass]:
         # last: the families of the final nodes, which the backend's plan stage builds
         Pass("choose-kernel-family", functools.partial(choose_kernel_family,
                                                        vector_width=block)),
+        *bf16,  # after the families: it retypes the convs of the families it takes
     ]
 
 
-def pipeline(opt_level: int = 2, target: str | None = None, block: int = DEFAULT_BLOCK
-             ) -> list[Pass]:
+def pipeline(opt_level: int = 2, target: str | None = None, block: int = DEFAULT_BLOCK,
+             precision: str = "fp32") -> list[Pass]:
     """The passes `optimize` runs for a level and target, in order."""
     check_opt_level(opt_level)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     llvm = target in LLVM_TARGETS
-    lowering = _lowering(block) if llvm else []
+    lowering = _lowering(block, precision) if llvm else []
     if opt_level == 0:
         return with_fault(lowering)
     if opt_level == 1:
@@ -158,11 +164,12 @@ def optimize(graph: Graph, opt_level: int = DEFAULT_OPT_LEVEL, target: str | Non
              block: int = DEFAULT_BLOCK, print_before: str | Iterable[str] | None = None,
              print_after: str | Iterable[str] | None = None,
              dump_dir: str | os.PathLike | None = None, timings: bool = False,
-             verify: bool = True, stream: IO[str] | None = None) -> Graph:
+             verify: bool = True, stream: IO[str] | None = None, precision: str = "fp32"
+             ) -> Graph:
     """Run the pipeline for `opt_level` and `target` on `graph` in place and return it."""
     verify_graph(graph)
     names = [v.name for v in graph.outputs]
-    manager = PassManager(pipeline(opt_level, target, block), verify=verify,
+    manager = PassManager(pipeline(opt_level, target, block, precision), verify=verify,
                           print_before=print_before, print_after=print_after,
                           dump_dir=dump_dir, timings=timings, stream=stream)
     report = manager.run(graph)

@@ -42,7 +42,7 @@ from graphcnn.ir import Graph
 
 from . import cache as compile_cache
 from . import saved
-from .codegen import cpu_and_features, vector_width
+from .codegen import cpu_and_features, resolve_precision, vector_width
 from .runtime import LLVMModel, default_threads
 from .target_pipeline import optimized
 
@@ -50,33 +50,39 @@ from .target_pipeline import optimized
 def _checked_threads(threads: int | None, options: dict) -> int:
     if options:
         raise CompileError(f"unknown llvm option(s) {sorted(options)}; "
-                           "known: threads, cache, cpu, rewrites, profile")
+                           "known: threads, cache, cpu, rewrites, profile, precision")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise CompileError(f"threads must be a positive int, got {threads!r}")
     return threads or default_threads()
 
 
-def _code_options(cpu: str, rewrites: bool, profile: bool) -> dict:
-    return {"cpu": cpu, "rewrites": rewrites, "profile": profile}
+def _code_options(cpu: str, rewrites: bool, profile: bool, precision: str) -> dict:
+    return {"cpu": cpu, "rewrites": rewrites, "profile": profile, "precision": precision}
 
 
 def compile(graph: Graph, threads: int | None = None, cache: bool = True, cpu: str = "host",
-            rewrites: bool = True, profile: bool = False, **options: Any) -> LLVMModel:
+            rewrites: bool = True, profile: bool = False, precision: str = "fp32",
+            **options: Any) -> LLVMModel:
     """Compile a graph to native code; see the module docstring.
 
     threads: worker count (default: all cores this process may use); cache: reuse object code
     (cache.py); cpu: "host" (default), "generic" (portable x86-64) or an LLVM CPU name;
     rewrites: run the level-2 llvm pass pipeline (fusion, blocked layout) on the graph, else
     only the rewrites the kernels need;
-    profile: an instrumented build timing every kernel (see LLVMModel.profile).
+    profile: an instrumented build timing every kernel (see LLVMModel.profile);
+    precision: "fp32" (default) or "bf16": convs on bf16 activations and weights with float32
+    sums where the CPU has AVX512-BF16, else float32 with a PrecisionWarning
+    (passes/precision.py).
     """
     threads = _checked_threads(threads, options)
-    return _build(optimized(graph, 0, rewrites, cpu), threads, cache, cpu, rewrites, profile)
+    precision = resolve_precision(precision, cpu)
+    return _build(optimized(graph, 0, rewrites, cpu, precision), threads, cache, cpu, rewrites,
+                  profile, precision)
 
 
 def compile_graph(graph: Graph, opt_level: int, threads: int | None = None, cache: bool = True,
                   cpu: str = "host", rewrites: bool = True, profile: bool = False,
-                  **options: Any) -> LLVMModel:
+                  precision: str = "fp32", **options: Any) -> LLVMModel:
     """gc.compile's llvm path: `graph` as the user gave it (verified), compiled after the llvm
     pass pipeline at `opt_level` (`optimized`).
 
@@ -86,35 +92,37 @@ def compile_graph(graph: Graph, opt_level: int, threads: int | None = None, cach
     entry under the same key.
     """
     threads = _checked_threads(threads, options)
+    precision = resolve_precision(precision, cpu)
     cache = cache and compile_cache.enabled()
     start = time.perf_counter()
     key = None
     if cache:
         cpu_name, features = cpu_and_features(cpu)
         key = compile_cache.source_key(graph, opt_level, cpu_name, features,
-                                       _code_options(cpu, rewrites, profile))
+                                       _code_options(cpu, rewrites, profile, precision))
         hit = compile_cache.load(key)
         if hit is not None and hit[2].get("io") == compile_cache.io_signature(graph):
             source = graph.copy()  # the caller may edit theirs later; constants are shared
             obj, weights, manifest = hit
             model = LLVMModel(source, obj, weights, manifest, threads, cpu,
-                              {"rewrites": rewrites}, True, profile,
-                              derive_graph=lambda: optimized(source, opt_level, rewrites, cpu))
+                              {"rewrites": rewrites, "precision": precision}, True, profile,
+                              derive_graph=lambda: optimized(source, opt_level, rewrites, cpu,
+                                                             precision))
             model.compile_seconds = time.perf_counter() - start
             return model
-    work = optimized(graph, opt_level, rewrites, cpu)
+    work = optimized(graph, opt_level, rewrites, cpu, precision)
     if key is not None and compile_cache.io_signature(work) != compile_cache.io_signature(graph):
         key = None  # a hit could not rebuild the model from the user's graph: key it optimised
-    model = _build(work, threads, cache, cpu, rewrites, profile, key=key)
+    model = _build(work, threads, cache, cpu, rewrites, profile, precision, key=key)
     model.compile_seconds = time.perf_counter() - start
     return model
 
 
 def _build(graph: Graph, threads: int, cache: bool, cpu: str, rewrites: bool, profile: bool,
-           key: str | None = None) -> LLVMModel:
+           precision: str, key: str | None = None) -> LLVMModel:
     """The optimised `graph` to a model: the cache entry `key` (default: the optimised graph's
     own key) if there is one, else lowering and code generation (stored under `key`)."""
-    options = _code_options(cpu, rewrites, profile)
+    options = _code_options(cpu, rewrites, profile, precision)
     cache = cache and compile_cache.enabled()  # GRAPHCNN_CACHE=off: neither look up nor store
     if cache and key is None:
         cpu_name, features = cpu_and_features(cpu)
@@ -150,8 +158,8 @@ def _build(graph: Graph, threads: int, cache: bool, cpu: str, rewrites: bool, pr
         if cache:
             compile_cache.store(key, obj, weights, manifest)
         from_cache = False
-    model = LLVMModel(graph, obj, weights, manifest, threads, cpu, {"rewrites": rewrites},
-                      from_cache, profile)
+    model = LLVMModel(graph, obj, weights, manifest, threads, cpu,
+                      {"rewrites": rewrites, "precision": precision}, from_cache, profile)
     if not from_cache:
         del lowered
         _return_freed_memory()
@@ -177,7 +185,7 @@ LLVMModel.__reduce__ = saved.reduce_method
 
 def export_library(graph: Graph, path: str | os.PathLike, **options: Any) -> str:
     """gc.compile(graph, target="llvm") then write `path` (.so) + header; returns the header path.
-    Options: opt_level, cpu."""
+    Options: opt_level, cpu, precision."""
     from .aot import export_library as export
 
     return export(graph, path, **options)

@@ -36,7 +36,13 @@ from graphcnn.errors import CompileError
 from graphcnn.ir import Graph
 from graphcnn.opt_levels import DEFAULT_OPT_LEVEL, check_opt_level
 
-from .codegen import MODEL_PIPELINE, compile_objects, cpu_and_features, vector_width
+from .codegen import (
+    MODEL_PIPELINE,
+    compile_objects,
+    cpu_and_features,
+    resolve_precision,
+    vector_width,
+)
 from .lower import lower
 from .target_pipeline import optimized
 from .threads import pool_module
@@ -68,7 +74,8 @@ def library_name(path: str | os.PathLike, name: str | None = None) -> str:
 def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
                    _optimized: bool = False, opt_level: int | None = None,
                    rewrites: bool = True, threads: int | None = None,
-                   cache: bool | None = None, name: str | None = None) -> str:
+                   cache: bool | None = None, name: str | None = None,
+                   precision: str = "fp32") -> str:
     """Compile `graph` to the shared library `path` and write its header; returns the header.
     `name` prefixes the exported symbols and macros (see library_name).
 
@@ -83,7 +90,7 @@ def export_library(graph: Graph, path: str | os.PathLike, cpu: str = "host",
     batching = batch_plan(graph)  # on the graph as given: the passes add layout ops
     if not _optimized:
         level = check_opt_level(DEFAULT_OPT_LEVEL if opt_level is None else opt_level)
-        graph = optimized(graph, level, rewrites, cpu)
+        graph = optimized(graph, level, rewrites, cpu, resolve_precision(precision, cpu))
     path = Path(path)
     stem = library_name(path, name)
     if not path.parent.is_dir():

@@ -26,6 +26,23 @@ I8P = ir.IntType(8).as_pointer()
 VOID = ir.VoidType()
 
 
+class BFloat16Type(ir.Type):
+    """LLVM's `bfloat` (llvmlite's IR layer has no such type): bf16 tensors in memory, the
+    operands of vdpbf16ps, and `fptrunc` from float (vcvtneps2bf16 with AVX512-BF16)."""
+
+    def _to_string(self) -> str:
+        return "bfloat"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BFloat16Type)
+
+    def __hash__(self) -> int:
+        return hash("bfloat")
+
+
+BF16 = BFloat16Type()
+
+
 def vec_type(width: int) -> ir.VectorType:
     return ir.VectorType(F32, width)
 
@@ -323,6 +340,17 @@ def fma(b: ir.IRBuilder, x: ir.Value, y: ir.Value, acc: ir.Value, name: str) -> 
     """x * y + acc: one rounding (vfmadd231ps) where the CPU has FMA, else a multiply and an
     add (llvm.fmuladd): llvm.fma on a CPU without FMA is a libm call per lane, ~100x slower."""
     return intrinsic(b, "llvm.fmuladd", [x, y, acc], name)
+
+
+def dot_bf16_pairs(b: ir.IRBuilder, x: ir.Value, y: ir.Value, acc: ir.Value, name: str
+                   ) -> ir.Value:
+    """acc[i] + x[2i] * y[2i] + x[2i+1] * y[2i+1] for <16 x float> acc and x, y holding 16
+    pairs of bf16 each as <16 x float> bit patterns (one vdpbf16ps, fp32 accumulation)."""
+    pairs = ir.VectorType(BF16, 32)
+    fn = b.module.declare_intrinsic("llvm.x86.avx512bf16.dpbf16ps.512",
+                                    fnty=ir.FunctionType(acc.type, [acc.type, pairs, pairs]))
+    return b.call(fn, [acc, b.bitcast(x, pairs, name=f"{name}.x"),
+                       b.bitcast(y, pairs, name=f"{name}.y")], name=name)
 
 
 def fmax(b: ir.IRBuilder, x: ir.Value, y: ir.Value, name: str) -> ir.Value:

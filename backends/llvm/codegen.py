@@ -17,12 +17,13 @@ import select
 import signal
 import subprocess
 import sys
+import warnings
 
 import llvmlite.binding as llvm
 from llvmlite import ir
 
 from graphcnn import progress
-from graphcnn.errors import CompileError, InvalidOptionError
+from graphcnn.errors import CompileError, InvalidOptionError, PrecisionWarning
 
 _initialized = False
 CHILD_TIMEOUT_S = 120.0  # silence from a forked compile child before giving up on it
@@ -113,6 +114,35 @@ def vector_width(cpu: str) -> int:
     if "+avx" in features.split(","):
         return 8
     return 4
+
+
+# LLVM CPU names with AVX512-BF16 (a named CPU carries no feature string to read it from)
+BF16_CPUS = frozenset({"cooperlake", "sapphirerapids", "emeraldrapids", "graniterapids",
+                       "graniterapids-d", "diamondrapids", "znver4", "znver5"})
+
+
+def has_bf16(cpu: str) -> bool:
+    """Whether code for `cpu` may use AVX512-BF16 (vdpbf16ps, vcvtneps2bf16)."""
+    name, features = cpu_and_features(cpu)
+    if not features:
+        return name in BF16_CPUS
+    return "+avx512bf16" in features.split(",")
+
+
+def resolve_precision(precision: str, cpu: str) -> str:
+    """The precision the kernels for `cpu` compute in: "fp32", or "bf16" where the CPU has
+    AVX512-BF16; bf16 asked of a CPU without it compiles fp32, with a warning."""
+    from graphcnn.passes.precision import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise InvalidOptionError(f"precision must be one of {list(PRECISIONS)}, "
+                                 f"got {precision!r}")
+    if precision == "bf16" and not has_bf16(cpu):
+        warnings.warn(f"precision='bf16' needs AVX512-BF16, which cpu {cpu!r} "
+                      f"({cpu_and_features(cpu)[0]}) does not have: compiling float32",
+                      PrecisionWarning, stacklevel=4)
+        return "fp32"
+    return precision
 
 
 _named_widths: dict[str, int] = {}

@@ -30,6 +30,8 @@ from .kernels.gemm import GemmPlan
 from .kernels.winograd import WinogradConv2dNCHWcPlan
 
 FAMILY_OPS = frozenset({"conv", "gemm", "matmul"})  # ops whose kernel family a pass chooses
+# the families whose kernels read or write bfloat16 (passes/precision.py chose them for it)
+BF16_FAMILIES = frozenset({"direct", "direct_bf16"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +67,13 @@ def _winograd(m: int) -> Callable[[Node, int], WinogradConv2dNCHWcPlan]:
 
 
 def _direct(node: Node, vector_width: int) -> Conv2dNCHWcPlan:
-    return Conv2dNCHWcPlan.create(**_conv_args(node))
+    return Conv2dNCHWcPlan.create(**_conv_args(node),
+                                  out_bf16=node.attrs["out_dtype"] == "bfloat16")
+
+
+def _direct_bf16(node: Node, vector_width: int) -> Conv2dNCHWcPlan:
+    return Conv2dNCHWcPlan.create_bf16(**_conv_args(node),
+                                       out_bf16=node.attrs["out_dtype"] == "bfloat16")
 
 
 def _depthwise(node: Node, vector_width: int) -> DepthwiseConv2dNCHWcPlan:
@@ -100,6 +108,7 @@ PLANS: dict[str, Callable[[Node, int], Any]] = {
     "winograd": _winograd(4),  # F(4x4, 3x3)
     "winograd_f2": _winograd(2),  # F(2x2, 3x3)
     "direct": _direct,
+    "direct_bf16": _direct_bf16,  # passes/precision.py: a bf16 input, vdpbf16ps
     "grouped": _direct,
     "depthwise": _depthwise,
     "lane_groups": _lane_groups,
@@ -115,7 +124,9 @@ RESIDUAL_IN_PLACE = (Conv2dNCHWcPlan, DepthwiseConv2dNCHWcPlan, WinogradConv2dNC
 def residual_in_place(step: Step) -> bool:
     """Whether the step's node (a conv adding a residual) may write its output over the
     residual."""
-    return bool(step.node.attrs.get("residual")) and isinstance(step.plan, RESIDUAL_IN_PLACE)
+    node = step.node
+    return (bool(node.attrs.get("residual")) and isinstance(step.plan, RESIDUAL_IN_PLACE)
+            and node.outputs[0].type.dtype == node.inputs[3].type.dtype)
 
 
 def _check(graph: Graph) -> None:
@@ -131,6 +142,10 @@ def _check(graph: Graph) -> None:
     for node in graph.nodes:
         if node.op in ANY_DTYPE_OPS or node.op in VIEW_OPS or integer_binary(node):
             continue
+        if (graph.annotations.get(node.name, {}).get("kernel") in BF16_FAMILIES
+                and {v.type.dtype for v in node.inputs + node.outputs}
+                <= {"float32", "bfloat16"}):
+            continue  # the precision pass retyped the node for this kernel
         for v in (*node.inputs, *node.outputs):
             if v.type.dtype != "float32":
                 raise CompileError(f"{where(node)}: the llvm kernel of {node.op!r} computes "

@@ -63,6 +63,8 @@ def _normalize(attrs: dict, t: list[TensorType]) -> dict:
     require(x.rank >= 3 + blocked, f"input must be (N, C, *spatial), got {x}")
     require(not blocked or attrs["out_block"] >= 1, "a blocked conv needs out_block >= 1")
     attrs = spatial_defaults(attrs, x.rank - 2 - blocked)
+    require(attrs["out_dtype"] in ("", "bfloat16"),
+            f"out_dtype {attrs['out_dtype']!r} must be '' (the computed type) or 'bfloat16'")
     attrs["pool"] = tuple(attrs["pool"] or ())
     require(not attrs["pool"] or (len(attrs["pool"]) == x.rank - 2 - blocked
                                   and min(attrs["pool"]) >= 1),
@@ -100,13 +102,21 @@ def _infer(a: dict, t: list[TensorType]) -> list[TensorType]:
         require(t[2].shape == (w.shape[0],), f"bias {t[2]} must be ({w.shape[0]},)")
     out = tuple(window_output_size(x.shape[2 + i], w.shape[2 + i], a["strides"][i], a["pads"][i],
                                    a["pads"][i + nd], a["dilations"][i]) for i in range(nd))
-    y = TensorType((x.shape[0], w.shape[0]) + out, x.dtype)
+    dtype = x.dtype
+    if x.dtype == "bfloat16":  # the bf16 precision: bf16 activations, float32 weights and sums
+        require(w.dtype == "float32", f"a bfloat16 input takes float32 weights, not {w}")
+        dtype = "float32"
+    if a["out_dtype"]:  # the bf16 precision: the float32 result stored rounded to bf16
+        require(dtype == "float32", f"out_dtype {a['out_dtype']} needs a float32 result, not "
+                                    f"{dtype}")
+        dtype = a["out_dtype"]
+    y = TensorType((x.shape[0], w.shape[0]) + out, dtype)
     if a["residual"]:
         require(t[3].shape == y.shape, f"residual {t[3]} must match the output {y}")
     if a["pool"]:
         require(all(o >= p for o, p in zip(out, a["pool"])),
                 f"pool {a['pool']} is larger than the conv's output {out}")
-        y = TensorType(y.shape[:2] + tuple(o // p for o, p in zip(out, a["pool"])), x.dtype)
+        y = TensorType(y.shape[:2] + tuple(o // p for o, p in zip(out, a["pool"])), dtype)
     return [y]
 
 
@@ -130,7 +140,8 @@ def conv_nd(x: np.ndarray, w: np.ndarray, strides, pads, dilations, groups: int)
         parts.append(np.tensordot(xg.astype(np.float64), wg.astype(np.float64),
                                   axes=([1] + k_axes, [1] + list(range(2, 2 + nd)))))
     y = np.concatenate(parts, axis=-1) if groups > 1 else parts[0]
-    return np.ascontiguousarray(np.moveaxis(y, -1, 1)).astype(x.dtype, copy=False)
+    dtype = np.float32 if x.dtype.name == "bfloat16" else x.dtype  # as _infer says
+    return np.ascontiguousarray(np.moveaxis(y, -1, 1)).astype(dtype, copy=False)
 
 
 def _compute(a: dict, x, w, b=None, r=None):
@@ -143,8 +154,8 @@ def _compute(a: dict, x, w, b=None, r=None):
         y = y + b.reshape((1, -1) + (1,) * (x.ndim - 2))
     if r is not None:
         y = y + r
-    return max_pool_windows(apply_activation(y, a["activation"], a["activation_params"]),
-                            a["pool"])
+    y = max_pool_windows(apply_activation(y, a["activation"], a["activation_params"]), a["pool"])
+    return y.astype(a["out_dtype"]) if a["out_dtype"] else y
 
 
 def max_pool_windows(y: np.ndarray, pool: tuple[int, ...]) -> np.ndarray:
@@ -160,7 +171,7 @@ def max_pool_windows(y: np.ndarray, pool: tuple[int, ...]) -> np.ndarray:
 register(OpDef(
     "conv",
     {"strides": None, "pads": None, "dilations": None, "groups": 1, "residual": False,
-     "layout": "NCHW", "out_block": 0, "pool": (), **EPILOGUE_ATTRS},
+     "layout": "NCHW", "out_block": 0, "pool": (), "out_dtype": "", **EPILOGUE_ATTRS},
     _infer, _compute, inputs=(2, 4), normalize=_normalize,
     doc="N-d convolution with groups; optional bias, fused residual add, activation and max pool",
 ))

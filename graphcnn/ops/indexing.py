@@ -192,15 +192,23 @@ register(OpDef("tile", {"repeats": REQUIRED},
 
 
 # ----- cast ---------------------------------------------------------------------------------
+# bfloat16 only to and from float32: the llvm target's bf16 precision (passes/precision.py)
+CAST_DTYPES = DTYPES + ("bfloat16",)
+
+
 def _cast_normalize(a: dict, t: list[TensorType]) -> dict:
     to = np.dtype(a["to"]).name if not isinstance(a["to"], str) else a["to"]
-    require(to in DTYPES, f"cast to {to!r} is not supported; expected one of {list(DTYPES)}")
+    require(to in CAST_DTYPES,
+            f"cast to {to!r} is not supported; expected one of {list(CAST_DTYPES)}")
     a["to"] = to
     return a
 
 
 def _cast_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
-    _dtype(t[0], "input")
+    _dtype(t[0], "input", CAST_DTYPES)
+    if "bfloat16" in (t[0].dtype, a["to"]):
+        require({t[0].dtype, a["to"]} <= {"float32", "bfloat16"},
+                f"bfloat16 casts only to and from float32, not {t[0].dtype} -> {a['to']}")
     return [TensorType(t[0].shape, a["to"])]
 
 

@@ -27,14 +27,14 @@ from llvmlite import ir
 
 from graphcnn.ir import Node, Value
 
-from ..builder import F32, F32P, I8P, I32, I64, VOID, for_range, i64
+from ..builder import BF16, F32, F32P, I8P, I32, I64, VOID, for_range, i64
 from ..codegen import PipelinedModule, plan_pipeline
 
 TASK_TYPE = ir.FunctionType(VOID, [I8P, I64, I64])
 
 # the element type of each dtype the llvm backend holds (bool: one byte, 0 or 1)
 ELEMENT_TYPES: dict[str, ir.Type] = {"float32": F32, "int64": I64, "int32": I32,
-                                     "bool": ir.IntType(8)}
+                                     "bool": ir.IntType(8), "bfloat16": BF16}
 
 
 def element_type(dtype: str) -> ir.Type:

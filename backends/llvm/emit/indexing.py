@@ -313,6 +313,10 @@ def convert(b: ir.IRBuilder, x: ir.Value, src: str, dst: str) -> ir.Value:
         ty = ir.VectorType(ty, x.type.count)
     if src == dst:
         return x
+    if dst == "bfloat16":  # from float32 (the cast's rule): round to nearest even
+        return b.fptrunc(x, ty, name="bf")
+    if src == "bfloat16":
+        return b.fpext(x, ty, name="f")
     if dst == "bool":
         if src == "float32":
             nz = b.fcmp_unordered("!=", x, ir.Constant(x.type, None), name="nz")

@@ -37,6 +37,7 @@ bit-identical results.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
@@ -51,12 +52,15 @@ from graphcnn.ops import preserves_zero
 from graphcnn.ops.layout import from_blocked, group_input_blocks, to_blocked
 
 from ..builder import (
+    BF16,
+    F32P,
     I64,
     apply_activation,
     broadcast,
     check_activation,
     const_table,
     define_kernel,
+    dot_bf16_pairs,
     entry_alloca,
     fma,
     for_range,
@@ -338,6 +342,9 @@ class TaskLoop:
     tile_sizes: tuple[int, ...] = ()
     # task order: rows outermost (threads' shares are image regions) rather than channel groups
     spatial: bool = False
+    # the output is bf16: offsets into it count bf16 elements (the tile kernels get a pointer
+    # cast back to float*, and store through a bf16 one)
+    out_bf16: bool = False
 
     @property
     def num_tasks(self) -> int:
@@ -382,7 +389,8 @@ class TaskLoop:
             # ((n * out_blocks + group * ocn) * OH + oh0) * OW * vw
             out_off = linear(b, "out_off", (n, self.out_blocks * g.oh * g.ow * vw),
                              (group, ocn * g.oh * g.ow * vw), (oh0, g.ow * vw))
-            out_rows = gep(b, out, out_off, "out_rows")
+            out_rows = gep(b, b.bitcast(out, BF16.as_pointer(), name="out.bf16")
+                           if self.out_bf16 else out, out_off, "out_rows")
             res_rows = gep(b, res, out_off, "res_rows")
             sizes = ([b.gep(const_table(module, f"{fn.name}.sizes", self.tile_sizes),
                             [i64(0), i64(0)], inbounds=True, name="sizes")]
@@ -396,10 +404,12 @@ class TaskLoop:
                         in_col = linear(b, "in_col", (ow0, g.stride[1] * ib),
                                         const=-g.pads[1] * ib)
                         out_col = linear(b, "out_col", (ow0, vw))
+                        out_tile = gep(b, out_rows, out_col, "out_tile")
+                        if self.out_bf16:
+                            out_tile = b.bitcast(out_tile, F32P, name="out_tile.f")
                         b.call(kernel, [gep(b, in_rows, in_col, "in_tile"), w_group,
                                         bias_group, gep(b, res_rows, out_col, "res_tile"),
-                                        gep(b, out_rows, out_col, "out_tile"),
-                                        ih0, kh_lo, kh_hi, icb_count, *sizes])
+                                        out_tile, ih0, kh_lo, kh_hi, icb_count, *sizes])
 
             self._emit_dispatch(b, row_tile, group, emit_tiles)
         b.ret_void()
@@ -469,6 +479,13 @@ class Conv2dNCHWcPlan:
     residual: bool
     tiling: Tiling
     groups: int = 1
+    # bf16: the input is a bf16 tensor in the same blocked layout, read as 32-bit words that
+    # each hold two neighbouring channels; c_in and in_block count those words (pairs), so
+    # every address below is the fp32 kernel's, and the weights are bf16 pairs packed alike
+    # (pack_weights); each reduction step is one vdpbf16ps over two channels
+    bf16: bool = False
+    logical_c_in: int = 0    # bf16: the conv's input channels (c_in counts pairs)
+    out_bf16: bool = False   # the epilogue stores bf16 (passes/precision.py, rule 2)
 
     @classmethod
     def create(cls, *, n: int, c_in: int, h: int, w: int, c_out: int, kh: int, kw: int,
@@ -476,8 +493,8 @@ class Conv2dNCHWcPlan:
                dilation: tuple[int, int] = (1, 1), vector_width: int = 16,
                in_block: int | None = None, out_block: int | None = None,
                activation: str = "none", activation_params: tuple[float, ...] = (),
-               residual: bool = False, tiling: Tiling | None = None, groups: int = 1
-               ) -> Conv2dNCHWcPlan:
+               residual: bool = False, tiling: Tiling | None = None, groups: int = 1,
+               out_bf16: bool = False) -> Conv2dNCHWcPlan:
         """`tiling` overrides `choose_tiling` (tuning experiments, tests). `groups` > 1: each
         output block reduces over the input blocks of its channels' groups
         (graphcnn.ops.layout.group_input_blocks)."""
@@ -503,8 +520,25 @@ class Conv2dNCHWcPlan:
         tiling.check(n_vectors, geometry.oh, geometry.ow)
         if tiling.ocn not in ocns:
             raise ValueError(f"{tiling} puts output blocks of different groups in one tile")
+        if out_bf16 and out_block != 16:
+            raise ValueError(f"a bf16 output needs 16-channel blocks, got {out_block}")
         return cls(n, c_in, c_out, geometry, out_block, in_block, out_block, activation, params,
-                   residual, tiling, groups)
+                   residual, tiling, groups, out_bf16=out_bf16)
+
+    @classmethod
+    def create_bf16(cls, *, c_in: int, in_block: int | None = None, vector_width: int = 16,
+                    groups: int = 1, **conv: object) -> Conv2dNCHWcPlan:
+        """The plan of `create` for a bf16 input (AVX512-BF16): the same tiles over pairs of
+        input channels. Needs 16-lane vectors (vdpbf16ps is 512-bit), an even input block and
+        groups == 1 (a group boundary would split a pair)."""
+        in_block = in_block or vector_width
+        if vector_width != 16 or in_block % 2 or groups != 1:
+            raise ValueError(f"the bf16 conv needs 16 lanes, an even input block and groups=1, "
+                             f"got vector_width={vector_width} in_block={in_block} "
+                             f"groups={groups}")
+        words = cls.create(c_in=-(-c_in // 2), in_block=in_block // 2,
+                           vector_width=vector_width, **conv)
+        return dataclasses.replace(words, bf16=True, logical_c_in=c_in)
 
     # Derived sizes ------------------------------------------------------------------------
 
@@ -531,7 +565,8 @@ class Conv2dNCHWcPlan:
     @property
     def flops(self) -> int:
         g = self.geometry
-        return 2 * self.n * self.c_out * self.oh * self.ow * self.c_in * g.kh * g.kw // self.groups
+        c_in = self.logical_c_in if self.bf16 else self.c_in
+        return 2 * self.n * self.c_out * self.oh * self.ow * c_in * g.kh * g.kw // self.groups
 
     @cached_property
     def input_ranges(self) -> list[tuple[int, int]]:
@@ -565,7 +600,7 @@ class Conv2dNCHWcPlan:
                         out_blocks=self.ocb, mask_last_group=self.mask_last_group,
                         group_blocks=tuple(self.input_ranges[::self.tiling.ocn])
                         if self.groups > 1 else (), tile_sizes=self.tile_sizes,
-                        spatial=self.spatial)
+                        spatial=self.spatial, out_bf16=self.out_bf16)
 
     @property
     def spatial(self) -> bool:
@@ -593,7 +628,8 @@ class Conv2dNCHWcPlan:
         return TileSpec(self.tiling.ocn, height, width, guards, last_lanes if mask else None,
                         g.kh, g.kw, g.stride, g.dilation, self.in_block, self.vector_width,
                         0 if self.groups > 1 else self.c_in % self.in_block, self.groups > 1,
-                        self.activation, self.activation_params, self.residual)
+                        self.activation, self.activation_params, self.residual, self.bf16,
+                        self.out_bf16)
 
     # Weights --------------------------------------------------------------------------------
 
@@ -603,12 +639,15 @@ class Conv2dNCHWcPlan:
         `copy=False` may give the packed weights as a strided view of `weight`: the backend's
         weights arena copies it once, in place (no second full-size copy of big models)."""
         g, ib, ob = self.geometry, self.in_block, self.out_block
-        expected = (self.c_out, self.c_in // self.groups, g.kh, g.kw)
+        c_in = self.logical_c_in if self.bf16 else self.c_in
+        expected = (self.c_out, c_in // self.groups, g.kh, g.kw)
         if weight.shape != expected:
             raise ValueError(f"conv weight shape {weight.shape}, expected {expected}")
         bias_packed = np.zeros(self.ocb * ob, dtype=np.float32)
         if bias is not None:
             bias_packed[:self.c_out] = bias
+        if self.bf16:
+            return self._pack_bf16(weight), bias_packed
         if self.groups > 1:
             return self._pack_grouped(weight), bias_packed
         padded = np.asarray(weight, dtype=np.float32)
@@ -617,6 +656,19 @@ class Conv2dNCHWcPlan:
             padded[:self.c_out, :self.c_in] = weight
         packed = padded.reshape(self.ocb, ob, self.icb, ib, g.kh, g.kw).transpose(0, 2, 4, 5, 3, 1)
         return (np.ascontiguousarray(packed) if copy else packed), bias_packed
+
+    def _pack_bf16(self, weight: np.ndarray) -> np.ndarray:
+        """(C_out, C_in, KH, KW) -> (OCB, ICB, KH, KW, ib, ob) 32-bit words, word [p, o] the
+        bf16 pair (w[o, 2p], w[o, 2p + 1]) (rounded to nearest even), as float32 bit patterns
+        for the weights arena."""
+        import ml_dtypes
+
+        g, ib, ob = self.geometry, self.in_block, self.out_block
+        padded = np.zeros((self.ocb * ob, self.icb * ib * 2, g.kh, g.kw), dtype=ml_dtypes.bfloat16)
+        padded[:self.c_out, :self.logical_c_in] = weight
+        pairs = padded.reshape(self.ocb, ob, self.icb, ib, 2, g.kh, g.kw)
+        packed = np.ascontiguousarray(pairs.transpose(0, 2, 5, 6, 3, 1, 4))
+        return packed.view(np.uint16).view(np.float32).reshape(packed.shape[:-1])
 
     def _pack_grouped(self, weight: np.ndarray) -> np.ndarray:
         """(C_out, C_in/groups, KH, KW) -> (OCB, reduce_blocks, KH, KW, ib, ob): output block v
@@ -676,6 +728,8 @@ class TileSpec:
     activation: str
     activation_params: tuple[float, ...]
     residual: bool
+    bf16: bool = False              # each step one vdpbf16ps over a pair of channels
+    out_bf16: bool = False          # the epilogue stores bf16 (rounded to nearest even)
 
     @property
     def name(self) -> str:
@@ -708,6 +762,7 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
                                name=field) for k, field in enumerate(TILE_SIZES))
     span = (spec.kw - 1) * spec.dilation[1] + (width - 1) * spec.stride[1] + 1
     zeros = zero_buffer(module, span * ib)
+    out_elems = b.bitcast(out, BF16.as_pointer(), name="out.bf16") if spec.out_bf16 else out
     pixels = [(r, j) for r in range(height) for j in range(width)]
     accs = {}
     for o in range(ocn):
@@ -729,8 +784,9 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
             x = broadcast(b, gep(b, base, ic, f"in{r}_{j}"), offset, vw, f"x{r}_{j}")
             for o in range(ocn):
                 acc = accs[o, r, j]
-                b.store(fma(b, wv[o], x, b.load(acc, name=f"{acc.name}.v"), f"fma{o}_{r}_{j}"),
-                        acc)
+                step_fn = dot_bf16_pairs if spec.bf16 else fma
+                b.store(step_fn(b, wv[o], x, b.load(acc, name=f"{acc.name}.v"),
+                                f"fma{o}_{r}_{j}"), acc)
 
     def reduce_block(icb: ir.Value, channels: int, tag: str) -> None:
         in_b = b.gep(inp, [b.mul(icb, in_block_stride, name=f"inb_{tag}.off")],
@@ -781,6 +837,8 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
                 value = emit_epilogue(b, b.load(accs[o, r, j], name=f"sum{o}_{r}_{j}"),
                                       bias_v, res_v, spec.activation, spec.activation_params,
                                       mask_lanes, f"y{o}_{r}_{j}")
-                store(b, value, out, offset, f"out{o}_{r}_{j}")
+                if spec.out_bf16:
+                    value = b.fptrunc(value, ir.VectorType(BF16, vw), name=f"bf{o}_{r}_{j}")
+                store(b, value, out_elems, offset, f"out{o}_{r}_{j}")
     b.ret_void()
     return fn

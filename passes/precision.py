@@ -1,0 +1,81 @@
+"""Precision: the llvm target's bf16 rewrite (`precision="bf16"`), after the kernel families.
+
+Rule 1: a conv whose family is in BF16_FAMILIES (blocked, groups 1, 16-channel blocks)
+   -> conv(cast(x, bfloat16), round_bf16(w), ...) with family "direct_bf16".
+   The input is cast once per value (every such conv reading it shares the cast); the weights
+   become the bf16 values the kernel packs (float32 data, bf16-representable), so the graph
+   says what the kernel computes: the reference interpreter on the rewritten graph matches
+   the native result up to the order of the float32 sums. Bias, residual, the epilogue and the
+   output stay float32.
+The precision is a type rewrite plus a kernel family: int8 can follow as another rule set
+with its own casts (quantize) and families.
+"""
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+
+from graphcnn.ir import Graph, Node, Value
+
+from .util import adopt_name, annotate, annotation, is_output
+
+PRECISIONS = ("fp32", "bf16")
+# the fp32 families whose convs the bf16 kernel takes: the direct conv's tiles, which it
+# shares (Conv2dNCHWcPlan.create_bf16)
+BF16_FAMILIES = frozenset({"direct"})
+BF16_BLOCK = 16  # vdpbf16ps: 16 float32 lanes, 32 bf16
+# the families whose kernel (Conv2dNCHWcPlan) can store its output as bf16 (rule 2)
+STORES_BF16 = frozenset({"direct", "direct_bf16"})
+
+
+def round_bf16(data: np.ndarray) -> np.ndarray:
+    """float32 data rounded to the nearest bf16 value (ties to even), kept as float32."""
+    return np.asarray(data, np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+
+
+def _takes(graph: Graph, node: Node, dtype: str = "float32") -> bool:
+    if node.op != "conv" or annotation(graph, node, "kernel") not in BF16_FAMILIES:
+        return False
+    a, x, w = node.attrs, node.inputs[0], node.inputs[1]
+    return (a["layout"] == "NCHWc" and a["groups"] == 1 and a["out_block"] == BF16_BLOCK
+            and x.type.shape[-1] == BF16_BLOCK and x.type.dtype == dtype
+            and w.is_constant and w.type.dtype == "float32")
+
+
+def to_bf16(graph: Graph) -> bool:
+    casts: dict[int, Value] = {}
+    changed = False
+    for node in graph.nodes:
+        # a graph rewritten before (a profiling build of a compiled model's graph) gets its
+        # families chosen afresh: its retyped convs only need theirs back
+        if _takes(graph, node, "bfloat16"):
+            changed |= annotate(graph, node, kernel="direct_bf16")
+    for node in [n for n in graph.nodes if _takes(graph, n)]:
+        x, w = node.inputs[0], node.inputs[1]
+        if id(x) not in casts:
+            casts[id(x)] = graph.apply("cast", [x], {"to": "bfloat16"},
+                                       name=f"{x.name}.bf16", before=node)
+        graph.replace_input(node, 0, casts[id(x)])
+        graph.replace_input(node, 1, graph.add_constant(round_bf16(w.data),
+                                                        name=f"{w.name}.bf16", copy=False))
+        annotate(graph, node, kernel="direct_bf16")
+        changed = True
+    for cast in casts.values():  # Rule 2
+        changed |= _store_bf16(graph, cast)
+    return changed
+
+
+def _store_bf16(graph: Graph, cast: Value) -> bool:
+    x = cast.producer.inputs[0]
+    conv = x.producer
+    if (conv is None or conv.op != "conv" or len(x.uses) != 1 or is_output(graph, x)
+            or annotation(graph, conv, "kernel") not in STORES_BF16 or conv.attrs["pool"]
+            or conv.attrs["out_dtype"]):
+        return False
+    y = graph.apply("conv", list(conv.inputs), {**conv.attrs, "out_dtype": "bfloat16"},
+                    name=conv.name, before=conv)
+    graph.replace_all_uses_with(cast, y)
+    graph.remove(cast.producer)
+    graph.remove(conv)
+    adopt_name(y, conv)
+    return True
