@@ -72,7 +72,7 @@ graph t(%x: f32[1,2,2,2]) {
   const %c: f32[3,2,1,1]
   const %c_1: f32[3]
   %conv = conv(%x, %c, %c_1) {activation="clip", activation_params=[0.0,6.0], dilations=[1,1], \
-groups=1, layout="NCHW", out_block=0, pads=[0,0,0,0], pool=[], residual=False, strides=[1,1]} \
+groups=1, layout="NCHW", out_block=0, out_dtype="", pads=[0,0,0,0], pool=[], residual=False, strides=[1,1]} \
 : f32[1,3,2,2]  # 0 uses
   return %conv
 }"""
