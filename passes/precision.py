@@ -5,8 +5,15 @@ Rule 1: a conv whose family is in BF16_FAMILIES (blocked, groups 1, 16-channel b
    The input is cast once per value (every such conv reading it shares the cast); the weights
    become the bf16 values the kernel packs (float32 data, bf16-representable), so the graph
    says what the kernel computes: the reference interpreter on the rewritten graph matches
-   the native result up to the order of the float32 sums. Bias, residual, the epilogue and the
-   output stay float32.
+   the native result up to the order of the float32 sums. Bias, residual and the epilogue
+   stay float32.
+Rule 2: cast(conv(...), bfloat16) where the cast is the conv's only reader and the conv runs
+   on the direct kernel (STORES_BF16) -> conv(..., out_dtype=bfloat16): the epilogue rounds
+   its float32 result as it stores it, so no cast pass re-reads the tensor (half the bytes
+   written, and the next conv reads bf16 straight away: ResNet's 1x1-3x3-1x1 chains).
+Rule 3: a gemm of family "gemm" with A not transposed and an even k -> gemm(cast(A, bfloat16),
+   round_bf16(B), C) with family "gemm_bf16": a dense layer at batch 1 streams its weights
+   from memory, which bf16 halves (VGG's and AlexNet's classifiers).
 The precision is a type rewrite plus a kernel family: int8 can follow as another rule set
 with its own casts (quantize) and families.
 """
@@ -21,7 +28,9 @@ from .util import adopt_name, annotate, annotation, is_output
 
 PRECISIONS = ("fp32", "bf16")
 # the fp32 families whose convs the bf16 kernel takes: the direct conv's tiles, which it
-# shares (Conv2dNCHWcPlan.create_bf16)
+# shares (Conv2dNCHWcPlan.create_bf16). Not Winograd's: its float32 F(4x4, 3x3) does 4x fewer
+# multiplies, more than bf16's 2x per instruction buys back (VGG-19 ran 81 ms with its 3x3
+# convs on Winograd, 100 ms with them on the bf16 direct kernel)
 BF16_FAMILIES = frozenset({"direct"})
 BF16_BLOCK = 16  # vdpbf16ps: 16 float32 lanes, 32 bf16
 # the families whose kernel (Conv2dNCHWcPlan) can store its output as bf16 (rule 2)
@@ -50,6 +59,9 @@ def to_bf16(graph: Graph) -> bool:
         # families chosen afresh: its retyped convs only need theirs back
         if _takes(graph, node, "bfloat16"):
             changed |= annotate(graph, node, kernel="direct_bf16")
+        elif (node.op == "gemm" and node.inputs[0].type.dtype == "bfloat16"
+              and annotation(graph, node, "kernel") == "gemm"):
+            changed |= annotate(graph, node, kernel="gemm_bf16")
     for node in [n for n in graph.nodes if _takes(graph, n)]:
         x, w = node.inputs[0], node.inputs[1]
         if id(x) not in casts:
@@ -60,9 +72,28 @@ def to_bf16(graph: Graph) -> bool:
                                                         name=f"{w.name}.bf16", copy=False))
         annotate(graph, node, kernel="direct_bf16")
         changed = True
+    for node in [n for n in graph.nodes if _gemm_takes(graph, n)]:  # Rule 3
+        x, w = node.inputs[0], node.inputs[1]
+        if id(x) not in casts:
+            casts[id(x)] = graph.apply("cast", [x], {"to": "bfloat16"},
+                                       name=f"{x.name}.bf16", before=node)
+        graph.replace_input(node, 0, casts[id(x)])
+        graph.replace_input(node, 1, graph.add_constant(round_bf16(w.data),
+                                                        name=f"{w.name}.bf16", copy=False))
+        annotate(graph, node, kernel="gemm_bf16")
+        changed = True
     for cast in casts.values():  # Rule 2
         changed |= _store_bf16(graph, cast)
     return changed
+
+
+def _gemm_takes(graph: Graph, node: Node) -> bool:
+    if node.op != "gemm" or annotation(graph, node, "kernel") != "gemm":
+        return False
+    a, w = node.inputs[0], node.inputs[1]
+    k = a.type.shape[1]
+    return (not node.attrs["transA"] and a.type.dtype == "float32" and k % 2 == 0
+            and w.is_constant and w.type.dtype == "float32")
 
 
 def _store_bf16(graph: Graph, cast: Value) -> bool:

@@ -31,7 +31,7 @@ from .kernels.winograd import WinogradConv2dNCHWcPlan
 
 FAMILY_OPS = frozenset({"conv", "gemm", "matmul"})  # ops whose kernel family a pass chooses
 # the families whose kernels read or write bfloat16 (passes/precision.py chose them for it)
-BF16_FAMILIES = frozenset({"direct", "direct_bf16"})
+BF16_FAMILIES = frozenset({"direct", "direct_bf16", "gemm_bf16"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,18 +88,18 @@ def _lane_groups(node: Node, vector_width: int) -> DepthwiseConv2dNCHWcPlan:
     return DepthwiseConv2dNCHWcPlan.create(**args, group_size=args["c_in"] // groups)
 
 
-def _gemm(node: Node, vector_width: int) -> GemmPlan:
+def _gemm(node: Node, vector_width: int, bf16: bool = False) -> GemmPlan:
     m, n, k = gemm_dims(node)
     lanes = vector_width if vector_width in (4, 8, 16) else 16
+    create = GemmPlan.create_bf16 if bf16 else GemmPlan.create
     if node.op == "matmul":  # a constant 2-D B: the batch of A is one GEMM's rows
-        return GemmPlan.create(m=m, n=n, k=k, beta=0.0, vector_width=lanes)
+        return create(m=m, n=n, k=k, beta=0.0, vector_width=lanes)
     a = node.attrs
     c = node.inputs[2] if len(node.inputs) > 2 else None
-    return GemmPlan.create(m=m, n=n, k=k, trans_a=bool(a["transA"]), trans_b=bool(a["transB"]),
-                           alpha=a["alpha"], beta=a["beta"], has_c=c is not None,
-                           c_shape=c.type.shape if c is not None else None,
-                           activation=a["activation"],
-                           activation_params=tuple(a["activation_params"]), vector_width=lanes)
+    return create(m=m, n=n, k=k, trans_a=bool(a["transA"]), trans_b=bool(a["transB"]),
+                  alpha=a["alpha"], beta=a["beta"], has_c=c is not None,
+                  c_shape=c.type.shape if c is not None else None, activation=a["activation"],
+                  activation_params=tuple(a["activation_params"]), vector_width=lanes)
 
 
 # kernel family -> its plan from (node, vector width); families not here run emit/ loops
@@ -113,6 +113,7 @@ PLANS: dict[str, Callable[[Node, int], Any]] = {
     "depthwise": _depthwise,
     "lane_groups": _lane_groups,
     "gemm": _gemm,
+    "gemm_bf16": lambda node, vector_width: _gemm(node, vector_width, bf16=True),
 }
 LOOPS = frozenset({"generic"})  # families the emit/ loops run
 

@@ -19,10 +19,20 @@ def _gemm_infer(a: dict, t: list[TensorType]) -> list[TensorType]:
         require(broadcast_shapes(t[2].shape, (m, n)) == (m, n),
                 f"C {t[2]} does not broadcast to ({m}, {n})")
     check_epilogue(a)
-    return [TensorType((m, n), A.dtype)]
+    return [TensorType((m, n), float_result(A, B))]
+
+
+def float_result(A: TensorType, B: TensorType) -> str:
+    """The result dtype of A @ B: A's, but float32 for a bf16 A (the bf16 precision's dense
+    layers: bf16 activations, float32 weights and sums)."""
+    if A.dtype == "bfloat16":
+        require(B.dtype == "float32", f"a bfloat16 A takes float32 B, not {B}")
+        return "float32"
+    return A.dtype
 
 
 def _gemm(a: dict, A, B, C=None):
+    A = A.astype(np.float32) if A.dtype.name == "bfloat16" else A
     A = A.T if a["transA"] else A
     B = B.T if a["transB"] else B
     y = np.float32(a["alpha"]) * (A @ B)

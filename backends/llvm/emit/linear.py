@@ -15,6 +15,7 @@ from llvmlite import ir
 from graphcnn.ir import Node
 
 from ..builder import (
+    F32P,
     apply_activation,
     decompose,
     dot_index,
@@ -67,6 +68,8 @@ def emit_gemm_plan(ctx: EmitContext, node: Node, plan: GemmPlan) -> None:
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     env, begin, end = fn.args
     pa = ctx.ptr(b, env, a_val, "a")
+    if pa.type != F32P:  # a bf16 A: the kernel reads it as 32-bit words (pairs along k)
+        pa = b.bitcast(pa, F32P, name="a.words")
     pc = ctx.ptr(b, env, c_val, "c") if c_val is not None else ir.Constant(pa.type, None)
     b.call(kernel, [pa, ctx.weights_ptr(b, b_off, "bp"), pc,
                     ctx.ptr(b, env, node.outputs[0], "y"), begin, end])

@@ -16,6 +16,7 @@ packed B panels from cache; every Y element is written by one task in a fixed or
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from ..builder import (
     check_activation,
     const_table,
     define_kernel,
+    dot_bf16_pairs,
     entry_alloca,
     fma,
     for_range,
@@ -91,6 +93,11 @@ class GemmPlan:
     activation_params: tuple[float, ...]
     vector_width: int
     tiling: Tiling  # ocn = panels per tile (nr), widths = rows per row tile (mr)
+    # bf16: A is bf16 (m, k) and read as (m, k/2) 32-bit words, each two neighbouring k, and
+    # B's panels hold bf16 pairs alike (pack_b); k counts those words, every address is the
+    # float32 kernel's, and each k step is one vdpbf16ps over two k
+    bf16: bool = False
+    logical_k: int = 0
 
     @classmethod
     def create(cls, *, m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = False,
@@ -111,6 +118,17 @@ class GemmPlan:
         return cls(m, n, k, trans_a, trans_b, float(alpha), float(beta), has_c, c_shape,
                    activation, params, vector_width, tiling)
 
+    @classmethod
+    def create_bf16(cls, *, k: int, trans_a: bool = False, vector_width: int = 16,
+                    **gemm: object) -> GemmPlan:
+        """The plan of `create` for a bf16 A (AVX512-BF16): 16-lane vectors, A not transposed
+        and an even k (a pair never straddles two rows of A)."""
+        if vector_width != 16 or trans_a or k % 2:
+            raise ValueError(f"the bf16 GEMM needs 16 lanes, A not transposed and an even k, "
+                             f"got vector_width={vector_width} trans_a={trans_a} k={k}")
+        words = cls.create(k=k // 2, vector_width=vector_width, **gemm)
+        return dataclasses.replace(words, bf16=True, logical_k=k)
+
     @property
     def panels(self) -> int:
         return -(-self.n // self.vector_width)
@@ -129,15 +147,24 @@ class GemmPlan:
 
     @property
     def flops(self) -> int:
-        return 2 * self.m * self.n * self.k
+        return 2 * self.m * self.n * (self.logical_k if self.bf16 else self.k)
 
     def pack_b(self, b: np.ndarray) -> np.ndarray:
         """op(B) (k, n) -> panels (NP, k, vw), zero-padded, float32 C-contiguous."""
         op_b = b.T if self.trans_b else b
-        if op_b.shape != (self.k, self.n):
+        k = self.logical_k if self.bf16 else self.k
+        if op_b.shape != (k, self.n):
             raise ValueError(f"GEMM B shape {b.shape} (trans_b={self.trans_b}) does not give "
-                             f"({self.k}, {self.n})")
+                             f"({k}, {self.n})")
         vw = self.vector_width
+        if self.bf16:  # (NP, k/2, vw) words, word [p, j] the pair (B[2p, j], B[2p + 1, j])
+            import ml_dtypes
+
+            padded = np.zeros((k, self.panels * vw), dtype=ml_dtypes.bfloat16)
+            padded[:, :self.n] = op_b
+            pairs = np.ascontiguousarray(
+                padded.reshape(self.k, 2, self.panels, vw).transpose(2, 0, 3, 1))
+            return pairs.view(np.uint16).view(np.float32).reshape(pairs.shape[:-1])
         padded = np.zeros((self.k, self.panels * vw), dtype=np.float32)
         padded[:, :self.n] = op_b
         return np.ascontiguousarray(padded.reshape(self.k, self.panels, vw).transpose(1, 0, 2))
@@ -217,7 +244,8 @@ class GemmPlan:
                 x = broadcast(b, a_k, i if self.trans_a else i * k, vw, f"a{i}")
                 for v in range(nr):
                     acc = b.load(accs[i, v], name=f"acc{i}_{v}.v")
-                    b.store(fma(b, panel[v], x, acc, f"fma{i}_{v}"), accs[i, v])
+                    step = dot_bf16_pairs if self.bf16 else fma
+                    b.store(step(b, panel[v], x, acc, f"fma{i}_{v}"), accs[i, v])
 
         tail_lanes = self.n - (self.panels - 1) * vw
         kind = _c_kind(self.c_shape, self.m, self.n) if self.has_c else None

@@ -237,3 +237,19 @@ def test_convs_feeding_only_bf16_convs_store_bf16(batch):
     got = cm(x)
     assert rel_l2(got, interpret(opt, [x])[0]) <= 1e-5
     assert rel_l2(got, interpret(graph, [x])[0]) <= 1e-2
+
+
+@needs_bf16
+@pytest.mark.parametrize("batch,k,n", [(1, 512, 1000), (3, 64, 20), (1, 4096, 512),
+                                       (16, 1000, 37)])
+def test_dense_layers_in_bf16(batch, k, n):
+    graph = gc.Sequential(gc.Dense(k, n, seed=k), gc.ReLU(), gc.Dense(n, 9, seed=n),
+                          gc.Softmax()).build((batch, k))
+    x = random_input(graph, 5)
+    cm = gc.compile(graph, target="llvm", precision="bf16", cache=False)
+    dense = [cm.graph.annotations.get(nd.name, {}).get("kernel")
+             for nd in cm.graph.nodes if nd.op == "gemm"]
+    assert dense == ["gemm_bf16", "gemm_bf16" if n % 2 == 0 else "gemm"]  # an odd k: float32
+    got = cm(x)
+    assert rel_l2(got, interpret(cm.graph, [x])[0]) <= 1e-5
+    assert rel_l2(got, interpret(graph, [x])[0]) <= 1e-2
