@@ -1,6 +1,10 @@
 """Precision: the llvm target's bf16 rewrite (`precision="bf16"`), after the kernel families.
 
-Rule 1: a conv whose family is in BF16_FAMILIES (blocked, groups 1, 16-channel blocks)
+Rule 0: to_blocked(x, odd block) whose one reader is a conv Rule 1 takes -> to_blocked(x, block
+   + 1): the first conv of an RGB network (3 channels, blocked by 3) gets pairs of channels
+   (the extra channel is zeros).
+Rule 1: a conv whose family is in BF16_FAMILIES (blocked, groups 1, 16-channel output blocks,
+   input blocks of an even size up to 16)
    -> conv(cast(x, bfloat16), round_bf16(w), ...) with family "direct_bf16".
    The input is cast once per value (every such conv reading it shares the cast); the weights
    become the bf16 values the kernel packs (float32 data, bf16-representable), so the graph
@@ -47,8 +51,26 @@ def _takes(graph: Graph, node: Node, dtype: str = "float32") -> bool:
         return False
     a, x, w = node.attrs, node.inputs[0], node.inputs[1]
     return (a["layout"] == "NCHWc" and a["groups"] == 1 and a["out_block"] == BF16_BLOCK
-            and x.type.shape[-1] == BF16_BLOCK and x.type.dtype == dtype
-            and w.is_constant and w.type.dtype == "float32")
+            and x.type.shape[-1] % 2 == 0 and x.type.shape[-1] <= BF16_BLOCK
+            and x.type.dtype == dtype and w.is_constant and w.type.dtype == "float32")
+
+
+def _even_input_block(graph: Graph, node: Node) -> bool:
+    """Rule 0 for `node`'s input, when that makes Rule 1 take the node."""
+    x = node.inputs[0]
+    block = x.type.shape[-1] if x.type.rank else 0
+    if (x.producer is None or x.producer.op != "to_blocked" or block % 2 == 0
+            or len(x.uses) != 1 or is_output(graph, x)):
+        return False
+    even = graph.apply("to_blocked", list(x.producer.inputs), {"block": block + 1},
+                       name=x.producer.name, before=x.producer)
+    graph.replace_input(node, 0, even)
+    if not _takes(graph, node):  # not for Rule 1 after all: as it was
+        graph.replace_input(node, 0, x)
+        graph.remove(even.producer)
+        return False
+    graph.remove(x.producer)
+    return True
 
 
 def to_bf16(graph: Graph) -> bool:
@@ -62,6 +84,9 @@ def to_bf16(graph: Graph) -> bool:
         elif (node.op == "gemm" and node.inputs[0].type.dtype == "bfloat16"
               and annotation(graph, node, "kernel") == "gemm"):
             changed |= annotate(graph, node, kernel="gemm_bf16")
+    for node in list(graph.nodes):
+        if node.op == "conv" and node.inputs[0].type.dtype == "float32":
+            changed |= _even_input_block(graph, node)  # Rule 0
     for node in [n for n in graph.nodes if _takes(graph, n)]:
         x, w = node.inputs[0], node.inputs[1]
         if id(x) not in casts:

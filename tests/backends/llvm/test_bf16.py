@@ -209,7 +209,7 @@ def test_cli_bench_reports_the_agreement_with_float32(tmp_path, capsys):
 
 
 def chain(batch: int = 1) -> gc.Graph:
-    """stem conv (fp32: 3 channels) -> 1x1 -> 3x3 -> 1x1 + residual: a bottleneck's chain."""
+    """stem conv (3 channels) -> 1x1 -> 3x3 -> 1x1 + residual: a bottleneck's chain."""
     gb = gc.GraphBuilder("bf16_chain")
     x = gb.input("x", (batch, 3, 20, 20))
     stem = gc.ReLU()(gc.Conv2d(3, 32, 3, padding=1, seed=1)(x))
@@ -232,8 +232,10 @@ def test_convs_feeding_only_bf16_convs_store_bf16(batch):
     for n in stored:
         assert n.outputs[0].type.dtype == "bfloat16"
         assert all(user.op == "conv" for user in n.outputs[0].users())
+    # the image (blocked by 4 for the stem, Rule 0) and the stem's output are cast
     casts = [n for n in opt.nodes if n.op == "cast"]
-    assert len(casts) == 1 and casts[0].inputs[0].producer.op == "conv"  # the stem's output
+    assert [c.inputs[0].producer.op for c in casts] == ["to_blocked", "conv"]
+    assert casts[0].inputs[0].type.shape[-1] == 4
     got = cm(x)
     assert rel_l2(got, interpret(opt, [x])[0]) <= 1e-5
     assert rel_l2(got, interpret(graph, [x])[0]) <= 1e-2
