@@ -33,7 +33,7 @@ import onnxruntime as ort
 
 import graphcnn as gc
 from graphcnn.bench import time_alternating
-from graphcnn.errors import UnsupportedOpError
+from graphcnn.errors import GraphcnnError, UnsupportedOpError
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -285,7 +285,7 @@ def main() -> None:
     precisions = tuple(dict.fromkeys(["fp32", *(q for q in args.precision.split(",") if q)]))
     if not set(precisions) <= {"fp32", "bf16"}:
         p.error("--precision takes fp32 and bf16")
-    rows = []
+    rows, failed = [], []
     if args.from_json:
         rows = json.loads(Path(args.from_json).read_text())
         command = rows[0].get("command", "python benchmarks/bench_corpus.py") if rows else ""
@@ -294,13 +294,20 @@ def main() -> None:
             a for a in sys.argv[1:] if not a.startswith("--write"))
         for name, exporter, path in corpus_files(models, args.exporters.split(","),
                                                  args.light):
-            row = bench_file(name, exporter, path, args.runs, args.budget, precisions,
-                             args.samples)
+            try:
+                row = bench_file(name, exporter, path, args.runs, args.budget, precisions,
+                                 args.samples)
+            except GraphcnnError as e:  # a failure is a finding: report it, measure the rest
+                print(f"| {name} | {exporter} | error: {type(e).__name__}: {e} |", flush=True)
+                failed.append(f"{name} ({exporter}): {type(e).__name__}: {e}")
+                continue
             row["command"] = command
             rows.append(row)
             print(format_rows([row]).splitlines()[2], flush=True)
     table = format_rows(rows)
     print(table)
+    for line in failed:
+        print(f"failed: {line}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     if args.write_doc:

@@ -126,7 +126,7 @@ def _store_bf16(graph: Graph, cast: Value) -> bool:
     conv = x.producer
     if (conv is None or conv.op != "conv" or len(x.uses) != 1 or is_output(graph, x)
             or annotation(graph, conv, "kernel") not in STORES_BF16 or conv.attrs["pool"]
-            or conv.attrs["out_dtype"]):
+            or conv.attrs["out_dtype"] or conv.attrs["out_block"] != BF16_BLOCK):
         return False
     y = graph.apply("conv", list(conv.inputs), {**conv.attrs, "out_dtype": "bfloat16"},
                     name=conv.name, before=conv)

@@ -255,3 +255,22 @@ def test_dense_layers_in_bf16(batch, k, n):
     got = cm(x)
     assert rel_l2(got, interpret(cm.graph, [x])[0]) <= 1e-5
     assert rel_l2(got, interpret(graph, [x])[0]) <= 1e-2
+
+
+@needs_bf16
+def test_a_squeeze_excitation_with_a_narrow_bottleneck():
+    """SE's 1x1 convs on pooled features: 4 squeeze channels (an output block of 4 that can
+    not store bf16) between bf16 convs; sigmoid gates the 32-channel map."""
+    gb = gc.GraphBuilder("se")
+    x = gb.input("x", (1, 16, 14, 14))
+    y = gc.ReLU()(gc.Conv2d(16, 32, 3, padding=1, seed=1)(x))
+    s = gc.GlobalAvgPool2d()(y)
+    s = gc.ReLU()(gc.Conv2d(32, 4, 1, seed=2)(s))
+    s = gc.Sigmoid()(gc.Conv2d(4, 32, 1, seed=3)(s))
+    graph = gb.build(gc.Conv2d(32, 16, 1, seed=4)(y * s))
+    xs = random_input(graph, 6)
+    cm = gc.compile(graph, target="llvm", precision="bf16", cache=False)
+    assert "direct_bf16" in families(cm)
+    got = cm(xs)
+    assert rel_l2(got, interpret(cm.graph, [xs])[0]) <= 1e-5
+    assert rel_l2(got, interpret(graph, [xs])[0]) <= 1e-2
