@@ -131,6 +131,13 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def random_input(shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> np.ndarray:
+    """Standard normal floats, or integers in [0, 100) (token ids) for an integer input."""
+    if np.dtype(dtype).kind in "iu":
+        return rng.integers(0, 100, shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
 def precision_agreement(graph: Graph, model, samples: int = 100, seed: int = 1,
                         threads: int = 2) -> dict:
     """How close `model` (a reduced-precision build of `graph`) stays to float32 over
@@ -146,7 +153,7 @@ def precision_agreement(graph: Graph, model, samples: int = 100, seed: int = 1,
     err = ref = 0.0
     top1 = top5 = counted = 0
     for _ in range(-(-samples // max(batch, 1))):
-        xs = [rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs]
+        xs = [random_input(v.type.shape, v.type.dtype, rng) for v in graph.inputs]
         got, want = model(*xs), fp32(*xs)
         got = got if isinstance(got, tuple) else (got,)
         want = want if isinstance(want, tuple) else (want,)
@@ -154,6 +161,8 @@ def precision_agreement(graph: Graph, model, samples: int = 100, seed: int = 1,
             err += float(np.sum((g.astype(np.float64) - w) ** 2))
             ref += float(np.sum(w.astype(np.float64) ** 2))
         g, w = got[0], want[0]
+        if g.ndim > 2 and g.shape[0] * g.shape[1] == g.size:  # (N, classes, 1, 1) scores
+            g, w = g.reshape(g.shape[:2]), w.reshape(w.shape[:2])
         if g.ndim == 2 and g.shape[1] >= 5:
             best = w.argmax(axis=1)
             top1 += int(np.sum(g.argmax(axis=1) == best))
