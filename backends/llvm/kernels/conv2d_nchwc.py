@@ -87,6 +87,10 @@ W_PREFETCH_FLOATS = 1024
 # residual it reads), else the channel order (threads split the output channels, each reads
 # the whole input): each thread then streams the smaller of the two from memory.
 SPATIAL_WEIGHT_RATIO = 2.0
+# tasks a direct conv offers the thread pool at least, where its columns allow: a conv over a
+# map of one row (a 1-D conv over time) otherwise runs on as many threads as it has
+# output-channel groups (one, with a register tile of all its channels)
+MIN_TASKS = 8
 KERNEL_ARGS = ("inp", "w", "bias", "res", "out", "task_begin", "task_end")
 TILE_ARGS = ("inp", "w", "bias", "res", "out", "ih0", "kh_lo", "kh_hi", "icb_count")
 
@@ -345,10 +349,19 @@ class TaskLoop:
     # the output is bf16: offsets into it count bf16 elements (the tile kernels get a pointer
     # cast back to float*, and store through a bf16 one)
     out_bf16: bool = False
+    # each row tile's column tiles cut into this many tasks (contiguous runs of tiles): a map
+    # of one or a few rows (a 1-D conv over time) has too few row tiles to share out
+    col_chunks: int = 1
+
+    def chunk_tiles(self) -> list[list[ColumnTile]]:
+        """The column tiles of each chunk, in order."""
+        tiles = self.column_tiles()
+        bounds = [round(i * len(tiles) / self.col_chunks) for i in range(self.col_chunks + 1)]
+        return [tiles[bounds[i]:bounds[i + 1]] for i in range(self.col_chunks)]
 
     @property
     def num_tasks(self) -> int:
-        return self.n * self.groups * len(self.tiling.heights)
+        return self.n * self.groups * len(self.tiling.heights) * self.col_chunks
 
     def tile_keys(self) -> list[TileKey]:
         columns = dict.fromkeys(t.key for t in self.column_tiles())
@@ -366,7 +379,9 @@ class TaskLoop:
         table = const_table(module, f"{fn.name}.row_tiles", g.row_tile_table(list(t.heights)))
         ocn = t.ocn
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        with self._tasks(b, begin, end) as (n, group, row_tile):
+        with self._tasks(b, begin, end) as (n, group, row_chunk):
+            row_tile, chunk = (udiv_rem(b, row_chunk, self.col_chunks, "rc")
+                               if self.col_chunks > 1 else (row_chunk, None))
             oh0, kh_lo, kh_hi = (load_table(b, table, linear(b, f"{field}.idx", (row_tile, 3),
                                                              const=i), field)
                                  for i, field in enumerate(("oh0", "kh_lo", "kh_hi")))
@@ -397,7 +412,17 @@ class TaskLoop:
                      if self.tile_sizes else [])
 
             def emit_tiles(height: int, mask: bool) -> None:
-                for tile, count in tile_runs(self.column_tiles()):
+                chunks = self.chunk_tiles()
+                if chunk is None:
+                    emit_columns(height, mask, chunks[0])
+                    return
+                emit_branches(b, [(b.icmp_unsigned("==", chunk, i64(i), name=f"chunk{i}"),
+                                   lambda tiles=tiles: emit_columns(height, mask, tiles))
+                                  for i, tiles in enumerate(chunks[:-1])]
+                              + [(None, lambda: emit_columns(height, mask, chunks[-1]))])
+
+            def emit_columns(height: int, mask: bool, tiles: list[ColumnTile]) -> None:
+                for tile, count in tile_runs(tiles):
                     kernel = kernels[(height, tile.key, mask)]
                     with for_range(b, 0, count, name=f"col{tile.ow0}") as k:
                         ow0 = linear(b, "ow0", (k, tile.width), const=tile.ow0)
@@ -421,7 +446,7 @@ class TaskLoop:
         Channel order: task = (image * groups + group) * row_tiles + row tile. Spatial order:
         task = (image * row_tiles + row tile) * groups + group, and a chunk's tasks run
         group by group so that each group's weights serve all of the chunk's rows."""
-        rows = len(self.tiling.heights)
+        rows = len(self.tiling.heights) * self.col_chunks  # (row tile, column chunk) pairs
         if not self.spatial:
             with for_range(b, begin, end, name="task") as task:
                 rest, row_tile = udiv_rem(b, task, rows, "task_rt")
@@ -600,7 +625,16 @@ class Conv2dNCHWcPlan:
                         out_blocks=self.ocb, mask_last_group=self.mask_last_group,
                         group_blocks=tuple(self.input_ranges[::self.tiling.ocn])
                         if self.groups > 1 else (), tile_sizes=self.tile_sizes,
-                        spatial=self.spatial, out_bf16=self.out_bf16)
+                        spatial=self.spatial, out_bf16=self.out_bf16,
+                        col_chunks=self.col_chunks)
+
+    @property
+    def col_chunks(self) -> int:
+        """Column chunks per row tile (TaskLoop.col_chunks): enough for MIN_TASKS tasks when
+        images x channel groups x row tiles fall short, at most one per column tile."""
+        tasks = self.n * (self.ocb // self.tiling.ocn) * len(self.tiling.heights)
+        columns = len(self.tiling.widths)
+        return max(1, min(columns, -(-MIN_TASKS // tasks)))
 
     @property
     def spatial(self) -> bool:
