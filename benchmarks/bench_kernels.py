@@ -3,6 +3,7 @@
     python benchmarks/bench_kernels.py            # every layer (about 30 s)
     python benchmarks/bench_kernels.py --quick    # fewer layers and repetitions
     python benchmarks/bench_kernels.py --only 3x3 # layers whose name contains "3x3"
+    python benchmarks/bench_kernels.py --bf16     # the bf16 kernels (AVX512-BF16) vs their peak
 
 Peak: an emitted loop of independent vector FMAs (24 accumulators, enough to cover the FMA
 latency on two ports). numpy sgemm (in a child process) and onnxruntime use one thread.
@@ -138,9 +139,10 @@ def time_alternating(fns: list[Callable[[], object]], rounds: int, budget: float
     return [statistics.median(s) for s in samples]
 
 
-def measure_peak(tm, threads: int = 1) -> float:
+def measure_peak(tm, threads: int = 1, bf16: bool = False) -> float:
     """GFLOP/s of 24 independent <vw x float> FMA chains on one core, or in total on `threads`
-    cores running the loop at once (ctypes releases the GIL during the call)."""
+    cores running the loop at once (ctypes releases the GIL during the call); with `bf16`,
+    chains of vdpbf16ps (two multiply-adds per lane each)."""
     vw = vector_width("host")
     module = new_module("peak", tm)
     fn = ir.Function(module, ir.FunctionType(irb.F32, [irb.I64]), "peak")
@@ -152,8 +154,12 @@ def measure_peak(tm, threads: int = 1) -> float:
     with irb.for_range(b, 0, fn.args[0], name="it"):
         for i, acc in enumerate(accs):
             value = b.load(acc, name=f"acc{i}.v")
-            b.store(irb.fma(b, value, irb.splat(0.999, vw), irb.splat(1e-4, vw),
-                              f"fma{i}"), acc)
+            if bf16:  # acc += pairs . pairs: the operands' bits are bf16 pairs near 1e-2
+                b.store(irb.dot_bf16_pairs(b, irb.splat(1e-2, vw), irb.splat(1e-2, vw), value,
+                                           f"dp{i}"), acc)
+            else:
+                b.store(irb.fma(b, value, irb.splat(0.999, vw), irb.splat(1e-4, vw),
+                                f"fma{i}"), acc)
     total = b.load(accs[0], name="sum0")
     for i, acc in enumerate(accs[1:], 1):
         total = b.fadd(total, b.load(acc, name=f"acc{i}.out"), name=f"sum{i}")
@@ -170,7 +176,7 @@ def measure_peak(tm, threads: int = 1) -> float:
             worker.join()
 
     seconds = min(time_alternating([run], rounds=5))
-    return threads * 24 * vw * 2 * iterations / seconds / 1e9
+    return threads * 24 * vw * 2 * (2 if bf16 else 1) * iterations / seconds / 1e9
 
 
 NUMPY_SGEMM = """
@@ -228,15 +234,17 @@ def ort_session(node, inputs, initializers, out_shape):
 # Per-layer runners: (plan, our call, onnxruntime call)
 
 
-def conv_runner(layer: ConvLayer, vw: int, module: ir.Module, name: str):
+def conv_runner(layer: ConvLayer, vw: int, module: ir.Module, name: str, bf16: bool = False):
     from onnx import helper
 
     rng = np.random.default_rng(0)
     cls = DepthwiseConv2dNCHWcPlan if layer.depthwise else Conv2dNCHWcPlan
-    plan = cls.create(n=1, c_in=layer.c_in, h=layer.hw, w=layer.hw, c_out=layer.c_out,
-                      kh=layer.k, kw=layer.k, stride=(layer.stride,) * 2,
-                      pads=(layer.pad,) * 4, vector_width=vw, in_block=layer.in_block,
-                      **({"groups": layer.groups} if layer.groups > 1 else {}))
+    create = Conv2dNCHWcPlan.create_bf16 if bf16 else cls.create
+    in_block = layer.in_block + layer.in_block % 2 if bf16 and layer.in_block else layer.in_block
+    plan = create(n=1, c_in=layer.c_in, h=layer.hw, w=layer.hw, c_out=layer.c_out,
+                  kh=layer.k, kw=layer.k, stride=(layer.stride,) * 2,
+                  pads=(layer.pad,) * 4, vector_width=vw, in_block=in_block,
+                  **({"groups": layer.groups} if layer.groups > 1 else {}))
     plan.emit(module, name)
     x = rng.standard_normal((1, layer.c_in, layer.hw, layer.hw)).astype(np.float32)
     w_shape = (layer.c_out, 1 if layer.depthwise else layer.c_in // layer.groups, layer.k,
@@ -244,7 +252,11 @@ def conv_runner(layer: ConvLayer, vw: int, module: ir.Module, name: str):
     weight = rng.standard_normal(w_shape).astype(np.float32) * 0.1
     bias = rng.standard_normal(layer.c_out).astype(np.float32)
     w_packed, b_packed = plan.pack_weights(weight, bias)
-    xi = to_nchwc(x, plan.in_block)
+    xi = to_nchwc(x, plan.in_block * (2 if bf16 else 1))
+    if bf16:
+        import ml_dtypes
+
+        xi = xi.astype(ml_dtypes.bfloat16)
     out = np.empty((1, -(-layer.c_out // plan.out_block), plan.oh, plan.ow, plan.out_block),
                    np.float32)
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[layer.k] * 2,
@@ -259,21 +271,27 @@ def conv_runner(layer: ConvLayer, vw: int, module: ir.Module, name: str):
     return plan, bind, (VP,) * 5 + (ctypes.c_int64,) * 2, ort_call
 
 
-def gemm_runner(layer: GemmLayer, vw: int, module: ir.Module, name: str):
+def gemm_runner(layer: GemmLayer, vw: int, module: ir.Module, name: str, bf16: bool = False):
     from onnx import helper
 
     rng = np.random.default_rng(0)
-    plan = GemmPlan.create(m=layer.m, n=layer.n, k=layer.k, has_c=True, vector_width=vw)
+    create = GemmPlan.create_bf16 if bf16 else GemmPlan.create
+    plan = create(m=layer.m, n=layer.n, k=layer.k, has_c=True, vector_width=vw)
     plan.emit(module, name)
     a = rng.standard_normal((layer.m, layer.k)).astype(np.float32)
     b = rng.standard_normal((layer.k, layer.n)).astype(np.float32)
     c = rng.standard_normal(layer.n).astype(np.float32)
     b_packed, y = plan.pack_b(b), np.empty((layer.m, layer.n), np.float32)
+    a_in = a
+    if bf16:
+        import ml_dtypes
+
+        a_in = a.astype(ml_dtypes.bfloat16)
     node = helper.make_node("Gemm", ["a", "b", "c"], ["y"])
     ort_call = ort_session(node, {"a": a}, {"b": b, "c": c}, (layer.m, layer.n))
 
     def bind(fn):
-        args = (ptr(a), ptr(b_packed), ptr(c), ptr(y), 0, plan.num_tasks)
+        args = (ptr(a_in), ptr(b_packed), ptr(c), ptr(y), 0, plan.num_tasks)
         return lambda: fn(*args)
     return plan, bind, (VP,) * 4 + (ctypes.c_int64,) * 2, ort_call
 
@@ -290,12 +308,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few layers, fewer rounds")
     parser.add_argument("--only", default="", help="run layers whose name contains this")
     parser.add_argument("--rounds", type=int, default=0, help="timing rounds per layer")
+    parser.add_argument("--bf16", action="store_true",
+                        help="the bf16 kernels (dense convs and GEMMs) against the vdpbf16ps peak")
     args = parser.parse_args()
     rounds = args.rounds or (5 if args.quick else 9)
-    layers = [la for la in LAYERS if args.only in la.name and (not args.quick or la.name in QUICK)]
+    layers = [la for la in LAYERS if args.only in la.name and (not args.quick or la.name in QUICK)
+              and not (args.bf16 and getattr(la, "depthwise", False) or
+                       args.bf16 and getattr(la, "groups", 1) > 1)]
 
     tm = target_machine("host")
     vw = vector_width("host")
+    if args.bf16:
+        from graphcnn.backends.llvm.codegen import has_bf16
+
+        if not has_bf16("host") or vw != 16:
+            raise SystemExit("--bf16 needs a CPU with AVX512-BF16")
+        bf16_peak = measure_peak(tm, bf16=True)
     peak = measure_peak(tm)
     both = measure_peak(tm, threads=2)
     sgemm = measure_numpy_sgemm()
@@ -306,12 +334,16 @@ def main() -> None:
     # give twice one core's FMA throughput (shared physical core or lower AVX-512 clocks)
     print(f"the same FMA loop on 2 threads at once: {both:.1f} GFLOP/s in total "
           f"({both / peak:.2f}x one thread)\n")
+    if args.bf16:
+        print(f"bf16 peak (vdpbf16ps loop): {bf16_peak:.1f} GFLOP/s ({bf16_peak / peak:.2f}x "
+              "fp32's); % peak below is of it\n")
+        peak = bf16_peak
 
     module = new_module("bench", tm)
     runners = []
     for i, layer in enumerate(layers):
         make = gemm_runner if isinstance(layer, GemmLayer) else conv_runner
-        runners.append((layer, make(layer, vw, module, f"layer{i}")))
+        runners.append((layer, make(layer, vw, module, f"layer{i}", bf16=args.bf16)))
     start = time.perf_counter()
     jit = JitModule(module)
     print(f"(compiled {len(layers)} kernels in {time.perf_counter() - start:.1f} s)\n")
