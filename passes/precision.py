@@ -12,7 +12,7 @@ Rule 1: a conv whose family is in BF16_FAMILIES (blocked, groups 1, 16-channel o
    the native result up to the order of the float32 sums. Bias, residual and the epilogue
    stay float32.
 Rule 2: cast(conv(...), bfloat16) where the cast is the conv's only reader and the conv runs
-   on the direct kernel (STORES_BF16) -> conv(..., out_dtype=bfloat16): the epilogue rounds
+   on a blocked kernel (STORES_BF16) -> conv(..., out_dtype=bfloat16): the epilogue rounds
    its float32 result as it stores it, so no cast pass re-reads the tensor (half the bytes
    written, and the next conv reads bf16 straight away: ResNet's 1x1-3x3-1x1 chains).
 Rule 3: a gemm of family "gemm" with A not transposed and an even k -> gemm(cast(A, bfloat16),
@@ -37,8 +37,9 @@ PRECISIONS = ("fp32", "bf16")
 # convs on Winograd, 100 ms with them on the bf16 direct kernel)
 BF16_FAMILIES = frozenset({"direct"})
 BF16_BLOCK = 16  # vdpbf16ps: 16 float32 lanes, 32 bf16
-# the families whose kernel (Conv2dNCHWcPlan) can store its output as bf16 (rule 2)
-STORES_BF16 = frozenset({"direct", "direct_bf16"})
+# the families whose kernel (Conv2dNCHWcPlan, DepthwiseConv2dNCHWcPlan) can store its output
+# as bf16 (rule 2): MobileNet's depthwise and ResNeXt's grouped convs feed 1x1 convs
+STORES_BF16 = frozenset({"direct", "direct_bf16", "grouped", "depthwise", "lane_groups"})
 
 
 def round_bf16(data: np.ndarray) -> np.ndarray:

@@ -31,7 +31,8 @@ from .kernels.winograd import WinogradConv2dNCHWcPlan
 
 FAMILY_OPS = frozenset({"conv", "gemm", "matmul"})  # ops whose kernel family a pass chooses
 # the families whose kernels read or write bfloat16 (passes/precision.py chose them for it)
-BF16_FAMILIES = frozenset({"direct", "direct_bf16", "gemm_bf16"})
+BF16_FAMILIES = frozenset({"direct", "direct_bf16", "gemm_bf16", "grouped", "depthwise",
+                           "lane_groups"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,25 +68,28 @@ def _winograd(m: int) -> Callable[[Node, int], WinogradConv2dNCHWcPlan]:
 
 
 def _direct(node: Node, vector_width: int) -> Conv2dNCHWcPlan:
-    return Conv2dNCHWcPlan.create(**_conv_args(node),
-                                  out_bf16=node.attrs["out_dtype"] == "bfloat16")
+    return Conv2dNCHWcPlan.create(**_conv_args(node), out_bf16=_stores_bf16(node))
 
 
 def _direct_bf16(node: Node, vector_width: int) -> Conv2dNCHWcPlan:
-    return Conv2dNCHWcPlan.create_bf16(**_conv_args(node),
-                                       out_bf16=node.attrs["out_dtype"] == "bfloat16")
+    return Conv2dNCHWcPlan.create_bf16(**_conv_args(node), out_bf16=_stores_bf16(node))
 
 
 def _depthwise(node: Node, vector_width: int) -> DepthwiseConv2dNCHWcPlan:
     args = _conv_args(node)
     del args["groups"]  # a depthwise conv's groups are its channels (is_depthwise checks)
-    return DepthwiseConv2dNCHWcPlan.create(**args)
+    return DepthwiseConv2dNCHWcPlan.create(**args, out_bf16=_stores_bf16(node))
 
 
 def _lane_groups(node: Node, vector_width: int) -> DepthwiseConv2dNCHWcPlan:
     args = _conv_args(node)
     groups = args.pop("groups")  # groups of c_in / groups lanes (lane_groups_takes checks)
-    return DepthwiseConv2dNCHWcPlan.create(**args, group_size=args["c_in"] // groups)
+    return DepthwiseConv2dNCHWcPlan.create(**args, group_size=args["c_in"] // groups,
+                                           out_bf16=_stores_bf16(node))
+
+
+def _stores_bf16(node: Node) -> bool:
+    return node.attrs["out_dtype"] == "bfloat16"
 
 
 def _gemm(node: Node, vector_width: int, bf16: bool = False) -> GemmPlan:

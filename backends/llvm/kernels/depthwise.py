@@ -29,6 +29,7 @@ import numpy as np
 from llvmlite import ir
 
 from ..builder import (
+    BF16,
     check_activation,
     define_kernel,
     entry_alloca,
@@ -65,6 +66,7 @@ class DepthwiseConv2dNCHWcPlan:
     residual: bool
     tiling: Tiling
     group_size: int = 1     # channels per group (in and out); 1: depthwise
+    out_bf16: bool = False  # the epilogue stores bf16 (passes/precision.py, rule 2)
 
     @classmethod
     def create(cls, *, n: int, c_in: int, h: int, w: int, c_out: int, kh: int, kw: int,
@@ -72,7 +74,8 @@ class DepthwiseConv2dNCHWcPlan:
                dilation: tuple[int, int] = (1, 1), vector_width: int = 16,
                in_block: int | None = None, out_block: int | None = None,
                activation: str = "none", activation_params: tuple[float, ...] = (),
-               residual: bool = False, group_size: int = 1) -> DepthwiseConv2dNCHWcPlan:
+               residual: bool = False, group_size: int = 1, out_bf16: bool = False
+               ) -> DepthwiseConv2dNCHWcPlan:
         params = check_activation(activation, activation_params)
         if c_in != c_out:
             raise ValueError(f"depthwise conv needs c_in == c_out, got {c_in} and {c_out}")
@@ -96,8 +99,10 @@ class DepthwiseConv2dNCHWcPlan:
             # Accumulators + their input vectors of one kernel column + weight and shuffle.
             max_width = max(1, (vector_registers(vector_width) - 4) // 2)
         tiling = Tiling(1, (1,) * geometry.oh, tuple(split_even(geometry.ow, max_width)))
+        if out_bf16 and block != 16:
+            raise ValueError(f"a bf16 output needs 16-channel blocks, got {block}")
         return cls(n, c_in, geometry, block, block, activation, params, residual, tiling,
-                   group_size)
+                   group_size, out_bf16)
 
     @property
     def in_block(self) -> int:
@@ -136,7 +141,7 @@ class DepthwiseConv2dNCHWcPlan:
         return TaskLoop(g, self.tiling, self.n, self.cb, b, self.vector_width,
                         in_image_stride=self.cb * g.h * g.w * b, in_group_stride=g.h * g.w * b,
                         w_group_stride=g.kh * g.kw * self.group_size * b, out_blocks=self.cb,
-                        mask_last_group=self.channels % b != 0)
+                        mask_last_group=self.channels % b != 0, out_bf16=self.out_bf16)
 
     def pack_weights(self, weight: np.ndarray,
                      bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -185,12 +190,15 @@ class DepthwiseConv2dNCHWcPlan:
 
         last_lanes = self.channels - (self.cb - 1) * self.block
         bias_v = load(b, bias, 0, vw, "bias")
+        out_elems = b.bitcast(out, BF16.as_pointer(), name="out.bf16") if self.out_bf16 else out
         for j in range(width):
             res_v = load(b, res, j * vw, vw, f"res{j}") if self.residual else None
             value = emit_epilogue(b, b.load(accs[j], name=f"sum{j}"), bias_v, res_v,
                                   self.activation, self.activation_params,
                                   last_lanes if mask else None, f"y{j}")
-            store(b, value, out, j * vw, f"out{j}")
+            if self.out_bf16:
+                value = b.fptrunc(value, ir.VectorType(BF16, vw), name=f"bf{j}")
+            store(b, value, out_elems, j * vw, f"out{j}")
         b.ret_void()
         return fn
 

@@ -274,3 +274,23 @@ def test_a_squeeze_excitation_with_a_narrow_bottleneck():
     got = cm(xs)
     assert rel_l2(got, interpret(cm.graph, [xs])[0]) <= 1e-5
     assert rel_l2(got, interpret(graph, [xs])[0]) <= 1e-2
+
+
+@needs_bf16
+@pytest.mark.parametrize("groups", [32, 8, 2])  # depthwise, lanes of 4 channels, grouped
+def test_depthwise_and_grouped_convs_store_bf16_for_the_next_conv(groups):
+    gb = gc.GraphBuilder("dw")
+    x = gb.input("x", (1, 16, 15, 15))
+    y = gc.ReLU()(gc.Conv2d(16, 32, 1, seed=1)(x))
+    y = gc.ReLU()(gc.Conv2d(32, 32, 3, padding=1, groups=groups, seed=2)(y))
+    graph = gb.build(gc.Conv2d(32, 24, 1, seed=3)(y))
+    xs = random_input(graph, 7)
+    cm = gc.compile(graph, target="llvm", precision="bf16", cache=False)
+    convs = [n for n in cm.graph.nodes if n.op == "conv"]
+    # the first conv feeds the float32 depthwise/grouped kernel; that one feeds a bf16 conv
+    assert [n.attrs["out_dtype"] for n in convs] == ["", "bfloat16", ""]
+    assert not any(n.op == "cast" and n.inputs[0].producer is not None
+                   and n.inputs[0].producer.op == "conv" for n in cm.graph.nodes)
+    got = cm(xs)
+    assert rel_l2(got, interpret(cm.graph, [xs])[0]) <= 1e-5
+    assert rel_l2(got, interpret(graph, [xs])[0]) <= 1e-2
