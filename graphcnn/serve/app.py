@@ -41,6 +41,7 @@ log = logging.getLogger("graphcnn.serve")
 class ServeConfig:
     max_batch: int = 32
     max_delay_ms: float = 2.0
+    adaptive_delay: bool = True  # wait the delay only while requests come concurrently
     queue_size: int = 256
     workers: int = 1
     timeout_s: float = 30.0
@@ -61,7 +62,7 @@ def create_app(model: ServedModel, config: ServeConfig | None = None) -> Starlet
     metrics = Metrics(model.max_batch)
     batcher = Batcher(model, metrics, max_delay_s=config.max_delay_ms / 1000,
                       queue_size=config.queue_size, workers=config.workers,
-                      max_batch=config.max_batch)
+                      max_batch=config.max_batch, adaptive=config.adaptive_delay)
     state = {"ready": not config.warmup, "warm_error": None}
 
     @contextlib.asynccontextmanager

@@ -1,6 +1,12 @@
 """Dynamic batching: requests arriving within `max_delay` of the first are gathered, up to
 `max_batch` samples, into one native call (ServedModel.run), and the results go back to each.
 
+With `adaptive` (the default) the delay is waited only while requests come concurrently: each
+arrival counts the requests already in the server (queued, gathered or running), and while the
+average of that count (ArrivalLoad) is below one half, a batch's first request runs at once.
+A lone client, whose next request cannot come before its last is answered, then never waits
+out a delay that no other request would fill.
+
 The batcher owns a bounded queue (`queue_size` requests waiting; a full one refuses with
 Overloaded, the server's 503) and `workers` threads for the native calls, so the event loop
 never blocks on one: a batch is only gathered once a worker is free, so requests wait in the
@@ -39,9 +45,27 @@ class Request:
     arrived: float = field(default_factory=time.perf_counter)
 
 
+class ArrivalLoad:
+    """An exponential average of how many other requests each arrival finds in the server."""
+
+    WEIGHT = 0.2  # of the newest arrival: about the last five count
+    BUSY = 0.5    # from this average on, waiting for company pays
+
+    def __init__(self) -> None:
+        self.average = 0.0
+
+    def observe(self, others: int) -> None:
+        self.average += self.WEIGHT * (others - self.average)
+
+    @property
+    def busy(self) -> bool:
+        return self.average >= self.BUSY
+
+
 class Batcher:
     def __init__(self, model: ServedModel, metrics: Metrics, max_delay_s: float = 0.002,
-                 queue_size: int = 256, workers: int = 1, max_batch: int | None = None):
+                 queue_size: int = 256, workers: int = 1, max_batch: int | None = None,
+                 adaptive: bool = True):
         if queue_size < 1 or workers < 1 or max_delay_s < 0:
             raise InputError(f"queue size ({queue_size}) and workers ({workers}) must be >= 1, "
                              f"the delay ({max_delay_s} s) >= 0")
@@ -51,6 +75,8 @@ class Batcher:
         self._pending: deque[Request] = deque()
         self._forming: list[Request] = []  # the batch being gathered
         self._inflight = 0
+        self._running = 0  # requests in the native calls under way
+        self.adaptive, self.load = adaptive, ArrivalLoad()
         self._closing = False
         self._stop_warming = threading.Event()
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"serve-{model.name}")
@@ -98,6 +124,7 @@ class Batcher:
         if len(self._pending) >= self.queue_size:
             raise Overloaded(f"the queue is full ({self.queue_size} requests waiting)")
         request = Request(feeds, samples, asyncio.get_running_loop().create_future())
+        self.load.observe(len(self._pending) + len(self._forming) + self._running)
         self._pending.append(request)
         self._arrived.set()
         return request.future
@@ -140,7 +167,7 @@ class Batcher:
                 first = self._pop_live()
             batch, total = self._forming, first.samples
             batch.append(first)
-            deadline = loop.time() + (0 if self._closing else self.max_delay_s)
+            deadline = loop.time() + self.delay_s()
             while total < self.max_batch and await self._next(deadline):
                 head = self._pending[0]
                 if head.future.done():
@@ -154,8 +181,15 @@ class Batcher:
             self._forming = []
             asyncio.create_task(self._run(batch))
 
+    def delay_s(self) -> float:
+        """How long a batch's first request waits for others (see the module's docstring)."""
+        if self._closing or (self.adaptive and not self.load.busy):
+            return 0.0
+        return self.max_delay_s
+
     async def _run(self, batch: list[Request]) -> None:
         loop = asyncio.get_running_loop()
+        self._running += len(batch)
         try:
             live = [r for r in batch if not r.future.done()]
             if not live:
@@ -171,6 +205,7 @@ class Batcher:
                 if not r.future.done():
                     r.future.set_result(out)
         finally:
+            self._running -= len(batch)
             self._inflight -= 1
             self._slots.release()
 

@@ -48,7 +48,7 @@ class ServerProcess:
 
 def test_serve_answers_then_drains_on_sigterm(lenet_file, reference):
     server = ServerProcess(lenet_file, "--name", "lenet", "--max-batch", "4",
-                           "--max-delay-ms", "600000", "--timeout-s", "30",
+                           "--max-delay-ms", "600000", "--fixed-delay", "--timeout-s", "30",
                            "--log-level", "info")
     try:
         client = httpx.Client(base_url=server.url, timeout=60)

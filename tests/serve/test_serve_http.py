@@ -66,10 +66,11 @@ def test_binary_bodies_raw_and_npy(lenet, reference):
 
 def test_concurrent_requests_run_as_one_batch(lenet, reference):
     """Four single-sample requests sent together, with a delay far longer than sending takes: the
-    batch closes when it holds max_batch (4) samples, so exactly one native call of 4 runs."""
+    batch closes when it holds max_batch (4) samples, so exactly one native call of 4 runs (a
+    fixed delay: the first request waits even though it found the server empty)."""
     xs = [samples(1, 10 + i) for i in range(4)]
     answers: list = [None] * 4
-    with running(lenet, max_delay_ms=20_000, timeout_s=60) as (client, _):
+    with running(lenet, max_delay_ms=20_000, adaptive_delay=False, timeout_s=60) as (client, _):
         def send(i: int) -> None:
             answers[i] = client.post(URL, json=infer_body(xs[i]))
 
@@ -226,3 +227,48 @@ def test_a_timed_out_request_leaves_the_queue(lenet):
         assert app.state.batcher.depth == 0
         gate.release.set()
         held.join()
+
+
+def test_a_lone_client_does_not_wait_out_the_delay(lenet, reference):
+    """One request at a time with a delay of ten minutes and a timeout of 30 s: each finds the
+    server empty, so each runs at once (a fixed delay would answer every one with 504)."""
+    with running(lenet, max_delay_ms=600_000, timeout_s=30) as (client, app):
+        for i in range(6):
+            x = samples(1, 40 + i)
+            r = client.post(URL, json=infer_body(x))
+            assert r.status_code == 200, r.text
+            y = np.array(r.json()["outputs"][0]["data"], np.float32).reshape(1, 10)
+            assert rel_err(y, reference(x)) < 1e-5
+        assert not app.state.batcher.load.busy
+        text = client.get("/metrics").text
+    assert metric(text, "graphcnn_batch_size_count", model="lenet") == 6
+
+
+def test_concurrent_arrivals_make_the_batcher_wait_for_company(lenet, reference):
+    """Requests queued behind a busy worker each find others in the server: the load turns
+    busy, so after the worker frees the first queued request waits for the rest (the delay
+    ends when the batch is full: max_batch 4 = the 4 queued samples) and one call runs them."""
+    xs = [samples(1, 60 + i) for i in range(5)]
+    answers: list = [None] * 5
+    with running(lenet, max_delay_ms=600_000, timeout_s=60, workers=1) as (client, app), \
+            Gate(lenet) as gate:
+        def send(i: int) -> None:
+            answers[i] = client.post(URL, json=infer_body(xs[i]))
+
+        threads = [threading.Thread(target=send, args=(0,))]
+        threads[0].start()
+        assert gate.entered.wait(60)  # the first ran at once (an empty server) and is held
+        for i in range(1, 5):
+            threads.append(threading.Thread(target=send, args=(i,)))
+            threads[-1].start()
+            wait_for(lambda d=i: app.state.batcher.depth == d)
+        assert app.state.batcher.load.busy
+        gate.release.set()
+        for t in threads:
+            t.join()
+        text = client.get("/metrics").text
+    for x, r in zip(xs, answers):
+        y = np.array(r.json()["outputs"][0]["data"], np.float32).reshape(1, 10)
+        assert rel_err(y, reference(x)) < 1e-5
+    assert metric(text, "graphcnn_batch_size_count", model="lenet") == 2
+    assert metric(text, "graphcnn_batch_size_sum", model="lenet") == 5
