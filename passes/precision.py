@@ -18,6 +18,10 @@ Rule 2: cast(conv(...), bfloat16) where the cast is the conv's only reader and t
 Rule 3: a gemm of family "gemm" with A not transposed and an even k -> gemm(cast(A, bfloat16),
    round_bf16(B), C) with family "gemm_bf16": a dense layer at batch 1 streams its weights
    from memory, which bf16 halves (VGG's and AlexNet's classifiers).
+Rule 4: a conv of family "winograd_f2" (16-channel blocks) -> family "winograd_f2_bf16": the
+   float32 input and transforms, the transformed input and weights rounded to bf16 for the
+   GEMM between them (kernels/winograd.py). Its rounding happens in the transformed domain,
+   which the graph cannot say: the reference runs such a conv in float32.
 The precision is a type rewrite plus a kernel family: int8 can follow as another rule set
 with its own casts (quantize) and families.
 """
@@ -37,6 +41,11 @@ PRECISIONS = ("fp32", "bf16")
 # convs on Winograd, 100 ms with them on the bf16 direct kernel)
 BF16_FAMILIES = frozenset({"direct"})
 BF16_BLOCK = 16  # vdpbf16ps: 16 float32 lanes, 32 bf16
+# Rule 4: the Winograd family whose GEMM runs in bf16. Only F(2x2, 3x3): its transforms add and
+# subtract, so bf16 V and U cost about what the direct bf16 conv's rounding does (rel L2 5e-3
+# against 3e-3 on two 3x3 layers), where F(4x4)'s larger coefficients made it 3e-2; and
+# F(4x4) in float32 already does 4x fewer multiplies, as fast as F(2x2) in bf16
+WINOGRAD_BF16 = {"winograd_f2": "winograd_f2_bf16"}
 # the families whose kernel (Conv2dNCHWcPlan, DepthwiseConv2dNCHWcPlan) can store its output
 # as bf16 (rule 2): MobileNet's depthwise and ResNeXt's grouped convs feed 1x1 convs
 STORES_BF16 = frozenset({"direct", "direct_bf16", "grouped", "depthwise", "lane_groups"})
@@ -108,6 +117,11 @@ def to_bf16(graph: Graph) -> bool:
                                                         name=f"{w.name}.bf16", copy=False))
         annotate(graph, node, kernel="gemm_bf16")
         changed = True
+    for node in graph.nodes:  # Rule 4
+        family = annotation(graph, node, "kernel")
+        if family in WINOGRAD_BF16 and node.inputs[0].type.shape[-1] == BF16_BLOCK \
+                and node.attrs["out_block"] == BF16_BLOCK:
+            changed |= annotate(graph, node, kernel=WINOGRAD_BF16[family])
     for cast in casts.values():  # Rule 2
         changed |= _store_bf16(graph, cast)
     return changed

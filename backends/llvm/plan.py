@@ -63,8 +63,9 @@ def _row(node: Node, vector_width: int) -> RowConv2dPlan:
                                 pool=2 if node.attrs["pool"] else 0)
 
 
-def _winograd(m: int) -> Callable[[Node, int], WinogradConv2dNCHWcPlan]:
-    return lambda node, vector_width: WinogradConv2dNCHWcPlan.create(**_conv_args(node), m=m)
+def _winograd(m: int, bf16: bool = False) -> Callable[[Node, int], WinogradConv2dNCHWcPlan]:
+    return lambda node, vector_width: WinogradConv2dNCHWcPlan.create(**_conv_args(node), m=m,
+                                                                     bf16=bf16)
 
 
 def _direct(node: Node, vector_width: int) -> Conv2dNCHWcPlan:
@@ -111,6 +112,7 @@ PLANS: dict[str, Callable[[Node, int], Any]] = {
     "row": _row,
     "winograd": _winograd(4),  # F(4x4, 3x3)
     "winograd_f2": _winograd(2),  # F(2x2, 3x3)
+    "winograd_f2_bf16": _winograd(2, bf16=True),  # passes/precision.py: V and U in bf16
     "direct": _direct,
     "direct_bf16": _direct_bf16,  # passes/precision.py: a bf16 input, vdpbf16ps
     "grouped": _direct,

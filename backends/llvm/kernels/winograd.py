@@ -32,10 +32,12 @@ from graphcnn.backends.llvm.kernels.conv2d_nchwc import (
 from llvmlite import ir
 
 from ..builder import (
+    BF16,
     F32,
     F32P,
     broadcast,
     define_kernel,
+    dot_bf16_pairs,
     entry_alloca,
     fma,
     for_range,
@@ -171,6 +173,10 @@ class WinogradConv2dNCHWcPlan:
     kernel ABI) for 3x3 stride-1 dilation-1 ungrouped convs; `m` picks F(m x m, 3x3)."""
     direct: Conv2dNCHWcPlan     # geometry, blocks, epilogue: validated by the colleague's plan
     m: int                      # output tile side (4 -> F(4x4,3x3), 2 -> F(2x2,3x3))
+    # bf16 (AVX512-BF16): the transformed input V is stored rounded to bf16 and U packed as
+    # bf16 pairs of input channels; the GEMM steps over channel pairs, one vdpbf16ps each.
+    # The input, the transforms and the output stay float32
+    bf16: bool = False
     # LLVM's O1, not the "lean" pipeline of the other plans: the transforms' 36 live vectors
     # need its scheduling to spill less (codegen.PIPELINES)
     pipeline: ClassVar[str] = O1
@@ -179,7 +185,7 @@ class WinogradConv2dNCHWcPlan:
     def create(cls, *, n: int, c_in: int, h: int, w: int, c_out: int, kh: int, kw: int,
                stride: tuple[int, int] = (1, 1), pads: tuple[int, int, int, int] = (0, 0, 0, 0),
                dilation: tuple[int, int] = (1, 1), groups: int = 1, m: int = 4,
-               **kwargs: object) -> WinogradConv2dNCHWcPlan:
+               bf16: bool = False, **kwargs: object) -> WinogradConv2dNCHWcPlan:
         if (kh, kw) != (3, 3) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1) \
                 or groups != 1:
             raise ValueError(f"winograd conv needs 3x3, stride 1, dilation 1, groups 1: "
@@ -190,7 +196,10 @@ class WinogradConv2dNCHWcPlan:
         kwargs.pop("tiling", None)
         direct = Conv2dNCHWcPlan.create(n=n, c_in=c_in, h=h, w=w, c_out=c_out, kh=3, kw=3,
                                         pads=tuple(pads), **kwargs)
-        return cls(direct, m)
+        if bf16 and (direct.in_block != 16 or direct.out_block != 16):
+            raise ValueError(f"the bf16 winograd conv needs 16-channel blocks, got "
+                             f"{direct.in_block} and {direct.out_block}")
+        return cls(direct, m, bf16)
 
     in_block = property(lambda self: self.direct.in_block)
     out_block = property(lambda self: self.direct.out_block)
@@ -275,6 +284,12 @@ class WinogradConv2dNCHWcPlan:
         padded[:d.c_out, :d.c_in] = weight
         u = np.einsum("ij,ocjk,lk->ilco", g, padded, g).reshape(a * a, d.icb, ib, d.ocb, ob)
         packed = np.ascontiguousarray(u.transpose(0, 3, 1, 2, 4), dtype=np.float32)
+        if self.bf16:  # (a*a, OCB, ICB, ib/2, ob) words, each the pair of channels (2p, 2p+1)
+            import ml_dtypes
+
+            pairs = packed.reshape(a * a, d.ocb, d.icb, ib // 2, 2, ob).transpose(0, 1, 2, 3, 5, 4)
+            words = np.ascontiguousarray(pairs, dtype=ml_dtypes.bfloat16)
+            packed = words.view(np.uint16).view(np.float32).reshape(words.shape[:-1])
         bias_packed = np.zeros(d.ocb * ob, dtype=np.float32)
         if bias is not None:
             bias_packed[:d.c_out] = bias
@@ -296,12 +311,16 @@ class WinogradConv2dNCHWcPlan:
         fn = define_kernel(module, name, 5, 2, KERNEL_ARGS, may_alias=("res", "out"))
         inp, w, bias, res, out, task_begin, task_end = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        v_slot = entry_alloca(b, ir.ArrayType(F32, k_tiles * aa * ci_all), "V")
+        v_slot = entry_alloca(b, ir.ArrayType(BF16 if self.bf16 else F32,
+                                              k_tiles * aa * ci_all), "V")
         o_reg = self.reg_blocks
         units = ocb_n // o_reg
         m_slot = entry_alloca(b, ir.ArrayType(F32, o_reg * k_tiles * aa * ob), "M")
         acc_slot = entry_alloca(b, ir.ArrayType(ir.VectorType(F32, ob), t_reg * o_reg), "acc")
-        v_buf = b.bitcast(v_slot, F32P, name="vbuf")
+        v_buf = b.bitcast(v_slot, F32P, name="vbuf")  # bf16: read as words (channel pairs)
+        v_elems = b.bitcast(v_slot, BF16.as_pointer(), name="vbuf.bf16") if self.bf16 else v_buf
+        # the GEMM's reduction: channels, or (bf16) pairs of channels as 32-bit words
+        ci_red = ci_all // 2 if self.bf16 else ci_all
         m_buf = b.bitcast(m_slot, F32P, name="mbuf")
         zeros = zero_buffer(module, max(ib, ob))
         h, wd, oh, ow = i64(g_.h), i64(g_.w), i64(self.oh), i64(self.ow)
@@ -352,29 +371,33 @@ class WinogradConv2dNCHWcPlan:
                         for j in range(a):
                             off = linear(b, f"vo{i}{j}", (kt, aa * ci_all), (icb, ib),
                                          const=(i * a + j) * ci_all)
-                            store(b, v[i][j], v_buf, off, f"vs{i}{j}")
+                            value = v[i][j]
+                            if self.bf16:
+                                value = b.fptrunc(value, ir.VectorType(BF16, ib), name=f"vb{i}{j}")
+                            store(b, value, v_elems, off, f"vs{i}{j}")
             # (2) GEMM: weights U[pos][ocb] (C_in x ob) stay in L1 across the chunk's tile
             # groups; per group T accumulators, one weight vector + T broadcasts per step.
             with for_range(b, ocb_lo, ocb_hi, step=o_reg, name="ocb") as ocb:
                 with for_range(b, 0, aa, name="pos") as pos:
-                    w_row = linear(b, "wrow", (pos, ocb_n * ci_all * ob), (ocb, ci_all * ob))
+                    w_row = linear(b, "wrow", (pos, ocb_n * ci_red * ob), (ocb, ci_red * ob))
                     with for_range(b, 0, n_grp, name="grp") as grp:
                         slots = [[b.gep(acc_slot, [i64(0), i64(t * o_reg + o)])
                                   for o in range(o_reg)] for t in range(t_reg)]
                         for row in slots:
                             for slot in row:
                                 b.store(splat(0.0, ob), slot)
-                        v_row = linear(b, "vrow", (grp, t_reg * aa * ci_all), (pos, ci_all))
-                        with for_range(b, 0, ci_all, name="ci") as ci:
+                        v_row = linear(b, "vrow", (grp, t_reg * aa * ci_red), (pos, ci_red))
+                        step = dot_bf16_pairs if self.bf16 else fma
+                        with for_range(b, 0, ci_red, name="ci") as ci:
                             woff = linear(b, "woff", (w_row, 1), (ci, ob))
-                            wv = [load(b, w, b.add(woff, i64(o * ci_all * ob)), ob, f"wv{o}")
+                            wv = [load(b, w, b.add(woff, i64(o * ci_red * ob)), ob, f"wv{o}")
                                   for o in range(o_reg)]
                             vo = b.add(v_row, ci, name="vo")
                             for t in range(t_reg):
-                                x = broadcast(b, v_buf, b.add(vo, i64(t * aa * ci_all)), ob,
+                                x = broadcast(b, v_buf, b.add(vo, i64(t * aa * ci_red)), ob,
                                               f"bx{t}")
                                 for o in range(o_reg):
-                                    acc = fma(b, x, wv[o], b.load(slots[t][o]), f"f{t}.{o}")
+                                    acc = step(b, x, wv[o], b.load(slots[t][o]), f"f{t}.{o}")
                                     b.store(acc, slots[t][o])
                         for t in range(t_reg):
                             for o in range(o_reg):

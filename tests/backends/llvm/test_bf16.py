@@ -294,3 +294,20 @@ def test_depthwise_and_grouped_convs_store_bf16_for_the_next_conv(groups):
     got = cm(xs)
     assert rel_l2(got, interpret(cm.graph, [xs])[0]) <= 1e-5
     assert rel_l2(got, interpret(graph, [xs])[0]) <= 1e-2
+
+
+@needs_bf16
+@pytest.mark.parametrize("batch", [1, 3])
+def test_winograd_f2_runs_its_gemm_in_bf16(batch):
+    """3x3 convs on 8x8 maps with 64 channels take F(2x2, 3x3); in bf16 its transformed input
+    and weights are bf16 (rounded in the transformed domain: the float32 oracle only)."""
+    gb = gc.GraphBuilder("f2")
+    x = gb.input("x", (batch, 64, 8, 8))
+    y = gc.ReLU()(gc.Conv2d(64, 64, 3, padding=1, seed=1)(x))
+    graph = gb.build(gc.Conv2d(64, 64, 3, padding=1, seed=2)(y))
+    xs = random_input(graph, 8)
+    cm = gc.compile(graph, target="llvm", precision="bf16", cache=False)
+    assert families(cm) == ["winograd_f2_bf16"] * 2
+    assert rel_l2(cm(xs), interpret(graph, [xs])[0]) <= 1e-2
+    fp32 = gc.compile(graph, target="llvm", cache=False)
+    assert families(fp32) == ["winograd_f2"] * 2
