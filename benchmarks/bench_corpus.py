@@ -215,7 +215,7 @@ def readme_table(rows: list[dict]) -> str:
     head = "| model | exporter | graphcnn ms | vs onnxruntime | vs OpenVINO f32 |"
     if bf16:
         head += " bf16 ms | bf16 vs OpenVINO default |"
-    lines = [head, "|" + "---|" * head.count(" | ")]
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
 
     def ratio(r: dict, key: str, peer: str) -> str:
         value = r.get(key, {}).get(peer)
@@ -240,12 +240,19 @@ def readme_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def commands(rows: list[dict], command: str) -> str:
+    """The commands that measured the rows (one, or a run and the re-runs merged into it)."""
+    seen = list(dict.fromkeys(r.get("command", command) for r in rows)) or [command]
+    return "` then `".join(seen)
+
+
 def write_readme(rows: list[dict], command: str) -> None:
     text = README.read_text()
     if README_BEGIN not in text or README_END not in text:
         raise SystemExit(f"{README} has no {README_BEGIN} ... {README_END} section")
     start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
-    section = f"{README_BEGIN}\n{readme_table(rows)}\n\n{stamp(command)}\n{README_END}"
+    section = (f"{README_BEGIN}\n{readme_table(rows)}\n\n{stamp(commands(rows, command))}\n"
+               f"{README_END}")
     README.write_text(text[:start] + section + text[end:])
 
 
@@ -278,6 +285,9 @@ def main() -> None:
                    help="put the summary table in README.md's performance section")
     p.add_argument("--from-json", metavar="PATH",
                    help="no measuring: the rows of an earlier --json run (for --write-*)")
+    p.add_argument("--update-json", metavar="PATH",
+                   help="put the rows measured now into PATH in place of the same (model, "
+                        "exporter) rows; the tables then show all of PATH's rows")
     args = p.parse_args()
     if args.runs < 1 or args.budget <= 0:
         p.error("--runs must be >= 1 and --budget > 0")
@@ -304,6 +314,11 @@ def main() -> None:
             row["command"] = command
             rows.append(row)
             print(format_rows([row]).splitlines()[2], flush=True)
+    if args.update_json:
+        merged = json.loads(Path(args.update_json).read_text())
+        fresh = {(r["model"], r["exporter"]): r for r in rows}
+        rows = [fresh.pop((r["model"], r["exporter"]), r) for r in merged] + list(fresh.values())
+        Path(args.update_json).write_text(json.dumps(rows, indent=1))
     table = format_rows(rows)
     print(table)
     for line in failed:
@@ -311,7 +326,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     if args.write_doc:
-        write_doc(table, command)
+        write_doc(table, commands(rows, command))
     if args.write_readme:
         write_readme(rows, command)
 

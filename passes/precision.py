@@ -97,26 +97,10 @@ def to_bf16(graph: Graph) -> bool:
     for node in list(graph.nodes):
         if node.op == "conv" and node.inputs[0].type.dtype == "float32":
             changed |= _even_input_block(graph, node)  # Rule 0
-    for node in [n for n in graph.nodes if _takes(graph, n)]:
-        x, w = node.inputs[0], node.inputs[1]
-        if id(x) not in casts:
-            casts[id(x)] = graph.apply("cast", [x], {"to": "bfloat16"},
-                                       name=f"{x.name}.bf16", before=node)
-        graph.replace_input(node, 0, casts[id(x)])
-        graph.replace_input(node, 1, graph.add_constant(round_bf16(w.data),
-                                                        name=f"{w.name}.bf16", copy=False))
-        annotate(graph, node, kernel="direct_bf16")
-        changed = True
+    for node in [n for n in graph.nodes if _takes(graph, n)]:  # Rule 1
+        changed |= _retype(graph, node, casts, "direct_bf16")
     for node in [n for n in graph.nodes if _gemm_takes(graph, n)]:  # Rule 3
-        x, w = node.inputs[0], node.inputs[1]
-        if id(x) not in casts:
-            casts[id(x)] = graph.apply("cast", [x], {"to": "bfloat16"},
-                                       name=f"{x.name}.bf16", before=node)
-        graph.replace_input(node, 0, casts[id(x)])
-        graph.replace_input(node, 1, graph.add_constant(round_bf16(w.data),
-                                                        name=f"{w.name}.bf16", copy=False))
-        annotate(graph, node, kernel="gemm_bf16")
-        changed = True
+        changed |= _retype(graph, node, casts, "gemm_bf16")
     for node in graph.nodes:  # Rule 4
         family = annotation(graph, node, "kernel")
         if family in WINOGRAD_BF16 and node.inputs[0].type.shape[-1] == BF16_BLOCK \
@@ -125,6 +109,20 @@ def to_bf16(graph: Graph) -> bool:
     for cast in casts.values():  # Rule 2
         changed |= _store_bf16(graph, cast)
     return changed
+
+
+def _retype(graph: Graph, node: Node, casts: dict[int, Value], family: str) -> bool:
+    """node(x, w, ...) -> node(cast(x, bfloat16), round_bf16(w), ...) with `family`; one cast
+    per x (`casts`)."""
+    x, w = node.inputs[0], node.inputs[1]
+    if id(x) not in casts:
+        casts[id(x)] = graph.apply("cast", [x], {"to": "bfloat16"}, name=f"{x.name}.bf16",
+                                   before=node)
+    graph.replace_input(node, 0, casts[id(x)])
+    graph.replace_input(node, 1, graph.add_constant(round_bf16(w.data), name=f"{w.name}.bf16",
+                                                    copy=False))
+    annotate(graph, node, kernel=family)
+    return True
 
 
 def _gemm_takes(graph: Graph, node: Node) -> bool:
