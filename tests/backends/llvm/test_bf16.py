@@ -58,16 +58,24 @@ def families(cm) -> list[str]:
             for n in cm.graph.nodes if n.op == "conv"]
 
 
+def bf16_checked(graph: gc.Graph, x: np.ndarray, family: str | None = "direct_bf16"):
+    """The bf16 build of `graph`, its output checked against both oracles (and that a conv
+    ran on `family`)."""
+    cm = gc.compile(graph, target="llvm", precision="bf16", cache=False)
+    if family is not None:
+        assert family in families(cm)
+    got = cm(x)
+    assert rel_l2(got, interpret(cm.graph, [x])[0]) <= 1e-5
+    assert rel_l2(got, interpret(graph, [x])[0]) <= 1e-2
+    return cm
+
+
 @needs_bf16
 @pytest.mark.parametrize("case", CONVS, ids=[str(c) for c in CONVS])
 def test_conv_matches_both_oracles(case):
     graph = conv_net(*case)
     x = random_input(graph)
-    cm = gc.compile(graph, target="llvm", precision="bf16", cache=False)
-    assert "direct_bf16" in families(cm)
-    got = cm(x)
-    assert rel_l2(got, interpret(cm.graph, [x])[0]) <= 1e-5
-    assert rel_l2(got, interpret(graph, [x])[0]) <= 1e-2
+    bf16_checked(graph, x)
 
 
 @needs_bf16
@@ -75,11 +83,7 @@ def test_conv_matches_both_oracles(case):
 def test_epilogues_stay_float32(act, residual):
     graph = conv_net(24, 40, 3, 1, 1, 1, 10, 1, act=act, residual=residual)
     x = random_input(graph, 1)
-    cm = gc.compile(graph, target="llvm", precision="bf16", cache=False)
-    assert "direct_bf16" in families(cm)
-    got = cm(x)
-    assert rel_l2(got, interpret(cm.graph, [x])[0]) <= 1e-5
-    assert rel_l2(got, interpret(graph, [x])[0]) <= 1e-2
+    bf16_checked(graph, x)
 
 
 @needs_bf16
@@ -224,8 +228,7 @@ def chain(batch: int = 1) -> gc.Graph:
 def test_convs_feeding_only_bf16_convs_store_bf16(batch):
     graph = chain(batch)
     x = random_input(graph, 4)
-    cm = gc.compile(graph, target="llvm", precision="bf16", cache=False)
-    opt = cm.graph
+    opt = bf16_checked(graph, x).graph
     stored = [n for n in opt.nodes if n.op == "conv" and n.attrs["out_dtype"] == "bfloat16"]
     # the stem feeds the residual too (float32); the 1x1 and the 3x3 feed one bf16 conv each
     assert len(stored) == 2
@@ -236,9 +239,6 @@ def test_convs_feeding_only_bf16_convs_store_bf16(batch):
     casts = [n for n in opt.nodes if n.op == "cast"]
     assert [c.inputs[0].producer.op for c in casts] == ["to_blocked", "conv"]
     assert casts[0].inputs[0].type.shape[-1] == 4
-    got = cm(x)
-    assert rel_l2(got, interpret(opt, [x])[0]) <= 1e-5
-    assert rel_l2(got, interpret(graph, [x])[0]) <= 1e-2
 
 
 @needs_bf16
@@ -248,13 +248,10 @@ def test_dense_layers_in_bf16(batch, k, n):
     graph = gc.Sequential(gc.Dense(k, n, seed=k), gc.ReLU(), gc.Dense(n, 9, seed=n),
                           gc.Softmax()).build((batch, k))
     x = random_input(graph, 5)
-    cm = gc.compile(graph, target="llvm", precision="bf16", cache=False)
+    cm = bf16_checked(graph, x, family=None)
     dense = [cm.graph.annotations.get(nd.name, {}).get("kernel")
              for nd in cm.graph.nodes if nd.op == "gemm"]
     assert dense == ["gemm_bf16", "gemm_bf16" if n % 2 == 0 else "gemm"]  # an odd k: float32
-    got = cm(x)
-    assert rel_l2(got, interpret(cm.graph, [x])[0]) <= 1e-5
-    assert rel_l2(got, interpret(graph, [x])[0]) <= 1e-2
 
 
 @needs_bf16
@@ -269,11 +266,7 @@ def test_a_squeeze_excitation_with_a_narrow_bottleneck():
     s = gc.Sigmoid()(gc.Conv2d(4, 32, 1, seed=3)(s))
     graph = gb.build(gc.Conv2d(32, 16, 1, seed=4)(y * s))
     xs = random_input(graph, 6)
-    cm = gc.compile(graph, target="llvm", precision="bf16", cache=False)
-    assert "direct_bf16" in families(cm)
-    got = cm(xs)
-    assert rel_l2(got, interpret(cm.graph, [xs])[0]) <= 1e-5
-    assert rel_l2(got, interpret(graph, [xs])[0]) <= 1e-2
+    bf16_checked(graph, xs)
 
 
 @needs_bf16
@@ -285,15 +278,12 @@ def test_depthwise_and_grouped_convs_store_bf16_for_the_next_conv(groups):
     y = gc.ReLU()(gc.Conv2d(32, 32, 3, padding=1, groups=groups, seed=2)(y))
     graph = gb.build(gc.Conv2d(32, 24, 1, seed=3)(y))
     xs = random_input(graph, 7)
-    cm = gc.compile(graph, target="llvm", precision="bf16", cache=False)
+    cm = bf16_checked(graph, xs)
     convs = [n for n in cm.graph.nodes if n.op == "conv"]
     # the first conv feeds the float32 depthwise/grouped kernel; that one feeds a bf16 conv
     assert [n.attrs["out_dtype"] for n in convs] == ["", "bfloat16", ""]
     assert not any(n.op == "cast" and n.inputs[0].producer is not None
                    and n.inputs[0].producer.op == "conv" for n in cm.graph.nodes)
-    got = cm(xs)
-    assert rel_l2(got, interpret(cm.graph, [xs])[0]) <= 1e-5
-    assert rel_l2(got, interpret(graph, [xs])[0]) <= 1e-2
 
 
 @needs_bf16
