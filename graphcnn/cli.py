@@ -367,7 +367,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
           threads=args.threads, log_level=args.log_level, max_batch=args.max_batch,
           max_delay_ms=args.max_delay_ms, workers=args.workers, queue_size=args.queue_size,
           timeout_s=args.timeout_s, max_body_bytes=int(args.max_body_mb * (1 << 20)),
-          warmup=not args.lazy, adaptive_delay=not args.fixed_delay)
+          warmup=not args.lazy, adaptive_delay=not args.fixed_delay, precision=args.precision)
     return 0
 
 
@@ -514,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "requests come concurrently, unless --fixed-delay)")
     s.add_argument("--fixed-delay", action="store_true",
                    help="wait --max-delay-ms for every batch, even for a lone client")
+    _precision_option(s)
     s.add_argument("--workers", type=int, default=1, help="native calls in flight at once")
     s.add_argument("--queue-size", type=int, default=256,
                    help="requests waiting at most; beyond it 503 with Retry-After")

@@ -35,7 +35,7 @@ def create_app(model: ServedModel, config=None):
 
 def serve(path: str, name: str | None = None, host: str = "127.0.0.1", port: int = 8000,
           target: str = "llvm", threads: int | None = None, log_level: str = "info",
-          **config) -> None:
+          precision: str = "fp32", **config) -> None:
     """Load the model at `path` (.onnx, DSL .py or saved .gcm) and serve it until SIGINT/SIGTERM,
     which stops taking connections and answers every request already received."""
     require("uvicorn", "starlette", "prometheus_client")
@@ -44,8 +44,11 @@ def serve(path: str, name: str | None = None, host: str = "127.0.0.1", port: int
     from .app import ServeConfig
 
     cfg = ServeConfig(**config)
+    options = {"threads": threads} if threads else {}
+    if precision != "fp32":  # gc.compile's precision (a saved model keeps its own)
+        options["precision"] = precision
     model = ServedModel.from_path(path, name=name, target=target, max_batch=cfg.max_batch,
-                                  **({"threads": threads} if threads else {}))
+                                  **options)
     # the server's own log lines (startup compiles, drain) beside uvicorn's, in its format
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["graphcnn.serve"] = {"handlers": ["default"], "level": "INFO",

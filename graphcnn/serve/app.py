@@ -113,7 +113,7 @@ def create_app(model: ServedModel, config: ServeConfig | None = None) -> Starlet
                     for n, d, s in items]
 
         return JSONResponse({"name": model.name, "versions": ["1"], "platform": "graphcnn",
-                             "target": model.target, "precision": "fp32",
+                             "target": model.target, "precision": model.precision,
                              "max_batch_size": batcher.max_batch,
                              "batch_sizes": list(model.sizes),
                              "inputs": tensors(model.inputs),

@@ -67,6 +67,8 @@ class ServedModel:
                        for n, t in base.input_types.items()]
         self.outputs = [(n, np.dtype(t.dtype), tuple(t.shape[1:]))
                         for n, t in base.output_types.items()]
+        # what the native calls compute in: the llvm build's precision (a saved model's too)
+        self.precision = getattr(base, "options", {}).get("precision", "fp32")
         self.batch_outputs = {n for n, t in base.output_types.items()
                               if t.shape and t.shape[0] == own}
 

@@ -272,3 +272,19 @@ def test_concurrent_arrivals_make_the_batcher_wait_for_company(lenet, reference)
         assert rel_err(y, reference(x)) < 1e-5
     assert metric(text, "graphcnn_batch_size_count", model="lenet") == 2
     assert metric(text, "graphcnn_batch_size_sum", model="lenet") == 5
+
+
+def test_a_bf16_model_says_so_and_stays_close(lenet_file, reference):
+    from graphcnn.backends.llvm.codegen import has_bf16
+
+    from graphcnn.serve import ServedModel
+
+    model = ServedModel.from_path(lenet_file, name="lenet", max_batch=2, precision="bf16")
+    want = "bf16" if has_bf16("host") else "fp32"  # float32 (a PrecisionWarning) without it
+    with running(model) as (client, _):
+        assert client.get("/v2/models/lenet").json()["precision"] == want
+        x = samples(2, 80)
+        r = client.post(URL, json=infer_body(x))
+        assert r.status_code == 200, r.text
+        y = np.array(r.json()["outputs"][0]["data"], np.float32).reshape(2, 10)
+        assert rel_err(y, reference(x)) < 1e-2
