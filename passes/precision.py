@@ -15,9 +15,10 @@ Rule 2: cast(conv(...), bfloat16) where the cast is the conv's only reader and t
    on a blocked kernel (STORES_BF16) -> conv(..., out_dtype=bfloat16): the epilogue rounds
    its float32 result as it stores it, so no cast pass re-reads the tensor (half the bytes
    written, and the next conv reads bf16 straight away: ResNet's 1x1-3x3-1x1 chains).
-Rule 3: a gemm of family "gemm" with A not transposed and an even k -> gemm(cast(A, bfloat16),
-   round_bf16(B), C) with family "gemm_bf16": a dense layer at batch 1 streams its weights
-   from memory, which bf16 halves (VGG's and AlexNet's classifiers).
+Rule 3: a gemm or matmul of family "gemm" (a constant B) with A not transposed and an even k
+   -> gemm(cast(A, bfloat16), round_bf16(B), C) with family "gemm_bf16": a dense layer at
+   batch 1 streams its weights from memory, which bf16 halves (VGG's and AlexNet's
+   classifiers; a MatMul is how the dynamo exporter writes some of them).
 Rule 4: a conv of family "winograd_f2" (16-channel blocks) -> family "winograd_f2_bf16": the
    float32 input and transforms, the transformed input and weights rounded to bf16 for the
    GEMM between them (kernels/winograd.py). Its rounding happens in the transformed domain,
@@ -91,7 +92,7 @@ def to_bf16(graph: Graph) -> bool:
         # families chosen afresh: its retyped convs only need theirs back
         if _takes(graph, node, "bfloat16"):
             changed |= annotate(graph, node, kernel="direct_bf16")
-        elif (node.op == "gemm" and node.inputs[0].type.dtype == "bfloat16"
+        elif (node.op in ("gemm", "matmul") and node.inputs[0].type.dtype == "bfloat16"
               and annotation(graph, node, "kernel") == "gemm"):
             changed |= annotate(graph, node, kernel="gemm_bf16")
     for node in list(graph.nodes):
@@ -126,11 +127,11 @@ def _retype(graph: Graph, node: Node, casts: dict[int, Value], family: str) -> b
 
 
 def _gemm_takes(graph: Graph, node: Node) -> bool:
-    if node.op != "gemm" or annotation(graph, node, "kernel") != "gemm":
+    if node.op not in ("gemm", "matmul") or annotation(graph, node, "kernel") != "gemm":
         return False
     a, w = node.inputs[0], node.inputs[1]
-    k = a.type.shape[1]
-    return (not node.attrs["transA"] and a.type.dtype == "float32" and k % 2 == 0
+    k = a.type.shape[-1]
+    return (not node.attrs.get("transA") and a.type.dtype == "float32" and k % 2 == 0
             and w.is_constant and w.type.dtype == "float32")
 
 

@@ -66,7 +66,11 @@ def matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     return out
 
 
+def _matmul(a: dict, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.matmul(x.astype(np.float32) if x.dtype.name == "bfloat16" else x, y)
+
+
 register(OpDef("matmul", {}, lambda a, t: [TensorType(matmul_shape(t[0].shape, t[1].shape),
-                                                         t[0].dtype)],
-               lambda a, x, y: np.matmul(x, y), inputs=(2, 2),
+                                                         float_result(t[0], t[1]))],
+               _matmul, inputs=(2, 2),
                doc="numpy matmul: batched, broadcasting, 1-D operands promoted"))

@@ -301,3 +301,17 @@ def test_winograd_f2_runs_its_gemm_in_bf16(batch):
     assert rel_l2(cm(xs), interpret(graph, [xs])[0]) <= 1e-2
     fp32 = gc.compile(graph, target="llvm", cache=False)
     assert families(fp32) == ["winograd_f2"] * 2
+
+
+@needs_bf16
+@pytest.mark.parametrize("shape", [(1, 256), (2, 5, 128)])
+def test_a_matmul_with_constant_weights_in_bf16(shape):
+    """How the dynamo exporter writes some linear layers: MatMul by a constant (k, n)."""
+    gb = gc.GraphBuilder("mm")
+    x = gb.input("x", shape)
+    w = np.random.default_rng(9).standard_normal((shape[-1], 48)).astype(np.float32) / 16
+    graph = gb.build(gb.op("matmul", [x], params={"w": w}))
+    xs = np.random.default_rng(10).standard_normal(shape).astype(np.float32)
+    cm = bf16_checked(graph, xs, family=None)
+    assert [cm.graph.annotations.get(n.name, {}).get("kernel")
+            for n in cm.graph.nodes if n.op == "matmul"] == ["gemm_bf16"]
