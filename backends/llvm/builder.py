@@ -242,6 +242,20 @@ def store(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, offset: ir.Value | in
     b.store(value, b.bitcast(p, value.type.as_pointer(), name=f"{name}.vp"), align=4)
 
 
+def store_bf16(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, offset: ir.Value | int,
+               name: str) -> None:
+    """`value` (<n x float>) rounded to bf16 (nearest even, vcvtneps2bf16) and stored at
+    element `offset` of the bf16 tensor `ptr` points at, whatever its pointer type."""
+    elems = b.bitcast(ptr, BF16.as_pointer(), name=f"{name}.bf")
+    rounded = b.fptrunc(value, ir.VectorType(BF16, value.type.count), name=f"{name}.r")
+    store(b, rounded, elems, offset, name)
+
+
+def as_words(b: ir.IRBuilder, ptr: ir.Value, name: str) -> ir.Value:
+    """`ptr` as float*: the kernels read a bf16 tensor as 32-bit words (pairs of elements)."""
+    return ptr if ptr.type == F32P else b.bitcast(ptr, F32P, name=name)
+
+
 def load_scalar(b: ir.IRBuilder, ptr: ir.Value, offset: ir.Value | int, name: str) -> ir.Value:
     return b.load(gep(b, ptr, offset, f"{name}.p"), name=name, align=4)
 

@@ -16,8 +16,8 @@ from llvmlite import ir
 from graphcnn.ir import Node
 
 from ..builder import (
-    F32P,
     apply_activation,
+    as_words,
     decompose,
     entry_alloca,
     fma,
@@ -58,12 +58,8 @@ def emit_fast(ctx: EmitContext, node: Node, plan) -> None:
     fn = ctx.new_task_fn(node.name)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     env, begin, end = fn.args
-    px = ctx.ptr(b, env, x, "in")
-    if px.type != F32P:  # a bf16 input: the kernel reads it as 32-bit words (channel pairs)
-        px = b.bitcast(px, F32P, name="in.words")
-    po = ctx.ptr(b, env, node.outputs[0], "out")
-    if po.type != F32P:  # a bf16 output: the kernel takes float* and stores bf16 through it
-        po = b.bitcast(po, F32P, name="out.words")
+    px = as_words(b, ctx.ptr(b, env, x, "in"), "in.words")  # a bf16 input: channel pairs
+    po = as_words(b, ctx.ptr(b, env, node.outputs[0], "out"), "out.words")  # stored bf16
     pr = ctx.ptr(b, env, node.inputs[3], "res") if node.attrs["residual"] else \
         ir.Constant(px.type, None)
     b.call(kernel, [px, ctx.weights_ptr(b, w_off, "w"), ctx.weights_ptr(b, b_off, "bias"),

@@ -15,8 +15,8 @@ from llvmlite import ir
 from graphcnn.ir import Node
 
 from ..builder import (
-    F32P,
     apply_activation,
+    as_words,
     decompose,
     dot_index,
     fma,
@@ -67,9 +67,7 @@ def emit_gemm_plan(ctx: EmitContext, node: Node, plan: GemmPlan) -> None:
     fn = ctx.new_task_fn(node.name)
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     env, begin, end = fn.args
-    pa = ctx.ptr(b, env, a_val, "a")
-    if pa.type != F32P:  # a bf16 A: the kernel reads it as 32-bit words (pairs along k)
-        pa = b.bitcast(pa, F32P, name="a.words")
+    pa = as_words(b, ctx.ptr(b, env, a_val, "a"), "a.words")  # a bf16 A: pairs along k
     pc = ctx.ptr(b, env, c_val, "c") if c_val is not None else ir.Constant(pa.type, None)
     b.call(kernel, [pa, ctx.weights_ptr(b, b_off, "bp"), pc,
                     ctx.ptr(b, env, node.outputs[0], "y"), begin, end])

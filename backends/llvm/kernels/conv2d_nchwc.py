@@ -73,10 +73,12 @@ from ..builder import (
     prefetch,
     splat,
     store,
+    store_bf16,
     udiv_rem,
     vec_type,
     zero_buffer,
 )
+from .bf16 import pair_words
 
 # Software prefetch distance in the packed weight stream (floats): four channel blocks (4 KB)
 # ahead at ib = 16, far enough to hide memory latency, since a network's weights do not stay
@@ -695,14 +697,11 @@ class Conv2dNCHWcPlan:
         """(C_out, C_in, KH, KW) -> (OCB, ICB, KH, KW, ib, ob) 32-bit words, word [p, o] the
         bf16 pair (w[o, 2p], w[o, 2p + 1]) (rounded to nearest even), as float32 bit patterns
         for the weights arena."""
-        import ml_dtypes
-
         g, ib, ob = self.geometry, self.in_block, self.out_block
-        padded = np.zeros((self.ocb * ob, self.icb * ib * 2, g.kh, g.kw), dtype=ml_dtypes.bfloat16)
+        padded = np.zeros((self.ocb * ob, self.icb * ib * 2, g.kh, g.kw), dtype=np.float32)
         padded[:self.c_out, :self.logical_c_in] = weight
         pairs = padded.reshape(self.ocb, ob, self.icb, ib, 2, g.kh, g.kw)
-        packed = np.ascontiguousarray(pairs.transpose(0, 2, 5, 6, 3, 1, 4))
-        return packed.view(np.uint16).view(np.float32).reshape(packed.shape[:-1])
+        return pair_words(pairs.transpose(0, 2, 5, 6, 3, 1, 4))
 
     def _pack_grouped(self, weight: np.ndarray) -> np.ndarray:
         """(C_out, C_in/groups, KH, KW) -> (OCB, reduce_blocks, KH, KW, ib, ob): output block v
@@ -796,7 +795,7 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
                                name=field) for k, field in enumerate(TILE_SIZES))
     span = (spec.kw - 1) * spec.dilation[1] + (width - 1) * spec.stride[1] + 1
     zeros = zero_buffer(module, span * ib)
-    out_elems = b.bitcast(out, BF16.as_pointer(), name="out.bf16") if spec.out_bf16 else out
+    step_fn = dot_bf16_pairs if spec.bf16 else fma
     pixels = [(r, j) for r in range(height) for j in range(width)]
     accs = {}
     for o in range(ocn):
@@ -818,7 +817,6 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
             x = broadcast(b, gep(b, base, ic, f"in{r}_{j}"), offset, vw, f"x{r}_{j}")
             for o in range(ocn):
                 acc = accs[o, r, j]
-                step_fn = dot_bf16_pairs if spec.bf16 else fma
                 b.store(step_fn(b, wv[o], x, b.load(acc, name=f"{acc.name}.v"),
                                 f"fma{o}_{r}_{j}"), acc)
 
@@ -871,8 +869,7 @@ def emit_tile_kernel(module: ir.Module, spec: TileSpec) -> ir.Function:
                 value = emit_epilogue(b, b.load(accs[o, r, j], name=f"sum{o}_{r}_{j}"),
                                       bias_v, res_v, spec.activation, spec.activation_params,
                                       mask_lanes, f"y{o}_{r}_{j}")
-                if spec.out_bf16:
-                    value = b.fptrunc(value, ir.VectorType(BF16, vw), name=f"bf{o}_{r}_{j}")
-                store(b, value, out_elems, offset, f"out{o}_{r}_{j}")
+                (store_bf16 if spec.out_bf16 else store)(b, value, out, offset,
+                                                         f"out{o}_{r}_{j}")
     b.ret_void()
     return fn

@@ -29,7 +29,6 @@ import numpy as np
 from llvmlite import ir
 
 from ..builder import (
-    BF16,
     check_activation,
     define_kernel,
     entry_alloca,
@@ -39,6 +38,7 @@ from ..builder import (
     load,
     splat,
     store,
+    store_bf16,
     vec_type,
 )
 from .conv2d_nchwc import (
@@ -190,15 +190,12 @@ class DepthwiseConv2dNCHWcPlan:
 
         last_lanes = self.channels - (self.cb - 1) * self.block
         bias_v = load(b, bias, 0, vw, "bias")
-        out_elems = b.bitcast(out, BF16.as_pointer(), name="out.bf16") if self.out_bf16 else out
         for j in range(width):
             res_v = load(b, res, j * vw, vw, f"res{j}") if self.residual else None
             value = emit_epilogue(b, b.load(accs[j], name=f"sum{j}"), bias_v, res_v,
                                   self.activation, self.activation_params,
                                   last_lanes if mask else None, f"y{j}")
-            if self.out_bf16:
-                value = b.fptrunc(value, ir.VectorType(BF16, vw), name=f"bf{j}")
-            store(b, value, out_elems, j * vw, f"out{j}")
+            (store_bf16 if self.out_bf16 else store)(b, value, out, j * vw, f"out{j}")
         b.ret_void()
         return fn
 

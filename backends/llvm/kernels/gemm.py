@@ -44,6 +44,7 @@ from ..builder import (
     udiv_rem,
     vec_type,
 )
+from .bf16 import pair_words
 from .conv2d_nchwc import Tiling, choose_tiling, emit_branches, vector_registers
 
 KERNEL_ARGS = ("a", "b", "c", "y", "task_begin", "task_end")
@@ -158,13 +159,9 @@ class GemmPlan:
                              f"({k}, {self.n})")
         vw = self.vector_width
         if self.bf16:  # (NP, k/2, vw) words, word [p, j] the pair (B[2p, j], B[2p + 1, j])
-            import ml_dtypes
-
-            padded = np.zeros((k, self.panels * vw), dtype=ml_dtypes.bfloat16)
+            padded = np.zeros((k, self.panels * vw), dtype=np.float32)
             padded[:, :self.n] = op_b
-            pairs = np.ascontiguousarray(
-                padded.reshape(self.k, 2, self.panels, vw).transpose(2, 0, 3, 1))
-            return pairs.view(np.uint16).view(np.float32).reshape(pairs.shape[:-1])
+            return pair_words(padded.reshape(self.k, 2, self.panels, vw).transpose(2, 0, 3, 1))
         padded = np.zeros((self.k, self.panels * vw), dtype=np.float32)
         padded[:, :self.n] = op_b
         return np.ascontiguousarray(padded.reshape(self.k, self.panels, vw).transpose(1, 0, 2))
@@ -234,6 +231,7 @@ class GemmPlan:
                 accs[i, v] = entry_alloca(b, vec_type(vw), f"acc{i}_{v}")
                 b.store(splat(0.0, vw), accs[i, v])
 
+        step = dot_bf16_pairs if self.bf16 else fma
         with for_range(b, 0, k, name="kk") as kk:
             b_k = gep(b, bp, kk, "b_k", scale=vw)
             panel = [load(b, b_k, v * k * vw, vw, f"b{v}") for v in range(nr)]
@@ -244,7 +242,6 @@ class GemmPlan:
                 x = broadcast(b, a_k, i if self.trans_a else i * k, vw, f"a{i}")
                 for v in range(nr):
                     acc = b.load(accs[i, v], name=f"acc{i}_{v}.v")
-                    step = dot_bf16_pairs if self.bf16 else fma
                     b.store(step(b, panel[v], x, acc, f"fma{i}_{v}"), accs[i, v])
 
         tail_lanes = self.n - (self.panels - 1) * vw

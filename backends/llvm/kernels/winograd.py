@@ -47,10 +47,12 @@ from ..builder import (
     load,
     splat,
     store,
+    store_bf16,
     udiv_rem,
     zero_buffer,
 )
 from ..codegen import O1
+from .bf16 import pair_words
 
 SCRATCH_BUDGET = 640 * 1024     # bytes of transformed input per task (stack alloca)
 REG_TILES = 8                   # tiles per GEMM register tile: 8 independent FMA chains
@@ -285,11 +287,8 @@ class WinogradConv2dNCHWcPlan:
         u = np.einsum("ij,ocjk,lk->ilco", g, padded, g).reshape(a * a, d.icb, ib, d.ocb, ob)
         packed = np.ascontiguousarray(u.transpose(0, 3, 1, 2, 4), dtype=np.float32)
         if self.bf16:  # (a*a, OCB, ICB, ib/2, ob) words, each the pair of channels (2p, 2p+1)
-            import ml_dtypes
-
             pairs = packed.reshape(a * a, d.ocb, d.icb, ib // 2, 2, ob).transpose(0, 1, 2, 3, 5, 4)
-            words = np.ascontiguousarray(pairs, dtype=ml_dtypes.bfloat16)
-            packed = words.view(np.uint16).view(np.float32).reshape(words.shape[:-1])
+            packed = pair_words(pairs)
         bias_packed = np.zeros(d.ocb * ob, dtype=np.float32)
         if bias is not None:
             bias_packed[:d.c_out] = bias
@@ -318,7 +317,6 @@ class WinogradConv2dNCHWcPlan:
         m_slot = entry_alloca(b, ir.ArrayType(F32, o_reg * k_tiles * aa * ob), "M")
         acc_slot = entry_alloca(b, ir.ArrayType(ir.VectorType(F32, ob), t_reg * o_reg), "acc")
         v_buf = b.bitcast(v_slot, F32P, name="vbuf")  # bf16: read as words (channel pairs)
-        v_elems = b.bitcast(v_slot, BF16.as_pointer(), name="vbuf.bf16") if self.bf16 else v_buf
         # the GEMM's reduction: channels, or (bf16) pairs of channels as 32-bit words
         ci_red = ci_all // 2 if self.bf16 else ci_all
         m_buf = b.bitcast(m_slot, F32P, name="mbuf")
@@ -371,10 +369,8 @@ class WinogradConv2dNCHWcPlan:
                         for j in range(a):
                             off = linear(b, f"vo{i}{j}", (kt, aa * ci_all), (icb, ib),
                                          const=(i * a + j) * ci_all)
-                            value = v[i][j]
-                            if self.bf16:
-                                value = b.fptrunc(value, ir.VectorType(BF16, ib), name=f"vb{i}{j}")
-                            store(b, value, v_elems, off, f"vs{i}{j}")
+                            (store_bf16 if self.bf16 else store)(b, v[i][j], v_buf, off,
+                                                                 f"vs{i}{j}")
             # (2) GEMM: weights U[pos][ocb] (C_in x ob) stay in L1 across the chunk's tile
             # groups; per group T accumulators, one weight vector + T broadcasts per step.
             with for_range(b, ocb_lo, ocb_hi, step=o_reg, name="ocb") as ocb:
