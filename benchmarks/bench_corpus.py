@@ -32,7 +32,7 @@ import numpy as np
 import onnxruntime as ort
 
 import graphcnn as gc
-from graphcnn.bench import time_alternating
+from graphcnn.bench import precision_agreement, time_alternating
 from graphcnn.errors import GraphcnnError, UnsupportedOpError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,20 +115,9 @@ def bench_file(name: str, exporter: str, path: str, runs: int, budget_s: float,
     for precision, low in extra.items():
         mine = medians[f"graphcnn-{precision}"]
         row[f"speedup_{precision}"] = {k: medians[k] / mine for k in peers}
-        row[f"agreement_{precision}"] = _agreement(path, low, samples)
+        # its rel L2 against graphcnn's float32 and the top-1 / top-5 agreement of a classifier
+        row[f"agreement_{precision}"] = precision_agreement(low, model, samples)
     return row
-
-
-def _agreement(path: str, model, samples: int) -> dict:
-    """precision_agreement (graphcnn.bench) on the imported file: its rel L2 against
-    graphcnn's float32 and the top-1 / top-5 agreement of a classifier."""
-    from graphcnn.bench import precision_agreement
-
-    try:
-        graph = gc.from_onnx(path)
-    except UnsupportedOpError:
-        return {}
-    return precision_agreement(graph, model, samples)
 
 
 def corpus_files(models: list[str], exporters: list[str], light: bool):

@@ -138,22 +138,19 @@ def random_input(shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -
     return rng.standard_normal(shape).astype(dtype)
 
 
-def precision_agreement(graph: Graph, model, samples: int = 100, seed: int = 1,
-                        threads: int = 2) -> dict:
-    """How close `model` (a reduced-precision build of `graph`) stays to float32 over
-    `samples` random inputs: the relative L2 error of all its outputs together against the
-    float32 llvm build (itself checked against the reference interpreter by the test suite),
-    and for a classifier output (N, classes >= 5) the share of samples whose top-1 class is
-    float32's (top-1 agreement) and whose top-5 holds float32's top-1 (top-5 agreement)."""
-    from . import compile
-
-    fp32 = compile(graph, target="llvm", threads=threads)
+def precision_agreement(model, fp32, samples: int = 100, seed: int = 1) -> dict:
+    """How close `model` (a reduced-precision build) stays to `fp32` (the float32 llvm build of
+    the same graph, itself checked against the reference interpreter by the test suite) over
+    `samples` random inputs: the relative L2 error of all its outputs together, and for a
+    classifier output (N, classes >= 5) the share of samples whose top-1 class is float32's
+    (top-1 agreement) and whose top-5 holds float32's top-1 (top-5 agreement)."""
+    types = list(model.input_types.values())
+    batch = types[0].shape[0] if types[0].rank else 1
     rng = np.random.default_rng(seed)
-    batch = graph.inputs[0].type.shape[0] if graph.inputs[0].type.rank else 1
     err = ref = 0.0
     top1 = top5 = counted = 0
     for _ in range(-(-samples // max(batch, 1))):
-        xs = [random_input(v.type.shape, v.type.dtype, rng) for v in graph.inputs]
+        xs = [random_input(t.shape, t.dtype, rng) for t in types]
         got, want = model(*xs), fp32(*xs)
         got = got if isinstance(got, tuple) else (got,)
         want = want if isinstance(want, tuple) else (want,)
@@ -188,11 +185,13 @@ def bench_model(graph: Graph, threads: int = 2, runs: int = 30, profile: bool = 
     """The side-by-side table, then (`profile`) the llvm per-layer profile, which
     `on_profile` also receives (the CLI's --trace writes it out). A `precision` other than
     fp32 also prints how close it stays to float32 (precision_agreement)."""
+    from . import compile
+
     row = compare_with_onnxruntime(graph, threads=threads, runs=runs, precision=precision)
     print(format_table([row]))
     if precision != "fp32":
-        print(format_agreement(precision_agreement(graph, row["model"], samples,
-                                                   threads=threads), precision))
+        fp32 = compile(graph, target="llvm", threads=threads)
+        print(format_agreement(precision_agreement(row["model"], fp32, samples), precision))
     print(f"compile (cold or cached): {row['compile_s'] * 1e3:.0f} ms; "
           f"workspace arena: {row['memory_bytes'] or 0} bytes")
     model = row["model"]

@@ -309,10 +309,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                        precision=args.precision)
         report = {k: v for k, v in row.items() if isinstance(v, (int, float, str, type(None)))}
         if args.precision != "fp32":
+            from . import compile
             from .bench import precision_agreement
 
-            report["agreement"] = precision_agreement(graph, row["model"], args.samples,
-                                                      threads=args.threads)
+            fp32 = compile(graph, target="llvm", threads=args.threads)
+            report["agreement"] = precision_agreement(row["model"], fp32, args.samples)
         if not args.no_profile or args.trace:
             profile = row["model"].profile(*row["inputs"])
             if args.trace:
