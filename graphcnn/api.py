@@ -8,6 +8,7 @@ from .hugepages import no_huge_page_advice
 from .ir import Graph
 from .ops.opaque import opaque_ops
 from .opt_levels import DEFAULT_OPT_LEVEL, check_opt_level
+from .precisions import check_precision
 from .progress import reporting, sink_for
 from .runtime import CompiledModel
 from .taps import Recipe
@@ -64,9 +65,7 @@ def _checked(graph: Graph, target: str, opt_level: int | None, fallback: str | N
     if batch not in (None, "dynamic"):
         raise InvalidOptionError(f"batch must be None or 'dynamic', got {batch!r}")
     verify(graph)
-    precision = options.get("precision", "fp32")
-    if precision not in ("fp32", "bf16"):
-        raise InvalidOptionError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    precision = check_precision(options.get("precision", "fp32"))
     if target != "llvm":
         if precision != "fp32":
             raise InvalidOptionError(f"precision={precision!r} is an option of the llvm target "

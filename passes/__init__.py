@@ -36,6 +36,7 @@ from typing import IO
 
 from graphcnn.ir import Graph
 from graphcnn.opt_levels import DEFAULT_OPT_LEVEL, OPT_LEVELS, check_opt_level
+from graphcnn.precisions import check_precision
 from graphcnn.verify import verify as verify_graph
 
 from .cancel_views import cancel_views
@@ -63,7 +64,7 @@ from .legalize_convs import legalize_convs
 from .lift_conv1d import lift_conv1d
 from .lower_spatial import lower_spatial
 from .manager import Pass, PassError, PassManager, PassReport, restore_output_names
-from .precision import PRECISIONS, to_bf16
+from .precision import to_bf16
 from .reduce_to_pool import reduce_to_global_pool
 from .remove_identity import remove_identity
 from .split_strided_1x1 import split_strided_1x1
@@ -134,8 +135,7 @@ def pipeline(opt_level: int = 2, target: str | None = None, block: int = DEFAULT
              precision: str = "fp32") -> list[Pass]:
     """The passes `optimize` runs for a level and target, in order."""
     check_opt_level(opt_level)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_precision(precision)
     llvm = target in LLVM_TARGETS
     lowering = _lowering(block, precision) if llvm else []
     if opt_level == 0:

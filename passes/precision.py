@@ -35,7 +35,6 @@ from graphcnn.ir import Graph, Node, Value
 
 from .util import adopt_name, annotate, annotation, is_output
 
-PRECISIONS = ("fp32", "bf16")
 # the fp32 families whose convs the bf16 kernel takes: the direct conv's tiles, which it
 # shares (Conv2dNCHWcPlan.create_bf16). Not Winograd's: its float32 F(4x4, 3x3) does 4x fewer
 # multiplies, more than bf16's 2x per instruction buys back (VGG-19 ran 81 ms with its 3x3
@@ -50,6 +49,8 @@ WINOGRAD_BF16 = {"winograd_f2": "winograd_f2_bf16"}
 # the families whose kernel (Conv2dNCHWcPlan, DepthwiseConv2dNCHWcPlan) can store its output
 # as bf16 (rule 2): MobileNet's depthwise and ResNeXt's grouped convs feed 1x1 convs
 STORES_BF16 = frozenset({"direct", "direct_bf16", "grouped", "depthwise", "lane_groups"})
+# every family whose node may read or write bfloat16 values (the llvm plan's type check)
+BF16_VALUED = STORES_BF16 | {"gemm_bf16"}
 
 
 def round_bf16(data: np.ndarray) -> np.ndarray:

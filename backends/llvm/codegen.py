@@ -24,6 +24,7 @@ from llvmlite import ir
 
 from graphcnn import progress
 from graphcnn.errors import CompileError, InvalidOptionError, PrecisionWarning
+from graphcnn.precisions import check_precision
 
 _initialized = False
 CHILD_TIMEOUT_S = 120.0  # silence from a forked compile child before giving up on it
@@ -132,12 +133,7 @@ def has_bf16(cpu: str) -> bool:
 def resolve_precision(precision: str, cpu: str) -> str:
     """The precision the kernels for `cpu` compute in: "fp32", or "bf16" where the CPU has
     AVX512-BF16; bf16 asked of a CPU without it compiles fp32, with a warning."""
-    from graphcnn.passes.precision import PRECISIONS
-
-    if precision not in PRECISIONS:
-        raise InvalidOptionError(f"precision must be one of {list(PRECISIONS)}, "
-                                 f"got {precision!r}")
-    if precision == "bf16" and not has_bf16(cpu):
+    if check_precision(precision) == "bf16" and not has_bf16(cpu):
         warnings.warn(f"precision='bf16' needs AVX512-BF16, which cpu {cpu!r} "
                       f"({cpu_and_features(cpu)[0]}) does not have: compiling float32",
                       PrecisionWarning, stacklevel=4)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphcnn.passes.kernel_family import gemm_dims
+from graphcnn.passes.precision import BF16_VALUED
 
 from graphcnn.errors import CompileError, where
 from graphcnn.ir import Graph, Node
@@ -30,9 +31,6 @@ from .kernels.gemm import GemmPlan
 from .kernels.winograd import WinogradConv2dNCHWcPlan
 
 FAMILY_OPS = frozenset({"conv", "gemm", "matmul"})  # ops whose kernel family a pass chooses
-# the families whose kernels read or write bfloat16 (passes/precision.py chose them for it)
-BF16_FAMILIES = frozenset({"direct", "direct_bf16", "gemm_bf16", "grouped", "depthwise",
-                           "lane_groups"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,7 +147,7 @@ def _check(graph: Graph) -> None:
     for node in graph.nodes:
         if node.op in ANY_DTYPE_OPS or node.op in VIEW_OPS or integer_binary(node):
             continue
-        if (graph.annotations.get(node.name, {}).get("kernel") in BF16_FAMILIES
+        if (graph.annotations.get(node.name, {}).get("kernel") in BF16_VALUED
                 and {v.type.dtype for v in node.inputs + node.outputs}
                 <= {"float32", "bfloat16"}):
             continue  # the precision pass retyped the node for this kernel
