@@ -58,12 +58,14 @@ def round_bf16(data: np.ndarray) -> np.ndarray:
     return np.asarray(data, np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
 
 
-def _takes(graph: Graph, node: Node, dtype: str = "float32") -> bool:
+def _takes(graph: Graph, node: Node, dtype: str = "float32", block: int | None = None) -> bool:
+    """Rule 1 takes `node` (with its input blocked by `block`, if given)."""
     if node.op != "conv" or annotation(graph, node, "kernel") not in BF16_FAMILIES:
         return False
     a, x, w = node.attrs, node.inputs[0], node.inputs[1]
+    block = x.type.shape[-1] if block is None else block
     return (a["layout"] == "NCHWc" and a["groups"] == 1 and a["out_block"] == BF16_BLOCK
-            and x.type.shape[-1] % 2 == 0 and x.type.shape[-1] <= BF16_BLOCK
+            and block % 2 == 0 and block <= BF16_BLOCK
             and x.type.dtype == dtype and w.is_constant and w.type.dtype == "float32")
 
 
@@ -72,15 +74,11 @@ def _even_input_block(graph: Graph, node: Node) -> bool:
     x = node.inputs[0]
     block = x.type.shape[-1] if x.type.rank else 0
     if (x.producer is None or x.producer.op != "to_blocked" or block % 2 == 0
-            or len(x.uses) != 1 or is_output(graph, x)):
+            or len(x.uses) != 1 or is_output(graph, x) or not _takes(graph, node, block=block + 1)):
         return False
     even = graph.apply("to_blocked", list(x.producer.inputs), {"block": block + 1},
                        name=x.producer.name, before=x.producer)
     graph.replace_input(node, 0, even)
-    if not _takes(graph, node):  # not for Rule 1 after all: as it was
-        graph.replace_input(node, 0, x)
-        graph.remove(even.producer)
-        return False
     graph.remove(x.producer)
     return True
 
