@@ -11,6 +11,7 @@ Python still lowers the rest of the graph.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import select
@@ -28,6 +29,7 @@ from graphcnn.precisions import check_precision
 
 _initialized = False
 CHILD_TIMEOUT_S = 120.0  # silence from a forked compile child before giving up on it
+silent_children = 0  # children killed for CHILD_TIMEOUT_S of silence (a deadlock; tests read it)
 
 
 def init_llvm() -> None:
@@ -268,9 +270,17 @@ def _fork_compile(module: ir.Module, cpu: str, aot: bool, pipeline: str
                   ) -> tuple[int, int] | None:
     try:
         read_fd, write_fd = os.pipe()
-        pid = os.fork()
     except OSError:
         return None
+    # Fork holding llvmlite's lock, so no other thread is inside an LLVM call: the child would
+    # find that lock (and LLVM's own) held by a thread it does not have, and wait forever.
+    with _llvm_lock():
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            return None
     if pid == 0:  # child: compile, send the object, leave without Python clean-up
         code = 1
         try:
@@ -288,15 +298,22 @@ def _fork_compile(module: ir.Module, cpu: str, aot: bool, pipeline: str
     return pid, read_fd
 
 
+def _llvm_lock():
+    """llvmlite's process-wide lock around every LLVM C-API call (a context manager)."""
+    return getattr(llvm.ffi.lib, "_lock", None) or contextlib.nullcontext()
+
+
 def _collect(child: tuple[int, int]) -> bytes | None:
     """The child's object code, or None if it failed or went silent for CHILD_TIMEOUT_S (a
     child forked while another thread held a lock it needs could hang: kill it, compile here)."""
+    global silent_children
     pid, fd = child
     chunks = []
     with os.fdopen(fd, "rb", buffering=0) as f:
         while True:
             ready, _, _ = select.select([f], [], [], CHILD_TIMEOUT_S)
             if not ready:
+                silent_children += 1
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 return None
