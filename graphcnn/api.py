@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import budgets
 from .errors import CompileError, InvalidOptionError, UnsupportedOpError
 from .hugepages import no_huge_page_advice
 from .ir import Graph
@@ -52,7 +53,7 @@ def compile(graph: Graph, target: str = "llvm", opt_level: int | None = None,
     `progress=True` shows each pass and kernel-module compile on one stderr line when stderr
     is a terminal; a callable gets them as `fn(stage, done, total, detail)` (progress.py).
     """
-    with reporting(sink_for(progress)):
+    with reporting(sink_for(progress)), budgets.deadline():
         return _checked(graph, target, opt_level, fallback, batch, progress, options)
 
 
@@ -65,6 +66,7 @@ def _checked(graph: Graph, target: str, opt_level: int | None, fallback: str | N
     if batch not in (None, "dynamic"):
         raise InvalidOptionError(f"batch must be None or 'dynamic', got {batch!r}")
     verify(graph)
+    budgets.check_nodes(len(graph.nodes), f"graph {graph.name!r}")
     precision = check_precision(options.get("precision", "fp32"))
     if target != "llvm":
         if precision != "fp32":
@@ -85,7 +87,14 @@ def _checked(graph: Graph, target: str, opt_level: int | None, fallback: str | N
             g, target=target, opt_level=opt_level, fallback=fallback, progress=progress,
             **options))
     recipe = Recipe(graph.copy(), compile, target, opt_level, fallback, dict(options))
-    model = _compile(graph, target, opt_level, fallback, options)
+    try:
+        model = _compile(graph, target, opt_level, fallback, options)
+    except MemoryError as e:  # within the budgets, but more than this process may have
+        constants = [(f"%{v.name} {list(v.type.shape)}", v.type.nbytes) for v in graph.constants]
+        raise CompileError(f"graph {graph.name!r}: out of memory compiling for {target} ({e}); "
+                           f"the largest constants: {budgets.largest(constants) or 'none'} "
+                           "(GRAPHCNN_MAX_WEIGHTS / GRAPHCNN_MAX_WORKSPACE lower the budgets, "
+                           "so such a model fails before allocating)") from None
     model._recipe = recipe
     return model
 

@@ -330,7 +330,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_cache_info(args: argparse.Namespace) -> int:
     from graphcnn.backends.llvm.cache import cache_info
-    from graphcnn.backends.llvm.cache_size import human
+    from graphcnn.budgets import human
 
     info = cache_info()
     if args.json:
@@ -349,7 +349,7 @@ def cmd_cache_info(args: argparse.Namespace) -> int:
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:
     from graphcnn.backends.llvm.cache import clear_cache
-    from graphcnn.backends.llvm.cache_size import human
+    from graphcnn.budgets import human
 
     done = clear_cache()
     print(f"freed {human(done['freed_bytes'])} ({done['freed_bytes']} bytes, "

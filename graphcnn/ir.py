@@ -154,17 +154,26 @@ class Graph:
         self.outputs: list[Value] = []
         self.nodes: list[Node] = []
         self._names: set[str] = set()
+        self._next_suffix: dict[str, int] = {}  # base -> the suffix unique_name tries first
         # backend hints that are not op semantics, by node name (passes/util.py: kernel family,
         # in-place concat); copied with the graph, ignored by the reference interpreter
         self.annotations: dict[str, dict] = {}
 
     # ----- construction -------------------------------------------------------------------
     def unique_name(self, base: str) -> str:
+        """`base` if free, else the first free `base_1`, `base_2`, ...; probing resumes where
+        the last call for this base stopped (a chain of 20k ReLUs would otherwise probe 20k^2/2
+        names). A name given back (the DSL frees one and asks for it again) is `base` itself."""
         base = base or "v"
-        name, i = base, 1
-        while name in self._names:
-            name, i = f"{base}_{i}", i + 1
+        if base not in self._names:
+            self._names.add(base)
+            return base
+        i = self._next_suffix.get(base, 1)
+        while f"{base}_{i}" in self._names:
+            i += 1
+        name = f"{base}_{i}"
         self._names.add(name)
+        self._next_suffix[base] = i + 1
         return name
 
     def add_input(self, name: str, shape: Sequence[int], dtype: str = "float32") -> Value:
@@ -364,6 +373,7 @@ class Graph:
         read-only, are shared."""
         new = Graph(self.name)
         new._names = set(self._names)
+        new._next_suffix = dict(self._next_suffix)
         new.annotations = {k: dict(v) for k, v in self.annotations.items()}
         vmap: dict[int, Value] = {}
 

@@ -13,11 +13,12 @@ from .ops import get_op
 
 def verify(graph: Graph) -> None:
     defined: set[int] = set()
-    names: dict[str, str] = {}
+    names: dict[str, object] = {}  # value name -> its owner: a node, or what else defines it
 
-    def define(value, owner: str) -> None:
+    def define(value, owner) -> None:
         if value.name in names:
-            raise GraphError(f"duplicate value name %{value.name} ({owner} and {names[value.name]})")
+            raise GraphError(f"duplicate value name %{value.name} ({_owner(owner)} and "
+                             f"{_owner(names[value.name])})")
         names[value.name] = owner
         defined.add(id(value))
 
@@ -47,7 +48,7 @@ def verify(graph: Graph) -> None:
         for out in node.outputs:
             if out.producer is not node:
                 raise GraphError(f"{where(node)}: output %{out.name} names another producer")
-            define(out, where(node))
+            define(out, node)  # named only in an error: where() for every node costs
         _check_types(node)
 
     node_ids = {id(n) for n in graph.nodes}
@@ -58,6 +59,10 @@ def verify(graph: Graph) -> None:
     for v in graph.outputs:
         if id(v) not in defined:
             raise GraphError(f"graph output %{v.name} is not defined by the graph")
+
+
+def _owner(owner) -> str:
+    return owner if isinstance(owner, str) else where(owner)
 
 
 def _check_types(node) -> None:

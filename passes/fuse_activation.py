@@ -105,9 +105,9 @@ def fuse_conv_activation(graph: Graph) -> bool:
     changed = False
     for _ in range(MAX_ROUNDS):
         fired = False
+        # a rule removes only the node it fires on and that node's producer, which comes
+        # earlier (topological order): no node still ahead in the snapshot is ever removed
         for node in list(graph.nodes):
-            if node not in graph.nodes:
-                continue
             for op, rule in RULES:
                 if node.op == op and rule(graph, node):
                     fired = True

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from graphcnn import progress
+from graphcnn.budgets import check_time
 from graphcnn.errors import GraphError, InvalidOptionError
 from graphcnn.ir import Graph
 from graphcnn.verify import verify as verify_graph
@@ -125,6 +126,7 @@ class PassManager:
         if self.dump_dir is not None:
             self._dump(0, "input", graph)
         for index, p in enumerate(self.passes, start=1):
+            check_time(f"pass {p.name!r}")
             progress.report("passes", index - 1, len(self.passes), p.name)
             if _selected(self.print_before, p.name):
                 self._print("before", p.name, graph)

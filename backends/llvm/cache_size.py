@@ -24,32 +24,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graphcnn.errors import InvalidOptionError
+from graphcnn.budgets import parse_size
 
 DEFAULT_MAX_BYTES = 4 << 30
 ORPHAN_SECONDS = 3600.0  # a store writes its three files in seconds; older orphans are dead
 SUFFIXES = (".json", ".o", ".weights")  # deletion order: manifest first (see above)
 _FILE = re.compile(r"([0-9a-f]{64})(\.json|\.o|\.weights)(.*\.tmp)?")
-_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?b)?\s*", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(text: str, variable: str = "GRAPHCNN_CACHE_MAX") -> int:
-    """Bytes from `4G`, `500M`, `1.5g`, `64KiB` or `123456`; a positive size or
-    InvalidOptionError naming `variable`."""
-    match = _SIZE.fullmatch(text)
-    size = int(float(match[1]) * _UNITS[match[2].lower()]) if match else 0
-    if size <= 0:
-        raise InvalidOptionError(
-            f"{variable}={text!r} is not a cache size: give a positive number of bytes with an "
-            "optional K, M, G or T suffix (e.g. 500M, 4G)")
-    return size
 
 
 def max_bytes() -> int:
     """The limit in force: GRAPHCNN_CACHE_MAX, or DEFAULT_MAX_BYTES when unset or empty."""
     text = os.environ.get("GRAPHCNN_CACHE_MAX", "")
-    return parse_size(text) if text.strip() else DEFAULT_MAX_BYTES
+    return parse_size(text, "GRAPHCNN_CACHE_MAX") if text.strip() else DEFAULT_MAX_BYTES
 
 
 @dataclass
@@ -132,11 +118,3 @@ def touch(manifest: Path) -> None:
         os.utime(manifest, follow_symlinks=not nofollow)
     except OSError:
         pass
-
-
-def human(n: int) -> str:
-    """Bytes for people: 1.5 GiB, 603.2 MiB, 12 B."""
-    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from llvmlite import ir
 
+from graphcnn import budgets
 from graphcnn.ir import Graph
 
 from .codegen import MODEL_PIPELINE, PipelinedModule
@@ -59,6 +60,22 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def check_weights(graph: Graph) -> None:
+    """The constants, before they are packed, within GRAPHCNN_MAX_WEIGHTS (budgets.py)."""
+    constants = graph.constants
+    budgets.check_bytes(sum(v.type.nbytes for v in constants), budgets.max_weights(),
+                        f"graph {graph.name!r}: its constants", "GRAPHCNN_MAX_WEIGHTS",
+                        ((f"%{v.name} {list(v.type.shape)}", v.type.nbytes) for v in constants))
+
+
+def check_workspace(graph: Graph, workspace_bytes: int) -> None:
+    """The planned activation arena within GRAPHCNN_MAX_WORKSPACE, before it is allocated."""
+    budgets.check_bytes(workspace_bytes, budgets.max_workspace(),
+                        f"graph {graph.name!r}: its activations", "GRAPHCNN_MAX_WORKSPACE",
+                        ((f"%{v.name} ({n.op} {n.name!r})", v.type.nbytes)
+                         for n in graph.nodes for v in n.outputs))
+
+
 def lower(graph: Graph, vector_width: int, weights_symbol: str, profile: bool = False,
           on_kernel_module: Callable[[ir.Module, str], None] | None = None) -> Lowered:
     """Lower `graph`, which it does not change. With `profile`, `run` also adds each task's
@@ -67,8 +84,10 @@ def lower(graph: Graph, vector_width: int, weights_symbol: str, profile: bool = 
     is complete (e.g. codegen.ObjectBuilder.submit, to compile it while lowering goes on);
     every one of them is in the result's `modules` as well."""
     with gc_paused():
+        check_weights(graph)
         steps = plan(graph, vector_width)
         placement = place(graph, steps)
+        check_workspace(graph, placement.workspace_bytes)
         ctx = emit_model(graph, steps, placement, vector_width, weights_symbol, profile,
                          on_kernel_module)
         kernels = [{"node": t.node, "op": t.op, "fn": t.fn.name, "tasks": t.num_tasks,

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import llvmlite.binding as llvm
 import numpy as np
 
+from graphcnn import budgets
 from graphcnn.errors import InputError
 from graphcnn.hugepages import huge_page_advice
 from graphcnn.ir import Graph
@@ -102,6 +103,10 @@ class LLVMModel(CompiledModel):
         self.from_cache = from_cache
         self.memory_bytes = int(manifest["workspace_bytes"])
         self.weights_bytes = int(manifest["weights_bytes"])
+        # a cache entry or saved file made under larger budgets: refused before allocating
+        budgets.check_bytes(self.memory_bytes, budgets.max_workspace(),
+                            f"model {self._name!r}: its activations", "GRAPHCNN_MAX_WORKSPACE",
+                            [("the workspace arena", self.memory_bytes)])
         self._weights = weights_array(weights)
         with huge_page_advice(True):  # hot on every call (compile turns the advice off)
             self._workspace = np.empty(self.memory_bytes + 64, dtype=np.uint8)

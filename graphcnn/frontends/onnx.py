@@ -39,6 +39,7 @@ import onnx
 import onnx.defs
 
 from .. import progress
+from ..budgets import check_nodes, human
 from ..digests import prefetch_constant_digests
 from ..errors import (
     GraphcnnError,
@@ -175,6 +176,7 @@ class _Importer:
             raise UnsupportedOpError("sparse initializers are not supported",
                                      {"sparse_initializer": [t.name for t in g.sparse_initializer]})
         initializers = {t.name: t for t in g.initializer}
+        check_nodes(len(g.node), f"the model's graph {g.name!r}", ModelLoadError)
         order = self._check_structure(g, initializers)
         names = node_names(list(g.node))
         versions = self._check_ops(g, names, opset)
@@ -573,6 +575,10 @@ class _Importer:
                 ArithmeticError) as e:
             # numpy or protobuf rejecting a malformed node: still a typed error naming it
             raise ShapeError(f"{ctx.where}: {type(e).__name__}: {e}") from None
+        except MemoryError as e:  # under the limits but not in this process' memory
+            raise ModelLoadError(f"{ctx.where}: out of memory ({e}); the constants so far take "
+                                 f"{human(self.limits.total_bytes)} (max_total_bytes lowers "
+                                 "the limit, so a file this big fails before allocating)") from None
         result = list(result) if isinstance(result, (list, tuple)) else [result]
         for i, out in enumerate(node.output):
             if not out:

@@ -147,7 +147,7 @@ class Context:
         array = np.asarray(array)
         nbytes = self.limits.check_tensor("constant", array.shape, array.dtype.itemsize,
                                           ShapeError)
-        self.limits.account("constant", nbytes, ShapeError)
+        self.limits.account("constant", nbytes)  # over the total: a ModelLoadError
         v = self.graph.add_constant(array, name=self.name)
         self.created.add(id(v))
         return v
@@ -170,7 +170,7 @@ class Context:
         types = [v.type for v in inputs]
         full = opdef.normalized(attrs, types)
         out_type = opdef.infer(full, types)[0]
-        self._check_size(out_type)
+        self._check_fold(out_type)
         with np.errstate(all="ignore"):
             y = opdef.run(full, *(v.data for v in inputs))[0]
         return self.constant(np.asarray(y, dtype=out_type.dtype).reshape(out_type.shape))
@@ -178,3 +178,9 @@ class Context:
     def _check_size(self, t: TensorType) -> None:
         self.limits.check_tensor("output", t.shape,
                                  np.dtype(t.dtype).itemsize, ShapeError)
+
+    def _check_fold(self, t: TensorType) -> None:
+        """A folded value becomes a constant: both limits, before it is computed."""
+        nbytes = self.limits.check_tensor("output", t.shape, np.dtype(t.dtype).itemsize,
+                                          ShapeError)
+        self.limits.check_room("constant", nbytes)

@@ -52,7 +52,8 @@ def constant_of_shape(ctx: Context) -> Value:
         fill = ctx.tensor(ctx.attr("value"), "value")
         if fill.size != 1:
             raise ctx.shape_error(f"value must have one element, got {list(fill.shape)}")
-    return ctx.constant(np.full(_sized(ctx, shape, fill.dtype), fill.reshape(-1)[0], fill.dtype))
+    # a broadcast view: the limits are checked (ctx.constant) before the fill is allocated
+    return ctx.constant(np.broadcast_to(fill.reshape(-1)[0], _sized(ctx, shape, fill.dtype)))
 
 
 @importer("Shape", (1, 13, 15, 19) + _LATEST, ("start", "end"), fold_only=True)

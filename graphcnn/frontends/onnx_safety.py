@@ -56,10 +56,15 @@ class Limits:
 
     def account(self, what: str, nbytes: int, error: type[Exception] = ModelLoadError) -> None:
         """Rule 5."""
+        self.check_room(what, nbytes, error)
         self.total_bytes += nbytes
-        if self.total_bytes > self.max_total_bytes:
-            raise error(f"{what}: constants total {self.total_bytes} bytes, over the limit "
-                        f"max_total_bytes={self.max_total_bytes}")
+
+    def check_room(self, what: str, nbytes: int, error: type[Exception] = ModelLoadError
+                   ) -> None:
+        """Rule 5 for `nbytes` more, before they are allocated."""
+        if self.total_bytes + nbytes > self.max_total_bytes:
+            raise error(f"{what}: constants total {self.total_bytes + nbytes} bytes, over the "
+                        f"limit max_total_bytes={self.max_total_bytes}")
 
 
 # ONNX element types graphcnn can hold as constants, and the repeated field that stores them

@@ -100,6 +100,7 @@ class EmitContext:
         self.weights_bytes = 0
         self._const_offsets: dict[int, int] = {}
         self._kernels: dict[object, ir.Function] = {}
+        self.codes_given = 0  # next_task_code calls: a task that bakes one in is not shared
         # every sealed kernel module, in the order they were handed over
         self.kernel_modules: list[PipelinedModule] = []
         self.on_kernel_module = on_kernel_module
@@ -231,6 +232,7 @@ class EmitContext:
     def next_task_code(self) -> int:
         """The error code of the task emitted next: its 1-based position in `tasks` (and in the
         manifest's kernel list, which names its node and op)."""
+        self.codes_given += 1
         return len(self.tasks) + 1
 
     # ----- tasks -----------------------------------------------------------------------------
@@ -238,6 +240,7 @@ class EmitContext:
         fn = ir.Function(self.module, TASK_TYPE, self.module.get_unique_name(_ident(name)))
         fn.linkage = "internal"
         fn.attributes.add("nounwind")
+        fn.attributes.add("noinline")
         fn.args[0].name, fn.args[1].name, fn.args[2].name = "env", "task_begin", "task_end"
         return fn
 

@@ -19,13 +19,14 @@ from collections.abc import Callable
 
 from llvmlite import ir
 
+from graphcnn.budgets import check_time
 from graphcnn.errors import CompileError, GraphcnnError, where
 from graphcnn.ir import Graph, Node, Value
 
 from .. import threads
 from ..place import Placement
 from ..plan import Step
-from .base import EMITTERS, EmitContext, Location
+from .base import EMITTERS, EmitContext, Location, Task
 from .conv import emit_fast
 from .elementwise import emit_copy
 from .indexing import emit_copy_any
@@ -40,7 +41,37 @@ PLANNED: dict[str, Callable[[EmitContext, Node, object], None]] = {
 }
 
 
-def emit_step(ctx: EmitContext, step: Step) -> None:
+def emit_step(ctx: EmitContext, step: Step, shared: dict | None = None) -> None:
+    """The step's task functions; with `shared`, a step whose task key (shared_key) was emitted
+    before calls the same functions instead of emitting copies: a deep chain of equal layers
+    (2000 ReLUs, or ResNet's repeated blocks) compiles each distinct kernel once."""
+    key = shared_key(ctx, step) if shared is not None else None
+    if key is not None and key in shared:
+        for fn, num_tasks, work in shared[key]:
+            ctx.tasks.append(Task(fn, num_tasks, work, step.node.name, step.node.op))
+        return
+    state = (len(ctx.tasks), ctx.weights_bytes, len(ctx.locations), ctx.codes_given)
+    _emit(ctx, step)
+    if key is not None and state[1:] == (ctx.weights_bytes, len(ctx.locations), ctx.codes_given):
+        # only tasks were added (no weights, buffers or error codes of this node's own)
+        shared[key] = [(t.fn, t.num_tasks, t.work) for t in ctx.tasks[state[0]:]]
+
+
+def shared_key(ctx: EmitContext, step: Step) -> tuple | None:
+    """What an emitter's code depends on: op, attributes, kernel plan, and each input's and
+    output's type and buffer location (None if a value has no location yet, e.g. a constant
+    the emitter appends to the weights: then the step is not shared)."""
+    node = step.node
+    places = []
+    for v in (*node.inputs, *node.outputs):
+        loc = ctx.locations.get(id(v))
+        if loc is None:
+            return None
+        places.append((v.type, loc))
+    return node.op, node.attrs, step.family, step.plan, tuple(places)
+
+
+def _emit(ctx: EmitContext, step: Step) -> None:
     node = step.node
     try:
         if step.plan is not None:
@@ -68,9 +99,11 @@ def emit_model(graph: Graph, steps: list[Step], placement: Placement, vector_wid
         if id(constant) not in ctx.locations:
             ctx.locations[id(constant)] = Location("weights", ctx.add_weights(constant.data))
         ctx.locations.setdefault(id(view), ctx.locations[id(constant)].shifted(offset))
+    shared: dict[tuple, list] = {}
     for step in steps:
+        check_time(lambda: f"lowering {where(step.node)}")  # noqa: B023 (called at once)
         if id(step.node) not in placement.inplace_concats:  # those emit nothing
-            emit_step(ctx, step)
+            emit_step(ctx, step, shared)
     for v, j in placement.copies:
         out = Value(f"{v.name}.out{j}", v.type)
         ctx.locations[id(out)] = Location("output", j)

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from graphcnn.backends.llvm import cache
-from graphcnn.backends.llvm.cache_size import entries, evict, parse_size
+from graphcnn.backends.llvm.cache_size import entries, evict
 from graphcnn.backends.reference import interpret
 
 import graphcnn as gc
+from graphcnn.budgets import parse_size
 from graphcnn.errors import InvalidOptionError
 from graphcnn.ir import Graph
 
@@ -57,13 +58,13 @@ def keys(d: Path) -> set[str]:
                                         ("1.5g", 3 << 29), ("64KiB", 64 << 10), (" 2T ", 2 << 40),
                                         ("10mb", 10 << 20)])
 def test_parse_size(text, size):
-    assert parse_size(text) == size
+    assert parse_size(text, "GRAPHCNN_CACHE_MAX") == size
 
 
 @pytest.mark.parametrize("text", ["0", "0M", "-1", "abc", "4X", "G", "1e9", "0.0001"])
 def test_bad_size_names_the_variable(text):
     with pytest.raises(InvalidOptionError, match="GRAPHCNN_CACHE_MAX"):
-        parse_size(text)
+        parse_size(text, "GRAPHCNN_CACHE_MAX")
 
 
 def test_bad_limit_fails_the_compile(monkeypatch):

@@ -26,6 +26,36 @@ def test_random_lifetimes_never_overlap(seed):
     assert size >= peak
 
 
+def quadratic_plan(buffers: list[memory.Buffer]) -> int:
+    """The plan's rule spelled out directly: each buffer against every one placed before."""
+    placed: list[memory.Buffer] = []
+    for buf in sorted(buffers, key=lambda x: (-x.size, x.first, x.key)):
+        size = memory.align(buf.size)
+        busy = sorted((p.offset, p.offset + memory.align(p.size)) for p in placed
+                      if p.first <= buf.last and buf.first <= p.last)
+        best, best_gap, cursor = None, None, 0
+        for start, end in busy:
+            if start - cursor >= size and (best_gap is None or start - cursor < best_gap):
+                best, best_gap = cursor, start - cursor
+            cursor = max(cursor, end)
+        buf.offset = best if best is not None else cursor
+        placed.append(buf)
+    return max((b.offset + memory.align(b.size) for b in buffers), default=0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_indexed_plan_equals_the_rule_spelled_out(seed):
+    # the plan indexes placed buffers by step; the offsets must be those of the plain rule
+    rng = np.random.default_rng(seed)
+    lives = [(int(f), int(f + rng.integers(0, 12) * (rng.random() < 0.8)))
+             for f in rng.integers(0, 60, 80)]
+    sizes = [int(s) for s in rng.choice([64, 100, 1000, 4096, 5000], 80)]
+    fast = [memory.Buffer(k, s, f, la) for k, (s, (f, la)) in enumerate(zip(sizes, lives))]
+    slow = [memory.Buffer(k, s, f, la) for k, (s, (f, la)) in enumerate(zip(sizes, lives))]
+    assert memory.plan(fast) == quadratic_plan(slow)
+    assert [b.offset for b in fast] == [b.offset for b in slow]
+
+
 def test_chain_reuses_two_slots():
     # a -> b -> c -> d: each buffer is read by the next node only
     bufs = [memory.Buffer(k, 1000, k, k + 1) for k in range(4)]
