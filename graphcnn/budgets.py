@@ -2,7 +2,7 @@
 big for them is a typed error naming what is big, never a MemoryError or minutes of compiling.
 
 - nodes: a graph (or an ONNX file) of more than GRAPHCNN_MAX_NODES nodes (default 100k; compile
-  time is linear, ~0.25 ms a node) is refused at import and at compile;
+  time is linear in the node count) is refused at import and at compile;
 - time: a compile running longer than GRAPHCNN_COMPILE_TIMEOUT seconds (default 600; 0 turns it
   off) stops at the next pass or lowered node (`deadline` / `check_time`);
 - weights: the constants of a graph compiled natively, together at most GRAPHCNN_MAX_WEIGHTS

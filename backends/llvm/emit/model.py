@@ -43,8 +43,8 @@ PLANNED: dict[str, Callable[[EmitContext, Node, object], None]] = {
 
 def emit_step(ctx: EmitContext, step: Step, shared: dict | None = None) -> None:
     """The step's task functions; with `shared`, a step whose task key (shared_key) was emitted
-    before calls the same functions instead of emitting copies: a deep chain of equal layers
-    (2000 ReLUs, or ResNet's repeated blocks) compiles each distinct kernel once."""
+    before calls the same functions instead of emitting copies: a deep chain of equal weightless
+    layers on the same buffers (2000 ReLUs) compiles each distinct kernel once."""
     key = shared_key(ctx, step) if shared is not None else None
     if key is not None and key in shared:
         for fn, num_tasks, work in shared[key]:
